@@ -1,0 +1,51 @@
+# Every target creates .venv and installs the project into it on first use, so a fresh
+# clone needs nothing but Python 3.11+ and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO   := build/demo
+
+.PHONY: venv demo test test-slow test-all lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev,tflite]"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# The main job on the built-in demo model: train a small digits CNN, record its golden,
+# then gate two candidates: one that must pass and one whose regression must be caught.
+demo: $(STAMP)
+	$(BIN)/python -m snapshot_tool.demo $(DEMO)
+	$(BIN)/snapshot-tool record $(DEMO)/baseline --golden goldens/demo.h5 \
+		--inputs $(DEMO)/digits.npz --batch-size 32 --force
+	@echo "== candidate 1: same weights behind a rewritten serving wrapper (expect PASS)"
+	$(BIN)/snapshot-tool compare $(DEMO)/candidate_ok --golden goldens/demo.h5 \
+		--config goldens/demo.toml --report-json $(DEMO)/report_ok.json
+	@echo "== candidate 2: one damaged conv filter (expect FAIL, exit 1)"
+	@$(BIN)/snapshot-tool compare $(DEMO)/candidate_broken --golden goldens/demo.h5 \
+		--config goldens/demo.toml --report-json $(DEMO)/report_broken.json; \
+	rc=$$?; if [ $$rc -eq 1 ]; then echo "demo: regression caught (exit 1), as expected"; \
+	else echo "demo: expected exit 1, got $$rc"; exit 1; fi
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m "slow or not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check snapshot_tool tests benchmarks
+	$(BIN)/mypy
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/latency_gate.py
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

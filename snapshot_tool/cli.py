@@ -1,0 +1,283 @@
+"""The ``snapshot-tool`` command line: parse options, call the library, render, exit.
+
+Exit codes (a stable contract): 0 pass, 1 regression found, 2 usage or input error.
+This is the only module that prints. Heavy imports happen inside the commands, so that
+``snapshot-tool --help`` answers without loading TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from snapshot_tool.errors import SnapshotToolError
+
+EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
+
+app = typer.Typer(
+    name="snapshot-tool",
+    help="Golden-file regression gate for TensorFlow models: record a known-good model's "
+         "outputs, then compare candidates against them.\n\n"
+         "Exit codes: 0 pass, 1 regression found, 2 usage or input error.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _stderr() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def _stdout() -> Any:
+    from rich.console import Console
+
+    # CI logs are not terminals; rich would assume 80 columns and fold the tables.
+    width = None if sys.stdout.isatty() else 160
+    return Console(highlight=False, width=width)
+
+
+def fail(message: str) -> typer.Exit:
+    # One line, plain text: scripts grep for "error:" and humans read the fix in it.
+    one_line = " ".join(message.split())
+    print(f"error: {one_line}", file=sys.stderr)
+    return typer.Exit(EXIT_USAGE)
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    try:
+        yield
+    except SnapshotToolError as exc:
+        raise fail(str(exc)) from None
+    except KeyboardInterrupt:
+        print("error: interrupted; no golden was written or changed", file=sys.stderr)
+        raise typer.Exit(130) from None
+    except MemoryError:
+        raise fail("out of memory; try a smaller --num-samples or --batch-size") from None
+    except PermissionError as exc:
+        raise fail(f"permission denied: {exc.filename or exc}") from None
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
+    """A rich progress bar on stderr, so stdout stays clean for reports and JSON."""
+    if not enabled or not sys.stderr.isatty():
+        yield lambda stage, done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    tasks: dict[str, Any] = {}
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=_stderr(), transient=True) as bar:
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield update
+
+
+ModelArg = Annotated[Path, typer.Argument(help="SavedModel directory (or other model file).",
+                                          show_default=False)]
+GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 file.",
+                                         show_default=False)]
+TagOpt = Annotated[str, typer.Option("--tag", help="SavedModel tag set (comma-separated).")]
+
+
+@app.command()
+def record(
+    model: ModelArg,
+    golden: GoldenOpt,
+    signature: Annotated[str | None, typer.Option(
+        help="Signature to record (default serving_default); 'all' records every one.")] = None,
+    inputs: Annotated[Path | None, typer.Option(
+        help="Inputs file (.npz or .h5, arrays named like the inputs). "
+             "Default: synthesized from the signature with --seed.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for synthesized inputs.")] = 0,
+    num_samples: Annotated[int, typer.Option(help="Samples to synthesize.")] = 64,
+    batch_size: Annotated[int, typer.Option(help="Samples per model call.")] = 16,
+    latency: Annotated[bool, typer.Option(
+        "--latency/--no-latency", help="Measure latency baselines.")] = True,
+    force: Annotated[bool, typer.Option(help="Replace an existing golden.")] = False,
+    tag: TagOpt = "serve",
+) -> None:
+    """Run a known-good MODEL over fixed inputs and write a golden file."""
+    with user_errors(), progress_bar() as progress:
+        from snapshot_tool.api import record as do_record
+
+        result = do_record(model, golden, signature=signature, inputs=inputs, seed=seed,
+                           num_samples=num_samples, batch_size=batch_size, force=force,
+                           tag=tag, progress=progress)
+    out = _stdout()
+    out.print(f"[bold green]recorded[/] {result.golden}: {len(result.outputs)} outputs of "
+              f"{', '.join(result.signatures)} over {result.num_samples} samples "
+              f"(batch size {result.batch_size})")
+    for w in result.warnings:
+        _stderr().print(f"[yellow]warning:[/] {w}")
+
+
+@app.command()
+def compare(
+    model: ModelArg,
+    golden: GoldenOpt,
+    config: Annotated[Path | None, typer.Option(
+        help="Tolerance config (snapshot.toml). Default: ./snapshot.toml, else "
+             "[tool.snapshot-tool] in ./pyproject.toml.")] = None,
+    signature: Annotated[str | None, typer.Option(
+        help="Check only this signature of the golden.")] = None,
+    latency: Annotated[bool, typer.Option(
+        "--latency/--no-latency", help="Check latency.")] = True,
+    report_json: Annotated[Path | None, typer.Option(
+        help="Write the full result as JSON here.")] = None,
+    tag: TagOpt = "serve",
+) -> None:
+    """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
+    with user_errors():
+        from snapshot_tool.api import compare as do_compare
+        from snapshot_tool.report import console_renderables, to_json
+
+        with progress_bar() as progress:
+            result = do_compare(model, golden, config=config, signature=signature, tag=tag,
+                                progress=progress)
+        if report_json is not None:
+            _write_text(report_json, json.dumps(to_json(result), indent=2) + "\n")
+    out = _stdout()
+    for item in console_renderables(result):
+        out.print(item)
+    raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SnapshotToolError(f"cannot write report {path}: {exc.strerror or exc}") from None
+
+
+@app.command()
+def show(
+    golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.", show_default=False)],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show what a golden file holds."""
+    with user_errors():
+        from snapshot_tool.golden import describe_golden
+
+        info = describe_golden(golden)
+    if as_json:
+        print(json.dumps(info, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    out = _stdout()
+    attrs = info["attrs"]
+    out.print(f"[bold]{info['path']}[/]  format v{attrs.get('format_version')}  "
+              f"recorded {attrs.get('created')} by snapshot-tool {attrs.get('tool_version')}")
+    out.print(f"model {attrs.get('model_path')}  (sha256 {str(attrs.get('model_digest'))[:12]}…)"
+              f"  seed {attrs.get('seed')}  samples {attrs.get('num_samples')}  "
+              f"batch {attrs.get('batch_size')}  inputs {attrs.get('inputs_source')}")
+    for sig, entry in info["signatures"].items():
+        table = Table(title=f"signature {sig}", title_justify="left", header_style="bold")
+        for col in ("kind", "name", "dtype", "shape", "sha256"):
+            table.add_column(col)
+        for kind in ("inputs", "outputs"):
+            for t in entry[kind]:
+                table.add_row(kind[:-1], t["name"], t["dtype"], str(tuple(t["shape"])),
+                              t["sha256"][:12])
+        if "labels" in entry:
+            lab = entry["labels"]
+            table.add_row("labels", lab["source"], lab["dtype"], str(tuple(lab["shape"])), "")
+        out.print(table)
+        for extra_renderable in _show_extras(entry):
+            out.print(extra_renderable)
+
+
+def _show_extras(entry: dict[str, Any]) -> list[Any]:
+    from rich.table import Table
+
+    items: list[Any] = []
+    if "metrics" in entry:
+        t = Table(title="metrics", title_justify="left", header_style="bold")
+        for col in ("output", "task", "metric", "value", "better"):
+            t.add_column(col)
+        for out_name, m in entry["metrics"].items():
+            for name, v in m["values"].items():
+                t.add_row(out_name, m["task"], name, f"{v['value']:.6g}", v["direction"])
+        items.append(t)
+    if "latency" in entry:
+        t = Table(title="latency", title_justify="left", header_style="bold")
+        for col in ("batch", "samples", "p50 ms", "p90 ms", "p99 ms", "warm-up calls"):
+            t.add_column(col, justify="right")
+        for key, a in sorted(entry["latency"].items(),
+                             key=lambda kv: int(kv[0].removeprefix("batch_"))):
+            t.add_row(key.removeprefix("batch_"), str(a.get("samples")),
+                      *(f"{float(a.get(p, 0)) / 1e6:.3f}" for p in ("p50", "p90", "p99")),
+                      str(a.get("warmup_calls", "")))
+        items.append(t)
+    return items
+
+
+@app.command()
+def inspect(
+    model: ModelArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    tag: TagOpt = "serve",
+) -> None:
+    """List a model's signatures with input/output names, dtypes and shapes."""
+    with user_errors():
+        from snapshot_tool.model import load_model
+
+        loaded = load_model(model, tag=tag)
+        sigs = loaded.signatures
+    if as_json:
+        doc = {"model": str(model), "kind": loaded.kind, "signatures": {
+            name: {"method_name": s.method_name,
+                   "inputs": [_spec_json(t) for t in s.inputs],
+                   "outputs": [_spec_json(t) for t in s.outputs]}
+            for name, s in sorted(sigs.items())}}
+        print(json.dumps(doc, indent=2))
+        return
+    out = _stdout()
+    out.print(f"[bold]{model}[/] ({loaded.kind}): {len(sigs)} signature(s)")
+    for name, s in sorted(sigs.items()):
+        method = f"  method {s.method_name}" if s.method_name else ""
+        out.print(f"\n[bold]{name}[/]{method}")
+        for kind, specs in (("in ", s.inputs), ("out", s.outputs)):
+            for t in specs:
+                out.print(f"  {kind} {t.describe()}", markup=False)
+
+
+def _spec_json(t: Any) -> dict[str, Any]:
+    return {"name": t.name, "dtype": t.dtype,
+            "shape": None if t.shape is None else list(t.shape)}
+
+
+@app.command()
+def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
+                                                  show_default=False)]) -> None:
+    """Check a golden's schema and checksums. Exit 0 intact, 2 not."""
+    with user_errors():
+        from snapshot_tool.golden import verify_golden
+
+        g = verify_golden(golden)
+    n = sum(len(s.inputs) + len(s.outputs) + (s.labels is not None)
+            for s in g.signatures.values())
+    print(f"ok: {golden} is intact (format v{g.attrs.get('format_version')}, "
+          f"{n} tensors checked)")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,164 @@
+"""Per-tensor comparison of a candidate output with its golden. Pure numpy, no TensorFlow.
+
+An element fails when ``|c - g| > atol + rtol * |g|`` (NaN equals NaN when ``nan_equal``;
+infinities equal only the same infinity). Structural differences (missing, extra, dtype,
+shape) are decided first and reported as such, because a numeric diff of arrays that do not
+line up would be noise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.tolerance import Tolerance
+
+STATUSES = ("ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed")
+
+
+@dataclass(frozen=True)
+class TensorDiff:
+    name: str
+    status: str
+    signature: str = ""
+    golden_dtype: str = ""
+    candidate_dtype: str = ""
+    golden_shape: tuple[int, ...] | None = None
+    candidate_shape: tuple[int, ...] | None = None
+    size: int = 0
+    mismatch_count: int = 0
+    mismatch_fraction: float = 0.0
+    max_abs_diff: float | None = None
+    mean_abs_diff: float | None = None
+    max_rel_diff: float | None = None
+    worst_index: tuple[int, ...] | None = None
+    worst_golden: Any = None
+    worst_candidate: Any = None
+    atol: float = 0.0
+    rtol: float = 0.0
+    max_mismatch_fraction: float = 0.0
+    nan_equal: bool = True
+    exact: bool = False
+    tolerance_source: str = ""
+    required_atol: float | None = None
+    spread: float | None = None  # run-to-run spread observed at record time
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "ok"
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "backslashreplace")
+    return v
+
+
+def _dtype(arr: np.ndarray) -> str:
+    return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
+
+
+def missing(name: str, golden: np.ndarray, signature: str = "") -> TensorDiff:
+    return TensorDiff(name=name, status="missing", signature=signature,
+                      golden_dtype=_dtype(golden), golden_shape=tuple(golden.shape),
+                      message="output is in the golden but the candidate does not produce it")
+
+
+def extra(name: str, candidate: np.ndarray, signature: str = "") -> TensorDiff:
+    return TensorDiff(name=name, status="extra", signature=signature,
+                      candidate_dtype=_dtype(candidate), candidate_shape=tuple(candidate.shape),
+                      message="candidate produces an output the golden does not have")
+
+
+def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
+                   signature: str = "", spread: float | None = None) -> TensorDiff:
+    base: dict[str, Any] = dict(
+        name=name, signature=signature, golden_dtype=_dtype(golden),
+        candidate_dtype=_dtype(candidate), golden_shape=tuple(golden.shape),
+        candidate_shape=tuple(candidate.shape), size=int(golden.size), atol=tol.atol,
+        rtol=tol.rtol, max_mismatch_fraction=tol.max_mismatch_fraction,
+        nan_equal=tol.nan_equal, exact=tol.exact, tolerance_source=tol.source, spread=spread)
+    if base["golden_dtype"] != base["candidate_dtype"]:
+        return TensorDiff(status="dtype_changed", **base,
+                          message=f"dtype {base['golden_dtype']} -> {base['candidate_dtype']}")
+    if golden.shape != candidate.shape:
+        return TensorDiff(status="shape_changed", **base,
+                          message=f"shape {golden.shape} -> {candidate.shape}")
+    if golden.size == 0:
+        return TensorDiff(status="ok", **base)
+    if golden.dtype.kind in ("O", "S", "U", "b"):
+        return _exact_diff(golden, candidate, base)
+    return _numeric_diff(golden, candidate, tol, base)
+
+
+def _allowed(size: int, fraction: float) -> int:
+    # Tiny epsilon so that e.g. 0.1 * 30 counts as 3, not 2.9999.
+    return math.floor(fraction * size + 1e-9)
+
+
+def _exact_diff(golden: np.ndarray, candidate: np.ndarray, base: dict[str, Any]) -> TensorDiff:
+    bad = np.asarray(golden != candidate, dtype=bool).reshape(golden.shape)
+    count = int(bad.sum())
+    worst: tuple[int, ...] | None = None
+    wg = wc = None
+    if count:
+        worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), golden.shape))
+        wg, wc = _scalar(golden[worst]), _scalar(candidate[worst])
+    ok = count <= _allowed(golden.size, base["max_mismatch_fraction"])
+    return TensorDiff(status="ok" if ok else "mismatch", **base, mismatch_count=count,
+                      mismatch_fraction=count / golden.size, worst_index=worst,
+                      worst_golden=wg, worst_candidate=wc)
+
+
+def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
+                  base: dict[str, Any]) -> TensorDiff:
+    complex_ = golden.dtype.kind == "c"
+    wide = np.complex128 if complex_ else np.float64
+    g = golden.astype(wide)
+    c = candidate.astype(wide)
+    with np.errstate(invalid="ignore", over="ignore"):
+        absdiff = np.abs(c - g)
+        g_nan, c_nan = np.isnan(g), np.isnan(c)
+        same = (g == c)  # covers equal infinities, which subtract to NaN
+        absdiff = np.where(same, 0.0, absdiff)
+        # One NaN side, or both NaN when NaN is not equal to NaN: infinitely wrong.
+        both_nan = g_nan & c_nan
+        nan_bad = (g_nan ^ c_nan) | (both_nan & (not tol.nan_equal))
+        absdiff = np.where(both_nan & tol.nan_equal, 0.0, absdiff)
+        absdiff = np.where(nan_bad, np.inf, absdiff)
+        absdiff = np.where(np.isnan(absdiff), np.inf, absdiff)  # inf vs -inf etc.
+        mag = np.abs(g)
+        allowed = tol.atol + tol.rtol * np.where(np.isfinite(mag), mag, 0.0)
+        bad = absdiff > allowed
+        rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
+                       np.where(absdiff > 0, np.inf, 0.0))
+    n = golden.size
+    count = int(bad.sum())
+    excess = absdiff - allowed
+    flat_worst = int(np.argmax(excess)) if count else int(np.argmax(absdiff))
+    worst = tuple(int(i) for i in np.unravel_index(flat_worst, golden.shape))
+    k = _allowed(n, tol.max_mismatch_fraction)
+    # Smallest atol that passes with the same rtol and mismatch allowance: the (k+1)-th
+    # largest |c-g| - rtol*|g|. That is the number to paste into the config if the change
+    # is accepted.
+    need = (absdiff - tol.rtol * np.where(np.isfinite(mag), mag, 0.0)).reshape(-1)
+    if k >= n:
+        required = 0.0
+    else:
+        kth = np.partition(need, n - 1 - k)[n - 1 - k]
+        required = max(0.0, float(kth))
+    if tol.exact and golden.dtype.kind in ("i", "u"):
+        required = max(0.0, float(np.ceil(required)))
+    ok = count <= k
+    return TensorDiff(
+        status="ok" if ok else "mismatch", **base, mismatch_count=count,
+        mismatch_fraction=count / n, max_abs_diff=float(absdiff.max()),
+        mean_abs_diff=float(absdiff.mean()), max_rel_diff=float(rel.max()),
+        worst_index=worst, worst_golden=_scalar(golden[worst]),
+        worst_candidate=_scalar(candidate[worst]), required_atol=required)

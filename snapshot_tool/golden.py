@@ -1,0 +1,433 @@
+"""The HDF5 golden file: writing (atomically), reading, describing and verifying it.
+
+Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would misread):
+
+- 1 (snapshot-tool 0.1): root attrs ``format``, ``format_version``, ``created``,
+  ``tool_version``, ``model_path``, ``model_digest``, ``signature``, ``seed``,
+  ``environment`` (JSON); groups ``/inputs``, ``/outputs`` (attrs dtype, shape, sha256),
+  optional ``/labels``, ``/metrics/<output>/<metric>``, ``/latency/batch_<n>/samples_ns``.
+  A golden of several signatures (``record --signature all``) keeps one such set of groups
+  per signature under ``/signatures/<name>/`` and sets the root ``signature`` attr to "all".
+  Inputs and labels carry a sha256 too, because compare replays them.
+
+Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
+variable-length bytes, bfloat16 as its raw 16-bit patterns with ``dtype="bfloat16"`` (HDF5
+has no bfloat16 type, and a float32 widening would not be byte-for-byte what the model gave).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import GoldenError
+
+FORMAT = "snapshot-tool-golden"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+@dataclass(frozen=True)
+class StoredMetric:
+    value: float
+    direction: str  # "higher" | "lower"
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    """Task metrics recorded for one output, with the task they were computed as."""
+
+    task: str
+    threshold: float
+    values: dict[str, StoredMetric]
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    batch_size: int
+    samples_ns: np.ndarray
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignatureGolden:
+    """Everything recorded for one signature."""
+
+    signature: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    output_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    labels_source: str = ""
+    metrics: dict[str, OutputMetrics] = field(default_factory=dict)
+    latency: dict[int, LatencyRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Golden:
+    path: Path
+    attrs: dict[str, Any]
+    signatures: dict[str, SignatureGolden]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        env = self.attrs.get("environment", "{}")
+        try:
+            parsed = json.loads(env) if isinstance(env, str) else {}
+        except json.JSONDecodeError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+
+
+# --- hashing -------------------------------------------------------------------------------
+
+
+def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
+    """A content hash that also covers dtype and shape, so a reshape or cast is caught."""
+    h = hashlib.sha256()
+    label = dtype_label or _dtype_label(arr)
+    h.update(f"{label}|{arr.shape}|".encode())
+    if arr.dtype.kind in ("O", "S", "U"):
+        for item in arr.reshape(-1):
+            b = _as_bytes(item)
+            h.update(len(b).to_bytes(8, "little"))
+            h.update(b)
+    else:
+        a = np.ascontiguousarray(arr)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("<"))
+        h.update(a.view(np.uint8).reshape(-1).tobytes() if a.size else b"")
+    return h.hexdigest()
+
+
+def _as_bytes(item: Any) -> bytes:
+    if isinstance(item, bytes):
+        return item
+    if isinstance(item, str):
+        return item.encode("utf-8")
+    return bytes(item)
+
+
+def _dtype_label(arr: np.ndarray) -> str:
+    if arr.dtype.kind in ("O", "S", "U"):
+        return "string"
+    return str(arr.dtype)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _write_tensor(group: Any, name: str, arr: np.ndarray,
+                  extra: Mapping[str, Any] | None = None) -> None:
+    import h5py
+
+    label = _dtype_label(arr)
+    digest = tensor_sha256(arr, label)
+    if label == "string":
+        flat = np.empty(arr.size, dtype=object)
+        flat[:] = [_as_bytes(x) for x in arr.reshape(-1)]
+        data: np.ndarray = flat.reshape(arr.shape)
+        ds = group.create_dataset(name, data=data, dtype=h5py.vlen_dtype(bytes))
+    else:
+        data = arr.view(np.uint16) if label == "bfloat16" else arr
+        kwargs: dict[str, Any] = {}
+        if data.ndim > 0 and data.size > 0:
+            kwargs = {"chunks": True, "compression": "gzip", "compression_opts": 4,
+                      "shuffle": True}
+        ds = group.create_dataset(name, data=data, **kwargs)
+    ds.attrs["dtype"] = label
+    ds.attrs["shape"] = json.dumps(list(arr.shape))
+    ds.attrs["sha256"] = digest
+    for k, v in (extra or {}).items():
+        ds.attrs[k] = v
+
+
+def _write_signature(root: Any, sg: SignatureGolden) -> None:
+    g_in = root.create_group("inputs")
+    for name, arr in sorted(sg.inputs.items()):
+        _write_tensor(g_in, name, arr)
+    g_out = root.create_group("outputs")
+    for name, arr in sorted(sg.outputs.items()):
+        _write_tensor(g_out, name, arr, sg.output_attrs.get(name, {}))
+    if sg.labels is not None:
+        _write_tensor(root, "labels", sg.labels, {"source": sg.labels_source})
+    if sg.metrics:
+        g_m = root.create_group("metrics")
+        for out_name, om in sorted(sg.metrics.items()):
+            g = g_m.create_group(out_name)
+            g.attrs["task"] = om.task
+            g.attrs["threshold"] = om.threshold
+            for metric, sm in sorted(om.values.items()):
+                ds = g.create_dataset(metric, data=np.float64(sm.value))
+                ds.attrs["direction"] = sm.direction
+    if sg.latency:
+        g_l = root.create_group("latency")
+        for bs, rec in sorted(sg.latency.items()):
+            g = g_l.create_group(f"batch_{bs}")
+            ds = g.create_dataset("samples_ns", data=np.asarray(rec.samples_ns, dtype=np.int64))
+            for k, v in rec.attrs.items():
+                ds.attrs[k] = v
+            g.attrs["batch_size"] = bs
+
+
+def write_golden(path: str | Path, attrs: Mapping[str, Any],
+                 signatures: Mapping[str, SignatureGolden], *, force: bool = False) -> Path:
+    """Write a golden to a temp file beside ``path`` and rename it into place.
+
+    The rename is atomic on POSIX filesystems, so readers see the old golden or the new
+    one, never a mix, and an interrupted record leaves the old golden untouched.
+    """
+    import h5py
+
+    p = Path(path)
+    check_writable(p, force)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format"] = FORMAT
+            f.attrs["format_version"] = FORMAT_VERSION
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            if len(signatures) == 1:
+                _write_signature(f, next(iter(signatures.values())))
+            else:
+                g = f.create_group("signatures")
+                for name, sg in sorted(signatures.items()):
+                    _write_signature(g.create_group(name), sg)
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        # A late check as well as the early one: another process may have created the
+        # golden while the model ran, and --force was not given to overwrite *that*.
+        check_writable(p, force)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    return p
+
+
+def check_writable(path: Path, force: bool) -> None:
+    if path.is_dir():
+        raise GoldenError(f"golden path {path} is a directory; give a file name such as "
+                          f"{path / 'golden.h5'}")
+    if path.exists() and not force:
+        raise GoldenError(f"golden {path} already exists; pass --force to replace it")
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def open_golden(path: str | Path) -> Iterator[Any]:
+    """Open a golden read-only after the checks every reader needs."""
+    import h5py
+
+    p = Path(path)
+    if not p.exists():
+        raise GoldenError(f"golden {str(p)!r} not found; record one with "
+                          f"`snapshot-tool record MODEL --golden {p}`")
+    if p.is_dir() or not h5py.is_hdf5(str(p)):
+        raise GoldenError(f"{p} is not an HDF5 file, so not a snapshot-tool golden")
+    try:
+        f = h5py.File(p, "r")
+    except OSError as exc:
+        raise GoldenError(f"cannot open golden {p}: {exc}") from None
+    try:
+        fmt = _attr_str(f.attrs.get("format"))
+        if fmt != FORMAT:
+            raise GoldenError(f"{p} is an HDF5 file but not a snapshot-tool golden "
+                              f"(format attribute {fmt!r})")
+        version = f.attrs.get("format_version")
+        if version is None or int(version) not in SUPPORTED_VERSIONS:
+            raise GoldenError(
+                f"{p} has golden format version {version}, which this snapshot-tool does not "
+                f"read (supported: {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade "
+                "snapshot-tool or re-record the golden")
+        _refuse_links(f, p)
+        yield f
+    finally:
+        f.close()
+
+
+def _attr_str(v: Any) -> str:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return "" if v is None else str(v)
+
+
+def _refuse_links(f: Any, path: Path) -> None:
+    import h5py
+
+    # External links and virtual datasets make a golden depend on other files; a golden
+    # must be one self-contained artefact, so they are refused rather than followed.
+    def walk(group: Any, prefix: str) -> None:
+        for name in group:
+            link = group.get(name, getlink=True)
+            where = f"{prefix}/{name}"
+            if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
+                raise GoldenError(f"{path}: {where} is a link; goldens must not contain links")
+            obj = group[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj, where)
+            elif isinstance(obj, h5py.Dataset) and obj.is_virtual:
+                raise GoldenError(f"{path}: {where} is a virtual dataset; goldens must be "
+                                  "self-contained")
+
+    walk(f, "")
+
+
+def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
+    label = _attr_str(ds.attrs.get("dtype"))
+    raw = ds[()]
+    if label == "string":
+        arr = np.empty(np.shape(raw), dtype=object)
+        if arr.ndim == 0:
+            arr[()] = _as_bytes(raw)
+        else:
+            arr[...] = raw
+        arr = arr.astype(object)
+    elif label == "bfloat16":
+        import ml_dtypes
+
+        arr = np.asarray(raw, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    else:
+        arr = np.asarray(raw)
+    if check:
+        want = _attr_str(ds.attrs.get("sha256"))
+        if not want:
+            raise GoldenError(f"{path}: {where} has no sha256 attribute; the golden is "
+                              "incomplete — re-record it")
+        got = tensor_sha256(arr, label)
+        if got != want:
+            raise GoldenError(f"{path}: {where} fails its sha256 check (stored {want[:12]}…, "
+                              f"actual {got[:12]}…); the golden is corrupt — re-record it")
+    return arr
+
+
+def _signature_groups(f: Any, path: Path) -> dict[str, Any]:
+    if "signatures" in f:
+        groups = {name: f["signatures"][name] for name in f["signatures"]}
+        if not groups:
+            raise GoldenError(f"{path}: /signatures is empty")
+    else:
+        groups = {_attr_str(f.attrs.get("signature")) or "serving_default": f}
+    for name, g in groups.items():
+        for required in ("inputs", "outputs"):
+            if required not in g:
+                where = "/" if g is f else f"/signatures/{name}/"
+                raise GoldenError(f"{path}: missing required group {where}{required}; the "
+                                  "golden is incomplete — re-record it")
+    return groups
+
+
+def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGolden:
+    prefix = "" if g.name == "/" else g.name
+    inputs = {k: _read_tensor(g["inputs"][k], f"{prefix}/inputs/{k}", path, check)
+              for k in g["inputs"]}
+    outputs: dict[str, np.ndarray] = {}
+    output_attrs: dict[str, dict[str, Any]] = {}
+    for k in g["outputs"]:
+        ds = g["outputs"][k]
+        outputs[k] = _read_tensor(ds, f"{prefix}/outputs/{k}", path, check)
+        output_attrs[k] = {a: ds.attrs[a] for a in ds.attrs
+                           if a not in ("dtype", "shape", "sha256")}
+    labels = None
+    labels_source = ""
+    if "labels" in g:
+        labels = _read_tensor(g["labels"], f"{prefix}/labels", path, check)
+        labels_source = _attr_str(g["labels"].attrs.get("source"))
+    metrics: dict[str, OutputMetrics] = {}
+    if "metrics" in g:
+        for out_name in g["metrics"]:
+            mg = g["metrics"][out_name]
+            values = {m: StoredMetric(float(mg[m][()]), _attr_str(mg[m].attrs.get("direction")))
+                      for m in mg}
+            metrics[out_name] = OutputMetrics(
+                task=_attr_str(mg.attrs.get("task")),
+                threshold=float(mg.attrs.get("threshold", 0.5)),
+                values=values)
+    latency: dict[int, LatencyRecord] = {}
+    if "latency" in g:
+        for key in g["latency"]:
+            lg = g["latency"][key]
+            bs = int(lg.attrs.get("batch_size", key.removeprefix("batch_")))
+            ds = lg["samples_ns"]
+            attrs = {a: _plain(ds.attrs[a]) for a in ds.attrs}
+            latency[bs] = LatencyRecord(bs, np.asarray(ds[()], dtype=np.int64), attrs)
+    return SignatureGolden(name, inputs, outputs, output_attrs, labels, labels_source,
+                           metrics, latency)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+def read_golden(path: str | Path, *, check: bool = True) -> Golden:
+    """Read a whole golden into memory, verifying every checksum on the way."""
+    p = Path(path)
+    with open_golden(p) as f:
+        attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
+        sigs = {name: _read_signature(name, g, p, check)
+                for name, g in _signature_groups(f, p).items()}
+    return Golden(p, attrs, sigs)
+
+
+def verify_golden(path: str | Path) -> Golden:
+    """Schema and checksum check; raises :class:`GoldenError` on the first problem."""
+    return read_golden(path, check=True)
+
+
+def describe_golden(path: str | Path) -> dict[str, Any]:
+    """What a golden holds, without loading tensors: for ``show``."""
+    p = Path(path)
+    with open_golden(p) as f:
+        attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
+        if isinstance(attrs.get("environment"), str):
+            with contextlib.suppress(json.JSONDecodeError):
+                attrs["environment"] = json.loads(attrs["environment"])
+        sigs: dict[str, Any] = {}
+        for name, g in _signature_groups(f, p).items():
+            entry: dict[str, Any] = {}
+            for grp in ("inputs", "outputs"):
+                entry[grp] = [
+                    {"name": k, "dtype": _attr_str(g[grp][k].attrs.get("dtype")),
+                     "shape": list(g[grp][k].shape),
+                     "sha256": _attr_str(g[grp][k].attrs.get("sha256"))}
+                    for k in g[grp]]
+            if "labels" in g:
+                entry["labels"] = {"shape": list(g["labels"].shape),
+                                   "dtype": _attr_str(g["labels"].attrs.get("dtype")),
+                                   "source": _attr_str(g["labels"].attrs.get("source"))}
+            if "metrics" in g:
+                entry["metrics"] = {
+                    out: {"task": _attr_str(g["metrics"][out].attrs.get("task")),
+                          "values": {m: {"value": float(g["metrics"][out][m][()]),
+                                         "direction": _attr_str(
+                                             g["metrics"][out][m].attrs.get("direction"))}
+                                     for m in g["metrics"][out]}}
+                    for out in g["metrics"]}
+            if "latency" in g:
+                entry["latency"] = {
+                    key: {a: _plain(g["latency"][key]["samples_ns"].attrs[a])
+                          for a in g["latency"][key]["samples_ns"].attrs}
+                    | {"samples": int(g["latency"][key]["samples_ns"].shape[0])}
+                    for key in g["latency"]}
+            sigs[name] = entry
+    return {"path": str(p), "attrs": attrs, "signatures": sigs}

@@ -1,0 +1,64 @@
+"""Which tolerance applies to an output: config override > [defaults] > dtype default.
+
+Each field resolves on its own, so ``[outputs.logits] atol = 1e-4`` keeps the dtype's rtol.
+The dtype defaults follow the precision each float format actually has (float16 has ~3
+decimal digits, bfloat16 ~2); integers, bools and strings compare exactly unless an output
+table sets ``atol`` (quantized uint8 outputs that may move by one step are the usual reason).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from snapshot_tool.config import Config
+
+# dtype name -> (rtol, atol)
+FLOAT_DEFAULTS: dict[str, tuple[float, float]] = {
+    "float16": (1e-3, 1e-5),
+    "bfloat16": (1.6e-2, 1e-5),
+    "float32": (1.3e-6, 1e-5),
+    "float64": (1e-7, 1e-7),
+    "complex64": (1.3e-6, 1e-5),
+    "complex128": (1e-7, 1e-7),
+}
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+    max_mismatch_fraction: float
+    nan_equal: bool
+    exact: bool  # ints/bools/strings without an explicit atol
+    source: str  # where the values came from, for the report
+
+
+def resolve(output: str, dtype: str, config: Config) -> Tolerance:
+    rtol, atol = FLOAT_DEFAULTS.get(dtype, (0.0, 0.0))
+    is_float = dtype in FLOAT_DEFAULTS
+    sources = ["dtype default"] if is_float else ["exact"]
+    frac, nan_equal = 0.0, True
+    layers = [("[defaults]", config.defaults)]
+    oc = config.output(output)
+    if oc is not None:
+        layers.append((f"[outputs.{oc.pattern!r}]", oc.tolerance))
+    explicit_atol = False
+    for label, rule in layers:
+        touched = False
+        if rule.atol is not None:
+            atol, touched = rule.atol, True
+            explicit_atol = explicit_atol or label.startswith("[outputs")
+        if rule.rtol is not None:
+            rtol, touched = rule.rtol, True
+        if rule.max_mismatch_fraction is not None:
+            frac, touched = rule.max_mismatch_fraction, True
+        if rule.nan_equal is not None:
+            nan_equal, touched = rule.nan_equal, True
+        if touched:
+            sources.append(label)
+    # Strings and bools have no distance, so a numeric tolerance cannot apply to them.
+    exact = (not is_float and not explicit_atol) or dtype in ("string", "bool")
+    if exact:
+        atol = rtol = 0.0
+    return Tolerance(atol=atol, rtol=rtol, max_mismatch_fraction=frac, nan_equal=nan_equal,
+                     exact=exact, source=" + ".join(sources))

@@ -1,0 +1,135 @@
+"""The record/compare loop end to end through the real CLI on models the fixtures build."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from tests.fixtures.models import save_float16, save_two_signatures
+
+
+def test_unchanged_model_passes(cli, dense_model: Path, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    rec = cli("record", dense_model, "--golden", golden, "--no-latency")
+    assert rec.code == 0, rec
+    assert "recorded" in rec.stdout
+    res = cli("compare", dense_model, "--golden", golden, "--no-latency",
+              "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["passed"] is True
+    assert {o["name"] for o in doc["outputs"]} == {"logits", "score"}
+    for o in doc["outputs"]:
+        assert o["status"] == "ok" and o["max_abs_diff"] == 0.0
+        for key in ("max_rel_diff", "mismatch_count", "mismatch_fraction", "atol", "rtol",
+                    "required_atol"):
+            assert key in o
+
+
+def test_one_changed_weight_fails_naming_the_output(cli, dense_model: Path, dense_changed: Path,
+                                                    tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    res = cli("compare", dense_changed, "--golden", golden, "--no-latency",
+              "--report-json", tmp_path / "r.json")
+    assert res.code == 1, res
+    doc = json.loads((tmp_path / "r.json").read_text())
+    by_name = {o["name"]: o for o in doc["outputs"]}
+    # kernel[1, 2] changed: only logits column 2 (and the score summing it) move.
+    assert by_name["logits"]["status"] == "mismatch"
+    assert by_name["logits"]["mismatch_fraction"] <= 1 / 3 + 1e-9
+    assert by_name["score"]["status"] == "mismatch"
+    assert "logits" in res.stdout and "FAIL" in res.stdout
+    # The suggested atol really accepts the change.
+    atol = by_name["logits"]["required_atol"]
+    cfg = tmp_path / "snapshot.toml"
+    cfg.write_text(f'[outputs."*"]\natol = {atol * 1.0001 + 1e-6}\n')
+    ok = cli("compare", dense_changed, "--golden", golden, "--no-latency", "--config", cfg)
+    assert ok.code == 0, ok
+
+
+def test_float16_within_dtype_tolerance_passes(cli, models_dir: Path, tmp_path: Path) -> None:
+    base = save_float16(tmp_path / "half")
+    nudged = save_float16(tmp_path / "half_nudged", ulps=1)
+    far = save_float16(tmp_path / "half_far", ulps=20)
+    golden = tmp_path / "g.h5"
+    assert cli("record", base, "--golden", golden, "--no-latency").code == 0
+    with h5py.File(golden) as f:
+        assert f["outputs/y"].dtype == np.float16
+        assert f["outputs/y"].attrs["dtype"] == "float16"
+    res = cli("compare", nudged, "--golden", golden, "--no-latency",
+              "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["outputs"][0]["rtol"] == 1e-3  # float16's own default, not float32's
+    assert doc["outputs"][0]["max_abs_diff"] > 0  # it really moved
+    assert cli("compare", far, "--golden", golden, "--no-latency").code == 1
+    # The same one-ulp move judged by float32's defaults would fail: the dtype matters.
+    strict = tmp_path / "strict.toml"
+    strict.write_text("[defaults]\nrtol = 1.3e-6\natol = 1e-5\n")
+    assert cli("compare", nudged, "--golden", golden, "--no-latency",
+               "--config", strict).code == 1
+
+
+def test_two_signatures_record_and_compare_each(cli, two_sig_model: Path,
+                                                tmp_path: Path) -> None:
+    moved = save_two_signatures(tmp_path / "moved", offset=0.5)
+    for sig, outputs in (("serving_default", {"projection", "bucket", "positive"}),
+                         ("embed", {"embedding"})):
+        golden = tmp_path / f"{sig}.h5"
+        rec = cli("record", two_sig_model, "--golden", golden, "--signature", sig,
+                  "--no-latency", "--num-samples", "20", "--batch-size", "8")
+        assert rec.code == 0, rec
+        shown = json.loads(cli("show", golden, "--json").stdout)
+        assert shown["attrs"]["signature"] == sig
+        assert {o["name"] for o in shown["signatures"][sig]["outputs"]} == outputs
+        same = cli("compare", two_sig_model, "--golden", golden, "--no-latency",
+                   "--report-json", tmp_path / "same.json")
+        assert same.code == 0, same
+        diff = cli("compare", moved, "--golden", golden, "--no-latency",
+                   "--report-json", tmp_path / "moved.json")
+        assert diff.code == 1, diff
+        doc = json.loads((tmp_path / "moved.json").read_text())
+        failing = {o["name"] for o in doc["outputs"] if not o["passed"]}
+        if sig == "embed":
+            assert failing == {"embedding"}
+        else:
+            # ids-derived bucket is integer-exact and independent of the offset.
+            assert "projection" in failing and "bucket" not in failing
+
+
+def test_inputs_file_is_replayed_exactly(cli, dense_model: Path, tmp_path: Path) -> None:
+    x = np.random.default_rng(5).normal(size=(10, 4)).astype(np.float64)
+    np.savez(tmp_path / "in.npz", whatever=x)  # single input: the only array is taken
+    golden = tmp_path / "g.h5"
+    res = cli("record", dense_model, "--golden", golden, "--inputs", tmp_path / "in.npz",
+              "--batch-size", "3", "--no-latency")
+    assert res.code == 0, res
+    with h5py.File(golden) as f:
+        np.testing.assert_array_equal(f["inputs/features"][()], x.astype(np.float32))
+        assert f["outputs/logits"].shape == (10, 3)
+        assert f.attrs["batch_size"] == 3
+    assert cli("compare", dense_model, "--golden", golden, "--no-latency").code == 0
+
+
+def test_inspect_lists_signatures(cli, two_sig_model: Path) -> None:
+    res = cli("inspect", two_sig_model, "--json")
+    assert res.code == 0, res
+    doc = json.loads(res.stdout)
+    assert set(doc["signatures"]) == {"serving_default", "embed"}
+    ins = {i["name"]: i for i in doc["signatures"]["serving_default"]["inputs"]}
+    assert ins["ids"]["dtype"] == "int32" and ins["dense"]["shape"] == [None, 3]
+    human = cli("inspect", two_sig_model)
+    assert "embed" in human.stdout and "dense: float32[?, 3]" in human.stdout
+
+
+def test_verify_and_show(cli, dense_model: Path, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    v = cli("verify", golden)
+    assert v.code == 0 and "intact" in v.stdout
+    s = cli("show", golden)
+    assert s.code == 0 and "logits" in s.stdout and "features" in s.stdout
