@@ -8,7 +8,9 @@ Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would m
   optional ``/labels``, ``/metrics/<output>/<metric>``, ``/latency/batch_<n>/samples_ns``.
   A golden of several signatures (``record --signature all``) keeps one such set of groups
   per signature under ``/signatures/<name>/`` and sets the root ``signature`` attr to "all".
-  Inputs and labels carry a sha256 too, because compare replays them.
+  Inputs and labels carry a sha256 too, because compare replays them. Strings are
+  variable-length bytes, or, when an element holds a NUL byte (serialized tf.Example
+  records do), variable-length uint8 arrays with ``string_storage="vlen_uint8"``.
 
 Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
 variable-length bytes, bfloat16 as its raw 16-bit patterns with ``dtype="bfloat16"`` (HDF5
@@ -132,11 +134,22 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
 
     label = _dtype_label(arr)
     digest = tensor_sha256(arr, label)
+    storage = ""
     if label == "string":
+        items = [_as_bytes(x) for x in arr.reshape(-1)]
         flat = np.empty(arr.size, dtype=object)
-        flat[:] = [_as_bytes(x) for x in arr.reshape(-1)]
-        data: np.ndarray = flat.reshape(arr.shape)
-        ds = group.create_dataset(name, data=data, dtype=h5py.vlen_dtype(bytes))
+        if any(b"\0" in b for b in items):
+            # HDF5 variable-length strings end at the first NUL, and serialized protos
+            # (tf.Example) are full of them: store such tensors as byte arrays instead.
+            flat[:] = [np.frombuffer(b, dtype=np.uint8) for b in items]
+            ds = group.create_dataset(name, data=flat.reshape(arr.shape),
+                                      dtype=h5py.vlen_dtype(np.uint8))
+            storage = "vlen_uint8"
+        else:
+            flat[:] = items
+            ds = group.create_dataset(name, data=flat.reshape(arr.shape),
+                                      dtype=h5py.vlen_dtype(bytes))
+            storage = "vlen_bytes"
     else:
         data = arr.view(np.uint16) if label == "bfloat16" else arr
         kwargs: dict[str, Any] = {}
@@ -145,6 +158,8 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
                       "shuffle": True}
         ds = group.create_dataset(name, data=data, **kwargs)
     ds.attrs["dtype"] = label
+    if storage:
+        ds.attrs["string_storage"] = storage
     ds.attrs["shape"] = json.dumps(list(arr.shape))
     ds.attrs["sha256"] = digest
     for k, v in (extra or {}).items():
@@ -293,12 +308,12 @@ def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
     label = _attr_str(ds.attrs.get("dtype"))
     raw = ds[()]
     if label == "string":
-        arr = np.empty(np.shape(raw), dtype=object)
-        if arr.ndim == 0:
-            arr[()] = _as_bytes(raw)
-        else:
-            arr[...] = raw
-        arr = arr.astype(object)
+        byte_arrays = _attr_str(ds.attrs.get("string_storage")) == "vlen_uint8"
+        raw_arr = np.asarray(raw, dtype=object) if np.ndim(raw) else None
+        arr = np.empty(np.shape(raw) if raw_arr is not None else (), dtype=object)
+        items = raw_arr.reshape(-1) if raw_arr is not None else [raw]
+        arr.reshape(-1)[:] = [np.asarray(x, dtype=np.uint8).tobytes() if byte_arrays
+                              else _as_bytes(x) for x in items] if arr.size else []
     elif label == "bfloat16":
         import ml_dtypes
 
@@ -342,8 +357,8 @@ def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGold
     for k in g["outputs"]:
         ds = g["outputs"][k]
         outputs[k] = _read_tensor(ds, f"{prefix}/outputs/{k}", path, check)
-        output_attrs[k] = {a: ds.attrs[a] for a in ds.attrs
-                           if a not in ("dtype", "shape", "sha256")}
+        output_attrs[k] = {a: _plain(ds.attrs[a]) for a in ds.attrs
+                           if a not in ("dtype", "shape", "sha256", "string_storage")}
     labels = None
     labels_source = ""
     if "labels" in g:

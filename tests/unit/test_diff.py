@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from snapshot_tool.config import Config, parse_config
+from snapshot_tool.diff import compare_tensor
+from snapshot_tool.tolerance import resolve
+
+
+def tol(dtype: str = "float32", **cfg: object):
+    return resolve("out", dtype, parse_config({"defaults": cfg}) if cfg else Config())
+
+
+def test_identical_passes_with_zero_errors() -> None:
+    g = np.linspace(-3, 3, 50, dtype=np.float32).reshape(5, 10)
+    d = compare_tensor("out", g, g.copy(), tol())
+    assert d.passed and d.status == "ok"
+    assert d.max_abs_diff == 0 and d.mismatch_count == 0 and d.required_atol == 0
+
+
+def test_element_rule_is_atol_plus_rtol_times_golden() -> None:
+    g = np.array([100.0, 1.0], dtype=np.float64)
+    t = tol("float64", atol=0.1, rtol=0.01)  # allowed: 1.1 and 0.11
+    assert compare_tensor("o", g, g + np.array([1.09, 0.0]), t).passed
+    d = compare_tensor("o", g, g + np.array([0.0, 0.12]), t)
+    assert not d.passed and d.mismatch_count == 1 and d.worst_index == (1,)
+    assert d.worst_golden == 1.0 and d.worst_candidate == pytest.approx(1.12)
+    assert d.max_rel_diff == pytest.approx(0.12)
+    # the suggested atol accepts exactly this change
+    assert d.required_atol == pytest.approx(0.12 - 0.01 * 1.0)
+    t2 = tol("float64", atol=d.required_atol + 1e-12, rtol=0.01)
+    assert compare_tensor("o", g, g + np.array([0.0, 0.12]), t2).passed
+
+
+def test_max_mismatch_fraction_and_required_atol_use_the_allowance() -> None:
+    g = np.zeros(10)
+    c = g.copy()
+    c[:2] = [5.0, 1.0]
+    t = tol("float64", atol=0.0, rtol=0.0, max_mismatch_fraction=0.1)  # one may differ
+    d = compare_tensor("o", g, c, t)
+    assert not d.passed and d.mismatch_count == 2
+    assert d.required_atol == pytest.approx(1.0)  # the second-worst must pass
+    t2 = tol("float64", atol=0.0, rtol=0.0, max_mismatch_fraction=0.2)
+    assert compare_tensor("o", g, c, t2).passed
+
+
+def test_nan_and_inf_handling() -> None:
+    g = np.array([np.nan, np.inf, -np.inf, 1.0])
+    assert compare_tensor("o", g, g.copy(), tol("float64")).passed
+    d = compare_tensor("o", g, g.copy(), tol("float64", nan_equal=False))
+    assert not d.passed and d.mismatch_count == 1
+    c = np.array([np.nan, -np.inf, -np.inf, np.nan])
+    d = compare_tensor("o", g, c, tol("float64"))
+    assert d.mismatch_count == 2 and math.isinf(d.max_abs_diff or 0)
+
+
+def test_structural_changes_reported_before_numbers() -> None:
+    g = np.zeros((4, 3), np.float32)
+    assert compare_tensor("o", g, np.zeros((4, 3), np.float16), tol()).status == "dtype_changed"
+    assert compare_tensor("o", g, np.zeros((3, 4), np.float32), tol()).status == "shape_changed"
+
+
+def test_ints_bools_strings_exact_unless_int_atol_configured() -> None:
+    g = np.array([1, 2, 3], np.int32)
+    d = compare_tensor("o", g, np.array([1, 2, 4], np.int32), tol("int32"))
+    assert not d.passed and d.exact and d.required_atol == 1
+    cfg = parse_config({"outputs": {"o": {"atol": 1}}})
+    assert compare_tensor("o", g, np.array([1, 2, 4], np.int32), resolve("o", "int32", cfg)).passed
+    # a global [defaults] atol is for floats; it must not loosen integer outputs
+    assert not compare_tensor("o", g, np.array([1, 2, 4], np.int32),
+                              tol("int32", atol=5)).passed
+    b = np.array([True, False])
+    assert not compare_tensor("o", b, ~b, tol("bool", atol=1.0)).passed
+    s = np.array([b"a", b"b"], dtype=object)
+    d = compare_tensor("o", s, np.array([b"a", b"c"], dtype=object), tol("string"))
+    assert d.mismatch_count == 1 and d.worst_golden == "b" and d.worst_candidate == "c"
+
+
+def test_rank0_and_empty() -> None:
+    g = np.float32(2.0).reshape(())
+    d = compare_tensor("o", g, np.float32(2.5).reshape(()), tol())
+    assert not d.passed and d.worst_index == ()
+    e = np.zeros((0, 3), np.float32)
+    assert compare_tensor("o", e, e.copy(), tol()).passed
+
+
+def test_dtype_defaults() -> None:
+    assert tol("float16").rtol == 1e-3
+    assert tol("bfloat16").rtol == 1.6e-2
+    assert (tol("float32").rtol, tol("float32").atol) == (1.3e-6, 1e-5)
+    assert tol("float64").rtol == 1e-7
+    assert tol("int64").exact and tol("string").exact
+
+
+def test_output_globs_and_precedence() -> None:
+    cfg = parse_config({"defaults": {"atol": 1e-3},
+                        "outputs": {"logits*": {"rtol": 0.5}, "logits_main": {"atol": 2.0}}})
+    main = resolve("logits_main", "float32", cfg)
+    assert (main.atol, main.rtol) == (2.0, 1.3e-6)  # exact name beats the glob
+    aux = resolve("logits_aux", "float32", cfg)
+    assert (aux.atol, aux.rtol) == (1e-3, 0.5)
+    other = resolve("probs", "float32", cfg)
+    assert (other.atol, other.rtol) == (1e-3, 1.3e-6)
