@@ -11,7 +11,7 @@ import json
 import platform
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +155,7 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
     sigs = _signatures_to_record(model, signature)
     records: dict[str, SignatureGolden] = {}
     recorded: list[RecordedOutput] = []
+    warnings: list[str] = list(getattr(model, "notes", []))
     used_samples = num_samples
     for sig in sigs:
         if inputs is not None:
@@ -164,7 +165,17 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
         used_samples = num_rows(feeds)
         outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
                                          f"recording {sig.name}")
-        attrs = {k: {"batched": bool(b)} for k, b in batched.items()}
+        attrs: dict[str, dict[str, Any]] = {k: {"batched": bool(b)} for k, b in batched.items()}
+        spreads = measure_spread(model, sig, feeds, batch_size)
+        if spreads:
+            for k, spread in spreads.items():
+                attrs[k]["nondeterministic"] = True
+                if spread is not None:
+                    attrs[k]["spread"] = spread
+            warnings.append(
+                f"signature {sig.name!r} is not deterministic: output(s) "
+                f"{', '.join(sorted(spreads))} changed between two runs of the same batch; "
+                "the observed spread is stored and compare widens atol by twice it")
         records[sig.name] = SignatureGolden(sig.name, feeds, outputs, attrs)
         recorded.extend(RecordedOutput(sig.name, k, _dtype(v), tuple(v.shape))
                         for k, v in sorted(outputs.items()))
@@ -186,7 +197,51 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
     }
     write_golden(golden, root_attrs, records, force=force)
     return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,
-                        batch_size, tuple(recorded))
+                        batch_size, tuple(recorded), tuple(warnings))
+
+
+SPREAD_RUNS = 5
+# The spread is a range seen over a handful of runs, and golden and candidate are two more
+# independent draws; twice the observed range keeps a bounded noise from tripping the gate
+# while a real change of the same order as the noise still fails.
+SPREAD_MARGIN = 2.0
+
+
+def measure_spread(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.ndarray],
+                   batch_size: int) -> dict[str, float | None]:
+    """Run the first batch again; if any output changes, run it a few more times and
+    return, per changed output, the largest difference seen between any two runs (None
+    for non-numeric outputs, which have no distance).
+
+    A stateful or nondeterministic reference (dropout left on, unseeded random ops,
+    counters) would otherwise fail every comparison, including against itself.
+    """
+    first = next(iter(batches(feeds, batch_size)), None)
+    if first is None:
+        return {}
+    runs = [model.run(sig.name, first), model.run(sig.name, first)]
+    changed = {k for k in runs[0] if not _same(runs[0][k], runs[1].get(k))}
+    if not changed:
+        return {}
+    runs.extend(model.run(sig.name, first) for _ in range(SPREAD_RUNS - 2))
+    spreads: dict[str, float | None] = {}
+    for k in sorted(changed):
+        arrays = [r[k] for r in runs if k in r]
+        if arrays[0].dtype.kind in "fiu" and all(a.shape == arrays[0].shape for a in arrays):
+            stacked = np.stack([a.astype(np.float64) for a in arrays])
+            spread = float(np.nanmax(np.ptp(stacked, axis=0))) if stacked.size else 0.0
+            spreads[k] = spread
+        else:
+            spreads[k] = None
+    return spreads
+
+
+def _same(a: np.ndarray, b: np.ndarray | None) -> bool:
+    if b is None or a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.dtype.kind in "fc":
+        return bool(np.array_equal(a, b, equal_nan=True))
+    return bool(np.array_equal(a, b))
 
 
 def _dtype(arr: np.ndarray) -> str:
@@ -213,6 +268,11 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
             continue
         tol = resolve(name, _dtype(g), config)
         spread = sg.output_attrs.get(name, {}).get("spread")
+        if spread is not None and float(spread) > 0 and not tol.exact:
+            # The reference itself moved this much between identical calls; a candidate
+            # cannot be held to a tighter bound than the golden's own run-to-run noise.
+            tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
+                          source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
         diffs.append(compare_tensor(name, g, candidate[name], tol, signature,
                                     None if spread is None else float(spread)))
     for name in sorted(set(candidate) - set(sg.outputs)):
@@ -235,7 +295,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         names = [signature]
     batch_size = int(golden.attrs.get("batch_size", 16))
     diffs: list[TensorDiff] = []
-    warnings: list[str] = []
+    warnings: list[str] = list(getattr(model, "notes", []))
     for name in names:
         sg = golden.signatures[name]
         sig, note = _candidate_signature(model, name, single=len(names) == 1)
