@@ -21,7 +21,7 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m snapshot_tool.demo $(DEMO)
 	$(BIN)/snapshot-tool record $(DEMO)/baseline --golden goldens/demo.h5 \
-		--inputs $(DEMO)/digits.npz --batch-size 32 --force
+		--inputs $(DEMO)/digits.npz --labels $(DEMO)/digits.npz:labels --batch-size 32 --force
 	@echo "== candidate 1: same weights behind a rewritten serving wrapper (expect PASS)"
 	$(BIN)/snapshot-tool compare $(DEMO)/candidate_ok --golden goldens/demo.h5 \
 		--config goldens/demo.toml --report-json $(DEMO)/report_ok.json
@@ -29,6 +29,11 @@ demo: $(STAMP)
 	@$(BIN)/snapshot-tool compare $(DEMO)/candidate_broken --golden goldens/demo.h5 \
 		--config goldens/demo.toml --report-json $(DEMO)/report_broken.json; \
 	rc=$$?; if [ $$rc -eq 1 ]; then echo "demo: regression caught (exit 1), as expected"; \
+	else echo "demo: expected exit 1, got $$rc"; exit 1; fi
+	@echo "== candidate 3: same outputs, more work per call, timed side by side (expect latency FAIL)"
+	@$(BIN)/snapshot-tool compare $(DEMO)/candidate_slow --golden goldens/demo.h5 \
+		--config goldens/demo.toml --baseline-model $(DEMO)/baseline; \
+	rc=$$?; if [ $$rc -eq 1 ]; then echo "demo: slowdown caught (exit 1), as expected"; \
 	else echo "demo: expected exit 1, got $$rc"; exit 1; fi
 
 test: $(STAMP)

@@ -10,10 +10,10 @@ import datetime as _dt
 import json
 import platform
 import sys
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,10 +21,24 @@ from snapshot_tool import __version__
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
 from snapshot_tool.errors import InputsError, SignatureError
-from snapshot_tool.golden import Golden, SignatureGolden, check_writable, read_golden, write_golden
+from snapshot_tool.golden import (
+    Golden,
+    LatencyRecord,
+    OutputMetrics,
+    SignatureGolden,
+    StoredMetric,
+    check_writable,
+    read_golden,
+    write_golden,
+)
 from snapshot_tool.inputs import batches, from_file, num_rows, synthesize
+from snapshot_tool.labels import load_labels, parse_spec
 from snapshot_tool.model import Model, SignatureInfo, load_model, model_digest
 from snapshot_tool.tolerance import resolve
+
+if TYPE_CHECKING:
+    from snapshot_tool.latency import LatencyCheck
+    from snapshot_tool.metrics import MetricCheck
 
 # progress(stage, done, total): the CLI draws bars from it; the library never prints.
 Progress = Callable[[str, int, int], None]
@@ -59,17 +73,40 @@ class ComparisonResult:
     model: str
     signatures: tuple[str, ...]
     outputs: tuple[TensorDiff, ...]
+    metrics: tuple[MetricCheck, ...] = ()
+    latency: tuple[LatencyCheck, ...] = ()
+    latency_mode: str | None = None  # "side_by_side" | "stored" | None (not checked)
+    latency_strict: bool = False
     warnings: tuple[str, ...] = ()
     config_source: str | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+    baseline_model: str | None = None
 
     @property
     def outputs_passed(self) -> bool:
         return all(d.passed for d in self.outputs)
 
     @property
+    def metrics_passed(self) -> bool:
+        return all(m.passed for m in self.metrics)
+
+    @property
+    def latency_verdict(self) -> str | None:
+        """The worst per-batch verdict: fail > inconclusive > advisory > pass."""
+        if not self.latency:
+            return None
+        order = ("fail", "inconclusive", "advisory", "pass")
+        return min((c.verdict for c in self.latency), key=order.index)
+
+    @property
+    def latency_passed(self) -> bool:
+        verdict = self.latency_verdict
+        if verdict == "fail":
+            return False
+        return not (self.latency_strict and verdict == "inconclusive")
+
+    @property
     def passed(self) -> bool:
-        return self.outputs_passed
+        return self.outputs_passed and self.metrics_passed and self.latency_passed
 
 
 def environment(thread_settings: Mapping[str, int] | None = None) -> dict[str, Any]:
@@ -144,13 +181,30 @@ def _signatures_to_record(model: Model, signature: str | None) -> list[Signature
 def record(model_path: str | Path, golden_path: str | Path, *, signature: str | None = None,
            inputs: str | Path | None = None, seed: int = 0, num_samples: int = 64,
            batch_size: int = 16, force: bool = False, tag: str = "serve",
+           labels: str | None = None, config: Config | str | Path | None = None,
+           latency: bool = True, latency_batch_sizes: Sequence[int] | None = None,
            progress: Progress = _no_progress) -> RecordResult:
-    """Run a known-good model over fixed inputs and write its golden file."""
+    """Run a known-good model over fixed inputs and write its golden file.
+
+    ``labels`` (``FILE[:KEY]``) adds task metrics per output, computed with scikit-learn;
+    ``config`` supplies ``[outputs.NAME] task``/``threshold`` overrides for them.
+    """
     golden = Path(golden_path)
     # Fail before the (possibly long) model run, not after it.
     check_writable(golden, force)
     if batch_size < 1:
         raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
+    cfg = config if isinstance(config, Config) else load_config(config)
+    label_spec = parse_spec(labels) if labels is not None else None
+    label_values = load_labels(label_spec) if label_spec is not None else None
+    exclude: tuple[str, ...] = ()
+    if label_spec is not None:
+        if inputs is None:
+            raise InputsError("--labels needs --inputs: labels describe particular samples, "
+                              "and synthesized inputs have no ground truth")
+        if Path(inputs).resolve() == label_spec.path.resolve():
+            exclude = (label_spec.key or "labels",)
+    threads = fix_threads()
     model = load_model(model_path, tag=tag)
     sigs = _signatures_to_record(model, signature)
     records: dict[str, SignatureGolden] = {}
@@ -159,7 +213,7 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
     used_samples = num_samples
     for sig in sigs:
         if inputs is not None:
-            feeds = from_file(sig, inputs)
+            feeds = from_file(sig, inputs, exclude=exclude)
         else:
             feeds = synthesize(sig, num_samples, seed)
         used_samples = num_rows(feeds)
@@ -176,11 +230,33 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
                 f"signature {sig.name!r} is not deterministic: output(s) "
                 f"{', '.join(sorted(spreads))} changed between two runs of the same batch; "
                 "the observed spread is stored and compare widens atol by twice it")
-        records[sig.name] = SignatureGolden(sig.name, feeds, outputs, attrs)
+        metrics: dict[str, OutputMetrics] = {}
+        if label_values is not None and label_spec is not None:
+            if label_values.shape[0] != used_samples:
+                raise InputsError(
+                    f"labels {label_spec.source} have {label_values.shape[0]} rows but the "
+                    f"inputs have {used_samples} samples; give one label per sample")
+            metrics = record_metrics(outputs, batched, label_values, cfg)
+            if not metrics:
+                warnings.append(f"no output of {sig.name!r} could be scored against the labels "
+                                "(set [outputs.NAME] task in the config to choose one)")
+        records[sig.name] = SignatureGolden(
+            sig.name, feeds, outputs, attrs, labels=label_values,
+            labels_source=label_spec.source if label_spec else "", metrics=metrics)
+    fingerprint: dict[str, Any] = {}
+    if latency:
+        from snapshot_tool.latency import calibrate, environment_fingerprint
+
+        fingerprint = environment_fingerprint(threads)
+        calibration = calibrate()
+        sizes = _latency_sizes(latency_batch_sizes, batch_size)
+        for sig in sigs:
+            lat, notes = record_latency(model_path, tag, sig.name, records[sig.name].inputs,
+                                        sizes, calibration, progress)
+            warnings.extend(notes)
+            records[sig.name] = replace(records[sig.name], latency=lat)
         recorded.extend(RecordedOutput(sig.name, k, _dtype(v), tuple(v.shape))
                         for k, v in sorted(outputs.items()))
-    from snapshot_tool.model import tensorflow_thread_settings
-
     root_attrs = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tool_version": __version__,
@@ -193,11 +269,124 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
         "batch_size": batch_size,
         "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
         "tag": tag,
-        "environment": json.dumps(environment(tensorflow_thread_settings()), sort_keys=True),
+        "environment": json.dumps(environment(threads) | fingerprint, sort_keys=True,
+                                  default=str),
     }
     write_golden(golden, root_attrs, records, force=force)
     return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,
                         batch_size, tuple(recorded), tuple(warnings))
+
+
+def fix_threads() -> dict[str, int]:
+    """Pin TensorFlow's thread pools before the runtime starts, and return the settings.
+
+    TensorFlow sizes its pools from the machine when its context first starts; pinning them
+    makes timings comparable between record and compare on the same machine, and the values
+    are recorded so a different setting shows up in the fingerprint. SNAPSHOT_TOOL_THREADS
+    overrides the intra-op count (e.g. 1 for the least noisy latency figures).
+    """
+    import os
+
+    from snapshot_tool.model import import_tf, tensorflow_thread_settings
+
+    tf = import_tf()
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    env = os.environ.get("SNAPSHOT_TOOL_THREADS", "")
+    intra = int(env) if env.isdigit() and int(env) > 0 else cpus
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
+    except RuntimeError:
+        pass  # the runtime already started in this process; report what is in effect
+    return tensorflow_thread_settings()
+
+
+def _latency_sizes(sizes: Sequence[int] | None, batch_size: int) -> list[int]:
+    chosen = list(sizes) if sizes else [1, batch_size]
+    if any(b < 1 for b in chosen):
+        raise InputsError(f"--latency-batch-sizes must be positive, got {chosen}")
+    return sorted(set(chosen))
+
+
+def _slice_batch(inputs: Mapping[str, np.ndarray], bs: int) -> dict[str, np.ndarray] | None:
+    if not inputs:
+        return {}
+    if num_rows(inputs) < bs:
+        return None
+    return {k: v[:bs] for k, v in inputs.items()}
+
+
+def _stage_progress(progress: Progress, stage: str) -> Callable[[int, int], None]:
+    return lambda done, total: progress(stage, done, total)
+
+
+def record_latency(model_path: str | Path, tag: str, signature: str,
+                   inputs: Mapping[str, np.ndarray], sizes: list[int], calibration: float,
+                   progress: Progress) -> tuple[dict[int, LatencyRecord], list[str]]:
+    """Latency baselines on a freshly loaded copy of the model.
+
+    A fresh load gives honest cold-start figures (load time, first call), and keeps the
+    timing calls away from the instance whose outputs went into the golden (a stateful
+    model's state would otherwise depend on how long we measured).
+    """
+    from snapshot_tool.latency import measure
+
+    fresh = load_model(model_path, tag=tag)
+    records: dict[int, LatencyRecord] = {}
+    notes: list[str] = []
+    for bs in sizes:
+        batch = _slice_batch(inputs, bs)
+        if batch is None:
+            notes.append(f"latency at batch size {bs} skipped: only {num_rows(inputs)} samples")
+            continue
+        m = measure(lambda b=batch: fresh.run(signature, b), bs,  # type: ignore[misc]
+                    cold_load_s=fresh.load_seconds if not records else 0.0,
+                    progress=_stage_progress(progress, f"latency {signature} batch {bs}"))
+        attrs: dict[str, Any] = {
+            "p50": m.stats.p50, "p90": m.stats.p90, "p99": m.stats.p99, "mean": m.stats.mean,
+            "std": m.stats.std, "warmup_calls": m.warmup_calls, "cold_load_s": m.cold_load_s,
+            "first_call_s": m.first_call_s, "calibration": calibration,
+            "warmup_stable": m.warmup_stable}
+        if not m.warmup_stable:
+            notes.append(f"latency at batch size {bs}: warm-up did not settle within its time "
+                         "cap; the machine may be busy")
+        records[bs] = LatencyRecord(bs, m.samples_ns, attrs)
+    return records, notes
+
+
+def record_metrics(outputs: Mapping[str, np.ndarray], batched: Mapping[str, bool],
+                   labels: np.ndarray, config: Config) -> dict[str, OutputMetrics]:
+    """Task metrics of every output that has a task against ``labels``.
+
+    Outputs whose task was inferred but whose shape does not fit the labels are skipped (a
+    model's auxiliary outputs); an output whose task the config sets explicitly must fit, so
+    its error is raised.
+    """
+    from snapshot_tool.metrics import infer_task, task_metrics
+
+    result: dict[str, OutputMetrics] = {}
+    for name in sorted(outputs):
+        oc = config.output(name)
+        override = oc.task if oc is not None else None
+        threshold = oc.threshold if oc is not None and oc.threshold is not None else 0.5
+        out = outputs[name]
+        if not batched.get(name, True) and override is None:
+            continue
+        task = infer_task(out, labels, override)
+        if task == "none":
+            continue
+        try:
+            values = task_metrics(out, labels, task, threshold)
+        except InputsError as exc:
+            if override is not None:
+                raise InputsError(f"output {name!r} (task {task}): {exc}") from None
+            continue
+        result[name] = OutputMetrics(task, threshold, {
+            k: StoredMetric(v.value, v.direction) for k, v in values.items()})
+    return result
 
 
 SPREAD_RUNS = 5
@@ -280,19 +469,143 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
     return diffs
 
 
+def _output_task(sg: SignatureGolden, name: str, config: Config) -> tuple[str, float]:
+    from snapshot_tool.metrics import infer_task
+
+    oc = config.output(name)
+    if name in sg.metrics:
+        om = sg.metrics[name]
+        return om.task, om.threshold
+    threshold = oc.threshold if oc is not None and oc.threshold is not None else 0.5
+    if not sg.output_attrs.get(name, {}).get("batched", True) and (oc is None or not oc.task):
+        return "none", threshold
+    return infer_task(sg.outputs[name], None, oc.task if oc is not None else None), threshold
+
+
+def _available_metrics(sg: SignatureGolden, config: Config) -> dict[str, set[str]]:
+    from snapshot_tool.metrics import agreement_metrics
+
+    available: dict[str, set[str]] = {}
+    for name, g in sg.outputs.items():
+        task, threshold = _output_task(sg, name, config)
+        names = set(sg.metrics[name].values) if name in sg.metrics else set()
+        # Agreement of the golden with itself yields exactly the names a candidate will get.
+        names |= set(agreement_metrics(g, g, task, threshold))
+        available[name] = names
+    return available
+
+
+def validate_metric_config(golden: Golden, names: list[str], config: Config) -> None:
+    from snapshot_tool.metrics import validate_thresholds
+
+    available: dict[str, set[str]] = {}
+    for sig in names:
+        for out, metrics in _available_metrics(golden.signatures[sig], config).items():
+            available.setdefault(out, set()).update(metrics)
+    validate_thresholds(config, available)
+
+
+def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
+                    diffs: list[TensorDiff], config: Config) -> list[MetricCheck]:
+    """Task metrics on the golden's labels and agreement metrics against its outputs."""
+    from snapshot_tool.metrics import MetricValue, agreement_metrics, check_all, task_metrics
+
+    comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
+    checks: list[MetricCheck] = []
+    for name in sorted(sg.outputs):
+        task, threshold = _output_task(sg, name, config)
+        golden_values = {k: MetricValue(k, v.value, v.direction)  # type: ignore[arg-type]
+                         for k, v in (sg.metrics[name].values.items()
+                                      if name in sg.metrics else ())}
+        cand_task: dict[str, MetricValue] = {}
+        cand_agree: dict[str, MetricValue] = {}
+        if name in comparable:
+            if golden_values and sg.labels is not None:
+                try:
+                    cand_task = task_metrics(candidate[name], sg.labels, task, threshold)
+                except InputsError:
+                    cand_task = {}  # reported by check_all as a metric the candidate lacks
+            cand_agree = agreement_metrics(sg.outputs[name], candidate[name], task, threshold)
+        if golden_values or cand_agree:
+            checks.extend(check_all(name, golden_values, cand_task, cand_agree, config))
+    return checks
+
+
+def compare_latency(golden: Golden, sg: SignatureGolden, model: Model, signature: str,
+                    baseline: Model | None, config: Config, threads: Mapping[str, int],
+                    progress: Progress) -> tuple[list[LatencyCheck], list[str]]:
+    """Side by side against ``baseline`` when given, else against the golden's samples."""
+    from snapshot_tool.latency import (
+        Measurement,
+        environment_fingerprint,
+        gate_side_by_side,
+        gate_stored,
+        summarize,
+    )
+
+    checks: list[LatencyCheck] = []
+    notes: list[str] = []
+    if baseline is not None:
+        bsig, note = _candidate_signature(baseline, sg.signature, single=True)
+        if note:
+            notes.append(f"baseline model: {note}")
+        sizes = sorted(sg.latency) or _latency_sizes(None, int(golden.attrs.get("batch_size", 16)))
+        for bs in sizes:
+            batch = _slice_batch(sg.inputs, bs)
+            if batch is None:
+                continue
+            checks.append(gate_side_by_side(
+                lambda b=batch: baseline.run(bsig.name, b),  # type: ignore[misc]
+                lambda b=batch: model.run(signature, b),  # type: ignore[misc]
+                bs, config.latency.max_drift,
+                progress=_stage_progress(progress, f"latency A/B batch {bs}")))
+        return checks, notes
+    if not sg.latency:
+        notes.append("golden has no latency baseline (recorded with --no-latency); latency "
+                     "not checked. Use --baseline-model to compare side by side")
+        return checks, notes
+    env = golden.environment
+    fingerprint = environment_fingerprint(dict(threads))
+    for bs, rec in sorted(sg.latency.items()):
+        batch = _slice_batch(sg.inputs, bs)
+        if batch is None:
+            continue
+        stored = Measurement(
+            batch_size=bs, samples_ns=rec.samples_ns,
+            warmup_calls=int(rec.attrs.get("warmup_calls", 0)),
+            first_call_s=float(rec.attrs.get("first_call_s", 0.0)),
+            cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
+            stats=summarize(rec.samples_ns))
+        checks.append(gate_stored(
+            stored, env, float(rec.attrs.get("calibration", 0.0)),
+            lambda b=batch: model.run(signature, b),  # type: ignore[misc]
+            bs, config.latency.stored_max_drift, fingerprint=fingerprint,
+            progress=_stage_progress(progress, f"latency batch {bs}")))
+    return checks, notes
+
+
 def compare(model_path: str | Path, golden_path: str | Path, *,
             config: Config | str | Path | None = None, signature: str | None = None,
-            tag: str = "serve", progress: Progress = _no_progress) -> ComparisonResult:
+            tag: str = "serve", latency: bool = True,
+            baseline_model: str | Path | None = None, latency_strict: bool = False,
+            progress: Progress = _no_progress) -> ComparisonResult:
     """Replay a golden's inputs through a candidate and judge it against the golden."""
     golden: Golden = read_golden(golden_path)
     cfg = config if isinstance(config, Config) else load_config(config)
+    threads = fix_threads()
     model = load_model(model_path, tag=tag)
+    baseline = load_model(baseline_model, tag=tag) if baseline_model is not None and latency \
+        else None
     names = sorted(golden.signatures)
     if signature is not None and signature != "all":
         if signature not in golden.signatures:
             raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
                                  f"holds: {', '.join(names)}")
         names = [signature]
+    # Threshold names are checked against what the golden offers before any model runs.
+    validate_metric_config(golden, names, cfg)
+    metric_checks: list[MetricCheck] = []
+    latency_checks: list[LatencyCheck] = []
     batch_size = int(golden.attrs.get("batch_size", 16))
     diffs: list[TensorDiff] = []
     warnings: list[str] = list(getattr(model, "notes", []))
@@ -304,10 +617,27 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         _check_inputs_fit(sig, sg, model)
         outputs, _ = run_signature(model, sig, sg.inputs, batch_size, progress,
                                    f"comparing {name}")
-        diffs.extend(compare_outputs(sg, outputs, cfg, name))
+        sig_diffs = compare_outputs(sg, outputs, cfg, name)
+        diffs.extend(sig_diffs)
+        checks = compare_metrics(sg, outputs, sig_diffs, cfg)
+        if len(names) > 1:
+            checks = [replace(c, output=f"{name}/{c.output}") for c in checks]
+        metric_checks.extend(checks)
+        if latency:
+            lat, notes = compare_latency(golden, sg, model, sig.name, baseline, cfg, threads,
+                                         progress)
+            if len(names) > 1:
+                notes = [f"{name}: {n}" for n in notes]
+            latency_checks.extend(lat)
+            warnings.extend(notes)
     return ComparisonResult(golden=str(golden.path), model=str(model_path),
                             signatures=tuple(names), outputs=tuple(diffs),
-                            warnings=tuple(warnings), config_source=cfg.source)
+                            metrics=tuple(metric_checks), latency=tuple(latency_checks),
+                            latency_mode=("side_by_side" if baseline is not None else "stored")
+                            if latency_checks else None,
+                            latency_strict=latency_strict, warnings=tuple(warnings),
+                            config_source=cfg.source, baseline_model=str(baseline_model)
+                            if baseline_model is not None else None)
 
 
 def _candidate_signature(model: Model, name: str, *, single: bool

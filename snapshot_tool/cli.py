@@ -108,8 +108,16 @@ def record(
     seed: Annotated[int, typer.Option(help="Seed for synthesized inputs.")] = 0,
     num_samples: Annotated[int, typer.Option(help="Samples to synthesize.")] = 64,
     batch_size: Annotated[int, typer.Option(help="Samples per model call.")] = 16,
+    labels: Annotated[str | None, typer.Option(
+        help="Ground truth for task metrics: FILE[:KEY] (.npz/.h5). A KEY of the --inputs "
+             "file is not fed to the model.", metavar="FILE[:KEY]")] = None,
+    config: Annotated[Path | None, typer.Option(
+        help="Config with [outputs.NAME] task/threshold overrides for metrics.")] = None,
     latency: Annotated[bool, typer.Option(
         "--latency/--no-latency", help="Measure latency baselines.")] = True,
+    latency_batch_sizes: Annotated[str | None, typer.Option(
+        help="Comma-separated batch sizes to time (default: 1 and --batch-size).",
+        metavar="N,N")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing golden.")] = False,
     tag: TagOpt = "serve",
 ) -> None:
@@ -119,7 +127,9 @@ def record(
 
         result = do_record(model, golden, signature=signature, inputs=inputs, seed=seed,
                            num_samples=num_samples, batch_size=batch_size, force=force,
-                           tag=tag, progress=progress)
+                           tag=tag, labels=labels, config=config, latency=latency,
+                           latency_batch_sizes=_sizes(latency_batch_sizes),
+                           progress=progress)
     out = _stdout()
     out.print(f"[bold green]recorded[/] {result.golden}: {len(result.outputs)} outputs of "
               f"{', '.join(result.signatures)} over {result.num_samples} samples "
@@ -137,8 +147,13 @@ def compare(
              "[tool.snapshot-tool] in ./pyproject.toml.")] = None,
     signature: Annotated[str | None, typer.Option(
         help="Check only this signature of the golden.")] = None,
+    baseline_model: Annotated[Path | None, typer.Option(
+        help="Known-good model to time side by side with MODEL (the latency gate). Without "
+             "it, latency is checked against the golden's stored samples.")] = None,
     latency: Annotated[bool, typer.Option(
         "--latency/--no-latency", help="Check latency.")] = True,
+    latency_strict: Annotated[bool, typer.Option(
+        help="Treat an inconclusive latency verdict as a failure (exit 1).")] = False,
     report_json: Annotated[Path | None, typer.Option(
         help="Write the full result as JSON here.")] = None,
     tag: TagOpt = "serve",
@@ -150,13 +165,27 @@ def compare(
 
         with progress_bar() as progress:
             result = do_compare(model, golden, config=config, signature=signature, tag=tag,
-                                progress=progress)
+                                latency=latency, baseline_model=baseline_model,
+                                latency_strict=latency_strict, progress=progress)
         if report_json is not None:
             _write_text(report_json, json.dumps(to_json(result), indent=2) + "\n")
     out = _stdout()
     for item in console_renderables(result):
         out.print(item)
     raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
+
+
+def _sizes(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        sizes = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SnapshotToolError(f"--latency-batch-sizes {text!r}: expected comma-separated "
+                                "integers such as 1,16") from None
+    if not sizes or min(sizes) < 1:
+        raise SnapshotToolError(f"--latency-batch-sizes {text!r}: sizes must be positive")
+    return sizes
 
 
 def _write_text(path: Path, text: str) -> None:

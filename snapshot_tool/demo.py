@@ -77,12 +77,13 @@ def export_wrapped(model: Any, path: Path, extra_work: int = 0) -> None:
         def serve(self, image: Any) -> dict[str, Any]:
             probs = self.model(image, training=False)
             if extra_work:
-                m = tf.ones([256, 256]) / 256.0
+                # The matrix depends on the input, so graph optimization cannot fold the
+                # chain into a constant; multiplying the result by zero keeps the outputs
+                # identical while the work stays in the graph.
+                m = tf.fill([128, 128], 1.0 / 128.0) + 0.0 * tf.reduce_mean(image)
                 acc = m
                 for _ in range(extra_work):
                     acc = tf.matmul(acc, m)
-                # Multiplying by zero keeps outputs identical while the work stays in the
-                # graph (the value depends on acc, so it cannot be pruned).
                 probs = probs + 0.0 * tf.reduce_sum(acc)
             return {"output_0": probs}
 
@@ -98,7 +99,7 @@ def build(out_dir: Path) -> dict[str, float]:
     _, x_test, _, y_test = digits_split()
     model.export(str(out_dir / "baseline"), verbose=False)
     export_wrapped(model, out_dir / "candidate_ok")
-    export_wrapped(model, out_dir / "candidate_slow", extra_work=24)
+    export_wrapped(model, out_dir / "candidate_slow", extra_work=6)
 
     broken = keras.models.clone_model(model)
     broken.set_weights(model.get_weights())

@@ -9,6 +9,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from snapshot_tool.diff import TensorDiff
+from snapshot_tool.metrics import MetricCheck
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -80,9 +81,97 @@ def to_json(result: ComparisonResult) -> dict[str, Any]:
         "signatures": list(result.signatures),
         "config": result.config_source,
         "outputs": [diff_to_json(d) for d in result.outputs],
+        "metrics": [metric_to_json(m) for m in result.metrics],
+        "latency": latency_to_json(result),
         "warnings": list(result.warnings),
     }
     return doc
+
+
+def metric_to_json(m: MetricCheck) -> dict[str, Any]:
+    return {
+        "output": m.output,
+        "name": m.name,
+        "kind": m.kind,
+        "golden": _num(m.golden),
+        "candidate": _num(m.candidate),
+        "delta": _num(m.delta),
+        "direction": m.direction,
+        "limit": m.limit or None,
+        "passed": m.passed,
+        "note": m.note,
+    }
+
+
+def latency_to_json(result: ComparisonResult) -> dict[str, Any] | None:
+    if not result.latency:
+        return None
+    return {
+        "mode": result.latency_mode,
+        "verdict": result.latency_verdict,
+        "passed": result.latency_passed,
+        "strict": result.latency_strict,
+        "baseline_model": result.baseline_model,
+        "batches": [{
+            "batch_size": c.batch_size,
+            "verdict": c.verdict,
+            "ratio": _num(c.ratio),
+            "ci_low": _num(c.ci_low),
+            "ci_high": _num(c.ci_high),
+            "p_value": _num(c.p_value),
+            "limit": _num(c.limit),
+            "rounds": c.rounds,
+            "baseline_p50_ms": _num(c.baseline.p50 / 1e6),
+            "baseline_p90_ms": _num(c.baseline.p90 / 1e6),
+            "candidate_p50_ms": _num(c.candidate.p50 / 1e6),
+            "candidate_p90_ms": _num(c.candidate.p90 / 1e6),
+            "note": c.note,
+        } for c in result.latency],
+    }
+
+
+_LATENCY_STYLE = {"pass": "[green]PASS[/]", "fail": "[bold red]FAIL[/]",
+                  "inconclusive": "[yellow]INCONCLUSIVE[/]", "advisory": "[cyan]ADVISORY[/]"}
+
+
+def latency_table(result: ComparisonResult) -> RenderableType:
+    from rich.table import Table
+
+    mode = "side by side" if result.latency_mode == "side_by_side" else "vs stored baseline"
+    table = Table(title=f"Latency ({mode})", title_justify="left", header_style="bold")
+    for col in ("batch", "baseline p50/p90 ms", "candidate p50/p90 ms", "ratio [95% CI]",
+                "limit", "p", "verdict"):
+        table.add_column(col, justify="left" if col == "verdict" else "right")
+    for c in result.latency:
+        table.add_row(
+            str(c.batch_size),
+            f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
+            f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
+            f"{_fmt(c.ratio)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]",
+            f"≤ {c.limit:.2f}", _fmt(c.p_value, ".2g"), _LATENCY_STYLE.get(c.verdict, c.verdict))
+    return table
+
+
+def metrics_table(result: ComparisonResult) -> RenderableType:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Metrics", title_justify="left", header_style="bold")
+    for col, justify in (("output", "left"), ("metric", "left"), ("golden", "right"),
+                         ("candidate", "right"), ("change", "right"), ("limit", "left"),
+                         ("verdict", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for m in result.metrics:
+        if not m.limit:
+            verdict = "[dim]info[/]" if m.passed else "[bold red]FAIL[/]"
+        else:
+            verdict = _verdict(m.passed)
+        change = "—" if m.delta is None else f"{m.delta:+.4g}"
+        name = m.name + ("" if m.direction == "higher" else " ↓")
+        note = f"\n[dim]{escape(m.note)}[/]" if m.note else ""
+        table.add_row(m.output, name, _fmt(m.golden, ".4g"), _fmt(m.candidate, ".4g"), change,
+                      escape(m.limit) or "[dim]none[/]", verdict + note)
+    return table
 
 
 def _verdict(passed: bool) -> str:
@@ -170,9 +259,26 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
         f"[bold]golden[/] {result.golden}   [bold]candidate[/] {result.model}",
         outputs_table(result),
     ]
+    if result.metrics:
+        out.append(metrics_table(result))
+    if result.latency:
+        out.append(latency_table(result))
+        from rich.markup import escape
+
+        for c in result.latency:
+            if c.note and c.verdict != "pass":
+                out.append(f"[yellow]latency batch {c.batch_size}:[/] {escape(c.note)}")
     for w in result.warnings:
         out.append(f"[yellow]warning:[/] {w}")
+    if result.latency_verdict == "fail" or not result.latency_passed:
+        out.append("[bold red]FAIL[/]: latency regressed beyond the limit ([latency] in the "
+                   "config sets it)".replace("[latency]", "\\[latency]"))
     fails = [d for d in result.outputs if not d.passed]
+    metric_fails = [m for m in result.metrics if not m.passed]
+    if metric_fails:
+        names = ", ".join(f"{m.output}:{m.name}" for m in metric_fails)
+        out.append(f"[bold red]FAIL[/]: {len(metric_fails)} metric check(s) failed ({names}); "
+                   "limits are set in the config's \\[metrics] tables")
     if fails:
         out.append(f"[bold red]FAIL[/]: {len(fails)} of {len(result.outputs)} outputs differ "
                    "beyond tolerance")
@@ -184,6 +290,8 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
                        + escape("\n".join(h))
                        + "\nor re-record the golden from a model you trust with "
                        f"`snapshot-tool record MODEL --golden {escape(result.golden)} --force`.")
-    elif result.passed:
-        out.append(f"[bold green]PASS[/]: {len(result.outputs)} outputs within tolerance")
+    if result.passed:
+        out.append(f"[bold green]PASS[/]: {len(result.outputs)} output(s) within tolerance"
+                   + (f", {len(result.metrics)} metric check(s) passed" if result.metrics else "")
+                   + (f", latency {result.latency_verdict}" if result.latency else ""))
     return out
