@@ -1,0 +1,90 @@
+"""Latency baselines in the golden and both gate modes, through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.fixtures.models import save_matmul_chain
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("chains")
+    return {"base": save_matmul_chain(root / "base", depth=4),
+            "slow": save_matmul_chain(root / "slow", depth=40)}
+
+
+def test_record_stores_latency_baselines(cli, chains, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    res = cli("record", chains["base"], "--golden", golden, "--num-samples", "32",
+              "--batch-size", "8", "--latency-batch-sizes", "1,8")
+    assert res.code == 0, res
+    with h5py.File(golden) as f:
+        for bs in (1, 8):
+            ds = f[f"latency/batch_{bs}/samples_ns"]
+            assert ds.dtype == np.int64 and ds.shape[0] >= 30
+            for attr in ("p50", "p90", "p99", "mean", "std", "warmup_calls", "cold_load_s",
+                         "first_call_s", "calibration"):
+                assert attr in ds.attrs, attr
+            assert ds.attrs["warmup_calls"] >= 10
+            assert ds.attrs["p50"] <= ds.attrs["p90"] <= ds.attrs["p99"]
+        env = json.loads(f.attrs["environment"])
+        for key in ("cpu_model", "logical_cpus", "tensorflow", "threads"):
+            assert key in env
+    shown = cli("show", golden)
+    assert "latency" in shown.stdout and "p50 ms" in shown.stdout
+    # Stored mode on the same machine: the unchanged model must not fail.
+    res = cli("compare", chains["base"], "--golden", golden, "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    lat = json.loads((tmp_path / "r.json").read_text())["latency"]
+    assert lat["mode"] == "stored" and lat["verdict"] in ("pass", "inconclusive", "advisory")
+    assert {b["batch_size"] for b in lat["batches"]} == {1, 8}
+    for b in lat["batches"]:
+        for key in ("ratio", "ci_low", "ci_high", "p_value", "limit"):
+            assert key in b
+        assert b["limit"] == pytest.approx(1.25)
+
+
+def test_side_by_side_gate_catches_a_slowdown(cli, chains, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", chains["base"], "--golden", golden, "--num-samples", "16",
+               "--batch-size", "8", "--no-latency").code == 0
+    # Identical outputs, several times the work: outputs pass, latency fails.
+    res = cli("compare", chains["slow"], "--golden", golden, "--baseline-model", chains["base"],
+              "--report-json", tmp_path / "slow.json")
+    doc = json.loads((tmp_path / "slow.json").read_text())
+    assert all(o["passed"] for o in doc["outputs"])
+    assert doc["latency"]["mode"] == "side_by_side"
+    assert doc["latency"]["verdict"] == "fail", doc["latency"]
+    assert res.code == 1
+    assert all(b["ci_low"] > b["limit"] for b in doc["latency"]["batches"])
+    # The baseline against itself never fails.
+    same = cli("compare", chains["base"], "--golden", golden, "--baseline-model",
+               chains["base"], "--report-json", tmp_path / "same.json")
+    assert same.code == 0, same
+    assert json.loads((tmp_path / "same.json").read_text())["latency"]["verdict"] != "fail"
+
+
+def test_no_latency_skips_measuring(cli, chains, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", chains["base"], "--golden", golden, "--num-samples", "8",
+               "--no-latency").code == 0
+    with h5py.File(golden) as f:
+        assert "latency" not in f
+    res = cli("compare", chains["base"], "--golden", golden, "--report-json",
+              tmp_path / "r.json")
+    assert res.code == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["latency"] is None
+    assert any("no latency baseline" in w for w in doc["warnings"])
+
+
+def test_bad_latency_batch_sizes(cli, chains, tmp_path: Path) -> None:
+    res = cli("record", chains["base"], "--golden", tmp_path / "g.h5",
+              "--latency-batch-sizes", "1,x")
+    assert res.code == 2 and res.stderr.startswith("error: ")
