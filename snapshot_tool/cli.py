@@ -156,12 +156,16 @@ def compare(
         help="Treat an inconclusive latency verdict as a failure (exit 1).")] = False,
     report_json: Annotated[Path | None, typer.Option(
         help="Write the full result as JSON here.")] = None,
+    junit: Annotated[Path | None, typer.Option(
+        help="Write a JUnit XML report here (one test case per check).")] = None,
+    markdown: Annotated[Path | None, typer.Option(
+        help="Write a Markdown summary here (for PR comments and CI job summaries).")] = None,
     tag: TagOpt = "serve",
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         from snapshot_tool.api import compare as do_compare
-        from snapshot_tool.report import console_renderables, to_json
+        from snapshot_tool.report import console_renderables, to_json, to_junit, to_markdown
 
         with progress_bar() as progress:
             result = do_compare(model, golden, config=config, signature=signature, tag=tag,
@@ -169,6 +173,10 @@ def compare(
                                 latency_strict=latency_strict, progress=progress)
         if report_json is not None:
             _write_text(report_json, json.dumps(to_json(result), indent=2) + "\n")
+        if junit is not None:
+            _write_text(junit, to_junit(result))
+        if markdown is not None:
+            _write_text(markdown, to_markdown(result))
     out = _stdout()
     for item in console_renderables(result):
         out.print(item)

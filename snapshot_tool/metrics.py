@@ -21,10 +21,10 @@ Threshold rules (all limits that are set must hold):
   is better the drop is ``golden - candidate``, for one where lower is better it is
   ``candidate - golden``. A negative drop is an improvement and always passes.
 * ``max_relative_drop`` is ``drop / |golden|``. A relative change from a zero baseline is
-  undefined (TFMA's relative check divides by zero there and either crashes or passes
-  everything), yet zero baselines are real: an ``max_error`` of 0 on a tiny label set, a
-  ``balanced_accuracy`` of 0 on a broken golden. So at ``golden == 0`` the limit is applied as an
-  absolute drop limit and the check's note says so, rather than silently passing or failing.
+  undefined (the reason TFMA's relative check breaks there), yet zero baselines are real: a
+  ``max_error`` of 0 on a tiny label set, a ``balanced_accuracy`` of 0 on a broken golden. So at
+  ``golden == 0`` the limit is applied as an absolute drop limit and the check's note says so,
+  rather than silently passing or failing.
 * ``min`` / ``max`` bound the candidate's value. They are the only limits for agreement metrics;
   a drop limit on one is a configuration error, reported before any model runs.
 * A metric without a threshold is informational: it is reported and always passes.
@@ -421,7 +421,7 @@ def _multiclass_metrics(out: Array, lab: Array) -> dict[str, MetricValue]:
         if all_finite:
             # Renormalise away float32 rounding: sklearn's own sum-to-one check is tighter
             # than ours for float64 input.
-            proba = scores
+            proba = scores / scores.sum(axis=1, keepdims=True)
             result["log_loss"] = _mv("log_loss", skm.log_loss(y, proba, labels=class_ids))
             auc = _ovr_roc_auc(y, proba)
         else:

@@ -295,3 +295,81 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
                    + (f", {len(result.metrics)} metric check(s) passed" if result.metrics else "")
                    + (f", latency {result.latency_verdict}" if result.latency else ""))
     return out
+
+
+def to_junit(result: ComparisonResult) -> str:
+    """JUnit XML: one test case per output, metric check and latency batch, so CI systems
+    that read JUnit show each regression by name."""
+    import xml.etree.ElementTree as ET
+
+    suite = ET.Element("testsuite", name="snapshot-tool")
+    cases: list[tuple[str, str, bool, str]] = []
+    for d in result.outputs:
+        detail = d.message or (f"{d.mismatch_count}/{d.size} elements outside atol {d.atol:g} "
+                               f"rtol {d.rtol:g}; max abs {_fmt(d.max_abs_diff)}, worst "
+                               f"{_worst(d)}")
+        cases.append(("outputs", f"{d.signature}/{d.name}" if d.signature else d.name,
+                      d.passed, detail))
+    for m in result.metrics:
+        cases.append(("metrics", f"{m.output}/{m.name}", m.passed,
+                      f"golden {_fmt(m.golden, '.6g')} candidate {_fmt(m.candidate, '.6g')} "
+                      f"limit {m.limit or 'none'}. {m.note}".strip()))
+    for c in result.latency:
+        failed = not result.latency_passed and c.verdict in ("fail", "inconclusive")
+        cases.append(("latency", f"batch_{c.batch_size}", not failed,
+                      f"{c.verdict}: ratio {_fmt(c.ratio)} [{_fmt(c.ci_low)}, "
+                      f"{_fmt(c.ci_high)}] limit {c.limit:.2f}. {c.note}".strip()))
+    failures = 0
+    for group, name, passed, detail in cases:
+        case = ET.SubElement(suite, "testcase", classname=f"snapshot_tool.{group}", name=name)
+        if not passed:
+            failures += 1
+            ET.SubElement(case, "failure", message=detail.splitlines()[0][:200]).text = detail
+        elif detail:
+            ET.SubElement(case, "system-out").text = detail
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(failures))
+    suite.set("errors", "0")
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") \
+        + "\n"
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(result: ComparisonResult) -> str:
+    """A Markdown summary for pull-request comments and CI job summaries."""
+    verdict = "✅ PASS" if result.passed else "❌ FAIL"
+    lines = [f"## snapshot-tool: {verdict}", "",
+             f"golden `{result.golden}` · candidate `{result.model}`", "",
+             "| output | verdict | mismatched | max abs | max rel | atol to pass |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for d in result.outputs:
+        name = f"{d.signature}/{d.name}" if len(result.signatures) > 1 else d.name
+        if d.status in ("ok", "mismatch"):
+            lines.append(f"| {_md(name)} | {'pass' if d.passed else '**FAIL**'} | "
+                         f"{d.mismatch_count}/{d.size} | {_fmt(d.max_abs_diff)} | "
+                         f"{_fmt(d.max_rel_diff)} | {_fmt(d.required_atol)} |")
+        else:
+            lines.append(f"| {_md(name)} | **{d.status.upper()}** | {_md(d.message)} | | | |")
+    if result.metrics:
+        lines += ["", "| output | metric | golden | candidate | change | limit | verdict |",
+                  "| --- | --- | ---: | ---: | ---: | --- | --- |"]
+        for m in result.metrics:
+            v = ("pass" if m.limit else "info") if m.passed else "**FAIL**"
+            change = "" if m.delta is None else f"{m.delta:+.4g}"
+            lines.append(f"| {_md(m.output)} | {m.name} | {_fmt(m.golden, '.4g')} | "
+                         f"{_fmt(m.candidate, '.4g')} | {change} | {_md(m.limit)} | {v} |")
+    if result.latency:
+        lines += ["", f"Latency ({result.latency_mode}):", "",
+                  "| batch | baseline p50 ms | candidate p50 ms | ratio [95% CI] | limit | "
+                  "verdict |", "| ---: | ---: | ---: | --- | ---: | --- |"]
+        for c in result.latency:
+            lines.append(f"| {c.batch_size} | {c.baseline.p50 / 1e6:.3f} | "
+                         f"{c.candidate.p50 / 1e6:.3f} | {_fmt(c.ratio)} [{_fmt(c.ci_low)}, "
+                         f"{_fmt(c.ci_high)}] | {c.limit:.2f} | {c.verdict} |")
+    for w in result.warnings:
+        lines += ["", f"> warning: {_md(w)}"]
+    return "\n".join(lines) + "\n"

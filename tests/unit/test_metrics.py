@@ -25,6 +25,7 @@ from snapshot_tool.metrics import (
     AGREEMENT_METRICS,
     KNOWN_METRICS,
     MetricCheck,
+    MetricKind,
     MetricValue,
     agreement_metrics,
     check_all,
@@ -422,7 +423,7 @@ def _v(name: str, value: float) -> MetricValue:
 
 def _check(name: str, golden: float | None, candidate: float,
            **limits: float) -> MetricCheck:
-    kind = "agreement" if name in AGREEMENT_METRICS else "task"
+    kind: MetricKind = "agreement" if name in AGREEMENT_METRICS else "task"
     g = None if golden is None else _v(name, golden)
     return check_metric("out", name, kind, g, _v(name, candidate),
                         MetricThreshold(**limits) if limits else None)
