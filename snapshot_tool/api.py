@@ -243,6 +243,8 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
         records[sig.name] = SignatureGolden(
             sig.name, feeds, outputs, attrs, labels=label_values,
             labels_source=label_spec.source if label_spec else "", metrics=metrics)
+        recorded.extend(RecordedOutput(sig.name, k, _dtype(v), tuple(v.shape))
+                        for k, v in sorted(outputs.items()))
     fingerprint: dict[str, Any] = {}
     if latency:
         from snapshot_tool.latency import calibrate, environment_fingerprint
@@ -255,8 +257,6 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
                                         sizes, calibration, progress)
             warnings.extend(notes)
             records[sig.name] = replace(records[sig.name], latency=lat)
-        recorded.extend(RecordedOutput(sig.name, k, _dtype(v), tuple(v.shape))
-                        for k, v in sorted(outputs.items()))
     root_attrs = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tool_version": __version__,
@@ -437,14 +437,27 @@ def _dtype(arr: np.ndarray) -> str:
     return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
 
 
-def _check_inputs_fit(sig: SignatureInfo, sg: SignatureGolden, model: Model) -> None:
+def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model
+                ) -> tuple[dict[str, np.ndarray], str]:
+    """The golden's stored inputs keyed by the candidate's input names.
+
+    One input under another name is accepted with a note: converters and Keras reloads
+    rename a lone input (``keras_tensor_3`` vs ``input_layer_3``) without changing what it
+    means. Anything else that differs is an interface change and an error.
+    """
     want = {s.name for s in sig.inputs}
     have = set(sg.inputs)
-    if want != have:
-        raise SignatureError(
-            f"signature {sig.name!r} of {model.path} takes inputs "
-            f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
-            f"{', '.join(sorted(have)) or '(none)'}; the candidate's interface changed")
+    if want == have:
+        return dict(sg.inputs), ""
+    if len(want) == 1 and len(have) == 1:
+        (cand_name,), (gold_name,) = want, have
+        return {cand_name: sg.inputs[gold_name]}, (
+            f"candidate's only input is named {cand_name!r}, the golden's {gold_name!r}; "
+            "fed the recorded input to it")
+    raise SignatureError(
+        f"signature {sig.name!r} of {model.path} takes inputs "
+        f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
+        f"{', '.join(sorted(have)) or '(none)'}; the candidate's interface changed")
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
@@ -608,14 +621,18 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     latency_checks: list[LatencyCheck] = []
     batch_size = int(golden.attrs.get("batch_size", 16))
     diffs: list[TensorDiff] = []
-    warnings: list[str] = list(getattr(model, "notes", []))
+    warnings: list[str] = [f"candidate: {n}" for n in getattr(model, "notes", [])]
+    if baseline is not None:
+        warnings.extend(f"baseline model: {n}" for n in getattr(baseline, "notes", []))
     for name in names:
         sg = golden.signatures[name]
         sig, note = _candidate_signature(model, name, single=len(names) == 1)
         if note:
             warnings.append(note)
-        _check_inputs_fit(sig, sg, model)
-        outputs, _ = run_signature(model, sig, sg.inputs, batch_size, progress,
+        feeds, note = _fit_inputs(sig, sg, model)
+        if note:
+            warnings.append(note)
+        outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
                                    f"comparing {name}")
         sig_diffs = compare_outputs(sg, outputs, cfg, name)
         diffs.extend(sig_diffs)

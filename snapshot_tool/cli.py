@@ -89,8 +89,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
         yield update
 
 
-ModelArg = Annotated[Path, typer.Argument(help="SavedModel directory (or other model file).",
-                                          show_default=False)]
+ModelArg = Annotated[Path, typer.Argument(
+    help="SavedModel directory (TF2 or TF1), .tflite or .keras file.", show_default=False)]
 GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 file.",
                                          show_default=False)]
 TagOpt = Annotated[str, typer.Option("--tag", help="SavedModel tag set (comma-separated).")]
@@ -103,7 +103,8 @@ def record(
     signature: Annotated[str | None, typer.Option(
         help="Signature to record (default serving_default); 'all' records every one.")] = None,
     inputs: Annotated[Path | None, typer.Option(
-        help="Inputs file (.npz or .h5, arrays named like the inputs). "
+        help="Inputs file: .npz or .h5 (arrays named like the inputs), or .tfrecord of "
+             "tf.train.Example for a signature taking serialized examples. "
              "Default: synthesized from the signature with --seed.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for synthesized inputs.")] = 0,
     num_samples: Annotated[int, typer.Option(help="Samples to synthesize.")] = 64,
@@ -131,9 +132,10 @@ def record(
                            latency_batch_sizes=_sizes(latency_batch_sizes),
                            progress=progress)
     out = _stdout()
-    out.print(f"[bold green]recorded[/] {result.golden}: {len(result.outputs)} outputs of "
-              f"{', '.join(result.signatures)} over {result.num_samples} samples "
-              f"(batch size {result.batch_size})")
+    over = (f"over {result.num_samples} samples (batch size {result.batch_size})"
+            if result.num_samples else "from one call (the signature takes no inputs)")
+    out.print(f"[bold green]recorded[/] {result.golden}: {len(result.outputs)} output(s) of "
+              f"{', '.join(result.signatures)} {over}")
     for w in result.warnings:
         _stderr().print(f"[yellow]warning:[/] {w}")
 

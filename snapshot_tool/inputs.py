@@ -8,7 +8,13 @@ Synthesis rules (documented in the README):
 - the leading dimension is the sample dimension; ``--num-samples`` rows are generated;
 - other dynamic dimensions (``None``) get ``DYNAMIC_DIM`` (8) elements;
 - floats are uniform in [0, 1); signed ints uniform in [0, 10); unsigned ints in [0, 10);
-  bools fair coin flips; strings short random ASCII tokens (as bytes).
+  bools fair coin flips; strings short random ASCII tokens (as bytes);
+- a classify/regress signature's string input takes serialized tf.train.Example protos, which
+  random strings are not: it needs ``--inputs FILE.tfrecord``;
+- a signature without inputs gets no arrays, and is run once (see :func:`batches`).
+
+Files: ``.npz`` and ``.h5`` arrays are matched to inputs by name; a ``.tfrecord`` file's
+records feed a signature whose only input is a string tensor (serialized tf.train.Example).
 """
 
 from __future__ import annotations
@@ -21,9 +27,14 @@ import numpy as np
 
 from snapshot_tool.errors import InputsError
 from snapshot_tool.model import SignatureInfo, TensorSpec, numpy_dtype
+from snapshot_tool.tfrecord import is_tfrecord_path, read_tfrecord
 
 DYNAMIC_DIM = 8
 INT_HIGH = 10
+# The array name a TFRecord's records get in load_arrays; from_file renames it to the input.
+TFRECORD_ARRAY = "examples"
+# Signature methods whose string input is a batch of serialized tf.train.Example protos.
+EXAMPLE_METHODS = ("classify", "regress")
 
 
 def _sample_shape(spec: TensorSpec, num_samples: int) -> tuple[int, ...]:
@@ -42,6 +53,7 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.
     """Seeded inputs for every input of ``sig``; same seed, same arrays, on every machine."""
     if num_samples < 1:
         raise InputsError(f"--num-samples must be at least 1, got {num_samples}")
+    _refuse_random_examples(sig)
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     # Sorted order keeps the stream independent of the order TensorFlow lists inputs in.
@@ -69,7 +81,20 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.
     return out
 
 
+def _refuse_random_examples(sig: SignatureInfo) -> None:
+    if sig.method_name not in EXAMPLE_METHODS:
+        return
+    strings = [s.name for s in sig.inputs if s.dtype == "string"]
+    if strings:
+        raise InputsError(
+            f"signature {sig.name!r} is a {sig.method_name} signature: its input "
+            f"{strings[0]!r} takes serialized tf.train.Example protos, which random strings "
+            "are not; pass --inputs FILE.tfrecord (a TFRecord of tf.train.Example)")
+
+
 def _read_file(path: Path) -> dict[str, np.ndarray]:
+    if is_tfrecord_path(path):
+        return {TFRECORD_ARRAY: read_tfrecord(path)}
     suffix = path.suffix.lower()
     if suffix == ".npz":
         try:
@@ -92,7 +117,7 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
                 return arrays
         except OSError as exc:
             raise InputsError(f"cannot read inputs file {path}: {exc}") from None
-    raise InputsError(f"inputs file {path} has an unknown type; use .npz or .h5")
+    raise InputsError(f"inputs file {path} has an unknown type; use .npz, .h5 or .tfrecord")
 
 
 def _decode_h5(ds: Any) -> np.ndarray:
@@ -173,6 +198,8 @@ def from_file(sig: SignatureInfo, path: str | Path,
     """
     arrays = {k: v for k, v in load_arrays(path).items() if k not in exclude}
     names = [s.name for s in sig.inputs]
+    if is_tfrecord_path(path):
+        return _from_tfrecord(sig, arrays[TFRECORD_ARRAY], str(path))
     if len(sig.inputs) == 1 and sig.inputs[0].name not in arrays and len(arrays) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
     missing = [n for n in names if n not in arrays]
@@ -183,6 +210,21 @@ def from_file(sig: SignatureInfo, path: str | Path,
             f"(expected: {', '.join(names)})")
     out = {s.name: conform(s, arrays[s.name], str(path)) for s in sig.inputs}
     return check_rows(out, str(path))
+
+
+def _from_tfrecord(sig: SignatureInfo, records: np.ndarray, source: str
+                   ) -> dict[str, np.ndarray]:
+    if len(sig.inputs) != 1 or sig.inputs[0].dtype != "string":
+        takes = ", ".join(s.describe() for s in sig.inputs) or "no inputs"
+        raise InputsError(
+            f"{source} is a TFRecord, which feeds only a signature whose single input is a "
+            f"string tensor of serialized tf.train.Example; signature {sig.name!r} takes "
+            f"{takes}; pass an .npz or .h5 file with one array per input instead")
+    spec = sig.inputs[0]
+    if spec.shape is not None and len(spec.shape) == 2 and spec.shape[1] == 1:
+        # Some exporters declare the examples as [batch, 1].
+        records = records.reshape(-1, 1)
+    return check_rows({spec.name: conform(spec, records, source)}, source)
 
 
 def check_rows(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
@@ -196,6 +238,8 @@ def check_rows(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, np.nd
 
 
 def num_rows(arrays: Mapping[str, np.ndarray]) -> int:
+    """Samples in ``arrays`` (the leading dimension). A signature without inputs has no
+    samples: ``num_rows({}) == 0``, although :func:`batches` still runs it once."""
     for v in arrays.values():
         return int(v.shape[0])
     return 0
@@ -203,9 +247,17 @@ def num_rows(arrays: Mapping[str, np.ndarray]) -> int:
 
 def batches(arrays: Mapping[str, np.ndarray], batch_size: int
             ) -> Iterator[dict[str, np.ndarray]]:
-    """Consecutive slices of ``batch_size`` rows (the last one may be shorter)."""
+    """Consecutive slices of ``batch_size`` rows (the last one may be shorter).
+
+    An empty mapping (a signature without inputs: a counter, a constant table) yields
+    exactly one empty batch, so the signature is still called, once, and its outputs are
+    recorded; with no sample dimension to split there is nothing to call it more times for.
+    """
     if batch_size < 1:
         raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
+    if not arrays:
+        yield {}
+        return
     n = num_rows(arrays)
     for start in range(0, n, batch_size):
         yield {k: v[start:start + batch_size] for k, v in arrays.items()}

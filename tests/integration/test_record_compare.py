@@ -15,7 +15,7 @@ def test_unchanged_model_passes(cli, dense_model: Path, tmp_path: Path) -> None:
     golden = tmp_path / "g.h5"
     rec = cli("record", dense_model, "--golden", golden, "--no-latency")
     assert rec.code == 0, rec
-    assert "recorded" in rec.stdout
+    assert "recorded" in rec.stdout and "2 output(s)" in rec.stdout
     res = cli("compare", dense_model, "--golden", golden, "--no-latency",
               "--report-json", tmp_path / "r.json")
     assert res.code == 0, res
