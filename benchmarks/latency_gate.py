@@ -32,7 +32,6 @@ Not part of the test suite: it takes a few minutes.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -140,8 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="one line per comparison")
     args = p.parse_args(argv)
 
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+    from snapshot_tool.model import import_tf
+
+    tf = import_tf()  # quiet: TensorFlow's native start-up chatter would bury the table
 
     # Before TF executes anything: these cannot be changed after the first op.
     tf.config.threading.set_intra_op_parallelism_threads(1)

@@ -99,7 +99,7 @@ def build(out_dir: Path) -> dict[str, float]:
     _, x_test, _, y_test = digits_split()
     model.export(str(out_dir / "baseline"), verbose=False)
     export_wrapped(model, out_dir / "candidate_ok")
-    export_wrapped(model, out_dir / "candidate_slow", extra_work=6)
+    export_wrapped(model, out_dir / "candidate_slow", extra_work=12)
 
     broken = keras.models.clone_model(model)
     broken.set_weights(model.get_weights())

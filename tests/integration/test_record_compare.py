@@ -133,3 +133,38 @@ def test_verify_and_show(cli, dense_model: Path, tmp_path: Path) -> None:
     assert v.code == 0 and "intact" in v.stdout
     s = cli("show", golden)
     assert s.code == 0 and "logits" in s.stdout and "features" in s.stdout
+
+
+def test_signature_all_records_every_signature_in_one_golden(cli, two_sig_model: Path,
+                                                             tmp_path: Path) -> None:
+    golden = tmp_path / "all.h5"
+    rec = cli("record", two_sig_model, "--golden", golden, "--signature", "all",
+              "--no-latency", "--num-samples", "12")
+    assert rec.code == 0, rec
+    with h5py.File(golden) as f:
+        assert f.attrs["signature"] == "all"
+        assert set(f["signatures"]) == {"serving_default", "embed"}
+        assert "embedding" in f["signatures/embed/outputs"]
+    assert cli("verify", golden).code == 0
+    same = cli("compare", two_sig_model, "--golden", golden, "--no-latency",
+               "--report-json", tmp_path / "same.json")
+    assert same.code == 0, same
+    doc = json.loads((tmp_path / "same.json").read_text())
+    assert set(doc["signatures"]) == {"serving_default", "embed"}
+    assert {(o["signature"], o["name"]) for o in doc["outputs"]} == {
+        ("serving_default", "projection"), ("serving_default", "bucket"),
+        ("serving_default", "positive"), ("embed", "embedding")}
+    moved = save_two_signatures(tmp_path / "moved", offset=0.5)
+    res = cli("compare", moved, "--golden", golden, "--no-latency",
+              "--report-json", tmp_path / "moved.json")
+    assert res.code == 1
+    assert "signature" in res.stdout and "embed" in res.stdout  # per-signature rows
+    doc = json.loads((tmp_path / "moved.json").read_text())
+    failing = {(o["signature"], o["name"]) for o in doc["outputs"] if not o["passed"]}
+    assert ("embed", "embedding") in failing and ("serving_default", "projection") in failing
+    # one signature of a multi-signature golden can be checked alone
+    only = cli("compare", moved, "--golden", golden, "--no-latency", "--signature", "embed",
+               "--report-json", tmp_path / "only.json")
+    assert only.code == 1
+    assert {o["signature"] for o in json.loads((tmp_path / "only.json").read_text())[
+        "outputs"]} == {"embed"}
