@@ -67,6 +67,11 @@ def user_errors() -> Iterator[None]:
         raise fail("out of memory; try a smaller --num-samples or --batch-size") from None
     except PermissionError as exc:
         raise fail(f"permission denied: {exc.filename or exc}") from None
+    except OSError as exc:
+        # Disk full, read-only file system, too many open files: the environment, not a
+        # bug, and a one-line answer is what a CI log needs.
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise fail(f"{exc.strerror or exc}{where}") from None
 
 
 @contextlib.contextmanager
