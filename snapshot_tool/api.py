@@ -20,7 +20,7 @@ import numpy as np
 from snapshot_tool import __version__
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
-from snapshot_tool.errors import InputsError, SignatureError
+from snapshot_tool.errors import GoldenError, InputsError, SignatureError
 from snapshot_tool.golden import (
     Golden,
     LatencyRecord,
@@ -194,6 +194,9 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
     check_writable(golden, force)
     if batch_size < 1:
         raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0 <= seed < 2**63:
+        # numpy's generators take non-negative seeds, and HDF5 stores the attr as int64.
+        raise InputsError(f"--seed must be between 0 and 2**63-1, got {seed}")
     cfg = config if isinstance(config, Config) else load_config(config)
     label_spec = parse_spec(labels) if labels is not None else None
     label_values = load_labels(label_spec) if label_spec is not None else None
@@ -437,27 +440,46 @@ def _dtype(arr: np.ndarray) -> str:
     return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
 
 
-def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model
+def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str = "candidate"
                 ) -> tuple[dict[str, np.ndarray], str]:
-    """The golden's stored inputs keyed by the candidate's input names.
+    """The golden's stored inputs keyed by the model's input names, checked against its specs.
 
     One input under another name is accepted with a note: converters and Keras reloads
     rename a lone input (``keras_tensor_3`` vs ``input_layer_3``) without changing what it
-    means. Anything else that differs is an interface change and an error.
+    means. A different set of inputs, a different kind of dtype or a different per-sample
+    shape is an interface change and an error: feeding the recorded data anyway would be
+    casting or reshaping it into something the golden never saw.
     """
+    from snapshot_tool.inputs import conform
+
     want = {s.name for s in sig.inputs}
     have = set(sg.inputs)
+    note = ""
     if want == have:
-        return dict(sg.inputs), ""
-    if len(want) == 1 and len(have) == 1:
+        feeds = dict(sg.inputs)
+    elif len(want) == 1 and len(have) == 1:
         (cand_name,), (gold_name,) = want, have
-        return {cand_name: sg.inputs[gold_name]}, (
-            f"candidate's only input is named {cand_name!r}, the golden's {gold_name!r}; "
-            "fed the recorded input to it")
-    raise SignatureError(
-        f"signature {sig.name!r} of {model.path} takes inputs "
-        f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
-        f"{', '.join(sorted(have)) or '(none)'}; the candidate's interface changed")
+        feeds = {cand_name: sg.inputs[gold_name]}
+        note = (f"{who}'s only input is named {cand_name!r}, the golden's {gold_name!r}; "
+                "fed the recorded input to it")
+    else:
+        raise SignatureError(
+            f"signature {sig.name!r} of {who} {model.path} takes inputs "
+            f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
+            f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
+    fitted: dict[str, np.ndarray] = {}
+    for spec in sig.inputs:
+        arr = feeds[spec.name]
+        try:
+            fitted[spec.name] = conform(spec, arr, f"{who} {model.path}")
+        except InputsError as exc:
+            raise SignatureError(f"{exc} (the golden's recorded input; the {who}'s interface "
+                                 "changed)") from None
+        if fitted[spec.name].dtype != arr.dtype:
+            note = (note + "; " if note else "") + (
+                f"{who} input {spec.name!r} is {spec.dtype}, the golden recorded "
+                f"{_dtype(arr)}; the recorded values were cast")
+    return fitted, note
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
@@ -544,9 +566,10 @@ def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
     return checks
 
 
-def compare_latency(golden: Golden, sg: SignatureGolden, model: Model, signature: str,
-                    baseline: Model | None, config: Config, threads: Mapping[str, int],
-                    progress: Progress) -> tuple[list[LatencyCheck], list[str]]:
+def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
+                    model: Model, signature: str, baseline: Model | None, config: Config,
+                    threads: Mapping[str, int], progress: Progress
+                    ) -> tuple[list[LatencyCheck], list[str]]:
     """Side by side against ``baseline`` when given, else against the golden's samples."""
     from snapshot_tool.latency import (
         Measurement,
@@ -562,13 +585,17 @@ def compare_latency(golden: Golden, sg: SignatureGolden, model: Model, signature
         bsig, note = _candidate_signature(baseline, sg.signature, single=True)
         if note:
             notes.append(f"baseline model: {note}")
-        sizes = sorted(sg.latency) or _latency_sizes(None, int(golden.attrs.get("batch_size", 16)))
+        base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model")
+        if note:
+            notes.append(note)
+        sizes = sorted(sg.latency) or _latency_sizes(None, _batch_size(golden))
         for bs in sizes:
-            batch = _slice_batch(sg.inputs, bs)
-            if batch is None:
+            batch = _slice_batch(feeds, bs)
+            base_batch = _slice_batch(base_feeds, bs)
+            if batch is None or base_batch is None:
                 continue
             checks.append(gate_side_by_side(
-                lambda b=batch: baseline.run(bsig.name, b),  # type: ignore[misc]
+                lambda b=base_batch: baseline.run(bsig.name, b),  # type: ignore[misc]
                 lambda b=batch: model.run(signature, b),  # type: ignore[misc]
                 bs, config.latency.max_drift,
                 progress=_stage_progress(progress, f"latency A/B batch {bs}")))
@@ -580,7 +607,7 @@ def compare_latency(golden: Golden, sg: SignatureGolden, model: Model, signature
     env = golden.environment
     fingerprint = environment_fingerprint(dict(threads))
     for bs, rec in sorted(sg.latency.items()):
-        batch = _slice_batch(sg.inputs, bs)
+        batch = _slice_batch(feeds, bs)
         if batch is None:
             continue
         stored = Measurement(
@@ -595,6 +622,18 @@ def compare_latency(golden: Golden, sg: SignatureGolden, model: Model, signature
             bs, config.latency.stored_max_drift, fingerprint=fingerprint,
             progress=_stage_progress(progress, f"latency batch {bs}")))
     return checks, notes
+
+
+def _batch_size(golden: Golden) -> int:
+    value = golden.attrs.get("batch_size", 16)
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise GoldenError(f"{golden.path}: root attribute batch_size is {value!r}, not a "
+                          "positive integer; the golden is malformed — re-record it")
+    return size
 
 
 def compare(model_path: str | Path, golden_path: str | Path, *,
@@ -619,7 +658,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     validate_metric_config(golden, names, cfg)
     metric_checks: list[MetricCheck] = []
     latency_checks: list[LatencyCheck] = []
-    batch_size = int(golden.attrs.get("batch_size", 16))
+    batch_size = _batch_size(golden)
     diffs: list[TensorDiff] = []
     warnings: list[str] = [f"candidate: {n}" for n in getattr(model, "notes", [])]
     if baseline is not None:
@@ -641,8 +680,8 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             checks = [replace(c, output=f"{name}/{c.output}") for c in checks]
         metric_checks.extend(checks)
         if latency:
-            lat, notes = compare_latency(golden, sg, model, sig.name, baseline, cfg, threads,
-                                         progress)
+            lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
+                                         threads, progress)
             if len(names) > 1:
                 notes = [f"{name}: {n}" for n in notes]
             latency_checks.extend(lat)

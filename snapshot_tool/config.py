@@ -235,7 +235,8 @@ def load_config(path: str | Path | None) -> Config:
             except (OSError, tomllib.TOMLDecodeError):
                 # Someone else's broken pyproject is not our input; the defaults apply.
                 return Config()
-            section = doc.get("tool", {}).get("snapshot-tool")
+            tool = doc.get("tool")
+            section = tool.get("snapshot-tool") if isinstance(tool, dict) else None
             if section is None:
                 return Config()
             return parse_config(_table("pyproject.toml", "tool.snapshot-tool", section),
@@ -252,7 +253,8 @@ def load_config(path: str | Path | None) -> Config:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from None
     if p.name == "pyproject.toml":
-        section = doc.get("tool", {}).get("snapshot-tool")
+        tool = doc.get("tool")
+        section = tool.get("snapshot-tool") if isinstance(tool, dict) else None
         if section is None:
             raise ConfigError(f"{p}: has no [tool.snapshot-tool] table")
         return parse_config(_table(str(p), "tool.snapshot-tool", section),

@@ -116,6 +116,23 @@ def _exact_diff(golden: np.ndarray, candidate: np.ndarray, base: dict[str, Any])
                       worst_golden=wg, worst_candidate=wc)
 
 
+def _int_absdiff(golden: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """|c - g| for integer tensors without wrap-around (uint8 0 - 255) or int64 overflow,
+    returned as float64 for the statistics; at least 1 wherever the values differ."""
+    if golden.dtype.itemsize < 8:
+        exact = np.abs(candidate.astype(np.int64) - golden.astype(np.int64))
+        return exact.astype(np.float64)
+    # 64-bit: Python integers cannot overflow; only the differing elements pay for it.
+    out = np.zeros(golden.shape, dtype=np.float64)
+    differ = np.asarray(golden != candidate)
+    if differ.any():
+        g_obj = golden[differ].astype(object)
+        c_obj = candidate[differ].astype(object)
+        out[differ] = [max(1.0, float(abs(int(c) - int(g)))) for g, c in zip(g_obj, c_obj,
+                                                                         strict=True)]
+    return out
+
+
 def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
                   base: dict[str, Any]) -> TensorDiff:
     complex_ = golden.dtype.kind == "c"
@@ -123,9 +140,11 @@ def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
     g = golden.astype(wide)
     c = candidate.astype(wide)
     with np.errstate(invalid="ignore", over="ignore"):
-        absdiff = np.abs(c - g)
+        absdiff = _int_absdiff(golden, candidate) if golden.dtype.kind in "iu" else np.abs(c - g)
         g_nan, c_nan = np.isnan(g), np.isnan(c)
-        same = (g == c)  # covers equal infinities, which subtract to NaN
+        # Equal infinities subtract to NaN, so equality is decided on its own; integers on
+        # their exact values, not their float64 images.
+        same = np.asarray(golden == candidate) if golden.dtype.kind in "iu" else (g == c)
         absdiff = np.where(same, 0.0, absdiff)
         # One NaN side, or both NaN when NaN is not equal to NaN: infinitely wrong.
         both_nan = g_nan & c_nan
@@ -136,6 +155,10 @@ def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
         mag = np.abs(g)
         allowed = tol.atol + tol.rtol * np.where(np.isfinite(mag), mag, 0.0)
         bad = absdiff > allowed
+        if golden.dtype.kind in "iu" and tol.exact:
+            # float64 holds integers exactly only up to 2**53; an exact comparison must not
+            # round 2**53 + 1 onto 2**53.
+            bad = np.asarray(golden != candidate)
         rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
                        np.where(absdiff > 0, np.inf, 0.0))
     n = golden.size

@@ -266,7 +266,11 @@ def open_golden(path: str | Path) -> Iterator[Any]:
             raise GoldenError(f"{p} is an HDF5 file but not a snapshot-tool golden "
                               f"(format attribute {fmt!r})")
         version = f.attrs.get("format_version")
-        if version is None or int(version) not in SUPPORTED_VERSIONS:
+        try:
+            known = version is not None and int(version) in SUPPORTED_VERSIONS
+        except (TypeError, ValueError):
+            known = False
+        if not known:
             raise GoldenError(
                 f"{p} has golden format version {version}, which this snapshot-tool does not "
                 f"read (supported: {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade "
@@ -394,13 +398,60 @@ def _plain(v: Any) -> Any:
     return v
 
 
+@contextlib.contextmanager
+def _malformed_is_golden_error(path: Path) -> Iterator[None]:
+    """A golden edited or damaged by hand can break our reader in many small ways (a group
+    where a dataset belongs, a text attr where a number belongs, an unreadable chunk); each
+    is one clear GoldenError, never a traceback."""
+    try:
+        yield
+    except GoldenError:
+        raise
+    except OSError as exc:
+        raise GoldenError(f"{path}: cannot read the golden's data ({exc}); the file is "
+                          "corrupt — re-record it") from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        raise GoldenError(f"{path}: malformed golden ({type(exc).__name__}: {exc}); "
+                          "re-record it") from None
+
+
+def _check_layout(g: Any, where: str, path: Path) -> None:
+    import h5py
+
+    for grp in ("inputs", "outputs"):
+        if not isinstance(g[grp], h5py.Group):
+            raise GoldenError(f"{path}: {where}{grp} is not a group; the golden is malformed")
+        for name in g[grp]:
+            if not isinstance(g[grp][name], h5py.Dataset):
+                raise GoldenError(f"{path}: {where}{grp}/{name} is not a dataset; the golden "
+                                  "is malformed")
+    if "metrics" in g:
+        for out in g["metrics"]:
+            for m in g["metrics"][out]:
+                ds = g["metrics"][out][m]
+                if not isinstance(ds, h5py.Dataset) or ds.shape != ():
+                    raise GoldenError(f"{path}: {where}metrics/{out}/{m} is not a scalar; "
+                                      "the golden is malformed")
+    if "latency" in g:
+        for key in g["latency"]:
+            if not key.startswith("batch_") or not key.removeprefix("batch_").isdigit():
+                raise GoldenError(f"{path}: {where}latency/{key} is not named batch_<n>; "
+                                  "the golden is malformed")
+
+
 def read_golden(path: str | Path, *, check: bool = True) -> Golden:
     """Read a whole golden into memory, verifying every checksum on the way."""
     p = Path(path)
-    with open_golden(p) as f:
+    with open_golden(p) as f, _malformed_is_golden_error(p):
         attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
-        sigs = {name: _read_signature(name, g, p, check)
-                for name, g in _signature_groups(f, p).items()}
+        groups = _signature_groups(f, p)
+        for name, g in groups.items():
+            _check_layout(g, "/" if g is f else f"/signatures/{name}/", p)
+        sigs = {name: _read_signature(name, g, p, check) for name, g in groups.items()}
+        for key in ("batch_size", "num_samples", "seed"):
+            if key in attrs and not isinstance(attrs[key], int):
+                raise GoldenError(f"{p}: root attribute {key} is {attrs[key]!r}, not an "
+                                  "integer; the golden is malformed — re-record it")
     return Golden(p, attrs, sigs)
 
 
@@ -412,8 +463,10 @@ def verify_golden(path: str | Path) -> Golden:
 def describe_golden(path: str | Path) -> dict[str, Any]:
     """What a golden holds, without loading tensors: for ``show``."""
     p = Path(path)
-    with open_golden(p) as f:
+    with open_golden(p) as f, _malformed_is_golden_error(p):
         attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
+        for name, g in _signature_groups(f, p).items():
+            _check_layout(g, "/" if g is f else f"/signatures/{name}/", p)
         if isinstance(attrs.get("environment"), str):
             with contextlib.suppress(json.JSONDecodeError):
                 attrs["environment"] = json.loads(attrs["environment"])

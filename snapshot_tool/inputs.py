@@ -19,6 +19,8 @@ records feed a signature whose only input is a string tensor (serialized tf.trai
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -100,8 +102,10 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
         try:
             with np.load(path, allow_pickle=False) as data:
                 return {k: np.asarray(data[k]) for k in data.files}
-        except (OSError, ValueError) as exc:
-            raise InputsError(f"cannot read inputs file {path}: {exc}") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # A truncated download or a file that is not really .npz: say which file.
+            raise InputsError(f"cannot read inputs file {path}: not a valid .npz archive "
+                              f"({exc})") from None
     if suffix in (".h5", ".hdf5"):
         import h5py
 

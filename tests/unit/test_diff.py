@@ -104,3 +104,16 @@ def test_output_globs_and_precedence() -> None:
     assert (aux.atol, aux.rtol) == (1e-3, 0.5)
     other = resolve("probs", "float32", cfg)
     assert (other.atol, other.rtol) == (1e-3, 1.3e-6)
+
+
+def test_int64_beyond_float_precision_and_unsigned_wraparound() -> None:
+    g = np.array([2**53, 5], np.int64)
+    d = compare_tensor("o", g, np.array([2**53 + 1, 5], np.int64), tol("int64"))
+    assert not d.passed and d.mismatch_count == 1 and d.max_abs_diff == 1.0
+    assert d.required_atol == 1
+    u = np.array([0, 7], np.uint8)
+    d = compare_tensor("o", u, np.array([255, 7], np.uint8), tol("uint8"))
+    assert not d.passed and d.max_abs_diff == 255.0
+    big = np.array([np.iinfo(np.uint64).max], np.uint64)
+    d = compare_tensor("o", big, np.array([0], np.uint64), tol("uint64"))
+    assert not d.passed and d.max_abs_diff == float(np.iinfo(np.uint64).max)
