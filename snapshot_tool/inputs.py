@@ -190,7 +190,23 @@ def conform(spec: TensorSpec, arr: np.ndarray, source: str) -> np.ndarray:
         out = np.empty(len(flat), dtype=object)
         out[:] = flat
         return out.reshape(arr.shape)
-    return arr.astype(numpy_dtype(spec.dtype), copy=False)
+    target = numpy_dtype(spec.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(target, copy=False)
+    if want == "float" and out.dtype != arr.dtype:
+        # A narrowing cast turns large values into inf without complaint; recording a
+        # golden on inf inputs the user never had is worse than refusing.
+        overflow = np.isinf(out) & np.isfinite(arr)
+        if overflow.any():
+            raise InputsError(
+                f"{source}: {int(overflow.sum())} value(s) of input {spec.name!r} overflow "
+                f"{spec.dtype} (largest magnitude {float(np.nanmax(np.abs(arr))):g})")
+    elif want == "int" and out.dtype != arr.dtype:
+        if not np.array_equal(out.astype(arr.dtype), arr):
+            raise InputsError(
+                f"{source}: values of input {spec.name!r} do not fit {spec.dtype} "
+                f"(range {arr.min()}..{arr.max()})")
+    return out
 
 
 def from_file(sig: SignatureInfo, path: str | Path,

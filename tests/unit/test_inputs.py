@@ -173,3 +173,17 @@ def test_batches_split_rows() -> None:
 def test_batch_size_must_be_positive() -> None:
     with pytest.raises(InputsError, match="--batch-size"):
         list(batches({}, 0))
+
+
+def test_narrowing_casts_that_lose_values_are_refused() -> None:
+    from snapshot_tool.inputs import conform
+
+    f32 = TensorSpec("x", "float32", (None, 2))
+    ok = conform(f32, np.array([[1.5, 2.0]], np.float64), "f.npz")
+    assert ok.dtype == np.float32
+    with pytest.raises(InputsError, match="overflow float32"):
+        conform(f32, np.array([[1e300, 0.0]], np.float64), "f.npz")
+    i8 = TensorSpec("ids", "int8", (None,))
+    assert conform(i8, np.array([1, -3], np.int64), "f.npz").dtype == np.int8
+    with pytest.raises(InputsError, match="do not fit int8"):
+        conform(i8, np.array([1, 300], np.int64), "f.npz")
