@@ -223,6 +223,9 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
                     _write_signature(g.create_group(name), sg)
         with tmp.open("rb+") as fh:
             os.fsync(fh.fileno())
+        # mkstemp creates 0600 files; a golden is a shared artefact, so it gets the mode the
+        # replaced file had, or what a plain open() would have given it.
+        os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else _default_mode())
         # A late check as well as the early one: another process may have created the
         # golden while the model ran, and --force was not given to overwrite *that*.
         check_writable(p, force)
@@ -232,6 +235,12 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
             tmp.unlink()
         raise
     return p
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def check_writable(path: Path, force: bool) -> None:

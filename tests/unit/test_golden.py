@@ -103,3 +103,15 @@ def test_verify_catches_tampering_and_virtual_datasets(tmp_path: Path) -> None:
         f["outputs"].create_virtual_dataset("virt", layout)
     with pytest.raises(GoldenError, match="virtual dataset"):
         verify_golden(p2)
+
+
+def test_written_golden_gets_normal_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        p = _write(tmp_path / "g.h5")
+        assert p.stat().st_mode & 0o777 == 0o644
+        p.chmod(0o640)
+        _write(p, force=True)
+        assert p.stat().st_mode & 0o777 == 0o640  # a replaced golden keeps its mode
+    finally:
+        os.umask(old)
