@@ -52,6 +52,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/latency_gate.py
+	$(BIN)/python benchmarks/overhead.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

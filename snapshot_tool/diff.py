@@ -133,27 +133,41 @@ def _int_absdiff(golden: np.ndarray, candidate: np.ndarray) -> np.ndarray:
     return out
 
 
-def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
-                  base: dict[str, Any]) -> TensorDiff:
-    complex_ = golden.dtype.kind == "c"
-    wide = np.complex128 if complex_ else np.float64
+# Elements per chunk: large outputs are diffed piece by piece so the float64 temporaries
+# stay a few MB instead of a dozen copies of the whole tensor (benchmarks/overhead.py).
+CHUNK = 1 << 18
+
+
+@dataclass
+class _Chunk:
+    """Per-element figures for one flat slice of the tensors."""
+
+    absdiff: np.ndarray
+    allowed: np.ndarray
+    bad: np.ndarray
+    rel: np.ndarray
+    need: np.ndarray  # |c-g| - rtol*|g|: the atol this element would need
+
+
+def _chunk_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> _Chunk:
+    wide = np.complex128 if golden.dtype.kind == "c" else np.float64
     g = golden.astype(wide)
     c = candidate.astype(wide)
-    with np.errstate(invalid="ignore", over="ignore"):
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         absdiff = _int_absdiff(golden, candidate) if golden.dtype.kind in "iu" else np.abs(c - g)
         g_nan, c_nan = np.isnan(g), np.isnan(c)
         # Equal infinities subtract to NaN, so equality is decided on its own; integers on
         # their exact values, not their float64 images.
         same = np.asarray(golden == candidate) if golden.dtype.kind in "iu" else (g == c)
-        absdiff = np.where(same, 0.0, absdiff)
+        absdiff[same] = 0.0
         # One NaN side, or both NaN when NaN is not equal to NaN: infinitely wrong.
         both_nan = g_nan & c_nan
-        nan_bad = (g_nan ^ c_nan) | (both_nan & (not tol.nan_equal))
-        absdiff = np.where(both_nan & tol.nan_equal, 0.0, absdiff)
-        absdiff = np.where(nan_bad, np.inf, absdiff)
-        absdiff = np.where(np.isnan(absdiff), np.inf, absdiff)  # inf vs -inf etc.
+        absdiff[both_nan] = 0.0 if tol.nan_equal else np.inf
+        absdiff[g_nan ^ c_nan] = np.inf
+        absdiff[np.isnan(absdiff)] = np.inf  # inf vs -inf and the like
         mag = np.abs(g)
-        allowed = tol.atol + tol.rtol * np.where(np.isfinite(mag), mag, 0.0)
+        mag[~np.isfinite(mag)] = 0.0
+        allowed = tol.atol + tol.rtol * mag
         bad = absdiff > allowed
         if golden.dtype.kind in "iu" and tol.exact:
             # float64 holds integers exactly only up to 2**53; an exact comparison must not
@@ -161,27 +175,54 @@ def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
             bad = np.asarray(golden != candidate)
         rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
                        np.where(absdiff > 0, np.inf, 0.0))
+        need = absdiff - tol.rtol * mag
+    return _Chunk(absdiff, allowed, bad, rel, need)
+
+
+def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
+                  base: dict[str, Any]) -> TensorDiff:
     n = golden.size
-    count = int(bad.sum())
-    excess = absdiff - allowed
-    flat_worst = int(np.argmax(excess)) if count else int(np.argmax(absdiff))
-    worst = tuple(int(i) for i in np.unravel_index(flat_worst, golden.shape))
     k = _allowed(n, tol.max_mismatch_fraction)
+    flat_g = np.ascontiguousarray(golden).reshape(-1)
+    flat_c = np.ascontiguousarray(candidate).reshape(-1)
+    count = 0
+    sum_abs = 0.0
+    max_abs = max_rel = -np.inf
+    worst_excess, worst_excess_at = -np.inf, 0
+    worst_abs, worst_abs_at = -np.inf, 0
+    tops: list[np.ndarray] = []  # the k+1 largest `need` values of each chunk
+    for start in range(0, n, CHUNK):
+        ch = _chunk_figures(flat_g[start:start + CHUNK], flat_c[start:start + CHUNK], tol)
+        count += int(ch.bad.sum())
+        sum_abs += float(ch.absdiff.sum())
+        max_abs = max(max_abs, float(ch.absdiff.max()))
+        max_rel = max(max_rel, float(ch.rel.max()))
+        with np.errstate(invalid="ignore"):
+            excess = ch.absdiff - ch.allowed
+        i = int(np.argmax(excess))
+        if excess[i] > worst_excess:
+            worst_excess, worst_excess_at = float(excess[i]), start + i
+        j = int(np.argmax(ch.absdiff))
+        if ch.absdiff[j] > worst_abs:
+            worst_abs, worst_abs_at = float(ch.absdiff[j]), start + j
+        if k < n:
+            keep = min(k + 1, ch.need.size)
+            tops.append(np.partition(ch.need, ch.need.size - keep)[ch.need.size - keep:])
+    flat_worst = worst_excess_at if count else worst_abs_at
+    worst = tuple(int(i) for i in np.unravel_index(flat_worst, golden.shape))
     # Smallest atol that passes with the same rtol and mismatch allowance: the (k+1)-th
-    # largest |c-g| - rtol*|g|. That is the number to paste into the config if the change
-    # is accepted.
-    need = (absdiff - tol.rtol * np.where(np.isfinite(mag), mag, 0.0)).reshape(-1)
+    # largest |c-g| - rtol*|g| over the whole tensor. That is the number to paste into the
+    # config if the change is accepted.
     if k >= n:
         required = 0.0
     else:
-        kth = np.partition(need, n - 1 - k)[n - 1 - k]
-        required = max(0.0, float(kth))
+        top = np.concatenate(tops)
+        required = max(0.0, float(np.partition(top, top.size - 1 - k)[top.size - 1 - k]))
     if tol.exact and golden.dtype.kind in ("i", "u"):
         required = max(0.0, float(np.ceil(required)))
     ok = count <= k
     return TensorDiff(
         status="ok" if ok else "mismatch", **base, mismatch_count=count,
-        mismatch_fraction=count / n, max_abs_diff=float(absdiff.max()),
-        mean_abs_diff=float(absdiff.mean()), max_rel_diff=float(rel.max()),
-        worst_index=worst, worst_golden=_scalar(golden[worst]),
+        mismatch_fraction=count / n, max_abs_diff=max_abs, mean_abs_diff=sum_abs / n,
+        max_rel_diff=max_rel, worst_index=worst, worst_golden=_scalar(golden[worst]),
         worst_candidate=_scalar(candidate[worst]), required_atol=required)

@@ -117,3 +117,19 @@ def test_int64_beyond_float_precision_and_unsigned_wraparound() -> None:
     big = np.array([np.iinfo(np.uint64).max], np.uint64)
     d = compare_tensor("o", big, np.array([0], np.uint64), tol("uint64"))
     assert not d.passed and d.max_abs_diff == float(np.iinfo(np.uint64).max)
+
+
+def test_chunked_diff_matches_whole_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    import snapshot_tool.diff as diff_mod
+
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(50, 37))
+    c = g + rng.normal(scale=1e-3, size=g.shape)
+    c[7, 3] = np.nan
+    c[40, 0] += 5.0
+    t = tol("float64", atol=1e-3, rtol=1e-3, max_mismatch_fraction=0.05)
+    whole = compare_tensor("o", g, c, t)
+    monkeypatch.setattr(diff_mod, "CHUNK", 64)  # 29 chunks, some with no mismatches
+    chunked = compare_tensor("o", g, c, t)
+    assert repr(chunked) == repr(whole)  # repr: the worst candidate value is NaN
+    assert whole.worst_index in ((7, 3), (40, 0)) and whole.mismatch_count > 1
