@@ -20,7 +20,13 @@ import numpy as np
 from snapshot_tool import __version__
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
-from snapshot_tool.errors import GoldenError, InputsError, SignatureError
+from snapshot_tool.errors import (
+    ConfigError,
+    GoldenError,
+    InputsError,
+    ModelError,
+    SignatureError,
+)
 from snapshot_tool.golden import (
     Golden,
     LatencyRecord,
@@ -219,7 +225,9 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
             feeds = from_file(sig, inputs, exclude=exclude)
         else:
             feeds = synthesize(sig, num_samples, seed)
-        used_samples = num_rows(feeds)
+        # With --signature all the signatures may see different data; report the most.
+        used_samples = max(used_samples, num_rows(feeds)) if sig is not sigs[0] \
+            else num_rows(feeds)
         outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
                                          f"recording {sig.name}")
         attrs: dict[str, dict[str, Any]] = {k: {"batched": bool(b)} for k, b in batched.items()}
@@ -234,18 +242,30 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
                 f"{', '.join(sorted(spreads))} changed between two runs of the same batch; "
                 "the observed spread is stored and compare widens atol by twice it")
         metrics: dict[str, OutputMetrics] = {}
+        sig_labels = label_values
         if label_values is not None and label_spec is not None:
-            if label_values.shape[0] != used_samples:
+            rows = num_rows(feeds)
+            if label_values.shape[0] != rows and len(sigs) > 1:
+                # --signature all: labels describe the samples of the signatures that take
+                # them; a signature over other data (or none) is recorded without metrics.
+                warnings.append(f"labels {label_spec.source} have {label_values.shape[0]} rows "
+                                f"but signature {sig.name!r} ran {rows} samples; recorded it "
+                                "without labels or task metrics")
+                sig_labels = None
+            elif label_values.shape[0] != rows:
                 raise InputsError(
                     f"labels {label_spec.source} have {label_values.shape[0]} rows but the "
-                    f"inputs have {used_samples} samples; give one label per sample")
-            metrics = record_metrics(outputs, batched, label_values, cfg)
-            if not metrics:
-                warnings.append(f"no output of {sig.name!r} could be scored against the labels "
-                                "(set [outputs.NAME] task in the config to choose one)")
+                    f"inputs have {rows} samples; give one label per sample")
+            else:
+                metrics = record_metrics(outputs, batched, label_values, cfg)
+                if not metrics:
+                    warnings.append(f"no output of {sig.name!r} could be scored against the "
+                                    "labels (set [outputs.NAME] task in the config to choose "
+                                    "one)")
         records[sig.name] = SignatureGolden(
-            sig.name, feeds, outputs, attrs, labels=label_values,
-            labels_source=label_spec.source if label_spec else "", metrics=metrics)
+            sig.name, feeds, outputs, attrs, labels=sig_labels,
+            labels_source=label_spec.source if label_spec and sig_labels is not None else "",
+            metrics=metrics)
         recorded.extend(RecordedOutput(sig.name, k, _dtype(v), tuple(v.shape))
                         for k, v in sorted(outputs.items()))
     fingerprint: dict[str, Any] = {}
@@ -340,10 +360,13 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
     fresh = load_model(model_path, tag=tag)
     records: dict[int, LatencyRecord] = {}
     notes: list[str] = []
+    if not inputs:
+        sizes = sizes[:1]  # a signature without inputs is the same call at any "batch size"
     for bs in sizes:
         batch = _slice_batch(inputs, bs)
         if batch is None:
-            notes.append(f"latency at batch size {bs} skipped: only {num_rows(inputs)} samples")
+            notes.append(f"latency at batch size {bs} skipped: only {num_rows(inputs)} "
+                         "samples were recorded")
             continue
         m = measure(lambda b=batch: fresh.run(signature, b), bs,  # type: ignore[misc]
                     cold_load_s=fresh.load_seconds if not records else 0.0,
@@ -530,6 +553,26 @@ def _available_metrics(sg: SignatureGolden, config: Config) -> dict[str, set[str
     return available
 
 
+def _recorded_task_conflicts(golden: Golden, names: list[str], config: Config) -> list[str]:
+    """Task and decision threshold are fixed when metrics are recorded; a compare-time
+    config that says otherwise has no effect, and the user should hear so."""
+    notes: list[str] = []
+    for sig in names:
+        for out, om in golden.signatures[sig].metrics.items():
+            oc = config.output(out)
+            if oc is None:
+                continue
+            if oc.task is not None and oc.task != om.task:
+                notes.append(f"output {out!r}: the config says task {oc.task!r} but the golden's "
+                             f"metrics were recorded as {om.task!r}; re-record with --config "
+                             "to change it")
+            if oc.threshold is not None and oc.threshold != om.threshold:
+                notes.append(f"output {out!r}: the config's threshold {oc.threshold:g} differs "
+                             f"from the {om.threshold:g} the golden's metrics were recorded "
+                             "with; the recorded one applies (re-record with --config)")
+    return notes
+
+
 def validate_metric_config(golden: Golden, names: list[str], config: Config) -> None:
     from snapshot_tool.metrics import validate_thresholds
 
@@ -589,21 +632,27 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
         if note:
             notes.append(note)
         sizes = sorted(sg.latency) or _latency_sizes(None, _batch_size(golden))
+        if not feeds:
+            sizes = sizes[:1]
         for bs in sizes:
             batch = _slice_batch(feeds, bs)
             base_batch = _slice_batch(base_feeds, bs)
             if batch is None or base_batch is None:
+                notes.append(f"latency at batch size {bs} skipped: the golden holds only "
+                             f"{num_rows(feeds)} samples")
                 continue
             checks.append(gate_side_by_side(
                 lambda b=base_batch: baseline.run(bsig.name, b),  # type: ignore[misc]
                 lambda b=batch: model.run(signature, b),  # type: ignore[misc]
                 bs, config.latency.max_drift,
                 progress=_stage_progress(progress, f"latency A/B batch {bs}")))
-        return checks, notes
+        return [replace(c, signature=sg.signature) for c in checks], notes
     if not sg.latency:
-        notes.append("golden has no latency baseline (recorded with --no-latency); latency "
-                     "not checked. Use --baseline-model to compare side by side")
+        notes.append("golden has no latency baseline (recorded with --no-latency, or no batch "
+                     "size fitted its samples); latency not checked. Use --baseline-model to "
+                     "compare side by side")
         return checks, notes
+    golden_kind = str(golden.attrs.get("model_kind", model.kind))
     env = golden.environment
     fingerprint = environment_fingerprint(dict(threads))
     for bs, rec in sorted(sg.latency.items()):
@@ -616,12 +665,20 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
             first_call_s=float(rec.attrs.get("first_call_s", 0.0)),
             cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
             stats=summarize(rec.samples_ns))
-        checks.append(gate_stored(
+        check = gate_stored(
             stored, env, float(rec.attrs.get("calibration", 0.0)),
             lambda b=batch: model.run(signature, b),  # type: ignore[misc]
             bs, config.latency.stored_max_drift, fingerprint=fingerprint,
-            progress=_stage_progress(progress, f"latency batch {bs}")))
-    return checks, notes
+            progress=_stage_progress(progress, f"latency batch {bs}"))
+        if golden_kind != model.kind and check.verdict != "advisory":
+            # A TFLite or Keras candidate against a SavedModel's stored timings compares two
+            # runtimes, not two versions of a model: report it, never gate on it.
+            check = replace(check, verdict="advisory", note=(
+                f"the golden's timings are of a {golden_kind}, the candidate is a "
+                f"{model.kind}: different runtimes, so this is advisory. "
+                f"Time it side by side with --baseline-model for a gate. {check.note}").strip())
+        checks.append(check)
+    return [replace(c, signature=sg.signature) for c in checks], notes
 
 
 def _batch_size(golden: Golden) -> int:
@@ -646,8 +703,12 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     cfg = config if isinstance(config, Config) else load_config(config)
     threads = fix_threads()
     model = load_model(model_path, tag=tag)
-    baseline = load_model(baseline_model, tag=tag) if baseline_model is not None and latency \
-        else None
+    baseline = None
+    if baseline_model is not None and latency:
+        try:
+            baseline = load_model(baseline_model, tag=tag)
+        except ModelError as exc:
+            raise ModelError(f"--baseline-model: {exc}") from None
     names = sorted(golden.signatures)
     if signature is not None and signature != "all":
         if signature not in golden.signatures:
@@ -655,12 +716,19 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                                  f"holds: {', '.join(names)}")
         names = [signature]
     # Threshold names are checked against what the golden offers before any model runs.
-    validate_metric_config(golden, names, cfg)
+    warnings_early = _recorded_task_conflicts(golden, names, cfg)
+    try:
+        validate_metric_config(golden, names, cfg)
+    except ConfigError as exc:
+        if warnings_early:
+            raise ConfigError(f"{exc} ({warnings_early[0]})") from None
+        raise
     metric_checks: list[MetricCheck] = []
     latency_checks: list[LatencyCheck] = []
     batch_size = _batch_size(golden)
     diffs: list[TensorDiff] = []
-    warnings: list[str] = [f"candidate: {n}" for n in getattr(model, "notes", [])]
+    warnings: list[str] = warnings_early + [
+        f"candidate: {n}" for n in getattr(model, "notes", [])]
     if baseline is not None:
         warnings.extend(f"baseline model: {n}" for n in getattr(baseline, "notes", []))
     for name in names:

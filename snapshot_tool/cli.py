@@ -40,10 +40,13 @@ def _stderr() -> Any:
 
 
 def _stdout() -> Any:
+    # CI logs are not terminals; rich would assume 80 columns and fold the tables. An
+    # explicit COLUMNS still wins.
+    import os
+
     from rich.console import Console
 
-    # CI logs are not terminals; rich would assume 80 columns and fold the tables.
-    width = None if sys.stdout.isatty() else 160
+    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     return Console(highlight=False, width=width)
 
 
@@ -141,8 +144,10 @@ def record(
             if result.num_samples else "from one call (the signature takes no inputs)")
     out.print(f"[bold green]recorded[/] {result.golden}: {len(result.outputs)} output(s) of "
               f"{', '.join(result.signatures)} {over}")
+    from rich.markup import escape
+
     for w in result.warnings:
-        _stderr().print(f"[yellow]warning:[/] {w}")
+        _stderr().print(f"[yellow]warning:[/] {escape(w)}")
 
 
 @app.command()

@@ -39,7 +39,13 @@ def parse_spec(spec: str) -> LabelsSpec:
 def load_labels(spec: LabelsSpec) -> np.ndarray:
     if not spec.path.is_file():
         raise InputsError(f"labels file {str(spec.path)!r} not found")
-    arrays = load_arrays(spec.path)
+    try:
+        arrays = load_arrays(spec.path)
+    except InputsError as exc:
+        # load_arrays speaks of "inputs file"; here the file holds labels.
+        raise InputsError(str(exc).replace("inputs file", "labels file")) from None
+    if not arrays:
+        raise InputsError(f"labels file {spec.path} holds no arrays")
     if spec.key is not None:
         if spec.key not in arrays:
             raise InputsError(f"labels file {spec.path} has no array {spec.key!r}; it holds: "

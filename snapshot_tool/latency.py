@@ -611,6 +611,8 @@ class LatencyCheck:
     #: Paired rounds (side-by-side), or candidate calls compared (stored mode).
     rounds: int
     note: str = ""
+    #: Which signature was timed; set by the caller for multi-signature goldens.
+    signature: str = ""
 
     @property
     def passed(self) -> bool:

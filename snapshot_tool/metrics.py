@@ -236,8 +236,10 @@ def infer_task(output: Array, labels: Array | None, override: str | None = None)
     ``none`` (they are usually ids or predicted labels; set ``task`` to score them). For a float
     output, non-integer float labels mean ``regression``; integer labels mean
     ``classification`` for an (N, C>1) output and ``binary`` for an (N,) or (N, 1) output when
-    the labels are 0/1. Without labels the output alone decides: (N, C>1) is classification,
-    one value per row all within [0, 1] is binary, any other float output is regression.
+    the labels are 0/1; a one-value-per-row output within [0, 1] against other integer labels
+    is ``none`` (a score head beside the class output, not a regression of class ids).
+    Without labels the output alone decides: (N, C>1) is classification, one value per row
+    all within [0, 1] is binary, any other float output is regression.
     """
     if override is not None:
         if override not in TASKS:
@@ -265,6 +267,11 @@ def infer_task(output: Array, labels: Array | None, override: str | None = None)
         return "classification"
     if one_per_row and lab_per_row == 1 and np.all(np.isin(lab.astype(np.float64), (0.0, 1.0))):
         return "binary"
+    if one_per_row and _in_unit_interval(out.astype(np.float64)):
+        # A score or probability head against class ids 0..9 (an auxiliary output of a
+        # classifier) is not a regression of the class id: r2 and mae of it would be noise
+        # that a threshold could gate on. Set the task in the config to score it anyway.
+        return "none"
     return "regression"
 
 

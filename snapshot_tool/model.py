@@ -678,6 +678,7 @@ class KerasModel(Model):
     def __init__(self, path: Path, model: Any, load_seconds: float) -> None:
         super().__init__(path, load_seconds)
         self._model = model
+        self._graph_fn: Any = None
         inputs = list(getattr(model, "inputs", None) or [])
         outputs = list(getattr(model, "outputs", None) or [])
         if not inputs or not outputs:
@@ -722,8 +723,17 @@ class KerasModel(Model):
         import keras
 
         tf = import_tf()
+        if self._graph_fn is None:
+            # Eager calls of a Keras model run op by op, several times slower than the
+            # graph model.export() serves; timing or comparing those would measure the
+            # Python dispatcher, not the model. reduce_retracing keeps one graph for all
+            # batch sizes after the first few.
+            model = self._model
+            self._graph_fn = tf.function(lambda x: model(x, training=False),
+                                         reduce_retracing=True)
+        structured = tf.nest.map_structure(tf.convert_to_tensor, self._structured(feeds))
         try:
-            result = self._model(self._structured(feeds), training=False)
+            result = self._graph_fn(structured)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             raise SignatureError(f"signature {signature!r} of {self.path.name} rejected its "
                                  f"inputs: {_first_line(exc)}") from None

@@ -88,3 +88,17 @@ def test_bad_latency_batch_sizes(cli, chains, tmp_path: Path) -> None:
     res = cli("record", chains["base"], "--golden", tmp_path / "g.h5",
               "--latency-batch-sizes", "1,x")
     assert res.code == 2 and res.stderr.startswith("error: ")
+
+
+def test_multi_signature_latency_names_its_signature(cli, two_sig_model: Path,
+                                                     tmp_path: Path) -> None:
+    golden = tmp_path / "all.h5"
+    assert cli("record", two_sig_model, "--golden", golden, "--signature", "all",
+               "--num-samples", "8", "--latency-batch-sizes", "1").code == 0
+    res = cli("compare", two_sig_model, "--golden", golden, "--report-json",
+              tmp_path / "r.json", "--junit", tmp_path / "j.xml")
+    assert res.code == 0, res
+    batches = json.loads((tmp_path / "r.json").read_text())["latency"]["batches"]
+    assert sorted(b["signature"] for b in batches) == ["embed", "serving_default"]
+    junit = (tmp_path / "j.xml").read_text()
+    assert 'name="embed/batch_1"' in junit and 'name="serving_default/batch_1"' in junit

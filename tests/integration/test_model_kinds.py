@@ -285,3 +285,23 @@ def test_unloadable_model_files_are_one_line_errors(cli, tmp_path: Path) -> None
         lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
         assert name in lines[0] and fragment in lines[0], lines[0]
+
+
+def test_other_runtime_against_stored_timings_is_advisory(cli, keras_models: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", keras_models["export"], "--golden", golden, "--num-samples", "8",
+               "--latency-batch-sizes", "1").code == 0
+    for kind in ("keras", "tflite"):
+        res = cli("compare", keras_models[kind], "--golden", golden, "--config",
+                  _loose(tmp_path), "--report-json", tmp_path / f"{kind}.json")
+        doc = json.loads((tmp_path / f"{kind}.json").read_text())
+        assert doc["latency"]["verdict"] == "advisory", doc["latency"]
+        assert "different runtimes" in doc["latency"]["batches"][0]["note"]
+        assert res.code == 0, res
+
+
+def _loose(tmp_path: Path) -> Path:
+    cfg = tmp_path / "loose.toml"
+    cfg.write_text("[defaults]\natol = 1e-4\nrtol = 1e-4\n")
+    return cfg

@@ -570,3 +570,11 @@ def test_validate_thresholds_rejects_drop_on_agreement_metric() -> None:
     cfg = _config({"metrics": {"top1_agreement": {"max_drop": 0.01}}})
     with pytest.raises(ConfigError, match="use min"):
         validate_thresholds(cfg, {"probs": {"top1_agreement"}})
+
+
+def test_score_head_against_class_ids_is_not_a_regression() -> None:
+    score = np.linspace(0.0, 1.0, 20)[:, None]
+    class_ids = np.arange(20) % 10
+    assert infer_task(score, class_ids) == "none"
+    assert infer_task(score, class_ids, override="regression") == "regression"
+    assert infer_task(score * 7.0, class_ids) == "regression"  # unbounded: a real regression

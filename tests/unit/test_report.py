@@ -51,3 +51,14 @@ def test_console_and_markdown_agree_with_the_verdict() -> None:
     assert "PASS" in str(console_renderables(ok)[-1])
     assert any("FAIL" in str(x) for x in console_renderables(bad))
     assert "✅ PASS" in to_markdown(ok) and "❌ FAIL" in to_markdown(bad)
+
+
+def test_warnings_keep_their_square_brackets() -> None:
+    from rich.console import Console
+
+    r = ComparisonResult(golden="g.h5", model="m", signatures=("s",), outputs=(),
+                         warnings=("set [outputs.NAME] task in the config",))
+    console = Console(record=True, width=200)
+    for item in console_renderables(r):
+        console.print(item)
+    assert "[outputs.NAME]" in console.export_text()
