@@ -153,7 +153,7 @@ def latency_table(result: ComparisonResult) -> RenderableType:
             str(c.batch_size),
             f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
             f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
-            f"{_fmt(c.ratio)} [{_fmt(c.ci_low)}, {_fmt(c.ci_high)}]",
+            f"{_fmt(c.ratio, '.3f')} [{_fmt(c.ci_low, '.3f')}, {_fmt(c.ci_high, '.3f')}]",
             f"≤ {c.limit:.2f}", _fmt(c.p_value, ".2g"), _LATENCY_STYLE.get(c.verdict, c.verdict))
     return table
 
