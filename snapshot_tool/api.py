@@ -268,11 +268,12 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
             metrics=metrics)
         recorded.extend(RecordedOutput(sig.name, k, _dtype(v), tuple(v.shape))
                         for k, v in sorted(outputs.items()))
-    fingerprint: dict[str, Any] = {}
-    if latency:
-        from snapshot_tool.latency import calibrate, environment_fingerprint
+    from snapshot_tool.latency import calibrate, environment_fingerprint
 
-        fingerprint = environment_fingerprint(threads)
+    # The fingerprint (CPU model, CPUs, quota, threads) explains differences in outputs as
+    # well as in timings, so every golden carries it; only the calibration run is optional.
+    fingerprint: dict[str, Any] = environment_fingerprint(threads)
+    if latency:
         calibration = calibrate()
         sizes = _latency_sizes(latency_batch_sizes, batch_size)
         for sig in sigs:

@@ -109,6 +109,11 @@ def test_inputs_file_is_replayed_exactly(cli, dense_model: Path, tmp_path: Path)
               "--batch-size", "3", "--no-latency")
     assert res.code == 0, res
     with h5py.File(golden) as f:
+        env = json.loads(f.attrs["environment"])  # provenance even without latency
+        for key in ("python", "numpy", "tensorflow", "h5py", "platform", "cpu_model",
+                    "logical_cpus", "threads"):
+            assert key in env, key
+        assert len(f.attrs["model_digest"]) == 64 and f.attrs["format_version"] == 1
         np.testing.assert_array_equal(f["inputs/features"][()], x.astype(np.float32))
         assert f["outputs/logits"].shape == (10, 3)
         assert f.attrs["batch_size"] == 3
