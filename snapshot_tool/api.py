@@ -507,14 +507,14 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
-                    config: Config, signature: str) -> list[TensorDiff]:
+                    config: Config, signature: str, qualify: bool = False) -> list[TensorDiff]:
     diffs: list[TensorDiff] = []
     for name in sorted(sg.outputs):
         g = sg.outputs[name]
         if name not in candidate:
             diffs.append(missing(name, g, signature))
             continue
-        tol = resolve(name, _dtype(g), config)
+        tol = resolve(f"{signature}/{name}" if qualify else name, _dtype(g), config)
         spread = sg.output_attrs.get(name, {}).get("spread")
         if spread is not None and float(spread) > 0 and not tol.exact:
             # The reference itself moved this much between identical calls; a candidate
@@ -528,10 +528,11 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
     return diffs
 
 
-def _output_task(sg: SignatureGolden, name: str, config: Config) -> tuple[str, float]:
+def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = ""
+                 ) -> tuple[str, float]:
     from snapshot_tool.metrics import infer_task
 
-    oc = config.output(name)
+    oc = config.output(key or name)
     if name in sg.metrics:
         om = sg.metrics[name]
         return om.task, om.threshold
@@ -541,16 +542,17 @@ def _output_task(sg: SignatureGolden, name: str, config: Config) -> tuple[str, f
     return infer_task(sg.outputs[name], None, oc.task if oc is not None else None), threshold
 
 
-def _available_metrics(sg: SignatureGolden, config: Config) -> dict[str, set[str]]:
+def _available_metrics(sg: SignatureGolden, config: Config, prefix: str = ""
+                       ) -> dict[str, set[str]]:
     from snapshot_tool.metrics import agreement_metrics
 
     available: dict[str, set[str]] = {}
     for name, g in sg.outputs.items():
-        task, threshold = _output_task(sg, name, config)
+        task, threshold = _output_task(sg, name, config, prefix + name)
         names = set(sg.metrics[name].values) if name in sg.metrics else set()
         # Agreement of the golden with itself yields exactly the names a candidate will get.
         names |= set(agreement_metrics(g, g, task, threshold))
-        available[name] = names
+        available[prefix + name] = names
     return available
 
 
@@ -560,7 +562,7 @@ def _recorded_task_conflicts(golden: Golden, names: list[str], config: Config) -
     notes: list[str] = []
     for sig in names:
         for out, om in golden.signatures[sig].metrics.items():
-            oc = config.output(out)
+            oc = config.output(f"{sig}/{out}" if len(golden.signatures) > 1 else out)
             if oc is None:
                 continue
             if oc.task is not None and oc.task != om.task:
@@ -578,21 +580,24 @@ def validate_metric_config(golden: Golden, names: list[str], config: Config) -> 
     from snapshot_tool.metrics import validate_thresholds
 
     available: dict[str, set[str]] = {}
+    prefix = len(golden.signatures) > 1
     for sig in names:
-        for out, metrics in _available_metrics(golden.signatures[sig], config).items():
+        for out, metrics in _available_metrics(golden.signatures[sig], config,
+                                               f"{sig}/" if prefix else "").items():
             available.setdefault(out, set()).update(metrics)
     validate_thresholds(config, available)
 
 
 def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
-                    diffs: list[TensorDiff], config: Config) -> list[MetricCheck]:
+                    diffs: list[TensorDiff], config: Config, prefix: str = ""
+                    ) -> list[MetricCheck]:
     """Task metrics on the golden's labels and agreement metrics against its outputs."""
     from snapshot_tool.metrics import MetricValue, agreement_metrics, check_all, task_metrics
 
     comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
     checks: list[MetricCheck] = []
     for name in sorted(sg.outputs):
-        task, threshold = _output_task(sg, name, config)
+        task, threshold = _output_task(sg, name, config, prefix + name)
         golden_values = {k: MetricValue(k, v.value, v.direction)  # type: ignore[arg-type]
                          for k, v in (sg.metrics[name].values.items()
                                       if name in sg.metrics else ())}
@@ -606,7 +611,8 @@ def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
                     cand_task = {}  # reported by check_all as a metric the candidate lacks
             cand_agree = agreement_metrics(sg.outputs[name], candidate[name], task, threshold)
         if golden_values or cand_agree:
-            checks.extend(check_all(name, golden_values, cand_task, cand_agree, config))
+            checks.extend(check_all(prefix + name, golden_values, cand_task, cand_agree,
+                                    config))
     return checks
 
 
@@ -696,11 +702,17 @@ def _batch_size(golden: Golden) -> int:
 
 def compare(model_path: str | Path, golden_path: str | Path, *,
             config: Config | str | Path | None = None, signature: str | None = None,
-            tag: str = "serve", latency: bool = True,
+            tag: str | None = None, latency: bool = True,
             baseline_model: str | Path | None = None, latency_strict: bool = False,
             progress: Progress = _no_progress) -> ComparisonResult:
-    """Replay a golden's inputs through a candidate and judge it against the golden."""
+    """Replay a golden's inputs through a candidate and judge it against the golden.
+
+    ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
+    graph per tag set, and comparing another graph than the recorded one is never meant.
+    """
     golden: Golden = read_golden(golden_path)
+    if tag is None:
+        tag = str(golden.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
     threads = fix_threads()
     model = load_model(model_path, tag=tag)
@@ -718,6 +730,12 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         names = [signature]
     # Threshold names are checked against what the golden offers before any model runs.
     warnings_early = _recorded_task_conflicts(golden, names, cfg)
+    qualified = [f"{sig}/{out}" if len(golden.signatures) > 1 else out
+                 for sig in names for out in golden.signatures[sig].outputs]
+    warnings_early += [
+        f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
+        f"{', '.join(sorted(qualified))}); check the name" for pattern in
+        cfg.unmatched_outputs(qualified)]
     try:
         validate_metric_config(golden, names, cfg)
     except ConfigError as exc:
@@ -742,12 +760,11 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             warnings.append(note)
         outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
                                    f"comparing {name}")
-        sig_diffs = compare_outputs(sg, outputs, cfg, name)
+        multi = len(golden.signatures) > 1
+        sig_diffs = compare_outputs(sg, outputs, cfg, name, qualify=multi)
         diffs.extend(sig_diffs)
-        checks = compare_metrics(sg, outputs, sig_diffs, cfg)
-        if len(names) > 1:
-            checks = [replace(c, output=f"{name}/{c.output}") for c in checks]
-        metric_checks.extend(checks)
+        metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
+                                             prefix=f"{name}/" if multi else ""))
         if latency:
             lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
                                          threads, progress)

@@ -28,6 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts quote config tables such as [tool.snapshot-tool]; rich markup would eat them.
+    rich_markup_mode=None,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,9 +100,10 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
 
 
 ModelArg = Annotated[Path, typer.Argument(
-    help="SavedModel directory (TF2 or TF1), .tflite or .keras file.", show_default=False)]
+    help="SavedModel directory (TF2 or TF1), .tflite or .keras file.", show_default=False,
+    metavar="MODEL")]
 GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 file.",
-                                         show_default=False)]
+                                         show_default=False, metavar="G.h5")]
 TagOpt = Annotated[str, typer.Option("--tag", help="SavedModel tag set (comma-separated).")]
 
 
@@ -109,7 +112,8 @@ def record(
     model: ModelArg,
     golden: GoldenOpt,
     signature: Annotated[str | None, typer.Option(
-        help="Signature to record (default serving_default); 'all' records every one.")] = None,
+        help="Signature to record (default: serving_default, else serve, else the only "
+             "one); 'all' records every one.")] = None,
     inputs: Annotated[Path | None, typer.Option(
         help="Inputs file: .npz or .h5 (arrays named like the inputs), or .tfrecord of "
              "tf.train.Example for a signature taking serialized examples. "
@@ -172,7 +176,9 @@ def compare(
         help="Write a JUnit XML report here (one test case per check).")] = None,
     markdown: Annotated[Path | None, typer.Option(
         help="Write a Markdown summary here (for PR comments and CI job summaries).")] = None,
-    tag: TagOpt = "serve",
+    tag: Annotated[str | None, typer.Option(
+        "--tag", help="SavedModel tag set (comma-separated). Default: the one the golden "
+                      "was recorded with.")] = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
@@ -218,7 +224,8 @@ def _write_text(path: Path, text: str) -> None:
 
 @app.command()
 def show(
-    golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.", show_default=False)],
+    golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.", show_default=False,
+                                           metavar="G.h5")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show what a golden file holds."""
@@ -248,7 +255,8 @@ def show(
                               t["sha256"][:12])
         if "labels" in entry:
             lab = entry["labels"]
-            table.add_row("labels", lab["source"], lab["dtype"], str(tuple(lab["shape"])), "")
+            table.add_row("labels", lab["source"], lab["dtype"], str(tuple(lab["shape"])),
+                          lab.get("sha256", "")[:12])
         out.print(table)
         for extra_renderable in _show_extras(entry):
             out.print(extra_renderable)
@@ -316,7 +324,7 @@ def _spec_json(t: Any) -> dict[str, Any]:
 
 @app.command()
 def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
-                                                  show_default=False)]) -> None:
+                                                  show_default=False, metavar="G.h5")]) -> None:
     """Check a golden's schema and checksums. Exit 0 intact, 2 not."""
     with user_errors():
         from snapshot_tool.golden import verify_golden

@@ -10,7 +10,8 @@ rtol = 1.3e-6
 max_mismatch_fraction = 0.0
 nan_equal = true
 
-[outputs."logits*"]                # an output name or a glob; first matching table wins
+[outputs."logits*"]                # an output name or a glob (or "signature/output");
+                                   # an exact name beats a glob, then file order
 atol = 1e-4
 task = "classification"            # classification | binary | regression | none
 threshold = 0.5                    # binary decision threshold
@@ -88,14 +89,30 @@ class Config:
     source: str | None = None
 
     def output(self, name: str) -> OutputConfig | None:
-        """The config table for one output: an exact name beats a glob, then file order."""
-        for oc in self.outputs:
-            if oc.pattern == name:
-                return oc
-        for oc in self.outputs:
-            if oc.matches(name):
-                return oc
+        """The config table for one output: an exact name beats a glob, then file order.
+
+        ``name`` may be qualified by its signature (``embed/embedding``) for goldens of
+        several signatures; a table for the qualified name beats one for the bare name.
+        """
+        names = [name]
+        if "/" in name:
+            names.append(name.split("/", 1)[1])
+        for candidate in names:
+            for oc in self.outputs:
+                if oc.pattern == candidate:
+                    return oc
+        for candidate in names:
+            for oc in self.outputs:
+                if oc.matches(candidate):
+                    return oc
         return None
+
+    def unmatched_outputs(self, names: list[str]) -> list[str]:
+        """Output tables that match none of ``names`` (qualified or bare): likely typos."""
+        bare = [n.split("/", 1)[1] for n in names if "/" in n]
+        everything = names + bare
+        return [oc.pattern for oc in self.outputs
+                if not any(oc.pattern == n or oc.matches(n) for n in everything)]
 
     def metric_threshold(self, output: str, metric: str) -> MetricThreshold | None:
         oc = self.output(output)

@@ -491,7 +491,8 @@ def describe_golden(path: str | Path) -> dict[str, Any]:
             if "labels" in g:
                 entry["labels"] = {"shape": list(g["labels"].shape),
                                    "dtype": _attr_str(g["labels"].attrs.get("dtype")),
-                                   "source": _attr_str(g["labels"].attrs.get("source"))}
+                                   "source": _attr_str(g["labels"].attrs.get("source")),
+                                   "sha256": _attr_str(g["labels"].attrs.get("sha256"))}
             if "metrics" in g:
                 entry["metrics"] = {
                     out: {"task": _attr_str(g["metrics"][out].attrs.get("task")),

@@ -758,7 +758,13 @@ def _load_keras(path: Path) -> KerasModel:
         raise ModelError(f"cannot load Keras model {path}: Keras is not importable "
                          f"({exc}); install it with `pip install keras`") from None
     except Exception as exc:
-        raise ModelError(f"cannot load Keras model {path}: {_first_line(exc)}") from None
+        detail = _first_line(exc)
+        if "safe_mode" in str(exc):
+            # Keras suggests safe_mode=False, which a gate must not do to a file it is
+            # handed; the export runs the same model without deserializing Python code.
+            detail = (f"{detail.split('safe_mode')[0].rstrip(' .,;(')}; snapshot-tool keeps "
+                      "safe mode on: export the model with model.export(DIR) and use DIR")
+        raise ModelError(f"cannot load Keras model {path}: {detail}") from None
     return KerasModel(path, model, time.perf_counter() - start)
 
 

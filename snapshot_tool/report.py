@@ -297,17 +297,22 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
         out.append("[bold red]FAIL[/]: latency inconclusive, and --latency-strict treats that "
                    "as a failure")
     fails = [d for d in result.outputs if not d.passed]
+    config_name = result.config_source or "snapshot.toml"
     metric_fails = [m for m in result.metrics if not m.passed]
     if metric_fails:
         names = ", ".join(f"{m.output}:{m.name}" for m in metric_fails)
         out.append(f"[bold red]FAIL[/]: {len(metric_fails)} metric check(s) failed ({names}); "
                    "limits are set in the config's \\[metrics] tables")
     if fails:
-        out.append(f"[bold red]FAIL[/]: {len(fails)} of {len(result.outputs)} outputs differ "
-                   "beyond tolerance")
+        kinds = sorted({d.status.replace("_", " ") for d in fails})
+        out.append(f"[bold red]FAIL[/]: {len(fails)} of {len(result.outputs)} output(s) failed "
+                   f"({', '.join(kinds)})")
         h = hints(result)
+        if "tool.snapshot-tool" in config_name:
+            # In pyproject.toml the tables live under [tool.snapshot-tool].
+            h = [line.replace("[outputs.", "[tool.snapshot-tool.outputs.") for line in h]
         if h:
-            out.append("If the change is intended, accept it in snapshot.toml:\n"
+            out.append(f"If the change is intended, accept it in {escape(config_name)}:\n"
                        + escape("\n".join(h))
                        + "\nor re-record the golden from a model you trust with "
                        f"`snapshot-tool record MODEL --golden {escape(result.golden)} --force`.")

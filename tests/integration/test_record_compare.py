@@ -173,3 +173,35 @@ def test_signature_all_records_every_signature_in_one_golden(cli, two_sig_model:
     assert only.code == 1
     assert {o["signature"] for o in json.loads((tmp_path / "only.json").read_text())[
         "outputs"]} == {"embed"}
+
+
+def test_config_names_outputs_per_signature_and_flags_typos(cli, two_sig_model: Path,
+                                                            tmp_path: Path) -> None:
+    golden = tmp_path / "all.h5"
+    assert cli("record", two_sig_model, "--golden", golden, "--signature", "all",
+               "--no-latency", "--num-samples", "12").code == 0
+    moved = save_two_signatures(tmp_path / "moved", offset=0.5)
+    cfg = tmp_path / "snapshot.toml"
+    # Loosen only embed's output and serving_default's projection, by qualified name.
+    cfg.write_text('[outputs."embed/embedding"]\natol = 10.0\n'
+                   '[outputs."serving_default/projection"]\natol = 10.0\n'
+                   '[outputs."serving_default/positive"]\nmax_mismatch_fraction = 1.0\n'
+                   '[outputs."logitz"]\natol = 1.0\n')
+    res = cli("compare", moved, "--golden", golden, "--no-latency", "--config", cfg,
+              "--report-json", tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert all(o["passed"] for o in doc["outputs"]), doc["outputs"]
+    assert res.code == 0, res
+    assert any("'logitz'" in w and "matches no output" in w for w in doc["warnings"])
+
+
+def test_failure_hint_speaks_of_the_config_in_use(cli, dense_model: Path, dense_changed: Path,
+                                                  tmp_path: Path, monkeypatch) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    (tmp_path / "pyproject.toml").write_text("[tool.snapshot-tool.defaults]\nrtol = 1e-6\n")
+    monkeypatch.chdir(tmp_path)
+    res = cli("compare", dense_changed, "--golden", golden, "--no-latency")
+    assert res.code == 1
+    assert "accept it in pyproject.toml" in res.stdout
+    assert '[tool.snapshot-tool.outputs."logits"]' in res.stdout
