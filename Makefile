@@ -24,8 +24,9 @@ demo: $(STAMP)
 		--inputs $(DEMO)/digits.npz --labels $(DEMO)/digits.npz:labels --batch-size 32 --force
 	@echo "== candidate 1: same weights behind a rewritten serving wrapper (expect PASS)"
 	$(BIN)/snapshot-tool compare $(DEMO)/candidate_ok --golden goldens/demo.h5 \
-		--config goldens/demo.toml --report-json $(DEMO)/report_ok.json
-	@echo "== candidate 2: one damaged conv filter (expect FAIL, exit 1)"
+		--config goldens/demo.toml --baseline-model $(DEMO)/baseline \
+		--report-json $(DEMO)/report_ok.json
+	@echo "== candidate 2: one damaged conv filter, latency against the stored baseline (expect FAIL, exit 1)"
 	@$(BIN)/snapshot-tool compare $(DEMO)/candidate_broken --golden goldens/demo.h5 \
 		--config goldens/demo.toml --report-json $(DEMO)/report_broken.json; \
 	rc=$$?; if [ $$rc -eq 1 ]; then echo "demo: regression caught (exit 1), as expected"; \

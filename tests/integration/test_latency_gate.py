@@ -38,8 +38,13 @@ def test_record_stores_latency_baselines(cli, chains, tmp_path: Path) -> None:
             assert key in env
     shown = cli("show", golden)
     assert "latency" in shown.stdout and "p50 ms" in shown.stdout
-    # Stored mode on the same machine: the unchanged model must not fail.
-    res = cli("compare", chains["base"], "--golden", golden, "--report-json", tmp_path / "r.json")
+    # Stored mode on the same machine. The limit is widened to 2x here: this test checks
+    # the mechanics (modes, fields, verdict plumbing); the gate's false-alarm rate under load
+    # is measured by benchmarks/latency_gate.py, not asserted by a timed unit test.
+    cfg = tmp_path / "wide.toml"
+    cfg.write_text("[latency]\nstored_max_drift = 1.0\n")
+    res = cli("compare", chains["base"], "--golden", golden, "--report-json", tmp_path / "r.json",
+              "--config", cfg)
     assert res.code == 0, res
     lat = json.loads((tmp_path / "r.json").read_text())["latency"]
     assert lat["mode"] == "stored" and lat["verdict"] in ("pass", "inconclusive", "advisory")
@@ -47,7 +52,7 @@ def test_record_stores_latency_baselines(cli, chains, tmp_path: Path) -> None:
     for b in lat["batches"]:
         for key in ("ratio", "ci_low", "ci_high", "p_value", "limit"):
             assert key in b
-        assert b["limit"] == pytest.approx(1.25)
+        assert b["limit"] == pytest.approx(2.0)
 
 
 def test_side_by_side_gate_catches_a_slowdown(cli, chains, tmp_path: Path) -> None:
@@ -95,8 +100,10 @@ def test_multi_signature_latency_names_its_signature(cli, two_sig_model: Path,
     golden = tmp_path / "all.h5"
     assert cli("record", two_sig_model, "--golden", golden, "--signature", "all",
                "--num-samples", "8", "--latency-batch-sizes", "1").code == 0
+    wide = tmp_path / "wide.toml"  # mechanics only, as above
+    wide.write_text("[latency]\nstored_max_drift = 1.0\n")
     res = cli("compare", two_sig_model, "--golden", golden, "--report-json",
-              tmp_path / "r.json", "--junit", tmp_path / "j.xml")
+              tmp_path / "r.json", "--junit", tmp_path / "j.xml", "--config", wide)
     assert res.code == 0, res
     batches = json.loads((tmp_path / "r.json").read_text())["latency"]["batches"]
     assert sorted(b["signature"] for b in batches) == ["embed", "serving_default"]
