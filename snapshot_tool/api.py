@@ -6,6 +6,7 @@ fix. Nothing here prints; progress goes through an optional callback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import platform
@@ -38,7 +39,7 @@ from snapshot_tool.golden import (
     write_golden,
 )
 from snapshot_tool.inputs import batches, from_file, num_rows, synthesize
-from snapshot_tool.labels import load_labels, parse_spec
+from snapshot_tool.labels import LabelsSpec, load_labels, parse_spec
 from snapshot_tool.model import Model, SignatureInfo, load_model, model_digest
 from snapshot_tool.tolerance import resolve
 
@@ -204,17 +205,32 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
         # numpy's generators take non-negative seeds, and HDF5 stores the attr as int64.
         raise InputsError(f"--seed must be between 0 and 2**63-1, got {seed}")
     cfg = config if isinstance(config, Config) else load_config(config)
+    if labels is not None and inputs is None:
+        raise InputsError("--labels needs --inputs: labels describe particular samples, "
+                          "and synthesized inputs have no ground truth")
     label_spec = parse_spec(labels) if labels is not None else None
     label_values = load_labels(label_spec) if label_spec is not None else None
     exclude: tuple[str, ...] = ()
-    if label_spec is not None:
-        if inputs is None:
-            raise InputsError("--labels needs --inputs: labels describe particular samples, "
-                              "and synthesized inputs have no ground truth")
+    if label_spec is not None and inputs is not None:
         if Path(inputs).resolve() == label_spec.path.resolve():
             exclude = (label_spec.key or "labels",)
     threads = fix_threads()
-    model = load_model(model_path, tag=tag)
+    with load_model(model_path, tag=tag) as model:
+        return _record_loaded(model, model_path, golden, signature=signature, inputs=inputs,
+                              seed=seed, num_samples=num_samples, batch_size=batch_size,
+                              force=force, tag=tag, cfg=cfg, label_spec=label_spec,
+                              label_values=label_values, exclude=exclude, latency=latency,
+                              latency_batch_sizes=latency_batch_sizes, threads=threads,
+                              progress=progress)
+
+
+def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
+                   signature: str | None, inputs: str | Path | None, seed: int,
+                   num_samples: int, batch_size: int, force: bool, tag: str, cfg: Config,
+                   label_spec: LabelsSpec | None, label_values: np.ndarray | None,
+                   exclude: tuple[str, ...], latency: bool,
+                   latency_batch_sizes: Sequence[int] | None, threads: dict[str, int],
+                   progress: Progress) -> RecordResult:
     sigs = _signatures_to_record(model, signature)
     records: dict[str, SignatureGolden] = {}
     recorded: list[RecordedOutput] = []
@@ -226,8 +242,7 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
         else:
             feeds = synthesize(sig, num_samples, seed)
         # With --signature all the signatures may see different data; report the most.
-        used_samples = max(used_samples, num_rows(feeds)) if sig is not sigs[0] \
-            else num_rows(feeds)
+        used_samples = num_rows(feeds) if sig is sigs[0] else max(used_samples, num_rows(feeds))
         outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
                                          f"recording {sig.name}")
         attrs: dict[str, dict[str, Any]] = {k: {"batched": bool(b)} for k, b in batched.items()}
@@ -237,10 +252,19 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
                 attrs[k]["nondeterministic"] = True
                 if spread is not None:
                     attrs[k]["spread"] = spread
-            warnings.append(
-                f"signature {sig.name!r} is not deterministic: output(s) "
-                f"{', '.join(sorted(spreads))} changed between two runs of the same batch; "
-                "the observed spread is stored and compare widens atol by twice it")
+            widened = sorted(k for k in spreads if outputs[k].dtype.kind in "fc")
+            exact = sorted(k for k in spreads if outputs[k].dtype.kind not in "fc")
+            msg = (f"signature {sig.name!r} is not deterministic: output(s) "
+                   f"{', '.join(sorted(spreads))} changed between two runs of the same batch")
+            if widened:
+                msg += (f"; the observed spread is stored and compare widens the atol of "
+                        f"{', '.join(widened)} by twice it")
+            if exact:
+                # Integer, bool and string outputs compare exactly: their run-to-run change
+                # fails every compare unless the user loosens them on purpose.
+                msg += (f"; {', '.join(exact)} compare exactly and will fail every compare: "
+                        "set atol (integers) or max_mismatch_fraction in [outputs.NAME]")
+            warnings.append(msg)
         metrics: dict[str, OutputMetrics] = {}
         sig_labels = label_values
         if label_values is not None and label_spec is not None:
@@ -257,7 +281,8 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
                     f"labels {label_spec.source} have {label_values.shape[0]} rows but the "
                     f"inputs have {rows} samples; give one label per sample")
             else:
-                metrics = record_metrics(outputs, batched, label_values, cfg)
+                metrics = record_metrics(outputs, batched, label_values, cfg,
+                                         prefix=f"{sig.name}/" if len(sigs) > 1 else "")
                 if not metrics:
                     warnings.append(f"no output of {sig.name!r} could be scored against the "
                                     "labels (set [outputs.NAME] task in the config to choose "
@@ -276,11 +301,15 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
     if latency:
         calibration = calibrate()
         sizes = _latency_sizes(latency_batch_sizes, batch_size)
-        for sig in sigs:
-            lat, notes = record_latency(model_path, tag, sig.name, records[sig.name].inputs,
-                                        sizes, calibration, progress)
-            warnings.extend(notes)
-            records[sig.name] = replace(records[sig.name], latency=lat)
+        # A fresh load gives honest cold-start figures (load time, first call), and keeps the
+        # timing calls away from the instance whose outputs went into the golden (a stateful
+        # model's state would otherwise depend on how long we measured).
+        with load_model(model_path, tag=tag) as fresh:
+            for i, sig in enumerate(sigs):
+                lat, notes = record_latency(fresh, sig.name, records[sig.name].inputs, sizes,
+                                            calibration, progress, cold=i == 0)
+                warnings.extend(notes)
+                records[sig.name] = replace(records[sig.name], latency=lat)
     root_attrs = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tool_version": __version__,
@@ -318,8 +347,10 @@ def fix_threads() -> dict[str, int]:
         cpus = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         cpus = os.cpu_count() or 1
-    env = os.environ.get("SNAPSHOT_TOOL_THREADS", "")
-    intra = int(env) if env.isdigit() and int(env) > 0 else cpus
+    env = os.environ.get("SNAPSHOT_TOOL_THREADS", "").strip()
+    if env and not (env.isdigit() and int(env) > 0):
+        raise InputsError(f"SNAPSHOT_TOOL_THREADS={env!r}: expected a positive integer")
+    intra = int(env) if env else cpus
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra)
         tf.config.threading.set_inter_op_parallelism_threads(min(2, cpus))
@@ -347,18 +378,13 @@ def _stage_progress(progress: Progress, stage: str) -> Callable[[int, int], None
     return lambda done, total: progress(stage, done, total)
 
 
-def record_latency(model_path: str | Path, tag: str, signature: str,
-                   inputs: Mapping[str, np.ndarray], sizes: list[int], calibration: float,
-                   progress: Progress) -> tuple[dict[int, LatencyRecord], list[str]]:
-    """Latency baselines on a freshly loaded copy of the model.
-
-    A fresh load gives honest cold-start figures (load time, first call), and keeps the
-    timing calls away from the instance whose outputs went into the golden (a stateful
-    model's state would otherwise depend on how long we measured).
-    """
+def record_latency(fresh: Model, signature: str, inputs: Mapping[str, np.ndarray],
+                   sizes: list[int], calibration: float, progress: Progress, *,
+                   cold: bool = True) -> tuple[dict[int, LatencyRecord], list[str]]:
+    """Latency baselines of one signature on ``fresh``, a copy of the model loaded for
+    timing only; ``cold`` says whether its load time belongs to this signature."""
     from snapshot_tool.latency import measure
 
-    fresh = load_model(model_path, tag=tag)
     records: dict[int, LatencyRecord] = {}
     notes: list[str] = []
     if not inputs:
@@ -370,7 +396,7 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
                          "samples were recorded")
             continue
         m = measure(lambda b=batch: fresh.run(signature, b), bs,  # type: ignore[misc]
-                    cold_load_s=fresh.load_seconds if not records else 0.0,
+                    cold_load_s=fresh.load_seconds if cold and not records else 0.0,
                     progress=_stage_progress(progress, f"latency {signature} batch {bs}"))
         attrs: dict[str, Any] = {
             "p50": m.stats.p50, "p90": m.stats.p90, "p99": m.stats.p99, "mean": m.stats.mean,
@@ -385,7 +411,8 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
 
 
 def record_metrics(outputs: Mapping[str, np.ndarray], batched: Mapping[str, bool],
-                   labels: np.ndarray, config: Config) -> dict[str, OutputMetrics]:
+                   labels: np.ndarray, config: Config, prefix: str = ""
+                   ) -> dict[str, OutputMetrics]:
     """Task metrics of every output that has a task against ``labels``.
 
     Outputs whose task was inferred but whose shape does not fit the labels are skipped (a
@@ -396,7 +423,7 @@ def record_metrics(outputs: Mapping[str, np.ndarray], batched: Mapping[str, bool
 
     result: dict[str, OutputMetrics] = {}
     for name in sorted(outputs):
-        oc = config.output(name)
+        oc = config.output(prefix + name)  # "sig/out" tables apply in multi-signature goldens
         override = oc.task if oc is not None else None
         threshold = oc.threshold if oc is not None and oc.threshold is not None else 0.5
         out = outputs[name]
@@ -665,6 +692,8 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
     for bs, rec in sorted(sg.latency.items()):
         batch = _slice_batch(feeds, bs)
         if batch is None:
+            notes.append(f"latency at batch size {bs} skipped: the golden holds only "
+                         f"{num_rows(feeds)} samples")
             continue
         stored = Measurement(
             batch_size=bs, samples_ns=rec.samples_ns,
@@ -714,21 +743,12 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     if tag is None:
         tag = str(golden.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
-    threads = fix_threads()
-    model = load_model(model_path, tag=tag)
-    baseline = None
-    if baseline_model is not None and latency:
-        try:
-            baseline = load_model(baseline_model, tag=tag)
-        except ModelError as exc:
-            raise ModelError(f"--baseline-model: {exc}") from None
     names = sorted(golden.signatures)
     if signature is not None and signature != "all":
         if signature not in golden.signatures:
             raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
                                  f"holds: {', '.join(names)}")
         names = [signature]
-    # Threshold names are checked against what the golden offers before any model runs.
     warnings_early = _recorded_task_conflicts(golden, names, cfg)
     qualified = [f"{sig}/{out}" if len(golden.signatures) > 1 else out
                  for sig in names for out in golden.signatures[sig].outputs]
@@ -736,6 +756,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
         f"{', '.join(sorted(qualified))}); check the name" for pattern in
         cfg.unmatched_outputs(qualified)]
+    # Threshold names are checked against what the golden offers before any model runs.
     try:
         validate_metric_config(golden, names, cfg)
     except ConfigError as exc:
@@ -744,42 +765,54 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         raise
     metric_checks: list[MetricCheck] = []
     latency_checks: list[LatencyCheck] = []
-    batch_size = _batch_size(golden)
-    diffs: list[TensorDiff] = []
-    warnings: list[str] = warnings_early + [
-        f"candidate: {n}" for n in getattr(model, "notes", [])]
-    if baseline is not None:
-        warnings.extend(f"baseline model: {n}" for n in getattr(baseline, "notes", []))
-    for name in names:
-        sg = golden.signatures[name]
-        sig, note = _candidate_signature(model, name, single=len(names) == 1)
-        if note:
-            warnings.append(note)
-        feeds, note = _fit_inputs(sig, sg, model)
-        if note:
-            warnings.append(note)
-        outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
-                                   f"comparing {name}")
-        multi = len(golden.signatures) > 1
-        sig_diffs = compare_outputs(sg, outputs, cfg, name, qualify=multi)
-        diffs.extend(sig_diffs)
-        metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
-                                             prefix=f"{name}/" if multi else ""))
-        if latency:
-            lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
-                                         threads, progress)
-            if len(names) > 1:
-                notes = [f"{name}: {n}" for n in notes]
-            latency_checks.extend(lat)
-            warnings.extend(notes)
-    return ComparisonResult(golden=str(golden.path), model=str(model_path),
-                            signatures=tuple(names), outputs=tuple(diffs),
-                            metrics=tuple(metric_checks), latency=tuple(latency_checks),
-                            latency_mode=("side_by_side" if baseline is not None else "stored")
-                            if latency_checks else None,
-                            latency_strict=latency_strict, warnings=tuple(warnings),
-                            config_source=cfg.source, baseline_model=str(baseline_model)
-                            if baseline_model is not None else None)
+    threads = fix_threads()
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(load_model(model_path, tag=tag))
+        baseline: Model | None = None
+        if baseline_model is not None and not latency:
+            warnings_early.append("--baseline-model is only used to time latency; it was "
+                                  "ignored because of --no-latency")
+        elif baseline_model is not None:
+            try:
+                baseline = stack.enter_context(load_model(baseline_model, tag=tag))
+            except ModelError as exc:
+                raise ModelError(f"--baseline-model: {exc}") from None
+        batch_size = _batch_size(golden)
+        diffs: list[TensorDiff] = []
+        warnings: list[str] = warnings_early + [
+            f"candidate: {n}" for n in getattr(model, "notes", [])]
+        if baseline is not None:
+            warnings.extend(f"baseline model: {n}" for n in getattr(baseline, "notes", []))
+        for name in names:
+            sg = golden.signatures[name]
+            sig, note = _candidate_signature(model, name, single=len(names) == 1)
+            if note:
+                warnings.append(note)
+            feeds, note = _fit_inputs(sig, sg, model)
+            if note:
+                warnings.append(note)
+            outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
+                                       f"comparing {name}")
+            multi = len(golden.signatures) > 1
+            sig_diffs = compare_outputs(sg, outputs, cfg, name, qualify=multi)
+            diffs.extend(sig_diffs)
+            metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
+                                                 prefix=f"{name}/" if multi else ""))
+            if latency:
+                lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
+                                             threads, progress)
+                if len(names) > 1:
+                    notes = [f"{name}: {n}" for n in notes]
+                latency_checks.extend(lat)
+                warnings.extend(notes)
+        return ComparisonResult(golden=str(golden.path), model=str(model_path),
+                                signatures=tuple(names), outputs=tuple(diffs),
+                                metrics=tuple(metric_checks), latency=tuple(latency_checks),
+                                latency_mode=("side_by_side" if baseline is not None else "stored")
+                                if latency_checks else None,
+                                latency_strict=latency_strict, warnings=tuple(warnings),
+                                config_source=cfg.source, baseline_model=str(baseline_model)
+                                if baseline_model is not None else None)
 
 
 def _candidate_signature(model: Model, name: str, *, single: bool

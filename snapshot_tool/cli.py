@@ -143,13 +143,14 @@ def record(
                            tag=tag, labels=labels, config=config, latency=latency,
                            latency_batch_sizes=_sizes(latency_batch_sizes),
                            progress=progress)
+    from rich.markup import escape
+
     out = _stdout()
     over = (f"over {result.num_samples} samples (batch size {result.batch_size})"
             if result.num_samples else "from one call (the signature takes no inputs)")
-    out.print(f"[bold green]recorded[/] {result.golden}: {len(result.outputs)} output(s) of "
-              f"{', '.join(result.signatures)} {over}")
-    from rich.markup import escape
-
+    # Paths and names are user data: a "[v2]" in a path must print, not be read as markup.
+    out.print(f"[bold green]recorded[/] {escape(str(result.golden))}: {len(result.outputs)} "
+              f"output(s) of {escape(', '.join(result.signatures))} {over}")
     for w in result.warnings:
         _stderr().print(f"[yellow]warning:[/] {escape(w)}")
 
@@ -236,26 +237,30 @@ def show(
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     out = _stdout()
     attrs = info["attrs"]
-    out.print(f"[bold]{info['path']}[/]  format v{attrs.get('format_version')}  "
+    out.print(f"[bold]{escape(str(info['path']))}[/]  format v{attrs.get('format_version')}  "
               f"recorded {attrs.get('created')} by snapshot-tool {attrs.get('tool_version')}")
-    out.print(f"model {attrs.get('model_path')}  (sha256 {str(attrs.get('model_digest'))[:12]}…)"
+    out.print(f"model {escape(str(attrs.get('model_path')))}  "
+              f"(sha256 {str(attrs.get('model_digest'))[:12]}…)"
               f"  seed {attrs.get('seed')}  samples {attrs.get('num_samples')}  "
-              f"batch {attrs.get('batch_size')}  inputs {attrs.get('inputs_source')}")
+              f"batch {attrs.get('batch_size')}  "
+              f"inputs {escape(str(attrs.get('inputs_source')))}")
     for sig, entry in info["signatures"].items():
-        table = Table(title=f"signature {sig}", title_justify="left", header_style="bold")
+        table = Table(title=f"signature {escape(sig)}", title_justify="left",
+                      header_style="bold")
         for col in ("kind", "name", "dtype", "shape", "sha256"):
             table.add_column(col)
         for kind in ("inputs", "outputs"):
             for t in entry[kind]:
-                table.add_row(kind[:-1], t["name"], t["dtype"], str(tuple(t["shape"])),
-                              t["sha256"][:12])
+                table.add_row(kind[:-1], escape(t["name"]), t["dtype"],
+                              str(tuple(t["shape"])), t["sha256"][:12])
         if "labels" in entry:
             lab = entry["labels"]
-            table.add_row("labels", lab["source"], lab["dtype"], str(tuple(lab["shape"])),
+            table.add_row("labels", escape(lab["source"]), lab["dtype"], str(tuple(lab["shape"])),
                           lab.get("sha256", "")[:12])
         out.print(table)
         for extra_renderable in _show_extras(entry):
@@ -308,10 +313,12 @@ def inspect(
         print(json.dumps(doc, indent=2))
         return
     out = _stdout()
-    out.print(f"[bold]{model}[/] ({loaded.kind}): {len(sigs)} signature(s)")
+    from rich.markup import escape
+
+    out.print(f"[bold]{escape(str(model))}[/] ({loaded.kind}): {len(sigs)} signature(s)")
     for name, s in sorted(sigs.items()):
         method = f"  method {s.method_name}" if s.method_name else ""
-        out.print(f"\n[bold]{name}[/]{method}")
+        out.print(f"\n[bold]{escape(name)}[/]{method}")
         for kind, specs in (("in ", s.inputs), ("out", s.outputs)):
             for t in specs:
                 out.print(f"  {kind} {t.describe()}", markup=False)
@@ -329,11 +336,8 @@ def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
     with user_errors():
         from snapshot_tool.golden import verify_golden
 
-        g = verify_golden(golden)
-    n = sum(len(s.inputs) + len(s.outputs) + (s.labels is not None)
-            for s in g.signatures.values())
-    print(f"ok: {golden} is intact (format v{g.attrs.get('format_version')}, "
-          f"{n} tensors checked)")
+        n, version = verify_golden(golden)
+    print(f"ok: {golden} is intact (format v{version}, {n} tensors checked)")
 
 
 def main() -> None:

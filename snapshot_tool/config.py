@@ -249,7 +249,7 @@ def load_config(path: str | Path | None) -> Config:
         elif Path("pyproject.toml").is_file():
             try:
                 doc = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))
-            except (OSError, tomllib.TOMLDecodeError):
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
                 # Someone else's broken pyproject is not our input; the defaults apply.
                 return Config()
             tool = doc.get("tool")

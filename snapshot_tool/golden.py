@@ -95,9 +95,20 @@ class Golden:
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
     """A content hash that also covers dtype and shape, so a reshape or cast is caught."""
+    h = _hash_header(dtype_label or _dtype_label(arr), arr.shape)
+    _hash_body(h, arr)
+    return h.hexdigest()
+
+
+def _hash_header(label: str, shape: tuple[int, ...]) -> hashlib._Hash:
     h = hashlib.sha256()
-    label = dtype_label or _dtype_label(arr)
-    h.update(f"{label}|{arr.shape}|".encode())
+    h.update(f"{label}|{shape}|".encode())
+    return h
+
+
+def _hash_body(h: hashlib._Hash, arr: np.ndarray) -> None:
+    """Feed ``arr``'s elements in C order; consecutive row blocks of a tensor feed exactly
+    what the whole tensor would, so a large dataset can be hashed block by block."""
     if arr.dtype.kind in ("O", "S", "U"):
         for item in arr.reshape(-1):
             b = _as_bytes(item)
@@ -108,7 +119,6 @@ def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("<"))
         h.update(a.view(np.uint8).reshape(-1).tobytes() if a.size else b"")
-    return h.hexdigest()
 
 
 def _as_bytes(item: Any) -> bytes:
@@ -317,9 +327,9 @@ def _refuse_links(f: Any, path: Path) -> None:
     walk(f, "")
 
 
-def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
+def _decode(ds: Any, raw: Any) -> np.ndarray:
+    """Stored representation -> the tensor as recorded (strings as bytes, bfloat16)."""
     label = _attr_str(ds.attrs.get("dtype"))
-    raw = ds[()]
     if label == "string":
         byte_arrays = _attr_str(ds.attrs.get("string_storage")) == "vlen_uint8"
         raw_arr = np.asarray(raw, dtype=object) if np.ndim(raw) else None
@@ -327,22 +337,51 @@ def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
         items = raw_arr.reshape(-1) if raw_arr is not None else [raw]
         arr.reshape(-1)[:] = [np.asarray(x, dtype=np.uint8).tobytes() if byte_arrays
                               else _as_bytes(x) for x in items] if arr.size else []
-    elif label == "bfloat16":
+        return arr
+    if label == "bfloat16":
         import ml_dtypes
 
-        arr = np.asarray(raw, dtype=np.uint16).view(ml_dtypes.bfloat16)
-    else:
-        arr = np.asarray(raw)
+        return np.asarray(raw, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    return np.asarray(raw)
+
+
+def _want_sha(ds: Any, where: str, path: Path) -> str:
+    want = _attr_str(ds.attrs.get("sha256"))
+    if not want:
+        raise GoldenError(f"{path}: {where} has no sha256 attribute; the golden is "
+                          "incomplete — re-record it")
+    return want
+
+
+def _check_sha(want: str, got: str, where: str, path: Path) -> None:
+    if got != want:
+        raise GoldenError(f"{path}: {where} fails its sha256 check (stored {want[:12]}…, "
+                          f"actual {got[:12]}…); the golden is corrupt — re-record it")
+
+
+def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
+    arr = _decode(ds, ds[()])
     if check:
-        want = _attr_str(ds.attrs.get("sha256"))
-        if not want:
-            raise GoldenError(f"{path}: {where} has no sha256 attribute; the golden is "
-                              "incomplete — re-record it")
-        got = tensor_sha256(arr, label)
-        if got != want:
-            raise GoldenError(f"{path}: {where} fails its sha256 check (stored {want[:12]}…, "
-                              f"actual {got[:12]}…); the golden is corrupt — re-record it")
+        want = _want_sha(ds, where, path)
+        _check_sha(want, tensor_sha256(arr, _attr_str(ds.attrs.get("dtype"))), where, path)
     return arr
+
+
+# Bytes per block when verify streams a dataset: bounded memory for any golden size.
+STREAM_BYTES = 64 << 20
+
+
+def _stream_check(ds: Any, where: str, path: Path) -> None:
+    want = _want_sha(ds, where, path)
+    h = _hash_header(_attr_str(ds.attrs.get("dtype")), tuple(ds.shape))
+    if ds.ndim == 0 or ds.shape[0] == 0:
+        _hash_body(h, _decode(ds, ds[()]))
+    else:
+        row_bytes = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
+        step = max(1, STREAM_BYTES // row_bytes)
+        for start in range(0, ds.shape[0], step):
+            _hash_body(h, _decode(ds, ds[start:start + step]))
+    _check_sha(want, h.hexdigest(), where, path)
 
 
 def _signature_groups(f: Any, path: Path) -> dict[str, Any]:
@@ -451,7 +490,7 @@ def _check_layout(g: Any, where: str, path: Path) -> None:
 def read_golden(path: str | Path, *, check: bool = True) -> Golden:
     """Read a whole golden into memory, verifying every checksum on the way."""
     p = Path(path)
-    with open_golden(p) as f, _malformed_is_golden_error(p):
+    with _malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
         groups = _signature_groups(f, p)
         for name, g in groups.items():
@@ -464,15 +503,37 @@ def read_golden(path: str | Path, *, check: bool = True) -> Golden:
     return Golden(p, attrs, sigs)
 
 
-def verify_golden(path: str | Path) -> Golden:
-    """Schema and checksum check; raises :class:`GoldenError` on the first problem."""
-    return read_golden(path, check=True)
+def verify_golden(path: str | Path) -> tuple[int, int]:
+    """Schema and checksum check, streaming each tensor in blocks so memory stays bounded
+    whatever the golden's size. Returns (tensors checked, format version); raises
+    :class:`GoldenError` on the first problem."""
+    p = Path(path)
+    checked = 0
+    with _malformed_is_golden_error(p), open_golden(p) as f:
+        groups = _signature_groups(f, p)
+        for name, g in groups.items():
+            prefix = "" if g is f else f"/signatures/{name}"
+            _check_layout(g, f"{prefix}/", p)
+            tensors = [(f"{prefix}/{grp}/{k}", g[grp][k])
+                       for grp in ("inputs", "outputs") for k in g[grp]]
+            if "labels" in g:
+                tensors.append((f"{prefix}/labels", g["labels"]))
+            for where, ds in tensors:
+                _stream_check(ds, where, p)
+                checked += 1
+        for key in ("batch_size", "num_samples", "seed"):
+            value = _plain(f.attrs[key]) if key in f.attrs else 0
+            if not isinstance(value, int):
+                raise GoldenError(f"{p}: root attribute {key} is {value!r}, not an integer; "
+                                  "the golden is malformed — re-record it")
+        version = int(f.attrs["format_version"])
+    return checked, version
 
 
 def describe_golden(path: str | Path) -> dict[str, Any]:
     """What a golden holds, without loading tensors: for ``show``."""
     p = Path(path)
-    with open_golden(p) as f, _malformed_is_golden_error(p):
+    with _malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
         for name, g in _signature_groups(f, p).items():
             _check_layout(g, "/" if g is f else f"/signatures/{name}/", p)

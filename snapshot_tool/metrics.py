@@ -189,12 +189,20 @@ def _logit(p: float) -> float:
     return math.log(p) - math.log1p(-p)
 
 
-def _binary_decisions(values: Array, threshold: float) -> Array:
-    """0/1 decisions, -1 where the value is not finite (counted as wrong, never as a class)."""
+def _binary_decisions(values: Array, threshold: float, probabilities: bool | None = None
+                      ) -> Array:
+    """0/1 decisions, -1 where the value is not finite (counted as wrong, never as a class).
+
+    ``probabilities`` says whether ``values`` are probabilities or logits; ``None`` decides
+    from the values themselves. Agreement passes the golden's answer for both arrays, so a
+    logit head whose golden happens to fall in [0, 1] is not cut at two different places.
+    """
     v = values.astype(np.float64).ravel()
     # Compare logits against logit(threshold) instead of sigmoid(z) > threshold: sigmoid rounds
     # tiny logits to exactly 0.5 and would flip their decision.
-    cut = threshold if _in_unit_interval(v) else _logit(threshold)
+    if probabilities is None:
+        probabilities = _in_unit_interval(v)
+    cut = threshold if probabilities else _logit(threshold)
     out = (v > cut).astype(np.int64)
     out[~np.isfinite(v)] = -1
     return out
@@ -623,8 +631,9 @@ def agreement_metrics(
         result["top1_agreement"] = _mv("top1_agreement", float(np.mean(agree)))
         cos = _cosines(gr, cr)
     elif task == "binary":
-        gd = _binary_decisions(gr, threshold).reshape(gr.shape)
-        cd = _binary_decisions(cr, threshold).reshape(cr.shape)
+        golden_probs = _in_unit_interval(gr.astype(np.float64))
+        gd = _binary_decisions(gr, threshold, golden_probs).reshape(gr.shape)
+        cd = _binary_decisions(cr, threshold, golden_probs).reshape(cr.shape)
         result["top1_agreement"] = _mv("top1_agreement", float(np.mean(np.all(gd == cd, axis=1))))
         cos = _cosines(_as_pairs(gr), _as_pairs(cr))
     else:

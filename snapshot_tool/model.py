@@ -169,6 +169,16 @@ class Model(ABC):
         # warnings. Never errors: those raise.
         self.notes: list[str] = []
 
+    def close(self) -> None:
+        """Release what the runtime holds (a TF1 session, an interpreter). Idempotent."""
+        return None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     @property
     @abstractmethod
     def signatures(self) -> dict[str, SignatureInfo]:
@@ -407,6 +417,12 @@ class SavedModelTF1(Model):
                                                    method_name(sd.method_name))
             self._feed_names[name] = feeds
             self._fetch_names[name] = fetches
+
+    def close(self) -> None:
+        # A library user calling record/compare in a loop must not accumulate sessions.
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
     @property
     def signatures(self) -> dict[str, SignatureInfo]:

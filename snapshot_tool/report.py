@@ -1,4 +1,5 @@
-"""Renderers of one :class:`ComparisonResult`: rich console tables and a JSON document.
+"""Renderers of one :class:`ComparisonResult`: rich console tables, JSON, JUnit XML and
+Markdown.
 
 Renderers build values (rich renderables, dicts, strings); only the CLI prints them.
 """
@@ -39,6 +40,8 @@ def _fmt(v: float | None, spec: str = ".3g") -> str:
 def _value(v: Any) -> Any:
     if isinstance(v, float):
         return _num(v)
+    if isinstance(v, complex):
+        return [_num(v.real), _num(v.imag)]  # JSON has no complex numbers
     return v
 
 
@@ -136,6 +139,7 @@ _LATENCY_STYLE = {"pass": "[green]PASS[/]", "fail": "[bold red]FAIL[/]",
 
 
 def latency_table(result: ComparisonResult) -> RenderableType:
+    from rich.markup import escape
     from rich.table import Table
 
     mode = "side by side" if result.latency_mode == "side_by_side" else "vs stored baseline"
@@ -149,7 +153,7 @@ def latency_table(result: ComparisonResult) -> RenderableType:
                          no_wrap=col in ("batch", "verdict"))
     for c in result.latency:
         table.add_row(
-            *([c.signature] if multi else []),
+            *([escape(c.signature)] if multi else []),
             str(c.batch_size),
             f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
             f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
@@ -196,8 +200,10 @@ def _verdict(passed: bool) -> str:
 def _worst(d: TensorDiff) -> str:
     if d.worst_index is None:
         return "—"
+    from rich.markup import escape
+
     idx = ",".join(str(i) for i in d.worst_index)
-    return f"[{idx}] {_short(d.worst_golden)} → {_short(d.worst_candidate)}"
+    return escape(f"[{idx}] {_short(d.worst_golden)} → {_short(d.worst_candidate)}")
 
 
 def _short(v: Any) -> str:
@@ -220,6 +226,7 @@ def _tol(d: TensorDiff) -> str:
 
 
 def outputs_table(result: ComparisonResult) -> RenderableType:
+    from rich.markup import escape
     from rich.table import Table
 
     multi = len(result.signatures) > 1
@@ -237,12 +244,13 @@ def outputs_table(result: ComparisonResult) -> RenderableType:
         if d.status in ("ok", "mismatch"):
             verdict = _verdict(d.passed)
             mism = f"{d.mismatch_count}/{d.size} ({d.mismatch_fraction:.1%})"
-            row = [d.name, verdict, mism, _fmt(d.max_abs_diff), _fmt(d.max_rel_diff),
+            row = [escape(d.name), verdict, mism, _fmt(d.max_abs_diff), _fmt(d.max_rel_diff),
                    _worst(d), _tol(d), _fmt(d.required_atol)]
         else:
             label = d.status.replace("_", " ").upper()
-            row = [d.name, f"[bold red]{label}[/]", "—", "—", "—", d.message, "—", "—"]
-        table.add_row(*([d.signature] if multi else []), *row)
+            row = [escape(d.name), f"[bold red]{label}[/]", "—", "—", "—", escape(d.message),
+                   "—", "—"]
+        table.add_row(*([escape(d.signature)] if multi else []), *row)
     return table
 
 
@@ -277,7 +285,7 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
     from rich.markup import escape
 
     out: list[RenderableType] = [
-        f"[bold]golden[/] {result.golden}   [bold]candidate[/] {result.model}",
+        f"[bold]golden[/] {escape(result.golden)}   [bold]candidate[/] {escape(result.model)}",
         outputs_table(result),
     ]
     if result.metrics:
@@ -342,7 +350,7 @@ def to_junit(result: ComparisonResult) -> str:
                       f"golden {_fmt(m.golden, '.6g')} candidate {_fmt(m.candidate, '.6g')} "
                       f"limit {m.limit or 'none'}. {m.note}".strip()))
     for c in result.latency:
-        failed = not result.latency_passed and c.verdict in ("fail", "inconclusive")
+        failed = c.verdict == "fail" or (result.latency_strict and c.verdict == "inconclusive")
         cases.append(("latency", f"{c.signature}/batch_{c.batch_size}" if c.signature
                       else f"batch_{c.batch_size}", not failed,
                       f"{c.verdict}: ratio {_fmt(c.ratio)} [{_fmt(c.ci_low)}, "

@@ -129,3 +129,33 @@ def test_malformed_goldens_are_refused_cleanly(cli, sums, golden: Path, how: str
         if how == "batch_size_text" and args[0] == "show":
             continue  # show describes what is there; verify and compare refuse it
         assert_usage_error(res)
+
+
+def test_paths_with_brackets_print_verbatim(cli, sums, tmp_path: Path) -> None:
+    golden = tmp_path / "[/tmp]" / "[v2]g.h5"
+    rec = cli("record", sums["base"], "--golden", golden, "--num-samples", "4", "--no-latency")
+    assert rec.code == 0, rec
+    assert "[v2]g.h5" in rec.stdout
+    assert "[v2]g.h5" in cli("show", golden).stdout
+    res = cli("compare", sums["base"], "--golden", golden, "--no-latency")
+    assert res.code == 0 and "[v2]g.h5" in res.stdout
+
+
+def test_non_utf8_pyproject_is_not_our_input(cli, sums, golden: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_bytes(b"name = '\xff\xfe'\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli("compare", sums["base"], "--golden", golden, "--no-latency").code == 0
+
+
+def test_bad_thread_setting_and_ignored_baseline(cli, sums, golden: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SNAPSHOT_TOOL_THREADS", "lots")
+    assert_usage_error(cli("compare", sums["base"], "--golden", golden, "--no-latency"),
+                       "SNAPSHOT_TOOL_THREADS")
+    monkeypatch.delenv("SNAPSHOT_TOOL_THREADS")
+    res = cli("compare", sums["base"], "--golden", golden, "--no-latency", "--baseline-model",
+              sums["base"], "--report-json", tmp_path / "r.json")
+    assert res.code == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert any("--baseline-model" in w for w in doc["warnings"])

@@ -115,3 +115,17 @@ def test_written_golden_gets_normal_permissions(tmp_path: Path) -> None:
         assert p.stat().st_mode & 0o777 == 0o640  # a replaced golden keeps its mode
     finally:
         os.umask(old)
+
+
+def test_verify_streams_in_blocks_with_the_same_digest(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import snapshot_tool.golden as golden_mod
+
+    p = _write(tmp_path / "g.h5")
+    monkeypatch.setattr(golden_mod, "STREAM_BYTES", 7)  # one row per block
+    assert verify_golden(p) == (len(ARRAYS) + 1, 1)
+    with h5py.File(p, "r+") as f:
+        # one byte of one string element (NUL-holding strings are stored as byte arrays)
+        f["outputs/s"][2] = np.frombuffer(b"\x00bim", dtype=np.uint8)
+    with pytest.raises(GoldenError, match="outputs/s fails its sha256"):
+        verify_golden(p)

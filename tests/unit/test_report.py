@@ -62,3 +62,35 @@ def test_warnings_keep_their_square_brackets() -> None:
     for item in console_renderables(r):
         console.print(item)
     assert "[outputs.NAME]" in console.export_text()
+
+
+def test_complex_outputs_serialize() -> None:
+    g = np.array([1 + 2j, 3 - 1j], np.complex128)
+    c = g + np.array([0, 0.5j])
+    d = compare_tensor("z", g, c, resolve("z", "complex128", Config()))
+    r = ComparisonResult(golden="g.h5", model="m", signatures=("s",), outputs=(d,))
+    doc = json.loads(json.dumps(to_json(r), allow_nan=False))
+    assert doc["outputs"][0]["worst_golden"] == [3.0, -1.0]
+    assert doc["outputs"][0]["worst_candidate"] == [3.0, -0.5]
+
+
+def test_junit_marks_only_failing_latency_batches() -> None:
+    import xml.etree.ElementTree as ET
+
+    from snapshot_tool.latency import LatencyCheck, LatencyStats
+    from snapshot_tool.report import to_junit
+
+    st = LatencyStats(n=30, p50=1e6, p90=1e6, p99=1e6, mean=1e6, std=0.0)
+
+    def check(bs: int, verdict: str) -> LatencyCheck:
+        return LatencyCheck(batch_size=bs, mode="side_by_side", verdict=verdict,  # type: ignore[arg-type]
+                            baseline=st, candidate=st, ratio=1.2, ci_low=1.1, ci_high=1.3,
+                            p_value=0.02, limit=1.1, rounds=30)
+
+    for strict, want in ((False, {"batch_1"}), (True, {"batch_1", "batch_8"})):
+        r = ComparisonResult(golden="g", model="m", signatures=("s",), outputs=(),
+                             latency=(check(1, "fail"), check(8, "inconclusive")),
+                             latency_mode="side_by_side", latency_strict=strict)
+        suite = ET.fromstring(to_junit(r).split("\n", 1)[1])
+        failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
+        assert failed == want
