@@ -120,11 +120,6 @@ class Config:
             return oc.metrics[metric]
         return self.metrics.get(metric)
 
-    def all_metric_names(self) -> set[str]:
-        names = set(self.metrics)
-        for oc in self.outputs:
-            names.update(oc.metrics)
-        return names
 
 
 _TOL_KEYS = {"atol", "rtol", "max_mismatch_fraction", "nan_equal"}

@@ -10,19 +10,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from snapshot_tool.tolerance import Tolerance
 
-STATUSES = ("ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed")
+Status = Literal["ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed"]
 
 
 @dataclass(frozen=True)
 class TensorDiff:
     name: str
-    status: str
+    status: Status
     signature: str = ""
     golden_dtype: str = ""
     candidate_dtype: str = ""

@@ -134,13 +134,6 @@ def numpy_dtype(tf_dtype_name: str) -> np.dtype[Any]:
     return np.dtype(tf_dtype_name)
 
 
-def dtype_name(arr: np.ndarray) -> str:
-    """TensorFlow-style dtype name of a numpy array ("string" for bytes/str/object)."""
-    if arr.dtype.kind in ("O", "S", "U"):
-        return "string"
-    return str(arr.dtype)
-
-
 def method_name(raw: str) -> str | None:
     """``"tensorflow/serving/regress"`` -> ``"regress"``; other strings are kept as
     written (a custom exporter's method still says something); empty -> ``None``."""
