@@ -30,11 +30,10 @@ from snapshot_tool.golden import (
     read_golden,
 )
 from snapshot_tool.inputs import num_rows
-from snapshot_tool.model import Model, SignatureInfo, load_model
+from snapshot_tool.model import Model, SignatureInfo, dtype_label, load_model
 from snapshot_tool.running import (
     SPREAD_MARGIN,
     Progress,
-    dtype_label,
     fix_threads,
     latency_sizes,
     no_progress,

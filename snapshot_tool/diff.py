@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from snapshot_tool.model import dtype_label
 from snapshot_tool.tolerance import Tolerance
 
 Status = Literal["ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed"]
@@ -60,27 +61,24 @@ def _scalar(v: Any) -> Any:
     return v
 
 
-def _dtype(arr: np.ndarray) -> str:
-    return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
-
-
 def missing(name: str, golden: np.ndarray, signature: str = "") -> TensorDiff:
     return TensorDiff(name=name, status="missing", signature=signature,
-                      golden_dtype=_dtype(golden), golden_shape=tuple(golden.shape),
+                      golden_dtype=dtype_label(golden), golden_shape=tuple(golden.shape),
                       message="output is in the golden but the candidate does not produce it")
 
 
 def extra(name: str, candidate: np.ndarray, signature: str = "") -> TensorDiff:
     return TensorDiff(name=name, status="extra", signature=signature,
-                      candidate_dtype=_dtype(candidate), candidate_shape=tuple(candidate.shape),
+                      candidate_dtype=dtype_label(candidate),
+                      candidate_shape=tuple(candidate.shape),
                       message="candidate produces an output the golden does not have")
 
 
 def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
                    signature: str = "", spread: float | None = None) -> TensorDiff:
     base: dict[str, Any] = dict(
-        name=name, signature=signature, golden_dtype=_dtype(golden),
-        candidate_dtype=_dtype(candidate), golden_shape=tuple(golden.shape),
+        name=name, signature=signature, golden_dtype=dtype_label(golden),
+        candidate_dtype=dtype_label(candidate), golden_shape=tuple(golden.shape),
         candidate_shape=tuple(candidate.shape), size=int(golden.size), atol=tol.atol,
         rtol=tol.rtol, max_mismatch_fraction=tol.max_mismatch_fraction,
         nan_equal=tol.nan_equal, exact=tol.exact, tolerance_source=tol.source, spread=spread)

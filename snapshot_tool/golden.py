@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import GoldenError
+from snapshot_tool.model import dtype_label as model_dtype_label
 
 FORMAT = "snapshot-tool-golden"
 FORMAT_VERSION = 1
@@ -95,7 +96,7 @@ class Golden:
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
     """A content hash that also covers dtype and shape, so a reshape or cast is caught."""
-    h = _hash_header(dtype_label or _dtype_label(arr), arr.shape)
+    h = _hash_header(dtype_label or model_dtype_label(arr), arr.shape)
     _hash_body(h, arr)
     return h.hexdigest()
 
@@ -129,12 +130,6 @@ def _as_bytes(item: Any) -> bytes:
     return bytes(item)
 
 
-def _dtype_label(arr: np.ndarray) -> str:
-    if arr.dtype.kind in ("O", "S", "U"):
-        return "string"
-    return str(arr.dtype)
-
-
 # --- writing -------------------------------------------------------------------------------
 
 
@@ -142,7 +137,7 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
                   extra: Mapping[str, Any] | None = None) -> None:
     import h5py
 
-    label = _dtype_label(arr)
+    label = model_dtype_label(arr)
     digest = tensor_sha256(arr, label)
     storage = ""
     if label == "string":

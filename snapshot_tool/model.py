@@ -134,6 +134,12 @@ def numpy_dtype(tf_dtype_name: str) -> np.dtype[Any]:
     return np.dtype(tf_dtype_name)
 
 
+def dtype_label(arr: np.ndarray) -> str:
+    """The TensorFlow-style dtype name of an array (the inverse of :func:`numpy_dtype`):
+    "string" for bytes/str/object arrays, numpy's name otherwise."""
+    return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
+
+
 def method_name(raw: str) -> str | None:
     """``"tensorflow/serving/regress"`` -> ``"regress"``; other strings are kept as
     written (a custom exporter's method still says something); empty -> ``None``."""

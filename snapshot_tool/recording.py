@@ -30,10 +30,9 @@ from snapshot_tool.golden import (
 )
 from snapshot_tool.inputs import batches, from_file, num_rows, synthesize
 from snapshot_tool.labels import LabelsSpec, load_labels, parse_spec
-from snapshot_tool.model import Model, SignatureInfo, load_model, model_digest
+from snapshot_tool.model import Model, SignatureInfo, dtype_label, load_model, model_digest
 from snapshot_tool.running import (
     Progress,
-    dtype_label,
     environment,
     fix_threads,
     latency_sizes,

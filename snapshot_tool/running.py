@@ -139,10 +139,6 @@ def stage_progress(progress: Progress, stage: str) -> Callable[[int, int], None]
     return lambda done, total: progress(stage, done, total)
 
 
-def dtype_label(arr: np.ndarray) -> str:
-    return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
-
-
 # The spread is a range seen over a handful of runs, and golden and candidate are two more
 # independent draws; twice the observed range keeps a bounded noise from tripping the gate
 # while a real change of the same order as the noise still fails.
