@@ -659,14 +659,19 @@ def _num(x: float) -> str:
     return f"{x:g}"
 
 
-def _suggest(x: float, up: bool) -> str:
-    """``x`` to 3 significant digits, rounded so that the suggested limit accepts ``x``."""
+def round_sig(x: float, up: bool, digits: int = 3) -> float:
+    """``x`` to ``digits`` significant digits, rounded up or down so that a limit suggested
+    from it accepts ``x`` (a limit rounded the wrong way would fail the very value it is
+    meant to accept). Decimal arithmetic on ``repr(x)``: exact, no float epsilon games."""
     if not math.isfinite(x) or x == 0:
-        return repr(x)
+        return x
     d = Decimal(repr(x))
-    q = Decimal(1).scaleb(d.adjusted() - 2)
-    r = d.quantize(q, rounding=ROUND_CEILING if up else ROUND_FLOOR)
-    return repr(float(r))
+    q = Decimal(1).scaleb(d.adjusted() - digits + 1)
+    return float(d.quantize(q, rounding=ROUND_CEILING if up else ROUND_FLOOR))
+
+
+def _suggest(x: float, up: bool) -> str:
+    return repr(round_sig(x, up))
 
 
 def _within(value: float, limit: float) -> bool:

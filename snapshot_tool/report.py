@@ -10,7 +10,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from snapshot_tool.diff import TensorDiff
-from snapshot_tool.metrics import MetricCheck
+from snapshot_tool.metrics import MetricCheck, round_sig
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -254,25 +254,13 @@ def outputs_table(result: ComparisonResult) -> RenderableType:
     return table
 
 
-def ceil_sig(x: float, digits: int = 3) -> float:
-    """Round ``x`` *up* to ``digits`` significant digits: a suggested limit rounded down
-    would fail the very comparison it is meant to accept."""
-    if x <= 0 or not math.isfinite(x):
-        return x
-    exp = math.floor(math.log10(x)) - digits + 1
-    scaled = x / 10.0**exp
-    # Guard against 0.0995 / 1e-4 = 995.0000000001 being pushed up to 996.
-    up = math.ceil(scaled - 1e-9)
-    return float(f"{up * 10.0**exp:.{digits}g}")
-
-
 def hints(result: ComparisonResult) -> list[str]:
     """Exact config lines that would accept each failing output, if the change is intended."""
     lines: list[str] = []
     for d in result.outputs:
         if d.status == "mismatch" and d.required_atol is not None \
                 and math.isfinite(d.required_atol):
-            lines.append(f'[outputs."{d.name}"]\natol = {ceil_sig(d.required_atol):g}')
+            lines.append(f'[outputs."{d.name}"]\natol = {round_sig(d.required_atol, up=True):g}')
         elif d.status == "mismatch" and d.mismatch_fraction < 0.5:
             # Only as a hint when the bad elements are a minority: allowing most of a tensor
             # to differ is not accepting a change, it is switching the check off.

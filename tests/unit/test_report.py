@@ -9,15 +9,16 @@ import pytest
 from snapshot_tool.api import ComparisonResult
 from snapshot_tool.config import Config, parse_config
 from snapshot_tool.diff import compare_tensor
-from snapshot_tool.report import ceil_sig, console_renderables, hints, to_json, to_markdown
+from snapshot_tool.metrics import round_sig
+from snapshot_tool.report import console_renderables, hints, to_json, to_markdown
 from snapshot_tool.tolerance import resolve
 
 
 @pytest.mark.parametrize("x, want", [(0.09952, 0.0996), (0.0995, 0.0995), (1.0, 1.0),
                                      (123456.0, 124000.0), (1e-7, 1e-7), (0.0, 0.0)])
-def test_ceil_sig_never_rounds_down(x: float, want: float) -> None:
-    assert ceil_sig(x) == pytest.approx(want)
-    assert ceil_sig(x) >= x
+def test_suggested_limits_never_round_down(x: float, want: float) -> None:
+    assert round_sig(x, up=True) == pytest.approx(want)
+    assert round_sig(x, up=True) >= x
 
 
 def _result(golden: np.ndarray, cand: np.ndarray, cfg: Config | None = None
