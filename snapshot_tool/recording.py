@@ -176,11 +176,8 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
             metrics=metrics)
         recorded.extend(RecordedOutput(sig.name, k, dtype_label(v), tuple(v.shape))
                         for k, v in sorted(outputs.items()))
-    from snapshot_tool.latency import calibrate, environment_fingerprint
+    from snapshot_tool.latency import calibrate
 
-    # The fingerprint (CPU model, CPUs, quota, threads) explains differences in outputs as
-    # well as in timings, so every golden carries it; only the calibration run is optional.
-    fingerprint: dict[str, Any] = environment_fingerprint(threads)
     if latency:
         calibration = calibrate()
         sizes = latency_sizes(latency_batch_sizes, batch_size)
@@ -205,8 +202,7 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
         "batch_size": batch_size,
         "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
         "tag": tag,
-        "environment": json.dumps(environment(threads) | fingerprint, sort_keys=True,
-                                  default=str),
+        "environment": json.dumps(environment(threads), sort_keys=True, default=str),
     }
     write_golden(golden, root_attrs, records, force=force)
     return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,

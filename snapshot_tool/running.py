@@ -7,7 +7,6 @@ latency batch slicing and the progress callback type. Nothing here prints.
 from __future__ import annotations
 
 import platform
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -29,21 +28,19 @@ def no_progress(stage: str, done: int, total: int) -> None:
 
 
 def environment(thread_settings: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """Where a golden was recorded: enough to explain a difference, not to reproduce one."""
+    """Where a golden was recorded: enough to explain a difference, not to reproduce one.
+
+    The latency fingerprint (CPU model, CPUs, quota, TensorFlow, threads, python, numpy,
+    platform) explains differences in outputs as well as in timings, so every golden carries
+    it, plus the two versions only the golden itself depends on.
+    """
     import h5py
 
-    env: dict[str, Any] = {
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-    }
-    tf = sys.modules.get("tensorflow")
-    if tf is not None:
-        env["tensorflow"] = getattr(tf, "__version__", "")
-    if thread_settings:
-        env["threads"] = dict(thread_settings)
+    from snapshot_tool.latency import environment_fingerprint
+
+    env: dict[str, Any] = environment_fingerprint(dict(thread_settings or {}))
+    env["h5py"] = h5py.__version__
+    env["machine"] = platform.machine()
     return env
 
 
