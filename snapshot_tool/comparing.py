@@ -133,14 +133,14 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
-                    config: Config, signature: str, qualify: bool = False) -> list[TensorDiff]:
+                    config: Config, signature: str, prefix: str = "") -> list[TensorDiff]:
     diffs: list[TensorDiff] = []
     for name in sorted(sg.outputs):
         g = sg.outputs[name]
         if name not in candidate:
             diffs.append(missing(name, g, signature))
             continue
-        tol = resolve(f"{signature}/{name}" if qualify else name, dtype_label(g), config)
+        tol = resolve(prefix + name, dtype_label(g), config)
         spread = sg.output_attrs.get(name, {}).get("spread")
         if spread is not None and float(spread) > 0 and not tol.exact:
             # The reference itself moved this much between identical calls; a candidate
@@ -154,6 +154,12 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
     return diffs
 
 
+def _prefix(golden: Golden, signature: str) -> str:
+    """How config tables and reports name a signature's outputs: "sig/" in a golden of
+    several signatures (so one output can be set apart), nothing in a single-signature one."""
+    return f"{signature}/" if len(golden.signatures) > 1 else ""
+
+
 def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = ""
                  ) -> tuple[str, float]:
     from snapshot_tool.metrics import infer_task
@@ -162,7 +168,7 @@ def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = ""
     if name in sg.metrics:
         om = sg.metrics[name]
         return om.task, om.threshold
-    threshold = oc.threshold if oc is not None and oc.threshold is not None else 0.5
+    threshold = config.decision_threshold(key or name)
     if not sg.output_attrs.get(name, {}).get("batched", True) and (oc is None or not oc.task):
         return "none", threshold
     return infer_task(sg.outputs[name], None, oc.task if oc is not None else None), threshold
@@ -188,7 +194,7 @@ def _recorded_task_conflicts(golden: Golden, names: list[str], config: Config) -
     notes: list[str] = []
     for sig in names:
         for out, om in golden.signatures[sig].metrics.items():
-            oc = config.output(f"{sig}/{out}" if len(golden.signatures) > 1 else out)
+            oc = config.output(_prefix(golden, sig) + out)
             if oc is None:
                 continue
             if oc.task is not None and oc.task != om.task:
@@ -206,10 +212,9 @@ def validate_metric_config(golden: Golden, names: list[str], config: Config) -> 
     from snapshot_tool.metrics import validate_thresholds
 
     available: dict[str, set[str]] = {}
-    prefix = len(golden.signatures) > 1
     for sig in names:
         for out, metrics in _available_metrics(golden.signatures[sig], config,
-                                               f"{sig}/" if prefix else "").items():
+                                               _prefix(golden, sig)).items():
             available.setdefault(out, set()).update(metrics)
     validate_thresholds(config, available)
 
@@ -349,8 +354,8 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                                  f"holds: {', '.join(names)}")
         names = [signature]
     warnings_early = _recorded_task_conflicts(golden, names, cfg)
-    qualified = [f"{sig}/{out}" if len(golden.signatures) > 1 else out
-                 for sig in names for out in golden.signatures[sig].outputs]
+    qualified = [_prefix(golden, sig) + out for sig in names
+                 for out in golden.signatures[sig].outputs]
     warnings_early += [
         f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
         f"{', '.join(sorted(qualified))}); check the name" for pattern in
@@ -392,11 +397,10 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                 warnings.append(note)
             outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
                                        f"comparing {name}")
-            multi = len(golden.signatures) > 1
-            sig_diffs = compare_outputs(sg, outputs, cfg, name, qualify=multi)
+            sig_diffs = compare_outputs(sg, outputs, cfg, name, _prefix(golden, name))
             diffs.extend(sig_diffs)
             metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
-                                                 prefix=f"{name}/" if multi else ""))
+                                                 _prefix(golden, name)))
             if latency:
                 lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
                                              threads, progress)

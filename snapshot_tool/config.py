@@ -114,6 +114,11 @@ class Config:
         return [oc.pattern for oc in self.outputs
                 if not any(oc.pattern == n or oc.matches(n) for n in everything)]
 
+    def decision_threshold(self, output: str) -> float:
+        """The binary decision threshold of an output: its table's, else 0.5."""
+        oc = self.output(output)
+        return oc.threshold if oc is not None and oc.threshold is not None else 0.5
+
     def metric_threshold(self, output: str, metric: str) -> MetricThreshold | None:
         oc = self.output(output)
         if oc is not None and metric in oc.metrics:

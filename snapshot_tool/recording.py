@@ -256,7 +256,7 @@ def record_metrics(outputs: Mapping[str, np.ndarray], batched: Mapping[str, bool
     for name in sorted(outputs):
         oc = config.output(prefix + name)  # "sig/out" tables apply in multi-signature goldens
         override = oc.task if oc is not None else None
-        threshold = oc.threshold if oc is not None and oc.threshold is not None else 0.5
+        threshold = config.decision_threshold(prefix + name)
         out = outputs[name]
         if not batched.get(name, True) and override is None:
             continue
