@@ -380,6 +380,7 @@ def _stream_check(ds: Any, where: str, path: Path) -> None:
 
 
 def _signature_groups(f: Any, path: Path) -> dict[str, Any]:
+    """Every signature's group, each checked for the layout every reader relies on."""
     if "signatures" in f:
         groups = {name: f["signatures"][name] for name in f["signatures"]}
         if not groups:
@@ -392,7 +393,15 @@ def _signature_groups(f: Any, path: Path) -> dict[str, Any]:
                 where = "/" if g is f else f"/signatures/{name}/"
                 raise GoldenError(f"{path}: missing required group {where}{required}; the "
                                   "golden is incomplete — re-record it")
+        _check_layout(g, "/" if g is f else f"/signatures/{name}/", path)
     return groups
+
+
+def _check_root_ints(attrs: dict[str, Any], path: Path) -> None:
+    for key in ("batch_size", "num_samples", "seed"):
+        if key in attrs and not isinstance(attrs[key], int):
+            raise GoldenError(f"{path}: root attribute {key} is {attrs[key]!r}, not an "
+                              "integer; the golden is malformed — re-record it")
 
 
 def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGolden:
@@ -487,14 +496,9 @@ def read_golden(path: str | Path, *, check: bool = True) -> Golden:
     p = Path(path)
     with _malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
-        groups = _signature_groups(f, p)
-        for name, g in groups.items():
-            _check_layout(g, "/" if g is f else f"/signatures/{name}/", p)
-        sigs = {name: _read_signature(name, g, p, check) for name, g in groups.items()}
-        for key in ("batch_size", "num_samples", "seed"):
-            if key in attrs and not isinstance(attrs[key], int):
-                raise GoldenError(f"{p}: root attribute {key} is {attrs[key]!r}, not an "
-                                  "integer; the golden is malformed — re-record it")
+        sigs = {name: _read_signature(name, g, p, check)
+                for name, g in _signature_groups(f, p).items()}
+        _check_root_ints(attrs, p)
     return Golden(p, attrs, sigs)
 
 
@@ -508,7 +512,6 @@ def verify_golden(path: str | Path) -> tuple[int, int]:
         groups = _signature_groups(f, p)
         for name, g in groups.items():
             prefix = "" if g is f else f"/signatures/{name}"
-            _check_layout(g, f"{prefix}/", p)
             tensors = [(f"{prefix}/{grp}/{k}", g[grp][k])
                        for grp in ("inputs", "outputs") for k in g[grp]]
             if "labels" in g:
@@ -516,11 +519,7 @@ def verify_golden(path: str | Path) -> tuple[int, int]:
             for where, ds in tensors:
                 _stream_check(ds, where, p)
                 checked += 1
-        for key in ("batch_size", "num_samples", "seed"):
-            value = _plain(f.attrs[key]) if key in f.attrs else 0
-            if not isinstance(value, int):
-                raise GoldenError(f"{p}: root attribute {key} is {value!r}, not an integer; "
-                                  "the golden is malformed — re-record it")
+        _check_root_ints({k: _plain(f.attrs[k]) for k in f.attrs}, p)
         version = int(f.attrs["format_version"])
     return checked, version
 
@@ -530,8 +529,6 @@ def describe_golden(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     with _malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: _plain(f.attrs[k]) for k in f.attrs}
-        for name, g in _signature_groups(f, p).items():
-            _check_layout(g, "/" if g is f else f"/signatures/{name}/", p)
         if isinstance(attrs.get("environment"), str):
             with contextlib.suppress(json.JSONDecodeError):
                 attrs["environment"] = json.loads(attrs["environment"])
