@@ -384,9 +384,9 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         batch_size = _batch_size(golden)
         diffs: list[TensorDiff] = []
         warnings: list[str] = warnings_early + [
-            f"candidate: {n}" for n in getattr(model, "notes", [])]
+            f"candidate: {n}" for n in model.notes]
         if baseline is not None:
-            warnings.extend(f"baseline model: {n}" for n in getattr(baseline, "notes", []))
+            warnings.extend(f"baseline model: {n}" for n in baseline.notes)
         for name in names:
             sg = golden.signatures[name]
             sig, note = _candidate_signature(model, name, single=len(names) == 1)

@@ -117,15 +117,15 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
     sigs = _signatures_to_record(model, signature)
     records: dict[str, SignatureGolden] = {}
     recorded: list[RecordedOutput] = []
-    warnings: list[str] = list(getattr(model, "notes", []))
-    used_samples = num_samples
+    warnings: list[str] = list(model.notes)
+    used_samples = 0
     for sig in sigs:
         if inputs is not None:
             feeds = from_file(sig, inputs, exclude=exclude)
         else:
             feeds = synthesize(sig, num_samples, seed)
         # With --signature all the signatures may see different data; report the most.
-        used_samples = num_rows(feeds) if sig is sigs[0] else max(used_samples, num_rows(feeds))
+        used_samples = max(used_samples, num_rows(feeds))
         outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
                                          f"recording {sig.name}")
         attrs: dict[str, dict[str, Any]] = {k: {"batched": bool(b)} for k, b in batched.items()}
