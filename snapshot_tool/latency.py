@@ -185,6 +185,15 @@ def _percentile_ci(boot: FloatArray, confidence: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def _samples(baseline_ns: npt.ArrayLike, candidate_ns: npt.ArrayLike, limit: float
+             ) -> tuple[FloatArray, FloatArray]:
+    """Both samples as positive float arrays, and a usable limit: the checks both
+    estimators start with."""
+    if limit <= 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    return _positive(baseline_ns, "baseline_ns"), _positive(candidate_ns, "candidate_ns")
+
+
 def paired_ratio_estimate(
     baseline_ns: npt.ArrayLike,
     candidate_ns: npt.ArrayLike,
@@ -202,15 +211,12 @@ def paired_ratio_estimate(
     """
     from scipy import stats
 
-    base = _positive(baseline_ns, "baseline_ns")
-    cand = _positive(candidate_ns, "candidate_ns")
+    base, cand = _samples(baseline_ns, candidate_ns, limit)
     if base.shape != cand.shape:
         raise ValueError(
             f"paired samples need equal lengths, got {base.size} baseline and {cand.size} "
             "candidate rounds"
         )
-    if limit <= 0:
-        raise ValueError(f"limit must be positive, got {limit}")
     ratios = cand / base
     n = ratios.size
     rng = np.random.default_rng(seed)
@@ -258,10 +264,7 @@ def independent_ratio_estimate(
     """
     from scipy import stats
 
-    base = _positive(baseline_ns, "baseline_ns")
-    cand = _positive(candidate_ns, "candidate_ns")
-    if limit <= 0:
-        raise ValueError(f"limit must be positive, got {limit}")
+    base, cand = _samples(baseline_ns, candidate_ns, limit)
     rng = np.random.default_rng(seed)
     boot = _boot_medians(cand, n_boot, rng) / _boot_medians(base, n_boot, rng)
     ci_low, ci_high = _percentile_ci(boot, confidence)
