@@ -44,7 +44,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from snapshot_tool import latency
+from snapshot_tool.latency.fingerprint import calibrate, environment_fingerprint
+from snapshot_tool.latency.gate import gate_side_by_side
 
 WIDTH = 256  # layer width
 BATCH = 64  # rows of the fixed input
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-v", "--verbose", action="store_true", help="one line per comparison")
     args = p.parse_args(argv)
 
-    from snapshot_tool.model import import_tf
+    from snapshot_tool.models.base import import_tf
 
     tf = import_tf()  # quiet: TensorFlow's native start-up chatter would bury the table
 
@@ -147,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
-    fp = latency.environment_fingerprint({"intra_op": 1, "inter_op": 1})
+    fp = environment_fingerprint({"intra_op": 1, "inter_op": 1})
     print(f"environment: {fp['cpu_model']}, {fp['logical_cpus']} logical CPUs, "
           f"quota {fp['cpu_quota']}, TF {fp['tensorflow']}, threads {fp['threads']}, "
           f"python {fp['python']}")
-    print(f"calibration workload: {latency.calibrate() * 1e3:.2f} ms")
+    print(f"calibration workload: {calibrate() * 1e3:.2f} ms")
     print(f"model: {BASE_DEPTH} x (matmul [{BATCH}x{WIDTH}]@[{WIDTH}x{WIDTH}] + tanh), "
           f"limit {1 + MAX_DRIFT:.2f}x, {args.rounds} ABBA rounds (+{2 * args.rounds} "
           f"on inconclusive), {args.trials} trials per scenario")
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     for trial in range(args.trials):
         for name, cand in scenarios.items():
             t0 = time.perf_counter()
-            check = latency.gate_side_by_side(base, cand, BATCH, MAX_DRIFT,
+            check = gate_side_by_side(base, cand, BATCH, MAX_DRIFT,
                                               rounds=args.rounds, seed=trial)
             walls[name].append(time.perf_counter() - t0)
             verdicts[name][check.verdict] += 1

@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 
 # Importing this module does not import TensorFlow; import_tf() does, quietly.
-from snapshot_tool.model import import_tf
+from snapshot_tool.models.base import import_tf
 
 PHASES = ("bare_run", "bare_load_run", "record", "compare")
 MEMORY_PHASES = ("idle", "bare", "record", "compare")
@@ -127,8 +127,8 @@ def build_models(root: Path) -> list[ModelSpec]:
 
 def tool_inputs(spec: ModelSpec, samples: int) -> np.ndarray:
     """Exactly the array record synthesizes (seed 0), so bare TF runs the same samples."""
-    from snapshot_tool.inputs import synthesize
-    from snapshot_tool.model import load_model
+    from snapshot_tool.inputs.synthesize import synthesize
+    from snapshot_tool.models.load import load_model
 
     sig = load_model(spec.path).signature(None)
     return synthesize(sig, samples, 0)[spec.input_name]
@@ -236,9 +236,10 @@ def time_parts_once(spec: ModelSpec, samples: int, batch: int, golden: Path, scr
                     parts: dict[str, list[float]]) -> None:
     from snapshot_tool import api
     from snapshot_tool.config import Config
-    from snapshot_tool.golden import SignatureGolden, read_golden, tensor_sha256, write_golden
-    from snapshot_tool.inputs import synthesize
-    from snapshot_tool.model import load_model, model_digest
+    from snapshot_tool.golden.io import read_golden, tensor_sha256, write_golden
+    from snapshot_tool.golden.schema import SignatureGolden
+    from snapshot_tool.inputs.synthesize import synthesize
+    from snapshot_tool.models.load import load_model, model_digest
 
     def add(name: str, fn: Callable[[], Any]) -> Any:
         # Keep the result: later parts work on it, as they do inside record and compare.
@@ -491,7 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import h5py
 
     from snapshot_tool import api
-    from snapshot_tool.golden import read_golden
+    from snapshot_tool.golden.io import read_golden
 
     # Pin the pools now, as record/compare do: their own fix_threads() calls are no-ops once
     # the runtime has started, so bare TF and the tool run with exactly these settings.

@@ -184,7 +184,10 @@ def compare(
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         from snapshot_tool.api import compare as do_compare
-        from snapshot_tool.report import console_renderables, to_json, to_junit, to_markdown
+        from snapshot_tool.report.console import console_renderables
+        from snapshot_tool.report.json import to_json
+        from snapshot_tool.report.junit import to_junit
+        from snapshot_tool.report.markdown import to_markdown
 
         with progress_bar() as progress:
             result = do_compare(model, golden, config=config, signature=signature, tag=tag,
@@ -231,7 +234,7 @@ def show(
 ) -> None:
     """Show what a golden file holds."""
     with user_errors():
-        from snapshot_tool.golden import describe_golden
+        from snapshot_tool.golden.describe import describe_golden
 
         info = describe_golden(golden)
     if as_json:
@@ -300,7 +303,7 @@ def inspect(
 ) -> None:
     """List a model's signatures with input/output names, dtypes and shapes."""
     with user_errors():
-        from snapshot_tool.model import load_model
+        from snapshot_tool.models.load import load_model
 
         loaded = load_model(model, tag=tag)
         sigs = loaded.signatures
@@ -334,7 +337,7 @@ def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
                                                   show_default=False, metavar="G.h5")]) -> None:
     """Check a golden's schema and checksums. Exit 0 intact, 2 not."""
     with user_errors():
-        from snapshot_tool.golden import verify_golden
+        from snapshot_tool.golden.io import verify_golden
 
         n, version = verify_golden(golden)
     print(f"ok: {golden} is intact (format v{version}, {n} tensors checked)")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from snapshot_tool.errors import ConfigError
+from snapshot_tool.names import bare
 
 TASKS = ("classification", "binary", "regression", "none")
 
@@ -94,9 +95,8 @@ class Config:
         ``name`` may be qualified by its signature (``embed/embedding``) for goldens of
         several signatures; a table for the qualified name beats one for the bare name.
         """
-        names = [name]
-        if "/" in name:
-            names.append(name.split("/", 1)[1])
+        output = bare(name)
+        names = [name] if output is None else [name, output]
         for candidate in names:
             for oc in self.outputs:
                 if oc.pattern == candidate:
@@ -109,8 +109,7 @@ class Config:
 
     def unmatched_outputs(self, names: list[str]) -> list[str]:
         """Output tables that match none of ``names`` (qualified or bare): likely typos."""
-        bare = [n.split("/", 1)[1] for n in names if "/" in n]
-        everything = names + bare
+        everything = names + [b for b in map(bare, names) if b is not None]
         return [oc.pattern for oc in self.outputs
                 if not any(oc.pattern == n or oc.matches(n) for n in everything)]
 

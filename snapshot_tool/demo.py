@@ -118,7 +118,7 @@ def build(out_dir: Path) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0] if args else "build/demo")
-    from snapshot_tool.model import import_tf
+    from snapshot_tool.models.base import import_tf
 
     import_tf()  # quiet TensorFlow's start-up before Keras pulls it in
     stats = build(out)

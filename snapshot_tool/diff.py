@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from snapshot_tool.model import dtype_label
+from snapshot_tool.dtypes import dtype_label
 from snapshot_tool.tolerance import Tolerance
 
 Status = Literal["ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed"]

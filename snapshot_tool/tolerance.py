@@ -62,3 +62,10 @@ def resolve(output: str, dtype: str, config: Config) -> Tolerance:
         atol = rtol = 0.0
     return Tolerance(atol=atol, rtol=rtol, max_mismatch_fraction=frac, nan_equal=nan_equal,
                      exact=exact, source=" + ".join(sources))
+
+
+# The spread is a range seen over a handful of runs, and golden and candidate are two more
+# independent draws; twice the observed range keeps a bounded noise from tripping the gate
+# while a real change of the same order as the noise still fails.
+SPREAD_MARGIN = 2.0
+

@@ -2,7 +2,7 @@
 
 tests/goldens/dense_v1.h5 was recorded by snapshot-tool 0.1.0 from
 ``tests.fixtures.models.save_dense`` (16 synthesized samples, batch size 8, no latency).
-It is never re-recorded: if a change to golden.py breaks reading it, that change breaks
+It is never re-recorded: if a change to golden/ breaks reading it, that change breaks
 every user's existing goldens too.
 """
 
@@ -11,7 +11,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from snapshot_tool.golden import FORMAT_VERSION, read_golden
+from snapshot_tool.golden.io import read_golden
+from snapshot_tool.golden.schema import FORMAT_VERSION
 
 V1 = Path(__file__).parent.parent / "goldens" / "dense_v1.h5"
 

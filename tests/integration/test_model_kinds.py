@@ -65,7 +65,10 @@ def test_tf1_predict_signature_record_and_compare(cli, tf1_model: Path, tf1_scal
     with h5py.File(golden) as f:
         assert f.attrs["model_kind"] == "saved_model_tf1"
         x = f["inputs/x"][()]
-        np.testing.assert_array_equal(f["outputs/y"][()], kinds.tf1_expected_y(x))
+        # TF's and numpy's matmul kernels may add the products in different orders (TF's
+        # split varies with threads): equal up to float32 rounding, not bit for bit.
+        np.testing.assert_allclose(f["outputs/y"][()], kinds.tf1_expected_y(x),
+                                   rtol=1e-6, atol=1e-6)
         # label comes from a vocabulary table initialized from the export's asset file.
         labels = {bytes(v) for v in f["outputs/label"][()]}
         assert labels <= {w.encode() for w in kinds.TF1_VOCAB} and labels

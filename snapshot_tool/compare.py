@@ -1,0 +1,422 @@
+"""``compare``: replay a golden's inputs through a candidate and judge it.
+
+Outputs are diffed with per-output tolerances, task and agreement metrics are checked
+against the config's thresholds, and latency is gated side by side or against the golden's
+stored samples. The verdict is one :class:`ComparisonResult`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snapshot_tool.config import Config, load_config
+from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
+from snapshot_tool.dtypes import dtype_label
+from snapshot_tool.errors import (
+    ConfigError,
+    GoldenError,
+    InputsError,
+    ModelError,
+    SignatureError,
+)
+from snapshot_tool.golden.io import read_golden
+from snapshot_tool.golden.schema import Golden, SignatureGolden
+from snapshot_tool.inputs.batching import num_rows
+from snapshot_tool.latency.fingerprint import fix_threads
+from snapshot_tool.latency.measure import latency_sizes, slice_batch
+from snapshot_tool.models.base import Model, SignatureInfo, run_signature
+from snapshot_tool.models.load import load_model
+from snapshot_tool.names import output_prefix
+from snapshot_tool.progress import Progress, no_progress, stage_progress
+from snapshot_tool.tolerance import SPREAD_MARGIN, resolve
+
+if TYPE_CHECKING:
+    from snapshot_tool.latency.gate import LatencyCheck
+    from snapshot_tool.metrics.thresholds import MetricCheck
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    golden: str
+    model: str
+    signatures: tuple[str, ...]
+    outputs: tuple[TensorDiff, ...]
+    metrics: tuple[MetricCheck, ...] = ()
+    latency: tuple[LatencyCheck, ...] = ()
+    latency_mode: str | None = None  # "side_by_side" | "stored" | None (not checked)
+    latency_strict: bool = False
+    warnings: tuple[str, ...] = ()
+    config_source: str | None = None
+    baseline_model: str | None = None
+
+    @property
+    def outputs_passed(self) -> bool:
+        return all(d.passed for d in self.outputs)
+
+    @property
+    def metrics_passed(self) -> bool:
+        return all(m.passed for m in self.metrics)
+
+    @property
+    def latency_verdict(self) -> str | None:
+        """The worst per-batch verdict: fail > inconclusive > advisory > pass."""
+        if not self.latency:
+            return None
+        order = ("fail", "inconclusive", "advisory", "pass")
+        return min((c.verdict for c in self.latency), key=order.index)
+
+    @property
+    def latency_passed(self) -> bool:
+        verdict = self.latency_verdict
+        if verdict == "fail":
+            return False
+        return not (self.latency_strict and verdict == "inconclusive")
+
+    @property
+    def passed(self) -> bool:
+        return self.outputs_passed and self.metrics_passed and self.latency_passed
+
+
+def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str = "candidate"
+                ) -> tuple[dict[str, np.ndarray], str]:
+    """The golden's stored inputs keyed by the model's input names, checked against its specs.
+
+    One input under another name is accepted with a note: converters and Keras reloads
+    rename a lone input (``keras_tensor_3`` vs ``input_layer_3``) without changing what it
+    means. A different set of inputs, a different kind of dtype or a different per-sample
+    shape is an interface change and an error: feeding the recorded data anyway would be
+    casting or reshaping it into something the golden never saw.
+    """
+    from snapshot_tool.inputs.files import conform
+
+    want = {s.name for s in sig.inputs}
+    have = set(sg.inputs)
+    note = ""
+    if want == have:
+        feeds = dict(sg.inputs)
+    elif len(want) == 1 and len(have) == 1:
+        (cand_name,), (gold_name,) = want, have
+        feeds = {cand_name: sg.inputs[gold_name]}
+        note = (f"{who}'s only input is named {cand_name!r}, the golden's {gold_name!r}; "
+                "fed the recorded input to it")
+    else:
+        raise SignatureError(
+            f"signature {sig.name!r} of {who} {model.path} takes inputs "
+            f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
+            f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
+    fitted: dict[str, np.ndarray] = {}
+    for spec in sig.inputs:
+        arr = feeds[spec.name]
+        try:
+            fitted[spec.name] = conform(spec, arr, f"{who} {model.path}")
+        except InputsError as exc:
+            raise SignatureError(f"{exc} (the golden's recorded input; the {who}'s interface "
+                                 "changed)") from None
+        if fitted[spec.name].dtype != arr.dtype:
+            note = (note + "; " if note else "") + (
+                f"{who} input {spec.name!r} is {spec.dtype}, the golden recorded "
+                f"{dtype_label(arr)}; the recorded values were cast")
+    return fitted, note
+
+
+def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
+                    config: Config, signature: str, prefix: str = "") -> list[TensorDiff]:
+    diffs: list[TensorDiff] = []
+    for name in sorted(sg.outputs):
+        g = sg.outputs[name]
+        if name not in candidate:
+            diffs.append(missing(name, g, signature))
+            continue
+        tol = resolve(prefix + name, dtype_label(g), config)
+        spread = sg.output_attrs.get(name, {}).get("spread")
+        if spread is not None and float(spread) > 0 and not tol.exact:
+            # The reference itself moved this much between identical calls; a candidate
+            # cannot be held to a tighter bound than the golden's own run-to-run noise.
+            tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
+                          source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
+        diffs.append(compare_tensor(name, g, candidate[name], tol, signature,
+                                    None if spread is None else float(spread)))
+    for name in sorted(set(candidate) - set(sg.outputs)):
+        diffs.append(extra(name, candidate[name], signature))
+    return diffs
+
+
+def _prefix(golden: Golden, signature: str) -> str:
+    return output_prefix(signature, len(golden.signatures) > 1)
+
+
+def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = ""
+                 ) -> tuple[str, float]:
+    from snapshot_tool.metrics.tasks import infer_task
+
+    oc = config.output(key or name)
+    if name in sg.metrics:
+        om = sg.metrics[name]
+        return om.task, om.threshold
+    threshold = config.decision_threshold(key or name)
+    if not sg.output_attrs.get(name, {}).get("batched", True) and (oc is None or not oc.task):
+        return "none", threshold
+    return infer_task(sg.outputs[name], None, oc.task if oc is not None else None), threshold
+
+
+def _available_metrics(sg: SignatureGolden, config: Config, prefix: str = ""
+                       ) -> dict[str, set[str]]:
+    from snapshot_tool.metrics.agreement import agreement_metrics
+
+    available: dict[str, set[str]] = {}
+    for name, g in sg.outputs.items():
+        task, threshold = _output_task(sg, name, config, prefix + name)
+        names = set(sg.metrics[name].values) if name in sg.metrics else set()
+        # Agreement of the golden with itself yields exactly the names a candidate will get.
+        names |= set(agreement_metrics(g, g, task, threshold))
+        available[prefix + name] = names
+    return available
+
+
+def _recorded_task_conflicts(golden: Golden, names: list[str], config: Config) -> list[str]:
+    """Task and decision threshold are fixed when metrics are recorded; a compare-time
+    config that says otherwise has no effect, and the user should hear so."""
+    notes: list[str] = []
+    for sig in names:
+        for out, om in golden.signatures[sig].metrics.items():
+            oc = config.output(_prefix(golden, sig) + out)
+            if oc is None:
+                continue
+            if oc.task is not None and oc.task != om.task:
+                notes.append(f"output {out!r}: the config says task {oc.task!r} but the golden's "
+                             f"metrics were recorded as {om.task!r}; re-record with --config "
+                             "to change it")
+            if oc.threshold is not None and oc.threshold != om.threshold:
+                notes.append(f"output {out!r}: the config's threshold {oc.threshold:g} differs "
+                             f"from the {om.threshold:g} the golden's metrics were recorded "
+                             "with; the recorded one applies (re-record with --config)")
+    return notes
+
+
+def validate_metric_config(golden: Golden, names: list[str], config: Config) -> None:
+    from snapshot_tool.metrics.thresholds import validate_thresholds
+
+    available: dict[str, set[str]] = {}
+    for sig in names:
+        for out, metrics in _available_metrics(golden.signatures[sig], config,
+                                               _prefix(golden, sig)).items():
+            available.setdefault(out, set()).update(metrics)
+    validate_thresholds(config, available)
+
+
+def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
+                    diffs: list[TensorDiff], config: Config, prefix: str = ""
+                    ) -> list[MetricCheck]:
+    """Task metrics on the golden's labels and agreement metrics against its outputs."""
+    from snapshot_tool.metrics.agreement import agreement_metrics
+    from snapshot_tool.metrics.tasks import MetricValue, task_metrics
+    from snapshot_tool.metrics.thresholds import check_all
+
+    comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
+    checks: list[MetricCheck] = []
+    for name in sorted(sg.outputs):
+        task, threshold = _output_task(sg, name, config, prefix + name)
+        golden_values = {k: MetricValue(k, v.value, v.direction)  # type: ignore[arg-type]
+                         for k, v in (sg.metrics[name].values.items()
+                                      if name in sg.metrics else ())}
+        cand_task: dict[str, MetricValue] = {}
+        cand_agree: dict[str, MetricValue] = {}
+        if name in comparable:
+            if golden_values and sg.labels is not None:
+                try:
+                    cand_task = task_metrics(candidate[name], sg.labels, task, threshold)
+                except InputsError:
+                    cand_task = {}  # reported by check_all as a metric the candidate lacks
+            cand_agree = agreement_metrics(sg.outputs[name], candidate[name], task, threshold)
+        if golden_values or cand_agree:
+            checks.extend(check_all(prefix + name, golden_values, cand_task, cand_agree,
+                                    config))
+    return checks
+
+
+def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
+                    model: Model, signature: str, baseline: Model | None, config: Config,
+                    threads: Mapping[str, int], progress: Progress
+                    ) -> tuple[list[LatencyCheck], list[str]]:
+    """Side by side against ``baseline`` when given, else against the golden's samples."""
+    from snapshot_tool.latency.fingerprint import environment_fingerprint
+    from snapshot_tool.latency.gate import gate_side_by_side, gate_stored
+    from snapshot_tool.latency.measure import Measurement
+    from snapshot_tool.latency.stats import summarize
+
+    checks: list[LatencyCheck] = []
+    notes: list[str] = []
+    if baseline is not None:
+        bsig, note = _candidate_signature(baseline, sg.signature, single=True)
+        if note:
+            notes.append(f"baseline model: {note}")
+        base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model")
+        if note:
+            notes.append(note)
+        sizes = sorted(sg.latency) or latency_sizes(None, _batch_size(golden))
+        if not feeds:
+            sizes = sizes[:1]
+        for bs in sizes:
+            batch = slice_batch(feeds, bs)
+            base_batch = slice_batch(base_feeds, bs)
+            if batch is None or base_batch is None:
+                notes.append(f"latency at batch size {bs} skipped: the golden holds only "
+                             f"{num_rows(feeds)} samples")
+                continue
+            checks.append(gate_side_by_side(
+                lambda b=base_batch: baseline.run(bsig.name, b),  # type: ignore[misc]
+                lambda b=batch: model.run(signature, b),  # type: ignore[misc]
+                bs, config.latency.max_drift,
+                progress=stage_progress(progress, f"latency A/B batch {bs}")))
+        return [replace(c, signature=sg.signature) for c in checks], notes
+    if not sg.latency:
+        notes.append("golden has no latency baseline (recorded with --no-latency, or no batch "
+                     "size fitted its samples); latency not checked. Use --baseline-model to "
+                     "compare side by side")
+        return checks, notes
+    golden_kind = str(golden.attrs.get("model_kind", model.kind))
+    env = golden.environment
+    fingerprint = environment_fingerprint(dict(threads))
+    for bs, rec in sorted(sg.latency.items()):
+        batch = slice_batch(feeds, bs)
+        if batch is None:
+            notes.append(f"latency at batch size {bs} skipped: the golden holds only "
+                         f"{num_rows(feeds)} samples")
+            continue
+        stored = Measurement(
+            batch_size=bs, samples_ns=rec.samples_ns,
+            warmup_calls=int(rec.attrs.get("warmup_calls", 0)),
+            first_call_s=float(rec.attrs.get("first_call_s", 0.0)),
+            cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
+            stats=summarize(rec.samples_ns))
+        check = gate_stored(
+            stored, env, float(rec.attrs.get("calibration", 0.0)),
+            lambda b=batch: model.run(signature, b),  # type: ignore[misc]
+            bs, config.latency.stored_max_drift, fingerprint=fingerprint,
+            progress=stage_progress(progress, f"latency batch {bs}"))
+        if golden_kind != model.kind and check.verdict != "advisory":
+            # A TFLite or Keras candidate against a SavedModel's stored timings compares two
+            # runtimes, not two versions of a model: report it, never gate on it.
+            check = replace(check, verdict="advisory", note=(
+                f"the golden's timings are of a {golden_kind}, the candidate is a "
+                f"{model.kind}: different runtimes, so this is advisory. "
+                f"Time it side by side with --baseline-model for a gate. {check.note}").strip())
+        checks.append(check)
+    return [replace(c, signature=sg.signature) for c in checks], notes
+
+
+def _batch_size(golden: Golden) -> int:
+    value = golden.attrs.get("batch_size", 16)
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        size = 0
+    if size < 1:
+        raise GoldenError(f"{golden.path}: root attribute batch_size is {value!r}, not a "
+                          "positive integer; the golden is malformed — re-record it")
+    return size
+
+
+def compare(model_path: str | Path, golden_path: str | Path, *,
+            config: Config | str | Path | None = None, signature: str | None = None,
+            tag: str | None = None, latency: bool = True,
+            baseline_model: str | Path | None = None, latency_strict: bool = False,
+            progress: Progress = no_progress) -> ComparisonResult:
+    """Replay a golden's inputs through a candidate and judge it against the golden.
+
+    ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
+    graph per tag set, and comparing another graph than the recorded one is never meant.
+    """
+    golden: Golden = read_golden(golden_path)
+    if tag is None:
+        tag = str(golden.attrs.get("tag", "serve"))
+    cfg = config if isinstance(config, Config) else load_config(config)
+    names = sorted(golden.signatures)
+    if signature is not None and signature != "all":
+        if signature not in golden.signatures:
+            raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
+                                 f"holds: {', '.join(names)}")
+        names = [signature]
+    warnings_early = _recorded_task_conflicts(golden, names, cfg)
+    qualified = [_prefix(golden, sig) + out for sig in names
+                 for out in golden.signatures[sig].outputs]
+    warnings_early += [
+        f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
+        f"{', '.join(sorted(qualified))}); check the name" for pattern in
+        cfg.unmatched_outputs(qualified)]
+    # Threshold names are checked against what the golden offers before any model runs.
+    try:
+        validate_metric_config(golden, names, cfg)
+    except ConfigError as exc:
+        if warnings_early:
+            raise ConfigError(f"{exc} ({warnings_early[0]})") from None
+        raise
+    metric_checks: list[MetricCheck] = []
+    latency_checks: list[LatencyCheck] = []
+    threads = fix_threads()
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(load_model(model_path, tag=tag))
+        baseline: Model | None = None
+        if baseline_model is not None and not latency:
+            warnings_early.append("--baseline-model is only used to time latency; it was "
+                                  "ignored because of --no-latency")
+        elif baseline_model is not None:
+            try:
+                baseline = stack.enter_context(load_model(baseline_model, tag=tag))
+            except ModelError as exc:
+                raise ModelError(f"--baseline-model: {exc}") from None
+        batch_size = _batch_size(golden)
+        diffs: list[TensorDiff] = []
+        warnings: list[str] = warnings_early + [
+            f"candidate: {n}" for n in model.notes]
+        if baseline is not None:
+            warnings.extend(f"baseline model: {n}" for n in baseline.notes)
+        for name in names:
+            sg = golden.signatures[name]
+            sig, note = _candidate_signature(model, name, single=len(names) == 1)
+            if note:
+                warnings.append(note)
+            feeds, note = _fit_inputs(sig, sg, model)
+            if note:
+                warnings.append(note)
+            outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
+                                       f"comparing {name}")
+            sig_diffs = compare_outputs(sg, outputs, cfg, name, _prefix(golden, name))
+            diffs.extend(sig_diffs)
+            metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
+                                                 _prefix(golden, name)))
+            if latency:
+                lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
+                                             threads, progress)
+                if len(names) > 1:
+                    notes = [f"{name}: {n}" for n in notes]
+                latency_checks.extend(lat)
+                warnings.extend(notes)
+        return ComparisonResult(golden=str(golden.path), model=str(model_path),
+                                signatures=tuple(names), outputs=tuple(diffs),
+                                metrics=tuple(metric_checks), latency=tuple(latency_checks),
+                                latency_mode=("side_by_side" if baseline is not None else "stored")
+                                if latency_checks else None,
+                                latency_strict=latency_strict, warnings=tuple(warnings),
+                                config_source=cfg.source, baseline_model=str(baseline_model)
+                                if baseline_model is not None else None)
+
+
+def _candidate_signature(model: Model, name: str, *, single: bool
+                         ) -> tuple[SignatureInfo, str]:
+    if name in model.signatures:
+        return model.signatures[name], ""
+    if single and len(model.signatures) == 1:
+        # A converted model (TFLite, Keras file) often names its one signature differently.
+        only = next(iter(model.signatures.values()))
+        return only, (f"candidate has no signature {name!r}; compared its only signature "
+                      f"{only.name!r} instead")
+    raise SignatureError(
+        f"candidate {model.path} has no signature {name!r} recorded in the golden; it has: "
+        f"{', '.join(sorted(model.signatures)) or '(none)'}")

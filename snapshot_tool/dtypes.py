@@ -1,0 +1,28 @@
+"""Dtype labels: TensorFlow-style dtype names of numpy arrays and back (strings as object
+arrays of bytes, bfloat16 via ml_dtypes). numpy only: golden/, diff.py and inputs/ use it
+without loading the TensorFlow model loaders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def numpy_dtype(tf_dtype_name: str) -> np.dtype[Any]:
+    """The numpy dtype snapshot-tool uses in memory for a TensorFlow dtype name."""
+    if tf_dtype_name == "string":
+        return np.dtype(object)
+    if tf_dtype_name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)  # type: ignore[no-any-return]
+    return np.dtype(tf_dtype_name)
+
+
+def dtype_label(arr: np.ndarray) -> str:
+    """The TensorFlow-style dtype name of an array (the inverse of :func:`numpy_dtype`):
+    "string" for bytes/str/object arrays, numpy's name otherwise."""
+    return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
+

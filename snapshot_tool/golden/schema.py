@@ -1,0 +1,85 @@
+"""The golden file's schema: its format version, its history, and the typed records a
+golden is read into and written from.
+
+Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would misread):
+
+- 1 (snapshot-tool 0.1): root attrs ``format``, ``format_version``, ``created``,
+  ``tool_version``, ``model_path``, ``model_digest``, ``signature``, ``seed``,
+  ``environment`` (JSON); groups ``/inputs``, ``/outputs`` (attrs dtype, shape, sha256),
+  optional ``/labels``, ``/metrics/<output>/<metric>``, ``/latency/batch_<n>/samples_ns``.
+  A golden of several signatures (``record --signature all``) keeps one such set of groups
+  per signature under ``/signatures/<name>/`` and sets the root ``signature`` attr to "all".
+  Inputs and labels carry a sha256 too, because compare replays them. Strings are
+  variable-length bytes, or, when an element holds a NUL byte (serialized tf.Example
+  records do), variable-length uint8 arrays with ``string_storage="vlen_uint8"``.
+
+Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
+variable-length bytes, bfloat16 as its raw 16-bit patterns with ``dtype="bfloat16"`` (HDF5
+has no bfloat16 type, and a float32 widening would not be byte-for-byte what the model gave).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT = "snapshot-tool-golden"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = (1,)
+
+
+@dataclass(frozen=True)
+class StoredMetric:
+    value: float
+    direction: str  # "higher" | "lower"
+
+
+@dataclass(frozen=True)
+class OutputMetrics:
+    """Task metrics recorded for one output, with the task they were computed as."""
+
+    task: str
+    threshold: float
+    values: dict[str, StoredMetric]
+
+
+@dataclass(frozen=True)
+class LatencyRecord:
+    batch_size: int
+    samples_ns: np.ndarray
+    attrs: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SignatureGolden:
+    """Everything recorded for one signature."""
+
+    signature: str
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    output_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    labels: np.ndarray | None = None
+    labels_source: str = ""
+    metrics: dict[str, OutputMetrics] = field(default_factory=dict)
+    latency: dict[int, LatencyRecord] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Golden:
+    path: Path
+    attrs: dict[str, Any]
+    signatures: dict[str, SignatureGolden]
+
+    @property
+    def environment(self) -> dict[str, Any]:
+        env = self.attrs.get("environment", "{}")
+        try:
+            parsed = json.loads(env) if isinstance(env, str) else {}
+        except json.JSONDecodeError:
+            return {}
+        return parsed if isinstance(parsed, dict) else {}
+

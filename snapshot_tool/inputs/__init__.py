@@ -1,0 +1,18 @@
+"""The fixed inputs a golden is recorded on: synthesized from the signature, or read from a file.
+
+Whatever is chosen here is stored verbatim in the golden, and ``compare`` replays the stored
+arrays. Inputs are never regenerated at compare time, so a change of numpy's random streams or
+of this module can never masquerade as a model regression.
+
+Synthesis rules (documented in the README):
+- the leading dimension is the sample dimension; ``--num-samples`` rows are generated;
+- other dynamic dimensions (``None``) get ``DYNAMIC_DIM`` (8) elements;
+- floats are uniform in [0, 1); signed ints uniform in [0, 10); unsigned ints in [0, 10);
+  bools fair coin flips; strings short random ASCII tokens (as bytes);
+- a classify/regress signature's string input takes serialized tf.train.Example protos, which
+  random strings are not: it needs ``--inputs FILE.tfrecord``;
+- a signature without inputs gets no arrays, and is run once (see :func:`batches`).
+
+Files: ``.npz`` and ``.h5`` arrays are matched to inputs by name; a ``.tfrecord`` file's
+records feed a signature whose only input is a string tensor (serialized tf.train.Example).
+"""

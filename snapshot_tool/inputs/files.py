@@ -1,0 +1,185 @@
+"""Inputs read from ``.npz``, ``.h5`` and TFRecord files, matched to a signature's inputs and
+conformed to their dtypes and shapes.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.dtypes import numpy_dtype
+from snapshot_tool.errors import InputsError
+from snapshot_tool.inputs.tfrecord import is_tfrecord_path, read_tfrecord
+from snapshot_tool.models.base import SignatureInfo, TensorSpec
+
+# The array name a TFRecord's records get in load_arrays; from_file renames it to the input.
+TFRECORD_ARRAY = "examples"
+
+
+def _read_file(path: Path) -> dict[str, np.ndarray]:
+    if is_tfrecord_path(path):
+        return {TFRECORD_ARRAY: read_tfrecord(path)}
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {k: np.asarray(data[k]) for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            # A truncated download or a file that is not really .npz: say which file.
+            raise InputsError(f"cannot read inputs file {path}: not a valid .npz archive "
+                              f"({exc})") from None
+    if suffix in (".h5", ".hdf5"):
+        import h5py
+
+        try:
+            with h5py.File(path, "r") as f:
+                arrays: dict[str, np.ndarray] = {}
+
+                def visit(name: str, obj: Any) -> None:
+                    if isinstance(obj, h5py.Dataset):
+                        arrays[name] = _decode_h5(obj)
+
+                f.visititems(visit)
+                return arrays
+        except OSError as exc:
+            raise InputsError(f"cannot read inputs file {path}: {exc}") from None
+    raise InputsError(f"inputs file {path} has an unknown type; use .npz, .h5 or .tfrecord")
+
+
+def _decode_h5(ds: Any) -> np.ndarray:
+    arr = ds[()]
+    if isinstance(arr, bytes):
+        arr = np.array(arr, dtype=object)
+    return np.asarray(arr)
+
+
+def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputsError(f"inputs file {str(p)!r} not found")
+    return _read_file(p)
+
+
+def _kind(dtype_name: str) -> str:
+    if dtype_name == "string":
+        return "string"
+    if dtype_name == "bool":
+        return "bool"
+    dt = numpy_dtype(dtype_name)
+    if dtype_name == "bfloat16" or dt.kind == "f":
+        return "float"
+    if dt.kind in ("i", "u"):
+        return "int"
+    return dt.kind
+
+
+def _array_kind(arr: np.ndarray) -> str:
+    if arr.dtype.kind in ("O", "S", "U"):
+        return "string"
+    if arr.dtype.kind == "b":
+        return "bool"
+    if arr.dtype.kind == "f" or arr.dtype.name == "bfloat16":
+        return "float"
+    if arr.dtype.kind in ("i", "u"):
+        return "int"
+    return arr.dtype.kind
+
+
+def conform(spec: TensorSpec, arr: np.ndarray, source: str) -> np.ndarray:
+    """Check one provided array against its spec and convert it to the spec's dtype.
+
+    Casts stay within a kind (float64 data for a float32 input is normal numpy output);
+    a different kind (ints for a float input, floats for a string input) is an error,
+    because a silent cast would record a golden on data the user did not mean to feed.
+    """
+    want, got = _kind(spec.dtype), _array_kind(arr)
+    if want != got:
+        raise InputsError(
+            f"{source}: array for input {spec.name!r} has dtype {arr.dtype} but the signature "
+            f"expects {spec.dtype}; convert it (e.g. arr.astype('{spec.dtype}'))")
+    if spec.shape is not None:
+        if arr.ndim != len(spec.shape):
+            raise InputsError(
+                f"{source}: array for input {spec.name!r} has shape {arr.shape} but the "
+                f"signature expects rank {len(spec.shape)} ({spec.describe()})")
+        for axis, (have, need) in enumerate(zip(arr.shape, spec.shape, strict=True)):
+            if axis > 0 and need is not None and have != need:
+                raise InputsError(
+                    f"{source}: array for input {spec.name!r} has shape {arr.shape} but the "
+                    f"signature expects {spec.describe()}")
+    if want == "string":
+        flat = [x.encode() if isinstance(x, str) else bytes(x) for x in arr.reshape(-1)]
+        out = np.empty(len(flat), dtype=object)
+        out[:] = flat
+        return out.reshape(arr.shape)
+    target = numpy_dtype(spec.dtype)
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = arr.astype(target, copy=False)
+    if want == "float" and out.dtype != arr.dtype:
+        # A narrowing cast turns large values into inf without complaint; recording a
+        # golden on inf inputs the user never had is worse than refusing.
+        overflow = np.isinf(out) & np.isfinite(arr)
+        if overflow.any():
+            raise InputsError(
+                f"{source}: {int(overflow.sum())} value(s) of input {spec.name!r} overflow "
+                f"{spec.dtype} (largest magnitude {float(np.nanmax(np.abs(arr))):g})")
+    elif want == "int" and out.dtype != arr.dtype:
+        if not np.array_equal(out.astype(arr.dtype), arr):
+            raise InputsError(
+                f"{source}: values of input {spec.name!r} do not fit {spec.dtype} "
+                f"(range {arr.min()}..{arr.max()})")
+    return out
+
+
+def from_file(sig: SignatureInfo, path: str | Path,
+              exclude: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Inputs for ``sig`` read from ``path``, matched by input name.
+
+    A single-input signature takes the file's only array whatever its name. ``exclude``
+    names arrays that are not model inputs (labels stored in the same file).
+    """
+    arrays = {k: v for k, v in load_arrays(path).items() if k not in exclude}
+    names = [s.name for s in sig.inputs]
+    if is_tfrecord_path(path):
+        return _from_tfrecord(sig, arrays[TFRECORD_ARRAY], str(path))
+    if len(sig.inputs) == 1 and sig.inputs[0].name not in arrays and len(arrays) == 1:
+        arrays = {names[0]: next(iter(arrays.values()))}
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise InputsError(
+            f"inputs file {path} has no array for input {missing[0]!r} of signature "
+            f"{sig.name!r}; it holds: {', '.join(sorted(arrays)) or 'nothing'} "
+            f"(expected: {', '.join(names)})")
+    out = {s.name: conform(s, arrays[s.name], str(path)) for s in sig.inputs}
+    return check_rows(out, str(path))
+
+
+def _from_tfrecord(sig: SignatureInfo, records: np.ndarray, source: str
+                   ) -> dict[str, np.ndarray]:
+    if len(sig.inputs) != 1 or sig.inputs[0].dtype != "string":
+        takes = ", ".join(s.describe() for s in sig.inputs) or "no inputs"
+        raise InputsError(
+            f"{source} is a TFRecord, which feeds only a signature whose single input is a "
+            f"string tensor of serialized tf.train.Example; signature {sig.name!r} takes "
+            f"{takes}; pass an .npz or .h5 file with one array per input instead")
+    spec = sig.inputs[0]
+    if spec.shape is not None and len(spec.shape) == 2 and spec.shape[1] == 1:
+        # Some exporters declare the examples as [batch, 1].
+        records = records.reshape(-1, 1)
+    return check_rows({spec.name: conform(spec, records, source)}, source)
+
+
+def check_rows(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    rows = {k: (v.shape[0] if v.ndim else 0) for k, v in arrays.items()}
+    if len(set(rows.values())) > 1:
+        detail = ", ".join(f"{k}={n}" for k, n in sorted(rows.items()))
+        raise InputsError(f"{source}: inputs disagree on the number of samples ({detail})")
+    if rows and next(iter(rows.values())) == 0:
+        raise InputsError(f"{source}: inputs hold no samples")
+    return dict(arrays)
+

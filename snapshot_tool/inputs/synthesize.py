@@ -1,0 +1,71 @@
+"""Inputs synthesized from a signature (see the package docstring for the rules).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from snapshot_tool.dtypes import numpy_dtype
+from snapshot_tool.errors import InputsError
+from snapshot_tool.models.base import SignatureInfo, TensorSpec
+
+DYNAMIC_DIM = 8
+INT_HIGH = 10
+# Signature methods whose string input is a batch of serialized tf.train.Example protos.
+EXAMPLE_METHODS = ("classify", "regress")
+
+
+def _sample_shape(spec: TensorSpec, num_samples: int) -> tuple[int, ...]:
+    if spec.shape is None:
+        # Unknown rank: a vector per sample is the most common meaning in practice.
+        return (num_samples,)
+    if len(spec.shape) == 0:
+        raise InputsError(
+            f"input {spec.name!r} is a scalar (rank 0) and has no sample dimension to batch "
+            "over; export the signature with a leading batch dimension")
+    rest = tuple(DYNAMIC_DIM if d is None else d for d in spec.shape[1:])
+    return (num_samples, *rest)
+
+
+def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.ndarray]:
+    """Seeded inputs for every input of ``sig``; same seed, same arrays, on every machine."""
+    if num_samples < 1:
+        raise InputsError(f"--num-samples must be at least 1, got {num_samples}")
+    _refuse_random_examples(sig)
+    rng = np.random.default_rng(seed)
+    out: dict[str, np.ndarray] = {}
+    # Sorted order keeps the stream independent of the order TensorFlow lists inputs in.
+    for spec in sorted(sig.inputs, key=lambda s: s.name):
+        shape = _sample_shape(spec, num_samples)
+        dt = numpy_dtype(spec.dtype)
+        if spec.dtype == "string":
+            letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
+            flat = [bytes(rng.choice(letters, size=int(rng.integers(1, 9))).tolist())
+                    for _ in range(int(np.prod(shape)))]
+            arr = np.empty(len(flat), dtype=object)
+            arr[:] = flat
+            out[spec.name] = arr.reshape(shape)
+        elif spec.dtype == "bool":
+            out[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
+        elif dt.kind in ("i", "u"):
+            out[spec.name] = rng.integers(0, INT_HIGH, size=shape).astype(dt)
+        elif dt.kind in ("f", "V") or spec.dtype == "bfloat16":
+            out[spec.name] = rng.random(size=shape, dtype=np.float64).astype(dt)
+        elif dt.kind == "c":
+            out[spec.name] = (rng.random(size=shape) + 1j * rng.random(size=shape)).astype(dt)
+        else:
+            raise InputsError(f"cannot synthesize input {spec.name!r} of dtype {spec.dtype}; "
+                              "pass --inputs FILE")
+    return out
+
+
+def _refuse_random_examples(sig: SignatureInfo) -> None:
+    if sig.method_name not in EXAMPLE_METHODS:
+        return
+    strings = [s.name for s in sig.inputs if s.dtype == "string"]
+    if strings:
+        raise InputsError(
+            f"signature {sig.name!r} is a {sig.method_name} signature: its input "
+            f"{strings[0]!r} takes serialized tf.train.Example protos, which random strings "
+            "are not; pass --inputs FILE.tfrecord (a TFRecord of tf.train.Example)")
+

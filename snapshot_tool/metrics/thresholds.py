@@ -1,0 +1,270 @@
+"""Metric thresholds: checking a metric against its limits, and validating the config's
+threshold names before any model runs (see the package docstring for the rules).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import TYPE_CHECKING
+
+from snapshot_tool.config import Config, MetricThreshold
+from snapshot_tool.errors import ConfigError
+from snapshot_tool.metrics.agreement import AGREEMENT_METRICS
+from snapshot_tool.metrics.tasks import KNOWN_METRICS, Direction, MetricKind, MetricValue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+# A limit written as 0.01 must accept a drop of 0.95 - 0.94 = 0.010000000000000009.
+_REL_SLACK = 1e-9
+_ABS_SLACK = 1e-12
+
+
+@dataclass(frozen=True)
+class MetricCheck:
+    """The verdict on one metric of one output."""
+
+    output: str
+    name: str
+    kind: MetricKind
+    golden: float | None
+    candidate: float
+    delta: float | None  # candidate - golden, signed; None when there is no golden value
+    direction: Direction
+    limit: str  # e.g. "drop <= 0.01, min 0.9"; "" when informational
+    passed: bool
+    note: str = ""
+
+
+def _num(x: float) -> str:
+    return f"{x:g}"
+
+
+def round_sig(x: float, up: bool, digits: int = 3) -> float:
+    """``x`` to ``digits`` significant digits, rounded up or down so that a limit suggested
+    from it accepts ``x`` (a limit rounded the wrong way would fail the very value it is
+    meant to accept). Decimal arithmetic on ``repr(x)``: exact, no float epsilon games."""
+    if not math.isfinite(x) or x == 0:
+        return x
+    d = Decimal(repr(x))
+    q = Decimal(1).scaleb(d.adjusted() - digits + 1)
+    return float(d.quantize(q, rounding=ROUND_CEILING if up else ROUND_FLOOR))
+
+
+def _suggest(x: float, up: bool) -> str:
+    return repr(round_sig(x, up))
+
+
+def _within(value: float, limit: float) -> bool:
+    return value <= limit or math.isclose(value, limit, rel_tol=_REL_SLACK, abs_tol=_ABS_SLACK)
+
+
+def _limit_text(t: MetricThreshold) -> str:
+    parts = []
+    if t.max_drop is not None:
+        parts.append(f"drop <= {_num(t.max_drop)}")
+    if t.max_relative_drop is not None:
+        parts.append(f"relative drop <= {_num(t.max_relative_drop)}")
+    if t.min is not None:
+        parts.append(f"min {_num(t.min)}")
+    if t.max is not None:
+        parts.append(f"max {_num(t.max)}")
+    return ", ".join(parts)
+
+
+def _has_drop(t: MetricThreshold) -> bool:
+    return t.max_drop is not None or t.max_relative_drop is not None
+
+
+def _agreement_drop_error(name: str, where: str = "") -> ConfigError:
+    prefix = f"{where}: " if where else ""
+    return ConfigError(
+        f"{prefix}max_drop/max_relative_drop cannot apply to {name!r}: it compares the "
+        "candidate's outputs with the golden's directly, so there is no golden value to drop "
+        f"from; use min (e.g. {name} = {{ min = 0.99 }})"
+    )
+
+
+def check_metric(
+    output: str,
+    name: str,
+    kind: MetricKind,
+    golden: MetricValue | None,
+    candidate: MetricValue,
+    threshold: MetricThreshold | None,
+) -> MetricCheck:
+    """Judge one metric against its threshold (see the module docstring for the rules)."""
+    g = golden.value if golden is not None else None
+    c = candidate.value
+    direction = candidate.direction
+    delta = None if g is None else (0.0 if g == c else c - g)
+    c_nan = math.isnan(c)
+    g_finite = g is not None and math.isfinite(g)
+
+    def done(limit: str, passed: bool, notes: Iterable[str]) -> MetricCheck:
+        return MetricCheck(output, name, kind, g, c, delta, direction, limit, passed,
+                           "; ".join(dict.fromkeys(n for n in notes if n)))
+
+    if threshold is None:
+        note = "candidate is NaN (no threshold set, informational)" if c_nan and g_finite else ""
+        return done("", True, [note])
+    if kind == "agreement" and _has_drop(threshold):
+        raise _agreement_drop_error(name)
+
+    passed = True
+    notes: list[str] = []
+    nan_note = f"candidate is NaN, golden was {_num(g)}" if g_finite and g is not None \
+        else "candidate is NaN"
+
+    if _has_drop(threshold):
+        if g is None:
+            passed = False
+            notes.append(f"the golden has no {name!r} to measure a drop from; re-record the "
+                         "golden (record --force) or remove the drop limit")
+        elif c_nan and not math.isnan(g):
+            passed = False
+            notes.append(nan_note)
+        elif math.isnan(g):
+            notes.append("golden is NaN; drop limits not evaluated")
+        else:
+            drop = (g - c if direction == "higher" else c - g) if g != c else 0.0
+            if threshold.max_drop is not None and not _within(drop, threshold.max_drop):
+                passed = False
+                notes.append(f"{name} dropped by {_num(drop)} (limit {_num(threshold.max_drop)});"
+                             f" to accept, set max_drop = {_suggest(drop, up=True)}")
+            mrd = threshold.max_relative_drop
+            if mrd is not None:
+                if g == 0:
+                    notes.append("golden is 0, so max_relative_drop was applied as an absolute "
+                                 "drop limit")
+                    if not _within(drop, mrd):
+                        passed = False
+                        notes.append(f"{name} dropped by {_num(drop)} from 0 (limit {_num(mrd)});"
+                                     f" to accept, set max_relative_drop = "
+                                     f"{_suggest(drop, up=True)}")
+                else:
+                    rel = drop / abs(g)
+                    if not _within(rel, mrd):
+                        passed = False
+                        notes.append(f"{name} dropped by {_num(rel * 100)}% of {_num(g)} (limit "
+                                     f"{_num(mrd * 100)}%); to accept, set max_relative_drop = "
+                                     f"{_suggest(rel, up=True)}")
+
+    if threshold.min is not None or threshold.max is not None:
+        if c_nan:
+            passed = False
+            notes.append(nan_note)
+        else:
+            if threshold.min is not None and not _within(threshold.min, c):
+                passed = False
+                notes.append(f"{name} {_num(c)} is below min {_num(threshold.min)}; to accept, "
+                             f"set min = {_suggest(c, up=False)}")
+            if threshold.max is not None and not _within(c, threshold.max):
+                passed = False
+                notes.append(f"{name} {_num(c)} is above max {_num(threshold.max)}; to accept, "
+                             f"set max = {_suggest(c, up=True)}")
+
+    return done(_limit_text(threshold), passed, notes)
+
+
+def check_all(
+    output: str,
+    golden: dict[str, MetricValue],
+    candidate_task: dict[str, MetricValue],
+    candidate_agreement: dict[str, MetricValue],
+    config: Config,
+) -> list[MetricCheck]:
+    """Every metric check of one output: golden task metrics first, then agreement metrics.
+
+    A task metric the golden has but the candidate lacks fails (the candidate's output changed
+    kind, e.g. probabilities became logits and log_loss vanished). One only the candidate has is
+    checked without a golden value.
+    """
+    checks: list[MetricCheck] = []
+    for name, g in golden.items():
+        threshold = config.metric_threshold(output, name)
+        c = candidate_task.get(name)
+        if c is None:
+            checks.append(MetricCheck(
+                output=output, name=name, kind="task", golden=g.value, candidate=math.nan,
+                delta=None, direction=g.direction,
+                limit=_limit_text(threshold) if threshold else "", passed=False,
+                note=f"the golden has {name!r} but the candidate does not: its output no longer "
+                     "fits the recorded task (shape, dtype, or probabilities vs logits changed)",
+            ))
+        else:
+            checks.append(check_metric(output, name, "task", g, c, threshold))
+    for name, c in candidate_task.items():
+        if name not in golden:
+            checks.append(check_metric(output, name, "task", None, c,
+                                       config.metric_threshold(output, name)))
+    for name, c in candidate_agreement.items():
+        checks.append(check_metric(output, name, "agreement", None, c,
+                                   config.metric_threshold(output, name)))
+    return checks
+
+
+def _unknown_metric(where: str, metric: str, names: set[str], scope: str) -> ConfigError:
+    avail = ", ".join(sorted(names)) or "(none)"
+    if metric in KNOWN_METRICS:
+        hint = "" if metric in AGREEMENT_METRICS else (
+            " (task metrics need labels in the golden and an output whose task has the metric)"
+        )
+        return ConfigError(f"{where}: threshold for metric {metric!r}, which no output{scope} "
+                           f"has; available{scope}: {avail}{hint}")
+    msg = f"{where}: threshold for unknown metric {metric!r}; available{scope}: {avail}"
+    close = difflib.get_close_matches(metric, sorted(names | set(KNOWN_METRICS)), n=1)
+    if close:
+        msg += f"; did you mean {close[0]!r}?"
+    return ConfigError(msg)
+
+
+def _check_limits(where: str, metric: str, t: MetricThreshold) -> None:
+    if metric in AGREEMENT_METRICS and _has_drop(t):
+        raise _agreement_drop_error(metric, where)
+    if t.min is not None and t.max is not None and t.min > t.max:
+        raise ConfigError(f"{where}: min {_num(t.min)} is above max {_num(t.max)}; "
+                          "no value can pass")
+
+
+def validate_thresholds(config: Config, available: dict[str, set[str]]) -> None:
+    """Refuse thresholds that could never apply, before any model runs.
+
+    ``available`` maps every output name to the metrics it has (task and agreement; an empty set
+    for task ``none``). A threshold in ``[metrics]`` must name a metric some output has; one in
+    ``[outputs.X.metrics]`` must name a metric every output it governs has. Otherwise a typo such
+    as ``acuracy`` would leave the gate silently open.
+    """
+    src = config.source or "config"
+    everything = set().union(*available.values()) if available else set()
+    for metric, t in config.metrics.items():
+        where = f"{src}: [metrics.{metric}]"
+        _check_limits(where, metric, t)
+        if metric not in everything:
+            raise _unknown_metric(where, metric, everything, "")
+    governed: set[int] = set()
+    for out_name in sorted(available):
+        oc = config.output(out_name)
+        if oc is None:
+            continue
+        governed.add(id(oc))
+        for metric, t in oc.metrics.items():
+            where = f"{src}: [outputs.{oc.pattern!r}.metrics.{metric}]"
+            _check_limits(where, metric, t)
+            if metric not in available[out_name]:
+                raise _unknown_metric(where, metric, available[out_name],
+                                      f" for output {out_name!r}")
+    # Tables that govern no output still get their names checked, so a typo never hides.
+    for oc in config.outputs:
+        if id(oc) in governed:
+            continue
+        for metric, t in oc.metrics.items():
+            where = f"{src}: [outputs.{oc.pattern!r}.metrics.{metric}]"
+            _check_limits(where, metric, t)
+            if metric not in KNOWN_METRICS:
+                raise _unknown_metric(where, metric, set(KNOWN_METRICS), "")
+

@@ -1,0 +1,259 @@
+"""The model interface every kind implements (:class:`Model`, :class:`SignatureInfo`,
+:class:`TensorSpec`), TensorFlow's quiet lazy import, and running a signature over batches.
+
+Nothing here imports TensorFlow at module import; :func:`import_tf` does, when a model loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.inputs.batching import batches, num_rows
+from snapshot_tool.progress import Progress, no_progress
+
+DEFAULT_SIGNATURE = "serving_default"
+# Keras 3 exports name their endpoint "serve"; some write no serving_default alias.
+FALLBACK_SIGNATURE = "serve"
+DEFAULT_TAG = "serve"
+# signature_def method names as TF Serving writes them, shortened to what users say.
+METHOD_NAMES = {
+    "tensorflow/serving/predict": "predict",
+    "tensorflow/serving/classify": "classify",
+    "tensorflow/serving/regress": "regress",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a signature. ``dtype`` is TensorFlow's name ("float32",
+    "string", "bfloat16", ...); ``None`` in ``shape`` is a dynamic dimension."""
+
+    name: str
+    dtype: str
+    shape: tuple[int | None, ...] | None  # None: unknown rank
+
+    def describe(self) -> str:
+        if self.shape is None:
+            return f"{self.name}: {self.dtype}[unknown rank]"
+        dims = ", ".join("?" if d is None else str(d) for d in self.shape)
+        return f"{self.name}: {self.dtype}[{dims}]"
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    # "predict" | "classify" | "regress" (TF Serving's method), another exporter-defined
+    # string, or None when the model kind has no such notion.
+    method_name: str | None = None
+
+    def input(self, name: str) -> TensorSpec:
+        for spec in self.inputs:
+            if spec.name == name:
+                return spec
+        raise KeyError(name)
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Point file descriptor 2 at a temp file for the duration of the block.
+
+    TensorFlow and LiteRT write start-up chatter (oneDNN notices, CUDA stubs, absl's pre-init
+    warning, "Created TensorFlow Lite XNNPACK delegate") straight to fd 2, where no Python
+    logging setting applies, and it buries our one-line errors and reports.
+    """
+    with tempfile.TemporaryFile() as captured:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def import_tf() -> Any:
+    """Import TensorFlow once, quietly, with a clear error if it is not installed.
+
+    Users who want TensorFlow's native logs can set TF_CPP_MIN_LOG_LEVEL themselves; we only
+    set a default.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        with quiet_native_stderr():
+            import tensorflow as tf
+    except ImportError as exc:
+        raise ModelError(f"TensorFlow is not importable ({exc}); install it with "
+                         "`pip install tensorflow`") from None
+    return tf
+
+
+def method_name(raw: str) -> str | None:
+    """``"tensorflow/serving/regress"`` -> ``"regress"``; other strings are kept as
+    written (a custom exporter's method still says something); empty -> ``None``."""
+    return METHOD_NAMES.get(raw, raw or None)
+
+
+def parse_tags(tag: str) -> list[str]:
+    """``--tag "serve,gpu"`` -> ``["serve", "gpu"]``: a MetaGraph is chosen by its tag set."""
+    tags = [t.strip() for t in tag.split(",") if t.strip()]
+    if not tags:
+        raise ModelError(f"--tag {tag!r} names no tag; give a tag set such as 'serve' or "
+                         "'serve,gpu'")
+    return tags
+
+
+class Model(ABC):
+    """A loaded model of any kind."""
+
+    kind: str = "model"
+
+    def __init__(self, path: Path, load_seconds: float) -> None:
+        self.path = path
+        self.load_seconds = load_seconds
+        # Things the user should know about how this model is being run (a fallback
+        # loader, tensors matched by position, skipped signatures); meant to be shown as
+        # warnings. Never errors: those raise.
+        self.notes: list[str] = []
+
+    def close(self) -> None:
+        """Release what the runtime holds (a TF1 session, an interpreter). Idempotent."""
+        return None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    @abstractmethod
+    def signatures(self) -> dict[str, SignatureInfo]:
+        """All runnable signatures by name."""
+
+    def signature(self, name: str | None) -> SignatureInfo:
+        """Resolve ``name`` (``None``: the default) with an error that lists what exists.
+
+        The default is ``serving_default``, else ``serve`` (a Keras 3 export without the
+        alias), else the only signature there is.
+        """
+        sigs = self.signatures
+        if not sigs:
+            raise SignatureError(f"{self.path} has no runnable signatures")
+        if name is None:
+            for default in (DEFAULT_SIGNATURE, FALLBACK_SIGNATURE):
+                if default in sigs:
+                    return sigs[default]
+            if len(sigs) == 1:
+                return next(iter(sigs.values()))
+            raise SignatureError(
+                f"{self.path} has no {DEFAULT_SIGNATURE!r} signature; choose one with "
+                f"--signature: {', '.join(sorted(sigs))}")
+        if name not in sigs:
+            raise SignatureError(
+                f"signature {name!r} not found in {self.path}; "
+                f"available: {', '.join(sorted(sigs))}")
+        return sigs[name]
+
+    @abstractmethod
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch; returns every output of the signature as a numpy array."""
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    arr = np.asarray(value.numpy() if hasattr(value, "numpy") else value)
+    if arr.dtype.kind in ("S", "U"):
+        # A scalar string tensor comes back as plain bytes, which numpy turns into a
+        # fixed-width "S" array; strings are object arrays of bytes everywhere else.
+        out = np.empty(arr.shape, dtype=object)
+        out[...] = arr.astype(object) if arr.dtype.kind == "S" else np.vectorize(
+            lambda s: s.encode("utf-8"), otypes=[object])(arr)
+        return out
+    return arr
+
+
+# Lines of a TensorFlow error message that say where, not what.
+_NOISE_PREFIXES = ("Graph execution error", "Detected at node", "Node:", "File ", "[[",
+                   "Traceback", "Detected unsupported operations")
+
+
+def first_line(exc: BaseException) -> str:
+    """The line of an exception's text that says what is wrong.
+
+    TensorFlow errors carry a multi-line graph trace, and graph-mode ones start with
+    "Graph execution error:" and the node's location before the actual reason.
+    """
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    for ln in lines:
+        if not ln.startswith(_NOISE_PREFIXES) and not ln.endswith("(most recent call last):"):
+            return ln
+    return lines[0] if lines else type(exc).__name__
+
+
+def example_hint(info: SignatureInfo, message: str) -> str:
+    text = message.lower()
+    if any(s.dtype == "string" for s in info.inputs) and ("example" in text
+                                                          or "feature" in text):
+        return ("; its string input takes serialized tf.train.Example protos, so record with "
+                "--inputs FILE.tfrecord")
+    return ""
+
+
+def _combine(name: str, parts: list[np.ndarray], rows: list[int]) -> tuple[np.ndarray, bool]:
+    """Join per-batch outputs. Outputs with a batch dimension are concatenated; outputs
+    without one (scalars, per-batch summaries) are stacked, one entry per batch."""
+    batched = all(p.ndim >= 1 and p.shape[0] == r for p, r in zip(parts, rows, strict=True))
+    if batched:
+        try:
+            return np.concatenate(parts, axis=0), True
+        except ValueError:
+            shapes = sorted({p.shape[1:] for p in parts})
+            raise SignatureError(
+                f"output {name!r} changes its per-sample shape between batches ({shapes}); "
+                "record with one batch (--batch-size equal to --num-samples)") from None
+    try:
+        return np.stack(parts, axis=0), False
+    except ValueError:
+        raise SignatureError(
+            f"output {name!r} has no batch dimension and changes shape between batches; "
+            "record with one batch (--batch-size equal to --num-samples)") from None
+
+
+def run_signature(model: Model, sig: SignatureInfo, inputs: Mapping[str, np.ndarray],
+                  batch_size: int, progress: Progress = no_progress,
+                  stage: str = "running") -> tuple[dict[str, np.ndarray], dict[str, bool]]:
+    """Run ``sig`` over ``inputs`` batch by batch; returns outputs and whether each is batched."""
+    parts: dict[str, list[np.ndarray]] = {}
+    rows: list[int] = []
+    total = num_rows(inputs)
+    done = 0
+    progress(stage, 0, total)
+    for batch in batches(inputs, batch_size):
+        out = model.run(sig.name, batch)
+        n = num_rows(batch)
+        rows.append(n)
+        for k, v in out.items():
+            parts.setdefault(k, []).append(v)
+        done += n
+        progress(stage, done, total)
+    combined: dict[str, np.ndarray] = {}
+    batched: dict[str, bool] = {}
+    for k, ps in parts.items():
+        combined[k], batched[k] = _combine(k, ps, rows)
+    return combined, batched
+

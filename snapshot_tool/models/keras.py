@@ -1,0 +1,136 @@
+"""Keras 3 ``.keras`` files, presented with the signature ``model.export()`` gives the same
+model, so they can be compared against a golden recorded from the export.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.models.base import (
+    DEFAULT_SIGNATURE,
+    Model,
+    SignatureInfo,
+    TensorSpec,
+    first_line,
+    import_tf,
+    quiet_native_stderr,
+    to_numpy,
+)
+
+
+def _keras_spec(name: str, tensor: Any) -> TensorSpec:
+    shape = tensor.shape
+    dims = None if shape is None else tuple(None if d is None else int(d) for d in shape)
+    dtype = str(getattr(tensor.dtype, "name", tensor.dtype))
+    return TensorSpec(name=name, dtype=dtype, shape=dims)
+
+
+class KerasModel(Model):
+    """A Keras 3 ``.keras`` file, with the one signature ``model.export()`` would write.
+
+    ``serving_default`` takes the model's input tensors by name and returns ``output_0``..
+    (or the keys of a dict-output model), which is what ``model.export()`` writes. So a
+    ``.keras`` candidate compares against a golden recorded from the export, and the other
+    way round.
+    """
+
+    kind = "keras"
+
+    def __init__(self, path: Path, model: Any, load_seconds: float) -> None:
+        super().__init__(path, load_seconds)
+        self._model = model
+        self._graph_fn: Any = None
+        inputs = list(getattr(model, "inputs", None) or [])
+        outputs = list(getattr(model, "outputs", None) or [])
+        if not inputs or not outputs:
+            raise ModelError(
+                f"cannot load Keras model {path}: it has no defined inputs/outputs (a "
+                "subclassed model); export it with model.export(DIR) and use the SavedModel")
+        self._inputs_struct = getattr(model, "_inputs_struct", None)
+        outputs_struct = getattr(model, "_outputs_struct", None)
+        self._dict_outputs = isinstance(outputs_struct, Mapping)
+        if isinstance(outputs_struct, Mapping):
+            out_specs = [_keras_spec(str(k), t) for k, t in outputs_struct.items()]
+        else:
+            out_specs = [_keras_spec(f"output_{i}", t) for i, t in enumerate(outputs)]
+        self._input_tensors = inputs
+        in_specs = sorted((_keras_spec(t.name, t) for t in inputs), key=lambda s: s.name)
+        self._signatures = {DEFAULT_SIGNATURE: SignatureInfo(
+            DEFAULT_SIGNATURE, tuple(in_specs), tuple(sorted(out_specs, key=lambda s: s.name)),
+            "predict")}
+        generated = [t.name for t in inputs
+                     if t.name.startswith(("input_layer", "keras_tensor"))]
+        if generated:
+            self.notes.append(
+                f"input(s) {', '.join(generated)} of {path.name} have generated names, which "
+                "change between saving and exporting; name them with keras.Input(name=...) "
+                "so goldens and candidates agree")
+
+    @property
+    def signatures(self) -> dict[str, SignatureInfo]:
+        return self._signatures
+
+    def _structured(self, feeds: Mapping[str, np.ndarray]) -> Any:
+        # Feed the structure the model was built with (a dict model wants a dict, a list
+        # model a list), as model.export()'s serving function does.
+        if self._inputs_struct is not None:
+            import keras
+
+            return keras.tree.map_structure(lambda t: feeds[t.name], self._inputs_struct)
+        arrays = [feeds[t.name] for t in self._input_tensors]
+        return arrays[0] if len(arrays) == 1 else arrays
+
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        import keras
+
+        tf = import_tf()
+        if self._graph_fn is None:
+            # Eager calls of a Keras model run op by op, several times slower than the
+            # graph model.export() serves; timing or comparing those would measure the
+            # Python dispatcher, not the model. reduce_retracing keeps one graph for all
+            # batch sizes after the first few.
+            model = self._model
+            self._graph_fn = tf.function(lambda x: model(x, training=False),
+                                         reduce_retracing=True)
+        structured = tf.nest.map_structure(tf.convert_to_tensor, self._structured(feeds))
+        try:
+            result = self._graph_fn(structured)
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            raise SignatureError(f"signature {signature!r} of {self.path.name} rejected its "
+                                 f"inputs: {first_line(exc)}") from None
+        if self._dict_outputs and isinstance(result, Mapping):
+            items = [(str(k), v) for k, v in result.items()]
+        else:
+            items = [(f"output_{i}", v) for i, v in enumerate(keras.tree.flatten(result))]
+        return {k: to_numpy(keras.ops.convert_to_numpy(v)) for k, v in items}
+
+
+def load_keras(path: Path) -> KerasModel:
+    import_tf()
+    start = time.perf_counter()
+    try:
+        with quiet_native_stderr():
+            import keras
+
+            # safe_mode stays on: a .keras file must not run arbitrary code (Lambda layers)
+            # just because a regression gate looked at it.
+            model = keras.saving.load_model(str(path))
+    except ImportError as exc:
+        raise ModelError(f"cannot load Keras model {path}: Keras is not importable "
+                         f"({exc}); install it with `pip install keras`") from None
+    except Exception as exc:
+        detail = first_line(exc)
+        if "safe_mode" in str(exc):
+            # Keras suggests safe_mode=False, which a gate must not do to a file it is
+            # handed; the export runs the same model without deserializing Python code.
+            detail = (f"{detail.split('safe_mode')[0].rstrip(' .,;(')}; snapshot-tool keeps "
+                      "safe mode on: export the model with model.export(DIR) and use DIR")
+        raise ModelError(f"cannot load Keras model {path}: {detail}") from None
+    return KerasModel(path, model, time.perf_counter() - start)
+

@@ -1,0 +1,50 @@
+"""Which loader a MODEL path needs (:func:`load_model`), and the model's content digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from snapshot_tool.errors import ModelError
+from snapshot_tool.models.base import DEFAULT_TAG, Model
+from snapshot_tool.models.keras import load_keras
+from snapshot_tool.models.savedmodel import is_saved_model, load_saved_model
+from snapshot_tool.models.tflite import load_tflite, looks_like_tflite
+
+
+def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
+    """Load any supported model at ``path``; :class:`ModelError` says why when it cannot.
+
+    ``tag`` is a SavedModel tag set, comma-separated (``"serve"``, ``"serve,gpu"``); other
+    kinds have none and ignore it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model path {str(p)!r} does not exist")
+    if is_saved_model(p):
+        return load_saved_model(p, tag)
+    if p.is_dir():
+        raise ModelError(f"{p} is a directory but not a SavedModel (no saved_model.pb inside)")
+    suffix = p.suffix.lower()
+    if suffix == ".tflite" or (suffix != ".keras" and looks_like_tflite(p)):
+        return load_tflite(p)
+    if suffix == ".keras":
+        return load_keras(p)
+    raise ModelError(f"{p} is not a model snapshot-tool can load (expected a SavedModel "
+                     "directory, a .tflite file or a .keras file)")
+
+
+def model_digest(path: str | Path) -> str:
+    """sha256 over a model's files (relative names and contents), stable across copies."""
+    p = Path(path)
+    h = hashlib.sha256()
+    files = [p] if p.is_file() else sorted(f for f in p.rglob("*") if f.is_file())
+    for f in files:
+        rel = f.name if f == p else f.relative_to(p).as_posix()
+        h.update(rel.encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+

@@ -1,0 +1,156 @@
+"""TF2 SavedModels (``tf.saved_model.load``), and the dispatch between the TF2 and the TF1
+session loader for a SavedModel directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.models.base import (
+    Model,
+    SignatureInfo,
+    TensorSpec,
+    example_hint,
+    first_line,
+    import_tf,
+    method_name,
+    parse_tags,
+    to_numpy,
+)
+from snapshot_tool.models.tf1 import load_tf1
+
+
+def _spec_from_tf(name: str, spec: Any) -> TensorSpec:
+    shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+    return TensorSpec(name=name, dtype=spec.dtype.name, shape=shape)
+
+
+def is_saved_model(path: Path) -> bool:
+    return path.is_dir() and (
+        (path / "saved_model.pb").is_file() or (path / "saved_model.pbtxt").is_file())
+
+
+def _read_saved_model_proto(path: Path) -> Any:
+    """The SavedModel protobuf, parsed here so the loader can be chosen before loading."""
+    import_tf()
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    pb = path / "saved_model.pb"
+    try:
+        if pb.is_file():
+            proto.ParseFromString(pb.read_bytes())
+        else:
+            from google.protobuf import text_format  # type: ignore[import-untyped]
+
+            text_format.Parse((path / "saved_model.pbtxt").read_text(encoding="utf-8"), proto)
+    except OSError as exc:
+        raise ModelError(f"cannot load SavedModel {path}: {exc.strerror or exc}") from None
+    except Exception as exc:
+        # protobuf raises DecodeError/ParseError (and UnicodeDecodeError for pbtxt).
+        raise ModelError(f"cannot load SavedModel {path}: its saved_model.pb is not a valid "
+                         f"SavedModel protobuf ({first_line(exc)})") from None
+    if not proto.meta_graphs:
+        raise ModelError(f"cannot load SavedModel {path}: it holds no MetaGraph")
+    return proto
+
+
+def _tag_set_text(tags: Any) -> str:
+    return ",".join(tags) or "(no tags)"
+
+
+def _select_meta_graph(proto: Any, tags: list[str], path: Path) -> Any:
+    # TensorFlow's loaders match the tag set exactly, not as a subset; so does this.
+    for mg in proto.meta_graphs:
+        if set(mg.meta_info_def.tags) == set(tags):
+            return mg
+    available = ", ".join(repr(_tag_set_text(mg.meta_info_def.tags))
+                          for mg in proto.meta_graphs)
+    raise ModelError(f"cannot load SavedModel {path}: it has no MetaGraph with tag set "
+                     f"{_tag_set_text(tags)!r}; available: {available}; choose one with "
+                     "--tag")
+
+
+class SavedModelTF2(Model):
+    """A SavedModel loaded with ``tf.saved_model.load`` (TF2 exports, Keras 3 ``export``)."""
+
+    kind = "saved_model"
+
+    def __init__(self, path: Path, loaded: Any, load_seconds: float,
+                 method_names: Mapping[str, str | None] | None = None) -> None:
+        super().__init__(path, load_seconds)
+        self._loaded = loaded
+        self._functions: dict[str, Any] = dict(loaded.signatures)
+        self._signatures: dict[str, SignatureInfo] = {}
+        methods = method_names or {}
+        for name, fn in self._functions.items():
+            _, kwargs = fn.structured_input_signature
+            inputs = tuple(_spec_from_tf(k, v) for k, v in sorted(kwargs.items()))
+            outs = fn.structured_outputs
+            if not isinstance(outs, Mapping):
+                # Signatures always return dicts when saved; guard for odd exports anyway.
+                outs = {"output_0": outs}
+            outputs = tuple(_spec_from_tf(k, v) for k, v in sorted(outs.items()))
+            self._signatures[name] = SignatureInfo(name, inputs, outputs, methods.get(name))
+
+    @property
+    def signatures(self) -> dict[str, SignatureInfo]:
+        return self._signatures
+
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = import_tf()
+        fn = self._functions[signature]
+        info = self._signatures[signature]
+        args = {}
+        for spec in info.inputs:
+            arr = feeds[spec.name]
+            args[spec.name] = tf.constant(arr, dtype=tf.as_dtype(spec.dtype))
+        try:
+            result = fn(**args)
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            reason = first_line(exc)
+            raise SignatureError(f"signature {signature!r} rejected its inputs: {reason}"
+                                 f"{example_hint(info, reason)}") from None
+        if not isinstance(result, Mapping):
+            result = {"output_0": result}
+        return {k: to_numpy(v) for k, v in result.items()}
+
+
+def load_saved_model(path: Path, tag: str) -> Model:
+    tf = import_tf()
+    tags = parse_tags(tag)
+    proto = _read_saved_model_proto(path)
+    meta_graph = _select_meta_graph(proto, tags, path)
+    methods = {k: method_name(sd.method_name) for k, sd in meta_graph.signature_def.items()}
+    tag_text = _tag_set_text(tags)
+    # A pure TF1 export (Builder, Estimator) has no object graph: tf.saved_model.load would
+    # only wrap it in a V1 shim that breaks on reference variables and parse ops, so it
+    # goes to the session loader directly.
+    if not meta_graph.HasField("object_graph_def"):
+        try:
+            return load_tf1(path, tags, meta_graph)
+        except Exception as exc:
+            raise ModelError(f"cannot load SavedModel {path} with tag {tag_text!r}: "
+                             f"{first_line(exc)}") from None
+    start = time.perf_counter()
+    try:
+        loaded = tf.saved_model.load(str(path), tags=tags)
+    except Exception as exc:
+        tf2_error = first_line(exc)
+    else:
+        return SavedModelTF2(path, loaded, time.perf_counter() - start, methods)
+    try:
+        model = load_tf1(path, tags, meta_graph)
+    except Exception:
+        raise ModelError(f"cannot load SavedModel {path} with tag {tag_text!r}: "
+                         f"{tf2_error}") from None
+    model.notes.append(f"tf.saved_model.load failed ({tf2_error}); running the model with "
+                       "the TF1 session loader instead")
+    return model
+

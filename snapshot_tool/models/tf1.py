@@ -1,0 +1,149 @@
+"""TF1 SavedModels run in a ``tf.compat.v1.Session`` from their signature_defs (TF1,
+Estimator and TF Serving exports, and any SavedModel ``tf.saved_model.load`` rejects).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import SignatureError
+from snapshot_tool.models.base import (
+    Model,
+    SignatureInfo,
+    TensorSpec,
+    example_hint,
+    first_line,
+    import_tf,
+    method_name,
+    quiet_native_stderr,
+    to_numpy,
+)
+
+
+class _Unsupported(Exception):
+    """A signature_def tensor snapshot-tool cannot feed or fetch (sparse, composite)."""
+
+
+def _spec_from_tensor_info(tf: Any, key: str, info: Any) -> TensorSpec:
+    encoding = info.WhichOneof("encoding")
+    if encoding != "name":
+        raise _Unsupported(f"{key!r} is a {encoding or 'unknown'} tensor")
+    try:
+        # Reference dtypes (float_ref from a TF1 Variable) feed and fetch as their base dtype.
+        dtype = tf.dtypes.as_dtype(info.dtype).base_dtype.name
+    except TypeError:
+        raise _Unsupported(f"{key!r} has no valid dtype ({info.dtype})") from None
+    shape: tuple[int | None, ...] | None = None
+    if not info.tensor_shape.unknown_rank:
+        shape = tuple(None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
+    return TensorSpec(name=key, dtype=dtype, shape=shape)
+
+
+class SavedModelTF1(Model):
+    """A SavedModel run the TF1 way: restored into its own graph and ``tf.compat.v1.Session``
+    by ``tf.compat.v1.saved_model.loader.load``, each signature fed and fetched by the tensor
+    names in its signature_def.
+
+    This is what TF Serving does, and it runs exports ``tf.saved_model.load`` cannot wrap:
+    reference variables (``float_ref`` Assign ops), ``ParseExample`` ops whose shapes the
+    TF2 importer rejects, main_op/legacy_init_op table initializers over asset files.
+    """
+
+    kind = "saved_model_tf1"
+
+    def __init__(self, path: Path, session: Any, meta_graph: Any, load_seconds: float) -> None:
+        super().__init__(path, load_seconds)
+        tf = import_tf()
+        self._session = session
+        self._signatures: dict[str, SignatureInfo] = {}
+        self._feed_names: dict[str, list[tuple[str, str]]] = {}
+        self._fetch_names: dict[str, list[tuple[str, str]]] = {}
+        self._callables: dict[str, Any] = {}
+        graph = session.graph
+        for name, sd in sorted(meta_graph.signature_def.items()):
+            if name.startswith("__"):
+                # TF2's "__saved_model_init_op" and friends: loader bookkeeping, run by the
+                # loader itself, not signatures a user serves.
+                continue
+            try:
+                inputs = tuple(_spec_from_tensor_info(tf, k, v)
+                               for k, v in sorted(sd.inputs.items()))
+                outputs = tuple(_spec_from_tensor_info(tf, k, v)
+                                for k, v in sorted(sd.outputs.items()))
+                feeds = [(k, sd.inputs[k].name) for k in sorted(sd.inputs)]
+                fetches = [(k, sd.outputs[k].name) for k in sorted(sd.outputs)]
+                for _, tensor_name in feeds + fetches:
+                    graph.get_tensor_by_name(tensor_name)
+            except _Unsupported as exc:
+                self.notes.append(f"signature {name!r} skipped: its tensor {exc}, which "
+                                  "snapshot-tool cannot feed or fetch")
+                continue
+            except (KeyError, ValueError) as exc:
+                self.notes.append(f"signature {name!r} skipped: it names a tensor the graph "
+                                  f"does not have ({first_line(exc)})")
+                continue
+            self._signatures[name] = SignatureInfo(name, inputs, outputs,
+                                                   method_name(sd.method_name))
+            self._feed_names[name] = feeds
+            self._fetch_names[name] = fetches
+
+    def close(self) -> None:
+        # A library user calling record/compare in a loop must not accumulate sessions.
+        if self._session is not None:
+            self._session.close()
+            self._session = None
+
+    @property
+    def signatures(self) -> dict[str, SignatureInfo]:
+        return self._signatures
+
+    def _callable(self, signature: str) -> Any:
+        # A callable skips session.run's per-call fetch/feed parsing; that overhead would
+        # otherwise be measured as model latency.
+        fn = self._callables.get(signature)
+        if fn is None:
+            fn = self._session.make_callable(
+                [t for _, t in self._fetch_names[signature]],
+                feed_list=[t for _, t in self._feed_names[signature]])
+            self._callables[signature] = fn
+        return fn
+
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = import_tf()
+        info = self._signatures[signature]
+        args = [feeds[key] for key, _ in self._feed_names[signature]]
+        try:
+            values = self._callable(signature)(*args)
+        except (tf.errors.OpError, ValueError, TypeError) as exc:
+            reason = first_line(exc)
+            raise SignatureError(f"signature {signature!r} rejected its inputs: {reason}"
+                                 f"{example_hint(info, reason)}") from None
+        return {key: to_numpy(v)
+                for (key, _), v in zip(self._fetch_names[signature], values, strict=True)}
+
+
+def _session_config(tf: Any) -> Any:
+    # The same thread settings the golden's environment records for the TF2 runtime.
+    return tf.compat.v1.ConfigProto(
+        intra_op_parallelism_threads=int(tf.config.threading.get_intra_op_parallelism_threads()),
+        inter_op_parallelism_threads=int(tf.config.threading.get_inter_op_parallelism_threads()))
+
+
+def load_tf1(path: Path, tags: list[str], meta_graph: Any) -> SavedModelTF1:
+    tf = import_tf()
+    start = time.perf_counter()
+    graph = tf.Graph()
+    session = tf.compat.v1.Session(graph=graph, config=_session_config(tf))
+    try:
+        with graph.as_default(), quiet_native_stderr():
+            tf.compat.v1.saved_model.loader.load(session, tags, str(path))
+    except Exception:
+        session.close()
+        raise
+    return SavedModelTF1(path, session, meta_graph, time.perf_counter() - start)
+

@@ -1,0 +1,195 @@
+"""TFLite flatbuffers, run by LiteRT's interpreter (``ai_edge_litert``) or, when that is not
+installed, ``tf.lite.Interpreter``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.models.base import (
+    DEFAULT_SIGNATURE,
+    Model,
+    SignatureInfo,
+    TensorSpec,
+    first_line,
+    import_tf,
+    quiet_native_stderr,
+)
+
+# Bytes 4..8 of every TFLite flatbuffer (its file identifier).
+TFLITE_IDENTIFIER = b"TFL3"
+
+
+def _tflite_interpreter_class() -> tuple[Any, str]:
+    """LiteRT's interpreter when installed (TF is deprecating tf.lite.Interpreter in its
+    favour), else TensorFlow's own."""
+    try:
+        with quiet_native_stderr():
+            from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        tf = import_tf()
+        return tf.lite.Interpreter, "tf.lite"
+    return Interpreter, "ai_edge_litert"
+
+
+def _tflite_dtype(np_type: Any) -> str:
+    dt = np.dtype(np_type)
+    if dt.kind in ("O", "S", "U"):
+        return "string"
+    return str(dt)
+
+
+def _tflite_spec(name: str, detail: Mapping[str, Any]) -> TensorSpec:
+    shape_sig = detail.get("shape_signature")
+    dims = detail["shape"] if shape_sig is None or len(shape_sig) != len(detail["shape"]) \
+        else shape_sig
+    shape = tuple(None if int(d) < 0 else int(d) for d in dims)
+    return TensorSpec(name=name, dtype=_tflite_dtype(detail["dtype"]), shape=shape)
+
+
+def _tensor_base_name(tensor_name: str) -> str:
+    # "serving_default_x:0" -> "x": the converter prefixes inputs with the signature key.
+    base = tensor_name.split(":", 1)[0]
+    return base.removeprefix(f"{DEFAULT_SIGNATURE}_")
+
+
+def _check_feed_shapes(info: SignatureInfo, feeds: Mapping[str, np.ndarray]) -> None:
+    # The interpreter accepts any shape it is resized to; elementwise graphs would then run
+    # on the wrong data instead of failing, so non-batch dimensions are checked here.
+    for spec in info.inputs:
+        arr = feeds[spec.name]
+        if spec.shape is None:
+            continue
+        fits = arr.ndim == len(spec.shape) and all(
+            need is None or have == need
+            for have, need in zip(arr.shape[1:], spec.shape[1:], strict=True))
+        if not fits:
+            raise SignatureError(
+                f"signature {info.name!r} rejected its inputs: input {spec.name!r} has shape "
+                f"{arr.shape} but the model expects {spec.describe()}")
+
+
+class TFLiteModel(Model):
+    """A TFLite flatbuffer. Tensors are matched by the flatbuffer's SignatureDef names when it
+    has them (converters from SavedModels and Keras write them), else by position."""
+
+    kind = "tflite"
+
+    def __init__(self, path: Path, interpreter: Any, runtime: str, load_seconds: float) -> None:
+        super().__init__(path, load_seconds)
+        self.runtime = runtime
+        self._interpreter = interpreter
+        self._runners: dict[str, Any] = {}
+        self._signatures: dict[str, SignatureInfo] = {}
+        self._input_index: list[tuple[str, int]] = []
+        self._output_index: list[tuple[str, int]] = []
+        listed = interpreter.get_signature_list() or {}
+        for key in sorted(listed):
+            runner = interpreter.get_signature_runner(key)
+            ins = runner.get_input_details()
+            outs = runner.get_output_details()
+            self._runners[key] = runner
+            self._signatures[key] = SignatureInfo(
+                key, tuple(_tflite_spec(n, ins[n]) for n in sorted(ins)),
+                tuple(_tflite_spec(n, outs[n]) for n in sorted(outs)), None)
+            self._note_quantized(key, ins)
+        if not listed:
+            self._positional(interpreter)
+
+    def _positional(self, interpreter: Any) -> None:
+        interpreter.allocate_tensors()
+        ins = interpreter.get_input_details()
+        outs = interpreter.get_output_details()
+        self._input_index = [(_tensor_base_name(d["name"]), int(d["index"])) for d in ins]
+        self._output_index = [(f"output_{i}", int(d["index"])) for i, d in enumerate(outs)]
+        self._signatures[DEFAULT_SIGNATURE] = SignatureInfo(
+            DEFAULT_SIGNATURE,
+            tuple(_tflite_spec(n, d) for (n, _), d in zip(self._input_index, ins, strict=True)),
+            tuple(_tflite_spec(n, d) for (n, _), d in zip(self._output_index, outs,
+                                                              strict=True)), None)
+        out_names = ", ".join(n for n, _ in self._output_index)
+        self.notes.append(
+            f"{self.path.name} has no SignatureDef, so its tensors are matched by position: "
+            f"inputs named after their tensors ({', '.join(n for n, _ in self._input_index)}),"
+            f" outputs by order ({out_names}); if the golden's names differ, convert with "
+            "tf.lite.TFLiteConverter.from_saved_model, which keeps the signature")
+        self._note_quantized(DEFAULT_SIGNATURE, {n: d for (n, _), d in
+                                                 zip(self._input_index, ins, strict=True)})
+
+    def _note_quantized(self, key: str, details: Mapping[str, Mapping[str, Any]]) -> None:
+        for name, d in details.items():
+            scale = (d.get("quantization") or (0.0, 0))[0]
+            if scale:
+                self.notes.append(
+                    f"input {name!r} of {key!r} is quantized ({_tflite_dtype(d['dtype'])}, "
+                    f"scale {scale:g}): the golden's inputs must already be quantized values")
+
+    @property
+    def signatures(self) -> dict[str, SignatureInfo]:
+        return self._signatures
+
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        _check_feed_shapes(self._signatures[signature], feeds)
+        try:
+            if signature in self._runners:
+                # The runner resizes inputs whose shape changed and reallocates by itself.
+                out = self._runners[signature](
+                    **{k: np.ascontiguousarray(v) for k, v in feeds.items()})
+                return {k: np.array(v) for k, v in out.items()}
+            return self._run_positional(feeds)
+        except (ValueError, RuntimeError) as exc:
+            raise SignatureError(f"signature {signature!r} of {self.path.name} rejected its "
+                                 f"inputs: {first_line(exc)}") from None
+
+    def _run_positional(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        it = self._interpreter
+        details = {int(d["index"]): d for d in it.get_input_details()}
+        resized = False
+        for name, index in self._input_index:
+            shape = tuple(feeds[name].shape)
+            if tuple(int(s) for s in details[index]["shape"]) != shape:
+                it.resize_tensor_input(index, list(shape), strict=False)
+                resized = True
+        if resized:
+            it.allocate_tensors()
+        for name, index in self._input_index:
+            it.set_tensor(index, np.ascontiguousarray(feeds[name]))
+        it.invoke()
+        # get_tensor copies; the interpreter reuses its buffers on the next invoke.
+        return {name: np.array(it.get_tensor(index)) for name, index in self._output_index}
+
+
+def load_tflite(path: Path) -> TFLiteModel:
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(8)
+    except OSError as exc:
+        raise ModelError(f"cannot load TFLite model {path}: {exc.strerror or exc}") from None
+    if head[4:8] != TFLITE_IDENTIFIER:
+        raise ModelError(f"cannot load TFLite model {path}: it is not a TFLite flatbuffer "
+                         f"(no {TFLITE_IDENTIFIER.decode()} identifier)")
+    interpreter_class, runtime = _tflite_interpreter_class()
+    start = time.perf_counter()
+    try:
+        with quiet_native_stderr():
+            interpreter = interpreter_class(model_path=str(path))
+            interpreter.allocate_tensors()
+            model = TFLiteModel(path, interpreter, runtime, time.perf_counter() - start)
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot load TFLite model {path}: {first_line(exc)}") from None
+    return model
+
+
+def looks_like_tflite(path: Path) -> bool:
+    try:
+        with path.open("rb") as fh:
+            return fh.read(8)[4:8] == TFLITE_IDENTIFIER
+    except OSError:
+        return False
+

@@ -1,0 +1,187 @@
+"""Rich console tables and verdict lines for ``compare``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from snapshot_tool.diff import TensorDiff
+from snapshot_tool.metrics.thresholds import round_sig
+from snapshot_tool.report.format import fmt, worst
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from snapshot_tool.api import ComparisonResult
+
+
+_LATENCY_STYLE = {"pass": "[green]PASS[/]", "fail": "[bold red]FAIL[/]",
+                  "inconclusive": "[yellow]INCONCLUSIVE[/]", "advisory": "[cyan]ADVISORY[/]"}
+
+
+def latency_table(result: ComparisonResult) -> RenderableType:
+    from rich.markup import escape
+    from rich.table import Table
+
+    mode = "side by side" if result.latency_mode == "side_by_side" else "vs stored baseline"
+    multi = len(result.signatures) > 1
+    table = Table(title=f"Latency ({mode})", title_justify="left", header_style="bold")
+    if multi:
+        table.add_column("signature", no_wrap=True)
+    for col in ("batch", "baseline p50/p90 ms", "candidate p50/p90 ms", "ratio [95% CI]",
+                "limit", "p", "verdict"):
+        table.add_column(col, justify="left" if col == "verdict" else "right",
+                         no_wrap=col in ("batch", "verdict"))
+    for c in result.latency:
+        table.add_row(
+            *([escape(c.signature)] if multi else []),
+            str(c.batch_size),
+            f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
+            f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
+            f"{fmt(c.ratio, '.3f')} [{fmt(c.ci_low, '.3f')}, {fmt(c.ci_high, '.3f')}]",
+            f"≤ {c.limit:.2f}", fmt(c.p_value, ".2g"), _LATENCY_STYLE.get(c.verdict, c.verdict))
+    return table
+
+
+def metrics_table(result: ComparisonResult) -> RenderableType:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="Metrics", title_justify="left", header_style="bold")
+    for col, justify in (("output", "left"), ("metric", "left"), ("golden", "right"),
+                         ("candidate", "right"), ("change", "right"), ("limit", "left"),
+                         ("verdict", "left")):
+        table.add_column(col, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=col in ("output", "metric", "verdict"))
+    for m in result.metrics:
+        if not m.limit:
+            verdict = "[dim]info[/]" if m.passed else "[bold red]FAIL[/]"
+        else:
+            verdict = _verdict(m.passed)
+        change = "—" if m.delta is None else f"{m.delta:+.4g}"
+        name = m.name + ("" if m.direction == "higher" else " ↓")
+        table.add_row(escape(m.output), name, fmt(m.golden, ".4g"), fmt(m.candidate, ".4g"),
+                      change, escape(m.limit) or "[dim]none[/]", verdict)
+    return table
+
+
+def metric_notes(result: ComparisonResult) -> list[str]:
+    """Notes of checks that failed or carry a caveat, printed under the table where they
+    have the full width (a fix such as "set max_relative_drop = 0.04" must not be cut)."""
+    from rich.markup import escape
+
+    return [f"[yellow]{escape(m.output)}:{m.name}:[/] {escape(m.note)}"
+            for m in result.metrics if m.note and (not m.passed or m.limit)]
+
+
+def _verdict(passed: bool) -> str:
+    return "[green]PASS[/]" if passed else "[bold red]FAIL[/]"
+
+
+def _tol(d: TensorDiff) -> str:
+    if (d.exact and d.golden_dtype in ("string", "bool")) or (d.exact and d.atol == 0):
+        base = "exact"
+    else:
+        base = f"atol {d.atol:.2g} rtol {d.rtol:.2g}"
+    if d.max_mismatch_fraction:
+        base += f" ≤{d.max_mismatch_fraction:.2%}"
+    if d.spread:
+        base += f" +spread {d.spread:.2g}"
+    return base
+
+
+def outputs_table(result: ComparisonResult) -> RenderableType:
+    from rich.markup import escape
+    from rich.table import Table
+
+    multi = len(result.signatures) > 1
+    table = Table(title="Outputs", title_justify="left", header_style="bold")
+    if multi:
+        table.add_column("signature", no_wrap=True)
+    for col, justify in (("output", "left"), ("verdict", "left"), ("mismatched", "right"),
+                         ("max abs", "right"), ("max rel", "right"),
+                         ("worst: golden → candidate", "left"), ("tolerance", "left"),
+                         ("atol to pass", "right")):
+        # Names and verdicts never fold: two outputs cut to "outpu…" cannot be told apart.
+        table.add_column(col, justify=justify,  # type: ignore[arg-type]
+                         no_wrap=col in ("output", "verdict"))
+    for d in result.outputs:
+        if d.status in ("ok", "mismatch"):
+            verdict = _verdict(d.passed)
+            mism = f"{d.mismatch_count}/{d.size} ({d.mismatch_fraction:.1%})"
+            row = [escape(d.name), verdict, mism, fmt(d.max_abs_diff), fmt(d.max_rel_diff),
+                   worst(d), _tol(d), fmt(d.required_atol)]
+        else:
+            label = d.status.replace("_", " ").upper()
+            row = [escape(d.name), f"[bold red]{label}[/]", "—", "—", "—", escape(d.message),
+                   "—", "—"]
+        table.add_row(*([escape(d.signature)] if multi else []), *row)
+    return table
+
+
+def hints(result: ComparisonResult) -> list[str]:
+    """Exact config lines that would accept each failing output, if the change is intended."""
+    lines: list[str] = []
+    for d in result.outputs:
+        if d.status == "mismatch" and d.required_atol is not None \
+                and math.isfinite(d.required_atol):
+            lines.append(f'[outputs."{d.name}"]\natol = {round_sig(d.required_atol, up=True):g}')
+        elif d.status == "mismatch" and d.mismatch_fraction < 0.5:
+            # Only as a hint when the bad elements are a minority: allowing most of a tensor
+            # to differ is not accepting a change, it is switching the check off.
+            lines.append(f'[outputs."{d.name}"]\nmax_mismatch_fraction = '
+                         f"{math.ceil(d.mismatch_fraction * 1000) / 1000:g}")
+    return lines
+
+
+def console_renderables(result: ComparisonResult) -> list[RenderableType]:
+    from rich.markup import escape
+
+    out: list[RenderableType] = [
+        f"[bold]golden[/] {escape(result.golden)}   [bold]candidate[/] {escape(result.model)}",
+        outputs_table(result),
+    ]
+    if result.metrics:
+        out.append(metrics_table(result))
+        out.extend(metric_notes(result))
+    if result.latency:
+        out.append(latency_table(result))
+        for c in result.latency:
+            if c.note and c.verdict != "pass":
+                out.append(f"[yellow]latency batch {c.batch_size}:[/] {escape(c.note)}")
+    for w in result.warnings:
+        out.append(f"[yellow]warning:[/] {escape(w)}")
+    if result.latency_verdict == "fail":
+        out.append("[bold red]FAIL[/]: latency regressed beyond the limit (\\[latency] in the "
+                   "config sets it)")
+    elif not result.latency_passed:
+        out.append("[bold red]FAIL[/]: latency inconclusive, and --latency-strict treats that "
+                   "as a failure")
+    fails = [d for d in result.outputs if not d.passed]
+    config_name = result.config_source or "snapshot.toml"
+    metric_fails = [m for m in result.metrics if not m.passed]
+    if metric_fails:
+        names = ", ".join(f"{m.output}:{m.name}" for m in metric_fails)
+        out.append(f"[bold red]FAIL[/]: {len(metric_fails)} metric check(s) failed ({names}); "
+                   "limits are set in the config's \\[metrics] tables")
+    if fails:
+        kinds = sorted({d.status.replace("_", " ") for d in fails})
+        out.append(f"[bold red]FAIL[/]: {len(fails)} of {len(result.outputs)} output(s) failed "
+                   f"({', '.join(kinds)})")
+        h = hints(result)
+        if "tool.snapshot-tool" in config_name:
+            # In pyproject.toml the tables live under [tool.snapshot-tool].
+            h = [line.replace("[outputs.", "[tool.snapshot-tool.outputs.") for line in h]
+        if h:
+            out.append(f"If the change is intended, accept it in {escape(config_name)}:\n"
+                       + escape("\n".join(h))
+                       + "\nor re-record the golden from a model you trust with "
+                       f"`snapshot-tool record MODEL --golden {escape(result.golden)} --force`.")
+    if result.passed:
+        out.append(f"[bold green]PASS[/]: {len(result.outputs)} output(s) within tolerance"
+                   + (f", {sum(1 for m in result.metrics if m.limit)} metric limit(s) met"
+                      if any(m.limit for m in result.metrics) else "")
+                   + (f", latency {result.latency_verdict}" if result.latency else ""))
+    return out
+

@@ -1,0 +1,122 @@
+"""The JSON report (``--report-json``): a stable schema, versioned by ``JSON_SCHEMA_VERSION``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from snapshot_tool.diff import TensorDiff
+from snapshot_tool.metrics.thresholds import MetricCheck
+
+if TYPE_CHECKING:
+
+    from snapshot_tool.api import ComparisonResult
+
+
+JSON_SCHEMA_VERSION = 1
+
+
+def _num(v: float | None) -> float | None:
+    """JSON has no NaN or Infinity; strict parsers reject them, so they become null."""
+    if v is None or not math.isfinite(v):
+        return None
+    return v
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, float):
+        return _num(v)
+    if isinstance(v, complex):
+        return [_num(v.real), _num(v.imag)]  # JSON has no complex numbers
+    return v
+
+
+def diff_to_json(d: TensorDiff) -> dict[str, Any]:
+    return {
+        "name": d.name,
+        "signature": d.signature,
+        "passed": d.passed,
+        "status": d.status,
+        "golden_dtype": d.golden_dtype or None,
+        "candidate_dtype": d.candidate_dtype or None,
+        "golden_shape": list(d.golden_shape) if d.golden_shape is not None else None,
+        "candidate_shape": list(d.candidate_shape) if d.candidate_shape is not None else None,
+        "size": d.size,
+        "max_abs_diff": _num(d.max_abs_diff),
+        "mean_abs_diff": _num(d.mean_abs_diff),
+        "max_rel_diff": _num(d.max_rel_diff),
+        "mismatch_count": d.mismatch_count,
+        "mismatch_fraction": d.mismatch_fraction,
+        "worst_index": list(d.worst_index) if d.worst_index is not None else None,
+        "worst_golden": _value(d.worst_golden),
+        "worst_candidate": _value(d.worst_candidate),
+        "atol": d.atol,
+        "rtol": d.rtol,
+        "max_mismatch_fraction": d.max_mismatch_fraction,
+        "nan_equal": d.nan_equal,
+        "tolerance_source": d.tolerance_source,
+        "required_atol": _num(d.required_atol),
+        "spread": _num(d.spread),
+        "message": d.message,
+    }
+
+
+def to_json(result: ComparisonResult) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "schema_version": JSON_SCHEMA_VERSION,
+        "passed": result.passed,
+        "golden": result.golden,
+        "model": result.model,
+        "signatures": list(result.signatures),
+        "config": result.config_source,
+        "outputs": [diff_to_json(d) for d in result.outputs],
+        "metrics": [metric_to_json(m) for m in result.metrics],
+        "latency": latency_to_json(result),
+        "warnings": list(result.warnings),
+    }
+    return doc
+
+
+def metric_to_json(m: MetricCheck) -> dict[str, Any]:
+    return {
+        "output": m.output,
+        "name": m.name,
+        "kind": m.kind,
+        "golden": _num(m.golden),
+        "candidate": _num(m.candidate),
+        "delta": _num(m.delta),
+        "direction": m.direction,
+        "limit": m.limit or None,
+        "passed": m.passed,
+        "note": m.note,
+    }
+
+
+def latency_to_json(result: ComparisonResult) -> dict[str, Any] | None:
+    if not result.latency:
+        return None
+    return {
+        "mode": result.latency_mode,
+        "verdict": result.latency_verdict,
+        "passed": result.latency_passed,
+        "strict": result.latency_strict,
+        "baseline_model": result.baseline_model,
+        "batches": [{
+            "signature": c.signature or None,
+            "batch_size": c.batch_size,
+            "verdict": c.verdict,
+            "ratio": _num(c.ratio),
+            "ci_low": _num(c.ci_low),
+            "ci_high": _num(c.ci_high),
+            "p_value": _num(c.p_value),
+            "limit": _num(c.limit),
+            "rounds": c.rounds,
+            "baseline_p50_ms": _num(c.baseline.p50 / 1e6),
+            "baseline_p90_ms": _num(c.baseline.p90 / 1e6),
+            "candidate_p50_ms": _num(c.candidate.p50 / 1e6),
+            "candidate_p90_ms": _num(c.candidate.p90 / 1e6),
+            "note": c.note,
+        } for c in result.latency],
+    }
+

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import h5py
+import ml_dtypes
+import numpy as np
+import pytest
+
+from snapshot_tool.errors import GoldenError
+from snapshot_tool.golden.describe import describe_golden
+from snapshot_tool.golden.io import read_golden, tensor_sha256, verify_golden, write_golden
+from snapshot_tool.golden.schema import SignatureGolden
+
+ARRAYS = {
+    "f16": np.arange(6, dtype=np.float16).reshape(2, 3) / 7,
+    "bf16": (np.arange(4, dtype=np.float32) / 3).astype(ml_dtypes.bfloat16),
+    "f64": np.random.default_rng(0).normal(size=(3, 2, 2)),
+    "i8": np.array([-128, 0, 127], np.int8),
+    "u8": np.array([0, 255], np.uint8),
+    "i64": np.array([2**62, -1], np.int64),
+    "b": np.array([True, False, True]),
+    "s": np.array([b"caf\xc3\xa9", b"", b"\x00bin"], dtype=object),
+    "scalar": np.float32(3.5).reshape(()),
+    "empty": np.zeros((0, 4), np.float32),
+}
+
+
+def _write(path: Path, force: bool = False) -> Path:
+    sg = SignatureGolden("serving_default", {"x": ARRAYS["f64"]}, dict(ARRAYS),
+                         {"f16": {"batched": True}})
+    return write_golden(path, {"signature": "serving_default", "batch_size": 2},
+                        {"serving_default": sg}, force=force)
+
+
+def test_round_trip_is_lossless_for_every_dtype(tmp_path: Path) -> None:
+    g = read_golden(_write(tmp_path / "g.h5"))
+    out = g.signatures["serving_default"].outputs
+    for name, arr in ARRAYS.items():
+        assert out[name].dtype == arr.dtype, name
+        assert out[name].shape == arr.shape, name
+        assert tensor_sha256(out[name]) == tensor_sha256(arr), name
+    assert g.signatures["serving_default"].output_attrs["f16"]["batched"]
+    with h5py.File(tmp_path / "g.h5") as f:
+        assert f["outputs/f16"].dtype == np.float16  # kept, not widened
+        assert f["outputs/f64"].compression == "gzip" and f["outputs/f64"].shuffle
+        assert f["outputs/bf16"].attrs["dtype"] == "bfloat16"
+
+
+def test_hash_covers_shape_and_dtype() -> None:
+    a = np.arange(6, dtype=np.float32)
+    assert tensor_sha256(a) != tensor_sha256(a.reshape(2, 3))
+    assert tensor_sha256(a) != tensor_sha256(a.view(np.int32))
+
+
+def test_refuses_overwrite_without_force(tmp_path: Path) -> None:
+    p = _write(tmp_path / "g.h5")
+    before = p.read_bytes()
+    with pytest.raises(GoldenError, match="already exists"):
+        _write(p)
+    assert p.read_bytes() == before
+    _write(p, force=True)
+
+
+def test_interrupted_write_leaves_old_golden(tmp_path: Path) -> None:
+    p = _write(tmp_path / "g.h5")
+    before = p.read_bytes()
+    bad = SignatureGolden("s", {"x": np.zeros(2)}, {"y": np.array([object()], dtype=object)})
+    with pytest.raises(TypeError):
+        write_golden(p, {}, {"s": bad}, force=True)
+    assert p.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["g.h5"]
+
+
+def test_multi_signature_layout(tmp_path: Path) -> None:
+    sigs = {n: SignatureGolden(n, {"x": np.ones(2)}, {"y": np.ones(2) * i})
+            for i, n in enumerate(("a", "b"))}
+    write_golden(tmp_path / "m.h5", {"signature": "all"}, sigs)
+    g = read_golden(tmp_path / "m.h5")
+    assert set(g.signatures) == {"a", "b"}
+    assert describe_golden(tmp_path / "m.h5")["signatures"]["b"]["outputs"][0]["name"] == "y"
+
+
+def test_verify_catches_tampering_and_virtual_datasets(tmp_path: Path) -> None:
+    p = _write(tmp_path / "g.h5")
+    verify_golden(p)
+    with h5py.File(p, "r+") as f:
+        f["inputs/x"][0, 0, 0] = 42.0
+    with pytest.raises(GoldenError, match="inputs/x fails its sha256"):
+        verify_golden(p)
+    p2 = _write(tmp_path / "v.h5")
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f["d"] = np.arange(3.0)
+    layout = h5py.VirtualLayout(shape=(3,), dtype="f8")
+    layout[:] = h5py.VirtualSource(str(tmp_path / "src.h5"), "d", shape=(3,))
+    with h5py.File(p2, "r+") as f:
+        f["outputs"].create_virtual_dataset("virt", layout)
+    with pytest.raises(GoldenError, match="virtual dataset"):
+        verify_golden(p2)
+
+
+def test_written_golden_gets_normal_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        p = _write(tmp_path / "g.h5")
+        assert p.stat().st_mode & 0o777 == 0o644
+        p.chmod(0o640)
+        _write(p, force=True)
+        assert p.stat().st_mode & 0o777 == 0o640  # a replaced golden keeps its mode
+    finally:
+        os.umask(old)
+
+
+def test_verify_streams_in_blocks_with_the_same_digest(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import snapshot_tool.golden.io as golden_mod
+
+    p = _write(tmp_path / "g.h5")
+    monkeypatch.setattr(golden_mod, "STREAM_BYTES", 7)  # one row per block
+    assert verify_golden(p) == (len(ARRAYS) + 1, 1)
+    with h5py.File(p, "r+") as f:
+        # one byte of one string element (NUL-holding strings are stored as byte arrays)
+        f["outputs/s"][2] = np.frombuffer(b"\x00bim", dtype=np.uint8)
+    with pytest.raises(GoldenError, match="outputs/s fails its sha256"):
+        verify_golden(p)

@@ -1,0 +1,191 @@
+"""inputs/: synthesis rules, TFRecord reading, batching edge cases."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snapshot_tool.errors import InputsError
+from snapshot_tool.inputs.batching import batches, num_rows
+from snapshot_tool.inputs.files import from_file
+from snapshot_tool.inputs.synthesize import synthesize
+from snapshot_tool.inputs.tfrecord import crc32c, is_tfrecord_path, masked_crc32c, read_tfrecord
+from snapshot_tool.models.base import SignatureInfo, TensorSpec
+from tests.fixtures import kinds
+
+RECORDS = [b"", b"a", b"hello world", bytes(range(256)) * 3]
+
+
+def _frame(record: bytes) -> bytes:
+    """One TFRecord frame, written independently of TensorFlow and of the reader."""
+    length = struct.pack("<Q", len(record))
+    return (length + struct.pack("<I", masked_crc32c(length)) + record
+            + struct.pack("<I", masked_crc32c(record)))
+
+
+def _sig(*specs: TensorSpec, method: str | None = "predict") -> SignatureInfo:
+    return SignatureInfo("sig", tuple(specs), (TensorSpec("y", "float32", (None,)),), method)
+
+
+EXAMPLES = TensorSpec("inputs", "string", (None,))
+
+
+# --- tfrecord ------------------------------------------------------------------------------
+
+
+def test_crc32c_known_vector() -> None:
+    # The CRC-32C check value from RFC 3720 / every CRC catalogue.
+    assert crc32c(b"123456789") == 0xE3069283
+    assert crc32c(b"") == 0
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP", "ZLIB"])
+def test_reads_what_tensorflow_writes(tmp_path: Path, compression: str) -> None:
+    path = kinds.write_tfrecord(tmp_path / "r.tfrecord", RECORDS, compression)
+    got = read_tfrecord(path)
+    assert got.dtype == object and got.ndim == 1
+    assert list(got) == RECORDS
+    assert all(type(r) is bytes for r in got)
+
+
+def test_reads_own_frames_and_gz_suffix(tmp_path: Path) -> None:
+    path = tmp_path / "r.tfrecords.gz"
+    path.write_bytes(gzip.compress(b"".join(_frame(r) for r in RECORDS)))
+    assert is_tfrecord_path(path)
+    assert list(read_tfrecord(path)) == RECORDS
+
+
+@pytest.mark.parametrize(("content", "fragment"), [
+    (b"", "holds no records"),
+    (b"plain text, certainly not a TFRecord", "not a TFRecord file"),
+    (_frame(b"abc")[:-2], "truncated"),
+    (_frame(b"abc") + b"\x01\x02", "truncated"),
+    (_frame(b"abc")[:12] + b"X" + _frame(b"abc")[13:], "data checksum"),
+    (b"\x1f\x8bnot gzip at all", "GZIP"),
+])
+def test_bad_files_are_one_precise_error(tmp_path: Path, content: bytes, fragment: str) -> None:
+    path = tmp_path / "bad.tfrecord"
+    path.write_bytes(content)
+    with pytest.raises(InputsError, match=fragment) as err:
+        read_tfrecord(path)
+    assert "\n" not in str(err.value) and str(path) in str(err.value)
+
+
+def test_missing_tfrecord(tmp_path: Path) -> None:
+    with pytest.raises(InputsError, match="not found"):
+        read_tfrecord(tmp_path / "nope.tfrecord")
+
+
+def test_is_tfrecord_path() -> None:
+    assert all(is_tfrecord_path(p) for p in ("a.tfrecord", "A.TFRECORDS", "x.tfrec",
+                                             "x.tfrecord.gz"))
+    assert not any(is_tfrecord_path(p) for p in ("a.npz", "a.h5", "tfrecord", "a.gz"))
+
+
+# --- from_file with TFRecords ----------------------------------------------------------------
+
+
+def _write(tmp_path: Path, records: list[bytes]) -> Path:
+    path = tmp_path / "in.tfrecord"
+    path.write_bytes(b"".join(_frame(r) for r in records))
+    return path
+
+
+def test_tfrecord_feeds_the_single_string_input(tmp_path: Path) -> None:
+    records = [b"ex0", b"ex1", b"ex2"]
+    feeds = from_file(_sig(EXAMPLES, method="regress"), _write(tmp_path, records))
+    assert set(feeds) == {"inputs"}
+    assert feeds["inputs"].dtype == object and list(feeds["inputs"]) == records
+
+
+def test_tfrecord_for_examples_declared_as_a_column(tmp_path: Path) -> None:
+    spec = TensorSpec("examples", "string", (None, 1))
+    feeds = from_file(_sig(spec), _write(tmp_path, [b"a", b"b"]))
+    assert feeds["examples"].shape == (2, 1)
+
+
+@pytest.mark.parametrize("specs", [
+    (TensorSpec("x", "float32", (None, 3)),),
+    (EXAMPLES, TensorSpec("weight", "float32", (None,))),
+    (),
+])
+def test_tfrecord_refused_for_other_signatures(tmp_path: Path,
+                                               specs: tuple[TensorSpec, ...]) -> None:
+    with pytest.raises(InputsError, match="TFRecord") as err:
+        from_file(_sig(*specs), _write(tmp_path, [b"a"]))
+    assert ".npz" in str(err.value)
+
+
+# --- synthesis -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("method", ["classify", "regress"])
+def test_random_strings_are_not_examples(method: str) -> None:
+    with pytest.raises(InputsError, match=r"--inputs FILE\.tfrecord") as err:
+        synthesize(_sig(EXAMPLES, method=method), 4, 0)
+    assert "'inputs'" in str(err.value) and method in str(err.value)
+
+
+def test_predict_string_inputs_are_synthesized() -> None:
+    feeds = synthesize(_sig(EXAMPLES, method="predict"), 4, 0)
+    assert feeds["inputs"].dtype == object and all(isinstance(v, bytes)
+                                                   for v in feeds["inputs"])
+    # A classify signature without string inputs (rare, but legal) is synthesized too.
+    num = TensorSpec("x", "float32", (None, 2))
+    assert synthesize(_sig(num, method="classify"), 3, 0)["x"].shape == (3, 2)
+
+
+def test_every_dtype_synthesized_deterministically() -> None:
+    specs = tuple(TensorSpec(f"in_{d}", d, (None, 5)) for d in kinds.ALL_DTYPES)
+    a = synthesize(_sig(*specs), 6, seed=3)
+    b = synthesize(_sig(*specs), 6, seed=3)
+    for d in kinds.ALL_DTYPES:
+        arr = a[f"in_{d}"]
+        assert arr.shape == (6, 5)
+        want = "string" if arr.dtype == object else str(arr.dtype)
+        assert want == d
+        np.testing.assert_array_equal(arr, b[f"in_{d}"])
+
+
+def test_no_input_signature_synthesizes_nothing() -> None:
+    assert synthesize(_sig(), 64, 0) == {}
+
+
+# --- batching --------------------------------------------------------------------------------
+
+
+def test_no_inputs_is_one_empty_batch() -> None:
+    assert num_rows({}) == 0
+    assert list(batches({}, 16)) == [{}]
+    assert list(batches({}, 1)) == [{}]
+
+
+def test_batches_split_rows() -> None:
+    arrays = {"x": np.arange(10), "s": np.array([str(i).encode() for i in range(10)],
+                                                dtype=object)}
+    got = list(batches(arrays, 4))
+    assert [num_rows(b) for b in got] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([b["x"] for b in got]), arrays["x"])
+
+
+def test_batch_size_must_be_positive() -> None:
+    with pytest.raises(InputsError, match="--batch-size"):
+        list(batches({}, 0))
+
+
+def test_narrowing_casts_that_lose_values_are_refused() -> None:
+    from snapshot_tool.inputs.files import conform
+
+    f32 = TensorSpec("x", "float32", (None, 2))
+    ok = conform(f32, np.array([[1.5, 2.0]], np.float64), "f.npz")
+    assert ok.dtype == np.float32
+    with pytest.raises(InputsError, match="overflow float32"):
+        conform(f32, np.array([[1e300, 0.0]], np.float64), "f.npz")
+    i8 = TensorSpec("ids", "int8", (None,))
+    assert conform(i8, np.array([1, -3], np.int64), "f.npz").dtype == np.int8
+    with pytest.raises(InputsError, match="do not fit int8"):
+        conform(i8, np.array([1, 300], np.int64), "f.npz")

@@ -1,0 +1,347 @@
+"""Latency statistics and gates on synthetic, seeded samples (fast; no TensorFlow)."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from snapshot_tool.latency.fingerprint import (
+    TIMING_FIELDS,
+    calibrate,
+    environment_fingerprint,
+    fingerprint_matches,
+)
+from snapshot_tool.latency.gate import LatencyCheck, gate_side_by_side, gate_stored
+from snapshot_tool.latency.measure import Measurement, measure
+from snapshot_tool.latency.stats import (
+    RatioEstimate,
+    decide,
+    independent_ratio_estimate,
+    paired_ratio_estimate,
+    summarize,
+)
+
+N_ROUNDS = 30
+
+
+def _rounds(rng: np.random.Generator, n: int = N_ROUNDS, *, sigma: float = 0.05) -> np.ndarray:
+    """Per-round baseline times with slow drift and multiplicative noise, ~1 ms."""
+    drift = np.linspace(1.0, 1.3, n)  # the machine gets slower during the run
+    return 1e6 * drift * rng.lognormal(0.0, sigma, n)
+
+
+# --------------------------------------------------------------------------- summarize
+
+
+def test_summarize_percentiles_of_known_samples() -> None:
+    s = summarize(np.arange(1, 101, dtype=np.int64))
+    assert s.n == 100
+    assert s.p50 == pytest.approx(50.5)
+    assert s.p90 == pytest.approx(90.1)
+    assert s.p99 == pytest.approx(99.01)
+    assert s.mean == pytest.approx(50.5)
+    assert s.std == pytest.approx(np.std(np.arange(1, 101), ddof=1))
+
+
+def test_summarize_single_and_empty() -> None:
+    one = summarize(np.array([7], dtype=np.int64))
+    assert (one.n, one.p50, one.p99, one.std) == (1, 7.0, 7.0, 0.0)
+    empty = summarize(np.array([], dtype=np.int64))
+    assert empty.n == 0 and math.isnan(empty.p50)
+
+
+# --------------------------------------------------------------------------- paired
+
+
+def test_paired_identical_distributions_pass_for_many_seeds() -> None:
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        base = _rounds(rng)
+        cand = base * rng.lognormal(0.0, 0.05, N_ROUNDS)
+        est = paired_ratio_estimate(base, cand, seed=seed, limit=1.10)
+        assert est.ci_low < 1.0 < est.ci_high or abs(est.ratio - 1.0) < 0.03
+        assert decide(est, 0.10) == "pass", est
+
+
+def test_paired_1_5x_slowdown_fails() -> None:
+    rng = np.random.default_rng(1)
+    base = _rounds(rng)
+    cand = 1.5 * base * rng.lognormal(0.0, 0.05, N_ROUNDS)
+    est = paired_ratio_estimate(base, cand, limit=1.10)
+    assert est.ratio == pytest.approx(1.5, rel=0.05)
+    assert est.ci_low > 1.10 and est.p_value < 0.01
+    assert decide(est, 0.10) == "fail"
+
+
+def test_paired_1_12x_with_huge_noise_is_inconclusive_not_fail() -> None:
+    # Ratios with median exactly 1.12 and a wide symmetric spread (sigma 0.3 in log space):
+    # above the 1.10 limit, but nowhere near enough evidence to fail a build.
+    n = 31  # odd, so the median is one of the ratios: exactly 1.12
+    z = stats.norm.ppf((np.arange(n) + 0.5) / n)
+    ratios = 1.12 * np.exp(0.3 * np.random.default_rng(3).permutation(z))
+    base = _rounds(np.random.default_rng(4), n)
+    est = paired_ratio_estimate(base, base * ratios, limit=1.10)
+    assert est.ratio == pytest.approx(1.12, rel=1e-9)
+    assert est.ci_low < 1.10 < est.ci_high
+    assert decide(est, 0.10) == "inconclusive"
+    # ... and random draws of the same situation never fail either.
+    for seed in range(20):
+        rng = np.random.default_rng(100 + seed)
+        b = _rounds(rng)
+        c = 1.12 * b * rng.lognormal(0.0, 0.3, N_ROUNDS)
+        assert decide(paired_ratio_estimate(b, c, seed=seed, limit=1.10), 0.10) != "fail"
+
+
+def test_paired_heavy_tailed_identical_pass() -> None:
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        base = _rounds(rng)
+        # Interrupt-sized outliers (Pareto) land on either side at random.
+        spikes_b = 1.0 + (rng.random(N_ROUNDS) < 0.15) * rng.pareto(1.5, N_ROUNDS) * 3
+        spikes_c = 1.0 + (rng.random(N_ROUNDS) < 0.15) * rng.pareto(1.5, N_ROUNDS) * 3
+        est = paired_ratio_estimate(base * spikes_b, base * spikes_c, seed=seed, limit=1.10)
+        assert decide(est, 0.10) == "pass", est
+
+
+def test_paired_estimate_is_reproducible_and_validates() -> None:
+    rng = np.random.default_rng(0)
+    base = _rounds(rng)
+    cand = base * rng.lognormal(0.05, 0.1, N_ROUNDS)
+    assert paired_ratio_estimate(base, cand, seed=7) == paired_ratio_estimate(
+        base, cand, seed=7
+    )
+    with pytest.raises(ValueError, match="equal lengths"):
+        paired_ratio_estimate(base, cand[:-1])
+    with pytest.raises(ValueError, match="empty"):
+        paired_ratio_estimate([], [])
+
+
+# --------------------------------------------------------------------------- independent
+
+
+def test_independent_identical_heavy_tailed_pass() -> None:
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        base = 1e6 * rng.lognormal(0.0, 0.2, 400) + (rng.random(400) < 0.05) * 2e7
+        cand = 1e6 * rng.lognormal(0.0, 0.2, 400) + (rng.random(400) < 0.05) * 2e7
+        est = independent_ratio_estimate(base, cand, seed=seed, limit=1.25)
+        assert decide(est, 0.25) == "pass", est
+
+
+def test_independent_1_5x_fails_and_1_3x_with_noise_does_not_fail() -> None:
+    rng = np.random.default_rng(5)
+    base = 1e6 * rng.lognormal(0.0, 0.1, 300)
+    slow = 1.5e6 * rng.lognormal(0.0, 0.1, 300)
+    est = independent_ratio_estimate(base, slow, limit=1.25)
+    assert est.ratio == pytest.approx(1.5, rel=0.05)
+    assert decide(est, 0.25) == "fail"
+    noisy = 1.3e6 * rng.lognormal(0.0, 0.8, 20)
+    assert decide(independent_ratio_estimate(base, noisy, limit=1.25), 0.25) != "fail"
+
+
+def test_independent_bootstrap_handles_large_samples() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.integers(900_000, 1_100_000, 20_000)
+    est = independent_ratio_estimate(base, base[::-1].copy(), n_boot=500)
+    assert est.ci_low <= 1.0 <= est.ci_high
+
+
+# --------------------------------------------------------------------------- decide
+
+
+def _est(ratio: float, lo: float, hi: float, p: float) -> RatioEstimate:
+    return RatioEstimate(ratio=ratio, ci_low=lo, ci_high=hi, p_value=p, limit=1.10)
+
+
+@pytest.mark.parametrize(
+    ("est", "verdict"),
+    [
+        (_est(1.10, 1.05, 1.20, 1e-6), "pass"),  # estimate exactly at the limit passes
+        (_est(1.30, 1.00, 1.10, 1e-6), "pass"),  # whole CI within the limit
+        (_est(1.20, 1.11, 1.30, 0.001), "fail"),
+        (_est(1.20, 1.10, 1.30, 0.001), "inconclusive"),  # ci_low == limit is not above it
+        (_est(1.20, 1.11, 1.30, 0.01), "inconclusive"),  # p == alpha is not significant
+        (_est(1.20, 1.11, 1.30, 0.2), "inconclusive"),  # CI above, test not significant
+        (_est(1.20, 1.05, 1.30, 1e-6), "inconclusive"),  # test significant, CI straddles
+        (_est(float("nan"), 1.0, 2.0, 0.5), "inconclusive"),
+    ],
+)
+def test_decide_boundaries(est: RatioEstimate, verdict: str) -> None:
+    assert decide(est, 0.10) == verdict
+
+
+def test_decide_alpha_is_configurable() -> None:
+    assert decide(_est(1.2, 1.11, 1.3, 0.03), 0.10, alpha=0.05) == "fail"
+
+
+# --------------------------------------------------------------------------- fingerprint
+
+
+def test_environment_fingerprint_fields_and_no_tensorflow_import() -> None:
+    had_tf = "tensorflow" in sys.modules
+    fp = environment_fingerprint({"intra_op": 1, "inter_op": 2})
+    assert ("tensorflow" in sys.modules) == had_tf
+    for key in (*TIMING_FIELDS, "python", "platform"):
+        assert key in fp
+    assert fp["threads"] == {"inter_op": 2, "intra_op": 1}
+    assert isinstance(fp["logical_cpus"], int) and fp["logical_cpus"] >= 1
+    assert fp["cpu_quota"] is None or isinstance(fp["cpu_quota"], float)
+    assert fingerprint_matches(fp, dict(fp)) == (True, "")
+
+
+def test_fingerprint_matches_names_differing_timing_fields_only() -> None:
+    a: dict[str, object] = {
+        "cpu_model": "Intel Xeon", "logical_cpus": 2, "usable_cpus": 2, "cpu_quota": None,
+        "tensorflow": "2.16.1", "threads": {"intra_op": 1, "inter_op": 1},
+        "python": "3.11.7", "platform": "Linux-a",
+    }
+    b = dict(a, python="3.12.0", platform="Linux-b", threads={"inter_op": 1, "intra_op": 1})
+    assert fingerprint_matches(a, b) == (True, "")
+    c = dict(a, cpu_model="AMD EPYC", cpu_quota=1.5, threads={"intra_op": 2, "inter_op": 1})
+    ok, why = fingerprint_matches(a, c)
+    assert not ok
+    assert "cpu_model" in why and "cpu_quota" in why and "threads" in why
+    assert "logical_cpus" not in why and "python" not in why
+    d = {k: v for k, v in a.items() if k != "tensorflow"}
+    ok, why = fingerprint_matches(a, d)
+    assert not ok and "tensorflow" in why
+
+
+def test_fingerprint_survives_json_round_trip() -> None:
+    import json
+
+    fp = environment_fingerprint({"intra_op": 1})
+    assert fingerprint_matches(fp, json.loads(json.dumps(fp)))[0]
+
+
+def test_calibrate_is_positive_and_quick() -> None:
+    t = calibrate(repeats=3)
+    assert 0.0 < t < 1.0
+
+
+# --------------------------------------------------------------------------- measure
+
+
+def test_measure_trivial_callable() -> None:
+    calls: list[int] = []
+    seen: list[tuple[int, int]] = []
+    m = measure(
+        lambda: calls.append(1), 4, min_samples=50, min_time_s=0.01, max_time_s=0.5,
+        cold_load_s=1.25, progress=lambda d, t: seen.append((d, t)),
+    )
+    assert m.samples_ns.dtype == np.int64
+    assert m.samples_ns.size >= 50
+    assert m.warmup_calls >= 10
+    assert len(calls) == m.warmup_calls + m.samples_ns.size
+    assert m.batch_size == 4 and m.cold_load_s == 1.25 and m.first_call_s > 0
+    assert m.stats.n == m.samples_ns.size and m.stats.p50 > 0
+    assert seen and seen[-1][0] == seen[-1][1] == m.samples_ns.size
+    assert all(d <= t for d, t in seen)
+    with pytest.raises(ValueError):
+        m.samples_ns[0] = 0  # frozen means frozen
+
+
+def test_measure_respects_max_time_for_slow_callables() -> None:
+    t0 = time.perf_counter()
+    m = measure(lambda: time.sleep(0.005), 1, min_samples=1000, min_time_s=0.05,
+                  max_time_s=0.1, warmup_max_time_s=0.05)
+    assert time.perf_counter() - t0 < 2.0
+    assert 5 <= m.samples_ns.size < 1000
+    assert m.stats.p50 >= 5e6
+
+
+# --------------------------------------------------------------------------- gates
+
+
+def _sleeper(seconds: float) -> Callable[[], None]:
+    return lambda: time.sleep(seconds)
+
+
+def test_gate_side_by_side_detects_2x_slowdown() -> None:
+    check = gate_side_by_side(_sleeper(0.001), _sleeper(0.002), 1, 0.10, rounds=12,
+                                warmup_min_time_s=0.02)
+    assert check.verdict == "fail", check
+    assert not check.passed
+    assert check.mode == "side_by_side" and check.limit == pytest.approx(1.10)
+    assert check.ratio > 1.5 and check.ci_low > 1.10
+    assert check.rounds == 12 and check.baseline.n == check.candidate.n == 24
+    assert "max_drift" in check.note
+
+
+def test_gate_side_by_side_identical_does_not_fail() -> None:
+    fn = _sleeper(0.001)
+    done: list[tuple[int, int]] = []
+    check = gate_side_by_side(fn, _sleeper(0.001), 1, 0.10, rounds=12,
+                                warmup_min_time_s=0.02, progress=lambda d, t: done.append((d, t)))
+    assert check.verdict != "fail", check
+    assert check.passed
+    assert done[-1][0] == done[-1][1] == check.rounds
+
+
+def _stored(samples: np.ndarray, batch: int = 1) -> Measurement:
+    arr = np.asarray(samples, dtype=np.int64)
+    return Measurement(batch_size=batch, samples_ns=arr, warmup_calls=10, first_call_s=0.1,
+                         cold_load_s=0.0, stats=summarize(arr))
+
+
+def test_gate_stored_same_environment_uses_statistics() -> None:
+    fp = environment_fingerprint({"intra_op": 1})
+    # Stored run was 2 ms per call; the candidate sleeps 1 ms: clearly not slower.
+    fast = gate_stored(_stored(np.full(40, 2_000_000)), fp, 0.01, _sleeper(0.001), 1, 0.25,
+                         fingerprint=fp, min_time_s=0.05, max_time_s=0.5)
+    assert fast.verdict == "pass" and fast.mode == "stored" and fast.note == ""
+    # Stored run was 1 ms; the candidate sleeps 3 ms: a regression.
+    slow = gate_stored(_stored(np.full(40, 1_050_000) + np.arange(40) * 1000), fp, 0.01,
+                         _sleeper(0.003), 1, 0.25, fingerprint=fp, min_time_s=0.05,
+                         max_time_s=0.5)
+    assert slow.verdict == "fail" and not slow.passed and "stored_max_drift" in slow.note
+
+
+def test_gate_stored_other_machine_is_advisory_and_scaled() -> None:
+    fp = environment_fingerprint({"intra_op": 1})
+    other = dict(fp, cpu_model="Some Other CPU")
+    check = gate_stored(
+        _stored(np.full(40, 1_000_000)), other, 0.010, _sleeper(0.003), 1, 0.25,
+        fingerprint=fp, calibration_s=0.020, min_samples=20, min_time_s=0.02, max_time_s=0.5,
+    )
+    assert check.verdict == "advisory" and check.passed
+    assert "cpu_model" in check.note and "x2.000" in check.note
+    # Stored 1 ms scaled x2 = 2 ms; candidate ~3 ms -> ~1.5x, not ~3x.
+    assert 1.2 < check.ratio < 2.5
+    assert check.baseline.p50 == pytest.approx(2_000_000)
+
+
+def test_gate_stored_rejects_wrong_batch() -> None:
+    with pytest.raises(ValueError, match="batch"):
+        gate_stored(_stored(np.full(5, 1000), batch=8), {}, 0.01, lambda: None, 1, 0.25)
+
+
+def test_latency_check_passed_property() -> None:
+    s = summarize([1, 2, 3])
+    base = LatencyCheck(1, "stored", "pass", s, s, 1.0, 0.9, 1.1, 0.5, 1.25, 30)
+    assert base.passed
+    assert replace(base, verdict="inconclusive").passed
+    assert replace(base, verdict="advisory").passed
+    assert not replace(base, verdict="fail").passed
+
+
+def test_gate_side_by_side_alternates_abba_and_baab() -> None:
+    log: list[str] = []
+    check = gate_side_by_side(lambda: log.append("A"), lambda: log.append("B"), 1, 0.10,
+                                rounds=6, warmup_min_time_s=0.0)
+    played = check.rounds + 2  # two discarded settling rounds come first
+    tail = "".join(log[-4 * played:])
+    assert tail == "ABBABAAB" * (played // 2) + "ABBA" * (played % 2)
+
+
+def test_gate_side_by_side_mean_per_round_option() -> None:
+    check = gate_side_by_side(_sleeper(0.001), _sleeper(0.002), 1, 0.10, rounds=12,
+                                warmup_min_time_s=0.02, per_round="mean")
+    assert check.verdict == "fail" and check.ratio > 1.5

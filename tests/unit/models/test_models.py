@@ -1,0 +1,250 @@
+"""models/: dispatch by path, loader choice, the TF1 session loader, TFLite and Keras wrappers."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.models.base import (
+    Model,
+    SignatureInfo,
+    TensorSpec,
+    first_line,
+    import_tf,
+    method_name,
+    parse_tags,
+    to_numpy,
+)
+from snapshot_tool.models.keras import KerasModel
+from snapshot_tool.models.load import load_model
+from snapshot_tool.models.savedmodel import SavedModelTF2
+from snapshot_tool.models.tf1 import SavedModelTF1
+from snapshot_tool.models.tflite import TFLiteModel
+from tests.fixtures import kinds
+from tests.fixtures.models import save_dense
+
+
+class FakeModel(Model):
+    kind = "fake"
+
+    def __init__(self, names: list[str]) -> None:
+        super().__init__(Path("fake"), 0.0)
+        self._sigs = {n: SignatureInfo(n, (), ()) for n in names}
+
+    @property
+    def signatures(self) -> dict[str, SignatureInfo]:
+        return self._sigs
+
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("unit_models")
+    export = d / "export"
+    return {
+        "tf1": kinds.save_tf1(d / "tf1"),
+        "dense": save_dense(d / "dense"),
+        "keras": kinds.build_keras(d / "m.keras", export),
+        "export": export,
+        "nosig": kinds.convert_tflite_without_signature(d / "nosig.tflite"),
+    }
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def test_method_names() -> None:
+    assert method_name("tensorflow/serving/predict") == "predict"
+    assert method_name("tensorflow/serving/classify") == "classify"
+    assert method_name("tensorflow/serving/regress") == "regress"
+    assert method_name("my/custom") == "my/custom"
+    assert method_name("") is None
+
+
+def test_parse_tags() -> None:
+    assert parse_tags("serve") == ["serve"]
+    assert parse_tags(" serve , gpu ") == ["serve", "gpu"]
+    with pytest.raises(ModelError, match="names no tag"):
+        parse_tags(" , ")
+
+
+def test_default_signature_resolution() -> None:
+    assert FakeModel(["serve", "serving_default"]).signature(None).name == "serving_default"
+    assert FakeModel(["serve", "double"]).signature(None).name == "serve"
+    assert FakeModel(["only"]).signature(None).name == "only"
+    with pytest.raises(SignatureError, match="--signature: a, b"):
+        FakeModel(["a", "b"]).signature(None)
+    with pytest.raises(SignatureError, match="available: serve"):
+        FakeModel(["serve"]).signature("nope")
+
+
+def test_notes_start_empty_and_are_per_instance() -> None:
+    a, b = FakeModel(["x"]), FakeModel(["x"])
+    a.notes.append("something")
+    assert b.notes == []
+
+
+def test_first_line_skips_graph_noise() -> None:
+    msg = ("Graph execution error:\n\nDetected at node 'ParseExample/ParseExampleV2' defined "
+           "at (most recent call last):\nNode: 'ParseExample/ParseExampleV2'\n"
+           "Could not parse example input, value: 'abc'\n\t [[{{node ParseExample}}]]")
+    assert first_line(RuntimeError(msg)) == "Could not parse example input, value: 'abc'"
+    assert first_line(ValueError("just this\nand more")) == "just this"
+    assert first_line(KeyError()) == "KeyError"
+
+
+def test_scalar_string_outputs_stay_object_arrays() -> None:
+    out = to_numpy(b"abc")
+    assert out.dtype == object and out.shape == () and out[()] == b"abc"
+    arr = to_numpy(np.array(["x", "yz"]))
+    assert arr.dtype == object and list(arr) == [b"x", b"yz"]
+
+
+# --- dispatch and load errors ------------------------------------------------------------------
+
+
+def test_load_errors_name_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="does not exist"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="not a SavedModel"):
+        load_model(tmp_path / "empty")
+    (tmp_path / "weights.bin").write_bytes(b"\x00\x01")
+    with pytest.raises(ModelError, match=r"weights\.bin.*\.tflite file or a \.keras file"):
+        load_model(tmp_path / "weights.bin")
+    (tmp_path / "bad.tflite").write_bytes(b"12345678 not a flatbuffer")
+    with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
+        load_model(tmp_path / "bad.tflite")
+    (tmp_path / "bad.keras").write_bytes(b"PK not really a zip")
+    with pytest.raises(ModelError, match=r"cannot load Keras model .*bad\.keras"):
+        load_model(tmp_path / "bad.keras")
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"\xff\xff not a protobuf")
+    with pytest.raises(ModelError, match="cannot load SavedModel"):
+        load_model(broken)
+
+
+def test_tflite_is_recognised_by_content(built: dict[str, Path], tmp_path: Path) -> None:
+    renamed = kinds.copy_model(built["nosig"], tmp_path / "model.bin")
+    assert isinstance(load_model(renamed), TFLiteModel)
+
+
+# --- SavedModels ----------------------------------------------------------------------------
+
+
+def test_pure_tf1_export_uses_the_session_loader(built: dict[str, Path]) -> None:
+    model = load_model(built["tf1"])
+    assert isinstance(model, SavedModelTF1) and model.kind == "saved_model_tf1"
+    assert model.notes == []
+    sigs = model.signatures
+    assert {k: s.method_name for k, s in sigs.items()} == {
+        "serving_default": "predict", "regress": "regress", "classify": "classify"}
+    assert sigs["serving_default"].input("x") == TensorSpec("x", "float32", (None, 3))
+    x = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 3.0], [4.0, 0.0, 0.0]], np.float32)
+    out = model.run("serving_default", {"x": x})
+    np.testing.assert_array_equal(out["y"], kinds.tf1_expected_y(x))
+    # floor(y) = 0, 3, 2 -> clipped bucket 0, 2, 2 -> words from the asset file.
+    assert list(out["label"]) == [b"low", b"high", b"high"]
+    ex = np.array(kinds.example_bytes(x), dtype=object)
+    np.testing.assert_array_equal(model.run("regress", {"inputs": ex})["outputs"], out["y"])
+
+
+def test_tf1_bad_examples_are_a_one_line_signature_error(built: dict[str, Path]) -> None:
+    model = load_model(built["tf1"])
+    with pytest.raises(SignatureError) as err:
+        model.run("regress", {"inputs": np.array([b"\x0a\x02zz"], dtype=object)})
+    text = str(err.value)
+    assert "\n" not in text and "Graph execution error" not in text
+    assert "'regress'" in text and "--inputs FILE.tfrecord" in text
+
+
+def test_tag_sets(built: dict[str, Path]) -> None:
+    x = np.ones((2, 3), np.float32)
+    base = load_model(built["tf1"], tag="serve").run("serving_default", {"x": x})["y"]
+    gpu = load_model(built["tf1"], tag="gpu,serve").run("serving_default", {"x": x})["y"]
+    np.testing.assert_allclose(gpu, 2 * base)
+    with pytest.raises(ModelError, match=r"tag set 'tpu'; available: 'serve', 'serve,gpu'"):
+        load_model(built["tf1"], tag="tpu")
+
+
+def test_tf2_export_keeps_tf_saved_model_load_and_method_names(built: dict[str, Path]) -> None:
+    model = load_model(built["dense"])
+    assert isinstance(model, SavedModelTF2) and model.kind == "saved_model"
+    assert model.signature(None).method_name == "predict"
+
+
+def test_falls_back_to_the_session_loader(built: dict[str, Path],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    tf = import_tf()
+    x = np.arange(8, dtype=np.float32).reshape(2, 4)
+    want = load_model(built["dense"]).run("serving_default", {"features": x})
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise ValueError("Shapes must be equal rank\nlong graph trace")
+
+    monkeypatch.setattr(tf.saved_model, "load", refuse)
+    model = load_model(built["dense"])
+    assert isinstance(model, SavedModelTF1)
+    assert model.notes and "Shapes must be equal rank" in model.notes[0]
+    got = model.run("serving_default", {"features": x})
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-6)
+
+
+# --- TFLite ----------------------------------------------------------------------------------
+
+
+def test_tflite_without_signature_runs_by_position(built: dict[str, Path]) -> None:
+    model = load_model(built["nosig"])
+    assert isinstance(model, TFLiteModel) and model.runtime == "ai_edge_litert"
+    sig = model.signature(None)
+    assert [s.name for s in sig.inputs] == ["a"] and [s.name for s in sig.outputs] == ["output_0"]
+    assert model.notes and "by position" in model.notes[0]
+    for rows in (2, 5, 1):  # fixed [2, 4] in the flatbuffer: resized each time
+        a = np.full((rows, 4), 2.0, np.float32)
+        np.testing.assert_array_equal(model.run("serving_default", {"a": a})["output_0"],
+                                      np.full((rows, 4), 7.0, np.float32))
+    with pytest.raises(SignatureError, match="rejected its inputs"):
+        model.run("serving_default", {"a": np.ones((2, 3), np.float32)})
+
+
+def test_tflite_falls_back_to_tf_lite(built: dict[str, Path],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # None in sys.modules makes the import raise ImportError, as if LiteRT were absent.
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
+    model = load_model(built["nosig"])
+    assert isinstance(model, TFLiteModel) and model.runtime == "tf.lite"
+    out = model.run("serving_default", {"a": np.zeros((3, 4), np.float32)})["output_0"]
+    np.testing.assert_array_equal(out, np.ones((3, 4), np.float32))
+
+
+# --- Keras -----------------------------------------------------------------------------------
+
+
+def test_keras_signature_matches_its_export(built: dict[str, Path]) -> None:
+    keras_model = load_model(built["keras"])
+    export = load_model(built["export"])
+    assert isinstance(keras_model, KerasModel) and keras_model.notes == []
+    k, e = keras_model.signature(None), export.signature(None)
+    assert (k.name, k.inputs, k.outputs) == (e.name, e.inputs, e.outputs)
+    x = np.random.default_rng(0).random((4, 8)).astype(np.float32)
+    np.testing.assert_allclose(keras_model.run(k.name, {"features": x})["output_0"],
+                               export.run(e.name, {"features": x})["output_0"], atol=1e-6)
+
+
+def test_keras_generated_input_names_are_noted(tmp_path: Path) -> None:
+    import_tf()
+    import keras
+
+    inp = keras.Input((2,))
+    keras.Model(inp, keras.layers.Dense(1)(inp)).save(str(tmp_path / "anon.keras"))
+    model = load_model(tmp_path / "anon.keras")
+    assert model.notes and "keras.Input(name=...)" in model.notes[0]

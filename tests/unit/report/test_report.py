@@ -1,0 +1,100 @@
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from snapshot_tool.api import ComparisonResult
+from snapshot_tool.config import Config, parse_config
+from snapshot_tool.diff import compare_tensor
+from snapshot_tool.metrics.thresholds import round_sig
+from snapshot_tool.report.console import console_renderables, hints
+from snapshot_tool.report.json import to_json
+from snapshot_tool.report.markdown import to_markdown
+from snapshot_tool.tolerance import resolve
+
+
+@pytest.mark.parametrize("x, want", [(0.09952, 0.0996), (0.0995, 0.0995), (1.0, 1.0),
+                                     (123456.0, 124000.0), (1e-7, 1e-7), (0.0, 0.0)])
+def test_suggested_limits_never_round_down(x: float, want: float) -> None:
+    assert round_sig(x, up=True) == pytest.approx(want)
+    assert round_sig(x, up=True) >= x
+
+
+def _result(golden: np.ndarray, cand: np.ndarray, cfg: Config | None = None
+            ) -> ComparisonResult:
+    d = compare_tensor("out", golden, cand, resolve("out", "float64", cfg or Config()))
+    return ComparisonResult(golden="g.h5", model="m", signatures=("serving_default",),
+                            outputs=(d,))
+
+
+def test_json_is_strict_even_with_infinite_errors() -> None:
+    r = _result(np.array([1.0, np.nan]), np.array([np.inf, 1.0]))
+    text = json.dumps(to_json(r), allow_nan=False)  # raises on NaN/Infinity
+    doc = json.loads(text)
+    assert doc["passed"] is False and doc["outputs"][0]["max_abs_diff"] is None
+
+
+def test_hint_config_accepts_the_change() -> None:
+    g = np.linspace(0, 1, 20)
+    c = g + 0.0123
+    r = _result(g, c)
+    (hint,) = hints(r)
+    atol = float(hint.split("=")[1])
+    cfg = parse_config({"outputs": {"out": {"atol": atol}}})
+    assert _result(g, c, cfg).passed
+    assert not math.isnan(atol)
+
+
+def test_console_and_markdown_agree_with_the_verdict() -> None:
+    ok = _result(np.ones(3), np.ones(3))
+    bad = _result(np.ones(3), np.zeros(3))
+    assert "PASS" in str(console_renderables(ok)[-1])
+    assert any("FAIL" in str(x) for x in console_renderables(bad))
+    assert "✅ PASS" in to_markdown(ok) and "❌ FAIL" in to_markdown(bad)
+
+
+def test_warnings_keep_their_square_brackets() -> None:
+    from rich.console import Console
+
+    r = ComparisonResult(golden="g.h5", model="m", signatures=("s",), outputs=(),
+                         warnings=("set [outputs.NAME] task in the config",))
+    console = Console(record=True, width=200)
+    for item in console_renderables(r):
+        console.print(item)
+    assert "[outputs.NAME]" in console.export_text()
+
+
+def test_complex_outputs_serialize() -> None:
+    g = np.array([1 + 2j, 3 - 1j], np.complex128)
+    c = g + np.array([0, 0.5j])
+    d = compare_tensor("z", g, c, resolve("z", "complex128", Config()))
+    r = ComparisonResult(golden="g.h5", model="m", signatures=("s",), outputs=(d,))
+    doc = json.loads(json.dumps(to_json(r), allow_nan=False))
+    assert doc["outputs"][0]["worst_golden"] == [3.0, -1.0]
+    assert doc["outputs"][0]["worst_candidate"] == [3.0, -0.5]
+
+
+def test_junit_marks_only_failing_latency_batches() -> None:
+    import xml.etree.ElementTree as ET
+
+    from snapshot_tool.latency.gate import LatencyCheck
+    from snapshot_tool.latency.stats import LatencyStats
+    from snapshot_tool.report.junit import to_junit
+
+    st = LatencyStats(n=30, p50=1e6, p90=1e6, p99=1e6, mean=1e6, std=0.0)
+
+    def check(bs: int, verdict: str) -> LatencyCheck:
+        return LatencyCheck(batch_size=bs, mode="side_by_side", verdict=verdict,  # type: ignore[arg-type]
+                            baseline=st, candidate=st, ratio=1.2, ci_low=1.1, ci_high=1.3,
+                            p_value=0.02, limit=1.1, rounds=30)
+
+    for strict, want in ((False, {"batch_1"}), (True, {"batch_1", "batch_8"})):
+        r = ComparisonResult(golden="g", model="m", signatures=("s",), outputs=(),
+                             latency=(check(1, "fail"), check(8, "inconclusive")),
+                             latency_mode="side_by_side", latency_strict=strict)
+        suite = ET.fromstring(to_junit(r).split("\n", 1)[1])
+        failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
+        assert failed == want
