@@ -35,3 +35,17 @@ __all__ = [
     "run_signature",
     "validate_metric_config",
 ]
+
+
+def _restore_package_exports() -> None:
+    """``snapshot_tool.record`` and ``snapshot_tool.compare`` name both the library functions
+    and the modules that implement them. Importing a submodule sets the package attribute of
+    the same name to the module, which would turn ``from snapshot_tool import record`` into
+    the module; the functions are put back once the modules are loaded (api imports both)."""
+    import snapshot_tool
+
+    for name, function in (("record", record), ("compare", compare)):
+        setattr(snapshot_tool, name, function)
+
+
+_restore_package_exports()
