@@ -1,0 +1,303 @@
+"""``snapshot-tool calibrate G.h5 CANDIDATE...``: tolerances from evidence.
+
+Every candidate the user declares acceptable (a re-export, a TFLite conversion, a
+mixed-precision build, another machine's golden of the same inputs) is run over the golden's
+inputs; the error each makes per output, and what it does to task and agreement metrics,
+become a proposed ``snapshot.toml`` that accepts all of them with a stated margin
+(:mod:`snapshot_tool.diagnose.evidence` says how). The proposal is then checked the way
+``compare`` would: every acceptable candidate must pass under it, and every candidate given
+with ``reject`` (known-broken builds) must still fail.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import tempfile
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snapshot_tool.diagnose.evidence import (
+    CostRow,
+    MetricProposal,
+    ToleranceProposal,
+    cost_table,
+    propose_metric,
+    propose_tolerance,
+    render_toml,
+)
+from snapshot_tool.errors import InputsError
+
+if TYPE_CHECKING:
+    from snapshot_tool.config import Config
+    from snapshot_tool.diff import TensorDiff
+    from snapshot_tool.golden.schema import Golden, SignatureGolden
+    from snapshot_tool.metrics.thresholds import MetricCheck
+    from snapshot_tool.progress import Progress
+
+Outputs = dict[str, dict[str, np.ndarray]]  # signature -> output -> array
+
+# The metrics a proposal sets limits on: one per idea (decisions, direction, calibration,
+# error size), so the config stays readable; compare still reports every other metric.
+HEADLINE_METRICS = frozenset({"accuracy", "roc_auc", "log_loss", "mae", "rmse", "r2",
+                              "top1_agreement", "cosine_min", "correlation"})
+
+
+@dataclass(frozen=True)
+class CandidateVerdict:
+    label: str  # "[1]", "[r1]" for rejected ones
+    path: str
+    kind: str
+    accepted: bool  # declared acceptable (False: given with --reject)
+    passed: bool  # under the proposed config
+    failures: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Calibration:
+    golden: str
+    margin: float
+    candidates: tuple[CandidateVerdict, ...]
+    tolerances: tuple[ToleranceProposal, ...]
+    metrics: tuple[MetricProposal, ...]
+    cost: tuple[CostRow, ...]
+    toml: str
+    written_to: str | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def consistent(self) -> bool:
+        """Every acceptable candidate passes the proposal and every rejected one fails it."""
+        return all(c.passed == c.accepted for c in self.candidates)
+
+
+def _prefix(golden: Golden, sig: str) -> str:
+    return f"{sig}/" if len(golden.signatures) > 1 else ""
+
+
+def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs:
+    """Outputs of another golden recorded over the same inputs (another machine's run)."""
+    from snapshot_tool.golden.io import read_golden
+
+    other = read_golden(path)
+    out: Outputs = {}
+    for sig in names:
+        if sig not in other.signatures:
+            raise InputsError(f"candidate golden {path} has no signature {sig!r}")
+        mine, theirs = golden.signatures[sig].inputs, other.signatures[sig].inputs
+        same = set(mine) == set(theirs) and all(
+            mine[k].shape == theirs[k].shape and np.array_equal(mine[k], theirs[k])
+            for k in mine)
+        if not same:
+            raise InputsError(f"candidate golden {path} recorded other inputs than "
+                              f"{golden.path}; record it with --inputs holding this golden's "
+                              "inputs so the outputs line up")
+        out[sig] = dict(other.signatures[sig].outputs)
+    return out
+
+
+def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
+                   progress: Progress) -> tuple[str, Outputs, list[str]]:
+    from snapshot_tool.compare import _batch_size, _candidate_signature, _fit_inputs
+    from snapshot_tool.models.base import run_signature
+    from snapshot_tool.models.load import load_model
+
+    out: Outputs = {}
+    notes: list[str] = []
+    with load_model(path, tag=tag) as model:
+        notes.extend(model.notes)
+        for sig in names:
+            sg = golden.signatures[sig]
+            info, note = _candidate_signature(model, sig, single=len(names) == 1)
+            feeds, note2 = _fit_inputs(info, sg, model)
+            notes.extend(n for n in (note, note2) if n)
+            out[sig], _ = run_signature(model, info, feeds, _batch_size(golden), progress,
+                                        f"calibrating {path.name}")
+        return model.kind, out, notes
+
+
+def _is_golden_file(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in (".h5", ".hdf5")
+
+
+def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
+              reject: Sequence[str | Path] = (), margin: float = 2.0,
+              signature: str | None = None, tag: str | None = None,
+              output: str | Path | None = None, force: bool = False,
+              progress: Progress | None = None) -> Calibration:
+    """Propose a ``snapshot.toml`` accepting every candidate in ``candidates`` with
+    ``margin``, and check it against them and against the ``reject`` ones.
+
+    ``output``: write the proposal there (refused if it exists, unless ``force``).
+    """
+    from snapshot_tool.golden.io import read_golden
+    from snapshot_tool.progress import no_progress
+
+    if not candidates:
+        raise InputsError("calibrate needs at least one candidate declared acceptable")
+    if not (margin >= 1.0):
+        raise InputsError(f"--margin must be at least 1 (a factor on the worst error seen), "
+                          f"got {margin}")
+    if output is not None and Path(output).exists() and not force:
+        raise InputsError(f"{output} exists; pass --force to replace it")
+    golden = read_golden(golden_path)
+    tag = tag or str(golden.attrs.get("tag", "serve"))
+    names = sorted(golden.signatures)
+    if signature is not None and signature != "all":
+        if signature not in golden.signatures:
+            raise InputsError(f"golden {golden.path} has no signature {signature!r}; it holds: "
+                              f"{', '.join(names)}")
+        names = [signature]
+    runs: list[tuple[str, Path, bool, str, Outputs, list[str]]] = []
+    for accepted, paths, mark in ((True, candidates, ""), (False, reject, "r")):
+        for i, p in enumerate(paths, 1):
+            path = Path(p)
+            if _is_golden_file(path):
+                kind, outs, notes = "golden", _golden_outputs(path, golden, names), list[str]()
+            else:
+                kind, outs, notes = _model_outputs(path, golden, names, tag,
+                                                   progress or no_progress)
+            runs.append((f"[{mark}{i}]", path, accepted, kind, outs, notes))
+    return _propose(golden, names, runs, margin, output)
+
+
+def _propose(golden: Golden, names: Sequence[str],
+             runs: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]], margin: float,
+             output: str | Path | None) -> Calibration:
+    from snapshot_tool.config import parse_config
+
+    accepted = [r for r in runs if r[2]]
+    tolerances: list[ToleranceProposal] = []
+    metric_props: list[MetricProposal] = []
+    cost: list[CostRow] = []
+    warnings: list[str] = []
+    for sig in names:
+        sg = golden.signatures[sig]
+        prefix = _prefix(golden, sig)
+        for out in sorted(sg.outputs):
+            have = [(f"{label} {path.name}", outs[sig][out]) for label, path, _, _, outs, _
+                    in accepted if out in outs[sig]]
+            if len(have) < len(accepted):
+                warnings.append(f"output {prefix + out!r}: some acceptable candidates do not "
+                                "produce it; no tolerance accepts a missing output")
+            if not have:
+                continue
+            prop = propose_tolerance(prefix + out, sg.outputs[out], have, margin)
+            if prop is not None:
+                tolerances.append(prop)
+                warnings.extend(f"output {prefix + out!r}, candidate {s.candidate}: {s.note}"
+                                for s in prop.stats if not s.comparable)
+            cost.extend(_cost(sg, out, prefix, runs, sig))
+        metric_props.extend(_metric_proposals(sg, sig, prefix, accepted, margin))
+    header = _header(golden, runs, margin)
+    text = render_toml(header, tolerances, metric_props)
+    cfg = parse_config(tomllib.loads(text), "proposed snapshot.toml")
+    verdicts = tuple(_verdict(golden, names, r, cfg) for r in runs)
+    written = None
+    if output is not None:
+        _write_atomic(Path(output), text)
+        written = str(output)
+    return Calibration(str(golden.path), margin, verdicts, tuple(tolerances),
+                       tuple(metric_props), tuple(cost), text, written, tuple(warnings))
+
+
+def _header(golden: Golden, runs: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]],
+            margin: float) -> list[str]:
+    from snapshot_tool import __version__
+    from snapshot_tool.inputs.batching import num_rows
+
+    first = next(iter(golden.signatures.values()))
+    when = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+    lines = [f"Proposed by `snapshot-tool calibrate` (snapshot-tool {__version__}, {when}).",
+             f"Golden: {golden.path} ({num_rows(first.inputs)} samples, signature(s) "
+             f"{', '.join(sorted(golden.signatures))}).",
+             "Evidence: candidates declared acceptable, each run over all the golden's inputs:"]
+    lines += [f"  {label} {path} ({kind})" for label, path, ok, kind, _, _ in runs if ok]
+    rejected = [f"  {label} {path} ({kind})" for label, path, ok, kind, _, _ in runs if not ok]
+    if rejected:
+        lines += ["Known-broken candidates this proposal must still fail:", *rejected]
+    lines += [f"Margin: {margin:g}x the worst error or drop seen, rounded up to 2 significant "
+              "digits; never tighter than the dtype default.",
+              "Review every line before committing it: it accepts what the evidence showed, "
+              "nothing more.", ""]
+    return lines
+
+
+def _metric_checks(sg: SignatureGolden, sig: str, prefix: str,
+                   outs: Mapping[str, np.ndarray], cfg: Config
+                   ) -> tuple[list[TensorDiff], list[MetricCheck]]:
+    from snapshot_tool.compare import compare_metrics, compare_outputs
+
+    diffs = compare_outputs(sg, outs, cfg, sig, prefix)
+    return diffs, compare_metrics(sg, outs, diffs, cfg, prefix)
+
+
+def _metric_proposals(sg: SignatureGolden, sig: str, prefix: str,
+                      accepted: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]],
+                      margin: float) -> list[MetricProposal]:
+    from snapshot_tool.config import Config
+    from snapshot_tool.inputs.batching import num_rows
+
+    by_metric: dict[tuple[str, str], list[tuple[str, MetricCheck]]] = {}
+    for label, _, _, _, outs, _ in accepted:
+        _, checks = _metric_checks(sg, sig, prefix, outs[sig], Config())
+        for c in checks:
+            by_metric.setdefault((c.output, c.name), []).append((label, c))
+    rows = num_rows(sg.inputs)
+    props = []
+    for (out, metric), seen in sorted(by_metric.items()):
+        if metric not in HEADLINE_METRICS:
+            continue
+        p = propose_metric(out, metric, seen, margin, rows)
+        if p is not None:
+            props.append(p)
+    return props
+
+
+def _cost(sg: SignatureGolden, out: str, prefix: str,
+          runs: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]], sig: str
+          ) -> list[CostRow]:
+    from snapshot_tool.compare import _output_task
+    from snapshot_tool.config import Config
+
+    task, _ = _output_task(sg, out, Config(), prefix + out)
+    if task not in ("classification", "binary"):
+        return []
+    cands = [outs[sig][out] for _, _, _, _, outs, _ in runs if out in outs[sig]]
+    return cost_table(prefix + out, sg.outputs[out], cands, sg.labels)
+
+
+def _verdict(golden: Golden, names: Sequence[str],
+             run: tuple[str, Path, bool, str, Outputs, list[str]], cfg: Config
+             ) -> CandidateVerdict:
+    label, path, accepted, kind, outs, notes = run
+    failures: list[str] = []
+    for sig in names:
+        sg = golden.signatures[sig]
+        diffs, checks = _metric_checks(sg, sig, _prefix(golden, sig), outs[sig], cfg)
+        for d in diffs:
+            if not d.passed:
+                failures.append(f"{d.name}: {d.status}")
+        failures.extend(f"{c.output}: {c.name} {c.candidate:.4g} ({c.limit})"
+                        for c in checks if not c.passed)
+    return CandidateVerdict(label, str(path), kind, accepted, not failures, tuple(failures),
+                            tuple(notes))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+

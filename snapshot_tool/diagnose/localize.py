@@ -1,0 +1,178 @@
+"""``compare --localize``: re-run the golden's model and the candidate on the first failing
+batch with their intermediate tensors exposed, and say where the difference starts.
+
+The golden's model is ``baseline_model`` when given, else the ``model_path`` the golden
+recorded. The batch is the one holding the worst element of the first failing output (from
+a :class:`ComparisonResult` when the caller has one, else found by replaying the golden's
+batches until one fails). A kind that cannot be traced yields a ``Localization`` whose
+``reason`` says why, never an error: localization is advice on top of a verdict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snapshot_tool.diagnose.divergence import Localization, locate
+from snapshot_tool.errors import ModelError, SignatureError
+
+if TYPE_CHECKING:
+    from snapshot_tool.compare import ComparisonResult
+    from snapshot_tool.config import Config
+    from snapshot_tool.diff import TensorDiff
+    from snapshot_tool.golden.schema import Golden, SignatureGolden
+    from snapshot_tool.models.base import Model
+
+
+def _signature(golden: Golden, signature: str | None, result: ComparisonResult | None) -> str:
+    names = sorted(golden.signatures)
+    if signature is not None and signature != "all":
+        if signature not in golden.signatures:
+            raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
+                                 f"holds: {', '.join(names)}")
+        return signature
+    if result is not None:
+        for d in result.outputs:
+            if not d.passed and d.signature in golden.signatures:
+                return d.signature
+    return names[0]
+
+
+def _batch_of(diff: TensorDiff, batch_size: int, rows: int) -> tuple[int, int] | None:
+    if diff.worst_index is None or not diff.worst_index or diff.status != "mismatch":
+        return None
+    start = (diff.worst_index[0] // batch_size) * batch_size
+    return start, min(start + batch_size, rows)
+
+
+def _slice(feeds: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    return {k: v[start:stop] for k, v in feeds.items()}
+
+
+def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
+                   feeds: Mapping[str, np.ndarray], batch_size: int, cfg: Config,
+                   prefix: str, output: str | None
+                   ) -> tuple[TensorDiff, tuple[int, int]] | None:
+    """Replay batches until a batched output fails: (its diff, the batch's rows)."""
+    from snapshot_tool.compare import compare_outputs
+    from snapshot_tool.inputs.batching import num_rows
+
+    rows = num_rows(feeds)
+    batched = {k for k in sg.outputs if sg.output_attrs.get(k, {}).get("batched", True)
+               and (output is None or k == output)}
+    for start in range(0, max(rows, 1), batch_size):
+        stop = min(start + batch_size, rows)
+        out = model.run(sig_name, _slice(feeds, start, stop))
+        part = replace(sg, outputs={k: sg.outputs[k][start:stop] for k in batched})
+        for d in compare_outputs(part, {k: v for k, v in out.items() if k in batched}, cfg,
+                                 sig_name, prefix):
+            if not d.passed:
+                return d, (start, stop)
+    return None
+
+
+def localize(model_path: str | Path, golden_path: str | Path, *,
+             baseline_model: str | Path | None = None, config: Config | str | Path | None = None,
+             signature: str | None = None, tag: str | None = None, output: str | None = None,
+             result: ComparisonResult | None = None) -> Localization:
+    """Where the candidate's first failing output starts to differ from the golden model's.
+
+    Raises :class:`SnapshotToolError` only for bad input (no such golden, signature or
+    model); everything about *tracing* is reported in the returned value's ``reason``.
+    """
+    from snapshot_tool.compare import _batch_size, _candidate_signature, _fit_inputs, _prefix
+    from snapshot_tool.config import load_config
+    from snapshot_tool.golden.io import read_golden
+    from snapshot_tool.models.load import load_model
+
+    golden = read_golden(golden_path)
+    tag = tag or str(golden.attrs.get("tag", "serve"))
+    cfg = config if not isinstance(config, (str, Path)) and config is not None \
+        else load_config(config)
+    sig_name = _signature(golden, signature, result)
+    sg = golden.signatures[sig_name]
+    base_path = baseline_model or golden.attrs.get("model_path")
+    ident = dict(signature=sig_name, candidate_model=str(model_path),
+                 golden_model=str(base_path or ""))
+    if baseline_model is not None and not Path(baseline_model).exists():
+        return Localization("unsupported", f"--baseline-model {str(baseline_model)!r} does "
+                            "not exist", **ident)  # type: ignore[arg-type]
+    if not base_path or not Path(str(base_path)).exists():
+        where = f"the golden's model_path {base_path!r} does not exist here" if base_path \
+            else "the golden records no model_path"
+        return Localization("unsupported", f"{where}; pass the golden's model with "
+                            "--baseline-model to localize", **ident)  # type: ignore[arg-type]
+    batch_size = _batch_size(golden)
+    prefix = _prefix(golden, sig_name)
+    with contextlib.ExitStack() as stack:
+        cand = stack.enter_context(load_model(model_path, tag=tag))
+        try:
+            base = stack.enter_context(load_model(str(base_path), tag=tag))
+        except ModelError as exc:
+            raise ModelError(f"golden's model for --localize: {exc}") from None
+        csig, _ = _candidate_signature(cand, sig_name, single=True)
+        bsig, _ = _candidate_signature(base, sig_name, single=True)
+        cfeeds, _ = _fit_inputs(csig, sg, cand)
+        bfeeds, _ = _fit_inputs(bsig, sg, base, "baseline model")
+        ident.update(golden_kind=base.kind, candidate_kind=cand.kind)
+        found = _from_result(result, sig_name, batch_size, cfeeds, output)
+        if found is None:
+            found = _first_failing(sg, cand, csig.name, cfeeds, batch_size, cfg, prefix,
+                                   output)
+        if found is None:
+            return Localization("passed", "every output is within tolerance on every batch; "
+                                "nothing to localize", **ident)  # type: ignore[arg-type]
+        diff, (start, stop) = found
+        if diff.status != "mismatch":
+            return Localization("unsupported", f"output {diff.name!r} is {diff.status} "
+                                f"({diff.message}); a structural change has no first "
+                                "diverging value", output=diff.name, rows=(start, stop),
+                                **ident)  # type: ignore[arg-type]
+        return _trace_and_locate(base, bsig.name, cand, csig.name,
+                                 _slice(bfeeds, start, stop), _slice(cfeeds, start, stop),
+                                 diff, tag, ident, (start, stop))
+
+
+def _from_result(result: ComparisonResult | None, sig_name: str, batch_size: int,
+                 feeds: Mapping[str, np.ndarray], output: str | None
+                 ) -> tuple[TensorDiff, tuple[int, int]] | None:
+    from snapshot_tool.inputs.batching import num_rows
+
+    if result is None:
+        return None
+    for d in result.outputs:
+        if d.signature == sig_name and (output is None or d.name == output):
+            rows = _batch_of(d, batch_size, num_rows(feeds))
+            if rows is not None:
+                return d, rows
+    return None
+
+
+def _trace_and_locate(base: Model, base_sig: str, cand: Model, cand_sig: str,
+                      base_feeds: Mapping[str, np.ndarray], cand_feeds: Mapping[str, np.ndarray],
+                      diff: TensorDiff, tag: str, ident: dict[str, str],
+                      rows: tuple[int, int]) -> Localization:
+    from snapshot_tool.diagnose.tracing import NotTraceable, trace
+
+    traces = []
+    for who, model, sig, feeds in (("golden's model", base, base_sig, base_feeds),
+                                   ("candidate", cand, cand_sig, cand_feeds)):
+        try:
+            traces.append(trace(model.path, model.kind, sig, feeds, tag))
+        except NotTraceable as exc:
+            return Localization("unsupported", f"the {who} ({model.kind}) cannot be "
+                                f"localized: {exc}", output=diff.name, rows=rows,
+                                **ident)  # type: ignore[arg-type]
+    loc = locate(traces[0], traces[1], diff.name, diff.atol, diff.rtol,
+                 diff.max_mismatch_fraction)
+    notes = traces[0].notes + traces[1].notes
+    if ident.get("golden_kind") != ident.get("candidate_kind"):
+        notes += (f"the golden's model is a {ident.get('golden_kind')}, the candidate a "
+                  f"{ident.get('candidate_kind')}: tensors were matched across runtimes by "
+                  "name and position, which is approximate",)
+    return replace(loc, rows=rows, notes=notes, **ident)  # type: ignore[arg-type]
