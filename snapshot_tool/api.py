@@ -1,9 +1,10 @@
-"""The library API: ``record`` and ``compare``, which the CLI and pytest users call alike.
+"""The library API: ``record``, ``compare``, ``localize`` and ``calibrate``, which the CLI
+and pytest users call alike.
 
-Both return frozen dataclasses and raise :class:`SnapshotToolError` for anything the user can
+They return frozen dataclasses and raise :class:`SnapshotToolError` for anything the user can
 fix. Nothing here prints; progress goes through an optional callback. The work lives in
-:mod:`snapshot_tool.record` and :mod:`snapshot_tool.compare`; this module is the stable
-import path.
+:mod:`snapshot_tool.record`, :mod:`snapshot_tool.compare` and :mod:`snapshot_tool.diagnose`;
+this module is the stable import path.
 """
 
 from __future__ import annotations
@@ -15,21 +16,30 @@ from snapshot_tool.compare import (
     compare_outputs,
     validate_metric_config,
 )
+from snapshot_tool.diagnose.calibrate import Calibration, CandidateVerdict, calibrate
+from snapshot_tool.diagnose.divergence import Localization, Step
+from snapshot_tool.diagnose.localize import localize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.models.base import run_signature
 from snapshot_tool.progress import Progress
 from snapshot_tool.record import RecordedOutput, RecordResult, measure_spread, record
 
 __all__ = [
+    "Calibration",
+    "CandidateVerdict",
     "ComparisonResult",
+    "Localization",
     "Progress",
     "RecordResult",
     "RecordedOutput",
+    "Step",
+    "calibrate",
     "compare",
     "compare_metrics",
     "compare_outputs",
     "environment",
     "fix_threads",
+    "localize",
     "measure_spread",
     "record",
     "run_signature",

@@ -180,6 +180,10 @@ def compare(
     tag: Annotated[str | None, typer.Option(
         "--tag", help="SavedModel tag set (comma-separated). Default: the one the golden "
                       "was recorded with.")] = None,
+    localize: Annotated[bool, typer.Option(
+        "--localize", help="When outputs fail, re-run the golden's model (--baseline-model, "
+                           "else the golden's model_path) and MODEL on the first failing "
+                           "batch and report the first diverging layer/op/tensor.")] = False,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
@@ -190,11 +194,21 @@ def compare(
         from snapshot_tool.report.markdown import to_markdown
 
         with progress_bar() as progress:
+            # Without latency, --baseline-model serves --localize only; compare would
+            # otherwise warn that it was ignored.
+            timing_baseline = baseline_model if latency or not localize else None
             result = do_compare(model, golden, config=config, signature=signature, tag=tag,
-                                latency=latency, baseline_model=baseline_model,
+                                latency=latency, baseline_model=timing_baseline,
                                 latency_strict=latency_strict, progress=progress)
+        where = _localize(model, golden, config, signature, tag, baseline_model, result) \
+            if localize else None
         if report_json is not None:
-            _write_text(report_json, json.dumps(to_json(result), indent=2) + "\n")
+            doc = to_json(result)
+            if where is not None:
+                from snapshot_tool.diagnose.render import localization_to_json
+
+                doc["localization"] = localization_to_json(where)
+            _write_text(report_json, json.dumps(doc, indent=2) + "\n")
         if junit is not None:
             _write_text(junit, to_junit(result))
         if markdown is not None:
@@ -202,7 +216,75 @@ def compare(
     out = _stdout()
     for item in console_renderables(result):
         out.print(item)
+    if where is not None:
+        from snapshot_tool.diagnose.render import localization_lines
+
+        # Plain print: tensor names hold brackets that rich would read as markup.
+        print("\n".join(localization_lines(where)))
     raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
+
+
+def _localize(model: Path, golden: Path, config: Path | None, signature: str | None,
+              tag: str | None, baseline_model: Path | None, result: Any) -> Any:
+    """Localization is advice on top of the verdict: whatever stops it (a model the golden's
+    model_path no longer points at, an untraceable kind) is reported, never turned into an
+    exit code of its own."""
+    from snapshot_tool.api import localize as do_localize
+    from snapshot_tool.diagnose.divergence import Localization
+
+    if result.outputs_passed:
+        return Localization("passed", "every output is within tolerance; nothing to localize")
+    try:
+        return do_localize(model, golden, baseline_model=baseline_model, config=config,
+                           signature=signature, tag=tag, result=result)
+    except SnapshotToolError as exc:
+        return Localization("unsupported", str(exc))
+
+
+@app.command()
+def calibrate(
+    golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.", show_default=False,
+                                           metavar="G.h5")],
+    candidates: Annotated[list[Path], typer.Argument(
+        help="Candidates you declare acceptable: models of any kind, or goldens recorded "
+             "over the same inputs (another machine's run).", show_default=False,
+        metavar="CANDIDATE...")],
+    reject: Annotated[list[Path] | None, typer.Option(
+        "--reject", help="A known-broken candidate the proposal must still fail "
+                         "(repeatable).", metavar="MODEL")] = None,
+    margin: Annotated[float, typer.Option(
+        help="Factor on the worst error or metric drop seen.")] = 2.0,
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Write the proposed snapshot.toml here (default: print it).",
+        metavar="PATH")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing --output file.")] = False,
+    signature: Annotated[str | None, typer.Option(
+        help="Calibrate only this signature of the golden.")] = None,
+    report_json: Annotated[Path | None, typer.Option(
+        help="Write the evidence, proposal and verdicts as JSON here.")] = None,
+    tag: Annotated[str | None, typer.Option(
+        "--tag", help="SavedModel tag set. Default: the one the golden was recorded "
+                      "with.")] = None,
+) -> None:
+    """Propose per-output tolerances and metric limits that accept every CANDIDATE with a
+    margin, each commented with its evidence. Exit 1 when the evidence is inconsistent (an
+    acceptable candidate no tolerance accepts, or a --reject candidate that passes)."""
+    with user_errors():
+        from snapshot_tool.api import calibrate as do_calibrate
+        from snapshot_tool.diagnose.render import calibration_lines, calibration_to_json
+
+        with progress_bar() as progress:
+            cal = do_calibrate(golden, candidates, reject=reject or [], margin=margin,
+                               signature=signature, tag=tag, output=output, force=force,
+                               progress=progress)
+        if report_json is not None:
+            _write_text(report_json, json.dumps(calibration_to_json(cal), indent=2) + "\n")
+    if output is None:
+        print(cal.toml)
+    else:
+        print(f"wrote the proposed config to {output}")
+    print("\n".join(calibration_lines(cal)))
+    raise typer.Exit(EXIT_PASS if cal.consistent else EXIT_REGRESSION)
 
 
 def _sizes(text: str | None) -> list[int] | None:
