@@ -47,6 +47,8 @@ class TensorDiff:
     required_atol: float | None = None
     spread: float | None = None  # run-to-run spread observed at record time
     message: str = ""
+    # A bounded picture of the errors for the HTML report (numeric outputs only).
+    summary: ErrorSummary | None = None
 
     @property
     def passed(self) -> bool:
@@ -75,7 +77,10 @@ def extra(name: str, candidate: np.ndarray, signature: str = "") -> TensorDiff:
 
 
 def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
-                   signature: str = "", spread: float | None = None) -> TensorDiff:
+                   signature: str = "", spread: float | None = None,
+                   summary: bool | None = None) -> TensorDiff:
+    """``summary``: attach an :class:`ErrorSummary` to a numeric diff; ``None`` (default)
+    only when the output fails, because it costs a second pass over the tensors."""
     base: dict[str, Any] = dict(
         name=name, signature=signature, golden_dtype=dtype_label(golden),
         candidate_dtype=dtype_label(candidate), golden_shape=tuple(golden.shape),
@@ -92,7 +97,7 @@ def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: To
         return TensorDiff(status="ok", **base)
     if golden.dtype.kind in ("O", "S", "U", "b"):
         return _exact_diff(golden, candidate, base)
-    return _numeric_diff(golden, candidate, tol, base)
+    return _numeric_diff(golden, candidate, tol, base, summary)
 
 
 def _allowed(size: int, fraction: float) -> int:
@@ -178,7 +183,7 @@ def _chunk_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) ->
 
 
 def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
-                  base: dict[str, Any]) -> TensorDiff:
+                  base: dict[str, Any], summary: bool | None = None) -> TensorDiff:
     n = golden.size
     k = _allowed(n, tol.max_mismatch_fraction)
     flat_g = np.ascontiguousarray(golden).reshape(-1)
@@ -223,4 +228,199 @@ def _numeric_diff(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
         status="ok" if ok else "mismatch", **base, mismatch_count=count,
         mismatch_fraction=count / n, max_abs_diff=max_abs, mean_abs_diff=sum_abs / n,
         max_rel_diff=max_rel, worst_index=worst, worst_golden=_scalar(golden[worst]),
-        worst_candidate=_scalar(candidate[worst]), required_atol=required)
+        worst_candidate=_scalar(candidate[worst]), required_atol=required,
+        summary=summarize_errors(golden, candidate, tol) if summary or (summary is None
+                                                                        and not ok) else None)
+
+
+# --- error summary (for the HTML report) -----------------------------------------------------
+#
+# A failing output can hold millions of elements; the report must not. Each numeric diff
+# carries a fixed-size picture instead: a histogram of |c - g| over fixed log-spaced bins (so
+# histograms of different outputs and runs line up), a deterministic sample of
+# (golden, candidate) pairs for a scatter plot, and the rows (samples along axis 0) with the
+# largest errors. Its size depends on nothing but the constants below.
+
+HIST_DECADE_LOW = -12  # 1e-12: below float64 rounding of values near 1; smaller is "tiny"
+HIST_DECADE_HIGH = 4  # 1e4: anything larger is reported in the overflow bin
+HIST_BINS_PER_DECADE = 4
+SAMPLE_PAIRS = 2000
+WORST_ROWS = 10
+
+
+def hist_edges() -> np.ndarray:
+    """The fixed bin edges of :attr:`ErrorSummary.counts` (len(counts) + 1 values)."""
+    decades = HIST_DECADE_HIGH - HIST_DECADE_LOW
+    return np.logspace(HIST_DECADE_LOW, HIST_DECADE_HIGH, decades * HIST_BINS_PER_DECADE + 1)
+
+
+@dataclass(frozen=True)
+class WorstRow:
+    """One row (index along axis 0) of an output, ranked by how far it is outside tolerance."""
+
+    row: int
+    mismatched: int  # elements of the row outside tolerance
+    size: int  # elements per row
+    max_abs_diff: float
+    worst_index: tuple[int, ...]  # full index of the row's worst element
+    golden: float
+    candidate: float
+
+
+@dataclass(frozen=True)
+class ErrorSummary:
+    """Bounded statistics of ``|c - g|`` for one numeric output (see :func:`hist_edges`).
+
+    ``counts[i]`` is the number of elements with ``edges[i] <= |c-g| < edges[i+1]``;
+    ``bad_counts`` the same for elements outside tolerance only. Exact zeros, values below
+    the first edge, above the last one and non-finite ones (NaN on one side, inf vs -inf)
+    have their own counters so that the histogram accounts for every element.
+    """
+
+    counts: tuple[int, ...]
+    bad_counts: tuple[int, ...]
+    zero: int
+    underflow: int
+    overflow: int
+    nonfinite: int
+    bad_zero_or_underflow: int
+    max_abs_golden: float  # largest finite |g|: with rtol it bounds the tolerance band
+    sample_index: tuple[int, ...]  # flat indices of the sampled pairs
+    sample_golden: tuple[float, ...]
+    sample_candidate: tuple[float, ...]
+    worst_rows: tuple[WorstRow, ...] = ()
+
+
+def _real(a: np.ndarray) -> np.ndarray:
+    # Scatter and histogram axes are real: complex outputs are pictured by their real part
+    # (the diff itself, above, uses the complex modulus).
+    a = a.astype(np.complex128) if a.dtype.kind == "c" else a.astype(np.float64)
+    return np.real(a) if a.dtype.kind == "c" else a
+
+
+def summarize_errors(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance
+                     ) -> ErrorSummary:
+    """The :class:`ErrorSummary` of two numeric tensors of one shape, chunk by chunk."""
+    flat_g = np.ascontiguousarray(golden).reshape(-1)
+    flat_c = np.ascontiguousarray(candidate).reshape(-1)
+    acc = _SummaryAccumulator(golden.shape, flat_g, flat_c)
+    for start in range(0, flat_g.size, CHUNK):
+        acc.add(start, _chunk_figures(flat_g[start:start + CHUNK],
+                                      flat_c[start:start + CHUNK], tol))
+    return acc.finish(tol)
+
+
+class _SummaryAccumulator:
+    """Builds an :class:`ErrorSummary` chunk by chunk in memory bounded by the constants
+    above: per chunk only its :data:`WORST_ROWS` worst rows are kept as candidates."""
+
+    def __init__(self, shape: tuple[int, ...], flat_g: np.ndarray, flat_c: np.ndarray) -> None:
+        self.shape = shape
+        self.flat_g, self.flat_c = flat_g, flat_c
+        n = flat_g.size
+        self.row_size = max(1, n // shape[0]) if len(shape) > 1 and shape[0] else 1
+        self.nbins = (HIST_DECADE_HIGH - HIST_DECADE_LOW) * HIST_BINS_PER_DECADE
+        self.counts = np.zeros(self.nbins, dtype=np.int64)
+        self.bad_counts = np.zeros(self.nbins, dtype=np.int64)
+        self.zero = self.underflow = self.overflow = self.nonfinite = self.bad_low = 0
+        self.max_abs_g = 0.0
+        self.cand_rows: list[np.ndarray] = []  # (row, excess, max |c-g|) of candidate rows
+        if n <= SAMPLE_PAIRS:
+            self.sample = np.arange(n)
+        else:
+            # Fixed seed: the same tensors always show the same points.
+            rng = np.random.default_rng(0)
+            self.sample = np.sort(rng.choice(n, SAMPLE_PAIRS, replace=False))
+
+    def add(self, start: int, ch: _Chunk) -> None:
+        a = ch.absdiff
+        zero = int(np.count_nonzero(a == 0))
+        inf = int(np.count_nonzero(np.isinf(a)))  # absdiff is never NaN, see _chunk_figures
+        with np.errstate(divide="ignore", invalid="ignore"):
+            v = np.log10(a)
+        v -= HIST_DECADE_LOW
+        v *= HIST_BINS_PER_DECADE
+        # -inf (exact zeros) and underflow land in bin -1, overflow and inf in bin nbins.
+        np.clip(v, -1, self.nbins, out=v)
+        idx = np.floor(v, out=v).astype(np.int64) + 1
+        both = np.bincount(idx, minlength=self.nbins + 2)
+        bad = np.bincount(idx[ch.bad], minlength=self.nbins + 2)
+        self.counts += both[1:-1]
+        self.bad_counts += bad[1:-1]
+        self.zero += zero
+        self.underflow += int(both[0]) - zero
+        self.overflow += int(both[-1]) - inf
+        self.nonfinite += inf
+        self.bad_low += int(bad[0])
+        g = self.flat_g[start:start + a.size]
+        mag = np.abs(g if g.dtype.kind == "c" else g.astype(np.float64))
+        self.max_abs_g = max(self.max_abs_g,
+                             float(np.max(mag, where=np.isfinite(mag), initial=0.0)))
+        self._add_rows(start, ch)
+
+    def _add_rows(self, start: int, ch: _Chunk) -> None:
+        # absdiff is never NaN and allowed is finite, so neither is their difference.
+        excess = ch.absdiff - ch.allowed
+        absdiff = ch.absdiff
+        if self.row_size == 1:
+            ids = start + np.arange(excess.size)
+        else:
+            # Row starts inside this chunk, found arithmetically (no per-element index array).
+            first = (-start) % self.row_size
+            heads = np.arange(first, excess.size, self.row_size)
+            if first:
+                heads = np.concatenate(([0], heads))
+            ids = (start + heads) // self.row_size
+            excess = np.maximum.reduceat(excess, heads)
+            absdiff = np.maximum.reduceat(absdiff, heads)
+        if excess.size > WORST_ROWS:
+            keep = np.argpartition(-excess, WORST_ROWS)[:WORST_ROWS]
+        else:
+            keep = np.arange(excess.size)
+        self.cand_rows.append(np.stack([ids[keep].astype(np.float64), excess[keep],
+                                        absdiff[keep]], axis=1))
+
+    def finish(self, tol: Tolerance) -> ErrorSummary:
+        g = _real(self.flat_g[self.sample])
+        c = _real(self.flat_c[self.sample])
+        return ErrorSummary(
+            counts=tuple(int(x) for x in self.counts),
+            bad_counts=tuple(int(x) for x in self.bad_counts),
+            zero=self.zero, underflow=self.underflow, overflow=self.overflow,
+            nonfinite=self.nonfinite, bad_zero_or_underflow=self.bad_low,
+            max_abs_golden=self.max_abs_g,
+            sample_index=tuple(int(i) for i in self.sample),
+            sample_golden=tuple(float(x) for x in g),
+            sample_candidate=tuple(float(x) for x in c),
+            worst_rows=self._worst_rows(tol))
+
+    def _worst_rows(self, tol: Tolerance) -> tuple[WorstRow, ...]:
+        if not self.cand_rows:
+            return ()
+        cand = np.concatenate(self.cand_rows)
+        # Rank by excess over tolerance (rows that fail worst first), then by |c-g|; a row
+        # split across two chunks appears twice, and its first (best-ranked) entry counts.
+        cand = cand[np.lexsort((-cand[:, 2], -cand[:, 1]))]
+        seen: list[int] = []
+        for r in cand[:, 0].astype(np.int64):
+            if int(r) not in seen:
+                seen.append(int(r))
+            if len(seen) == WORST_ROWS:
+                break
+        return tuple(self._row(r, tol) for r in seen)
+
+    def _row(self, r: int, tol: Tolerance) -> WorstRow:
+        # Exact figures of one row, recomputed from the tensors: cheap for ten rows, and
+        # exact even where the row straddled chunks.
+        lo = r * self.row_size
+        g = self.flat_g[lo:lo + self.row_size]
+        c = self.flat_c[lo:lo + self.row_size]
+        ch = _chunk_figures(g, c, tol)
+        with np.errstate(invalid="ignore"):
+            excess = ch.absdiff - ch.allowed
+        j = int(np.argmax(np.where(np.isnan(excess), np.inf, excess)))
+        return WorstRow(
+            row=r, mismatched=int(ch.bad.sum()), size=int(g.size),
+            max_abs_diff=float(ch.absdiff.max()),
+            worst_index=tuple(int(i) for i in np.unravel_index(lo + j, self.shape)),
+            golden=float(_real(g[j:j + 1])[0]), candidate=float(_real(c[j:j + 1])[0]))

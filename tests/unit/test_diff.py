@@ -133,3 +133,55 @@ def test_chunked_diff_matches_whole_tensor(monkeypatch: pytest.MonkeyPatch) -> N
     chunked = compare_tensor("o", g, c, t)
     assert repr(chunked) == repr(whole)  # repr: the worst candidate value is NaN
     assert whole.worst_index in ((7, 3), (40, 0)) and whole.mismatch_count > 1
+
+
+# --- error summary (the HTML report's data) ---------------------------------------------------
+
+
+def test_summary_accounts_for_every_element_and_flags_the_bad_ones() -> None:
+    from snapshot_tool.diff import SAMPLE_PAIRS, WORST_ROWS, hist_edges
+
+    rng = np.random.default_rng(3)
+    g = rng.normal(size=(500, 40)).astype(np.float32)
+    c = g + rng.normal(scale=1e-6, size=g.shape).astype(np.float32)
+    c[7, 3] += 0.5
+    c[11, :5] = g[11, :5] + 2e-3
+    c[0, 0] = g[0, 0]  # exactly equal
+    c[1, 1] = np.nan
+    d = compare_tensor("o", g, c, tol(), summary=True)
+    s = d.summary
+    assert s is not None and len(s.counts) + 1 == hist_edges().size
+    total = sum(s.counts) + s.zero + s.underflow + s.overflow + s.nonfinite
+    assert total == g.size
+    assert sum(s.bad_counts) + s.bad_zero_or_underflow + s.nonfinite == d.mismatch_count
+    assert s.nonfinite == 1 and s.zero >= 1
+    # Bounded whatever the tensor's size.
+    assert len(s.sample_index) == SAMPLE_PAIRS == len(s.sample_golden)
+    assert len(s.worst_rows) == WORST_ROWS
+    # Rows ranked by how far outside tolerance: the NaN row, then the +0.5, then the 2e-3 row.
+    assert [r.row for r in s.worst_rows[:3]] == [1, 7, 11]
+    assert s.worst_rows[1].worst_index == (7, 3) and s.worst_rows[2].mismatched == 5
+    assert s.worst_rows[1].candidate == pytest.approx(float(c[7, 3]))
+    # Same tensors, same picture: the sample is seeded. (Not `==` on the whole summary: the
+    # NaN candidate of row 1 is not equal to itself.)
+    again = compare_tensor("o", g, c, tol(), summary=True).summary
+    assert again is not None and again.counts == s.counts
+    assert again.sample_index == s.sample_index
+    assert [r.row for r in again.worst_rows] == [r.row for r in s.worst_rows]
+
+
+def test_summary_only_for_failures_by_default_and_chunking_does_not_change_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import snapshot_tool.diff as diff_module
+
+    g = np.linspace(-1, 1, 3000).reshape(300, 10)
+    assert compare_tensor("o", g, g.copy(), tol("float64")).summary is None
+    c = g.copy()
+    c[123, 4] += 1.0
+    whole = compare_tensor("o", g, c, tol("float64")).summary
+    assert whole is not None
+    # Chunks that split rows must give the same rows and counts.
+    monkeypatch.setattr(diff_module, "CHUNK", 7)
+    chunked = compare_tensor("o", g, c, tol("float64")).summary
+    assert chunked == whole
+    assert whole.worst_rows[0].row == 123 and whole.worst_rows[0].worst_index == (123, 4)
