@@ -105,6 +105,8 @@ ModelArg = Annotated[Path, typer.Argument(
 GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 file.",
                                          show_default=False, metavar="G.h5")]
 TagOpt = Annotated[str, typer.Option("--tag", help="SavedModel tag set (comma-separated).")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="Print nothing but errors and, on failure, the verdict lines.")]
 
 
 @app.command()
@@ -184,22 +186,31 @@ def compare(
         "--localize", help="When outputs fail, re-run the golden's model (--baseline-model, "
                            "else the golden's model_path) and MODEL on the first failing "
                            "batch and report the first diverging layer/op/tensor.")] = False,
+    save_obtained: Annotated[bool | None, typer.Option(
+        "--save-obtained/--no-save-obtained",
+        help="Write the candidate's own golden (G.obtained.h5 beside G.h5) for review and "
+             "`snapshot-tool accept`. Default: only when outputs or metrics fail.",
+        show_default=False)] = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         from snapshot_tool.api import compare as do_compare
+        from snapshot_tool.compare import SaveObtained
         from snapshot_tool.report.console import console_renderables
         from snapshot_tool.report.json import to_json
         from snapshot_tool.report.junit import to_junit
         from snapshot_tool.report.markdown import to_markdown
 
+        mode: SaveObtained = "on_failure" if save_obtained is None else \
+            "always" if save_obtained else "never"
         with progress_bar() as progress:
             # Without latency, --baseline-model serves --localize only; compare would
             # otherwise warn that it was ignored.
             timing_baseline = baseline_model if latency or not localize else None
             result = do_compare(model, golden, config=config, signature=signature, tag=tag,
                                 latency=latency, baseline_model=timing_baseline,
-                                latency_strict=latency_strict, progress=progress)
+                                latency_strict=latency_strict, progress=progress,
+                                save_obtained=mode)
         where = _localize(model, golden, config, signature, tag, baseline_model, result) \
             if localize else None
         if report_json is not None:
@@ -215,7 +226,8 @@ def compare(
             _write_text(markdown, to_markdown(result))
     out = _stdout()
     for item in console_renderables(result):
-        out.print(item)
+        # Lines of text are not folded: paths and commands must survive copy and paste.
+        out.print(item, soft_wrap=isinstance(item, str))
     if where is not None:
         from snapshot_tool.diagnose.render import localization_lines
 
@@ -423,6 +435,82 @@ def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
 
         n, version = verify_golden(golden)
     print(f"ok: {golden} is intact (format v{version}, {n} tensors checked)")
+
+
+@app.command()
+def accept(
+    obtained: Annotated[Path, typer.Argument(
+        help="Obtained golden written by a failing compare (G.obtained.h5).",
+        show_default=False, metavar="G.obtained.h5")],
+    golden: Annotated[Path | None, typer.Option(
+        "--golden", "-g", help="Golden to promote it into. Default: the one compare "
+                               "recorded in it (G.h5 beside it).", show_default=False,
+        metavar="G.h5")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="Take only the outputs matching this glob (and their metrics); "
+                       "repeatable. Every other dataset stays byte-identical.",
+        metavar="GLOB")] = None,
+    reason: Annotated[str, typer.Option(
+        help="Why the change is right; stored in the golden's history.")] = "",
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Show what would change; change nothing.")] = False,
+    allow_ci: Annotated[bool, typer.Option(
+        "--allow-ci", help="Run although the CI environment variable is set.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Promote an obtained golden into the golden, after showing what changes."""
+    with user_errors():
+        from snapshot_tool.accept import accept as do_accept
+        from snapshot_tool.accept import plan
+
+        if _on_ci() and not allow_ci and not dry_run:
+            raise SnapshotToolError(
+                "CI is set: goldens are not accepted on CI, where nobody reviews the change. "
+                "Download the obtained golden (a CI artifact), review it and accept it "
+                "locally, or pass --allow-ci")
+        the_plan = plan(obtained, golden, only or ())[0] if dry_run else \
+            do_accept(obtained, golden, only or (), reason)
+    if quiet:
+        return
+    from snapshot_tool.report.console import accept_renderables
+
+    out = _stdout()
+    for item in accept_renderables(the_plan, dry_run=dry_run):
+        out.print(item)
+
+
+def _on_ci() -> bool:
+    from snapshot_tool.accept import on_ci
+
+    return on_ci()
+
+
+@app.command()
+def status(
+    folder: Annotated[Path, typer.Argument(
+        help="Folder to scan for goldens (recursively).", metavar="DIR")] = Path("."),
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """List goldens with model, digest, age and format; flag those whose model changed on
+    disk or that have an obtained golden waiting."""
+    with user_errors():
+        from snapshot_tool.status import golden_status
+
+        found = golden_status(folder)
+    if as_json:
+        print(json.dumps([{
+            "path": str(g.path), "format_version": g.format_version, "created": g.created,
+            "age_days": g.age_days, "model_path": g.model_path, "model_digest": g.model_digest,
+            "model_state": g.model_state,
+            "obtained": str(g.obtained) if g.obtained is not None else None,
+            "accepted": g.accepted, "problem": g.problem or None} for g in found], indent=2))
+        return
+    from snapshot_tool.report.console import status_renderables
+
+    out = _stdout()
+    for item in status_renderables(found, folder, only_stale=quiet):
+        out.print(item)
 
 
 def main() -> None:

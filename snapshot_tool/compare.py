@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -37,8 +37,12 @@ from snapshot_tool.progress import Progress, no_progress, stage_progress
 from snapshot_tool.tolerance import SPREAD_MARGIN, resolve
 
 if TYPE_CHECKING:
+    from snapshot_tool.golden.schema import OutputMetrics
     from snapshot_tool.latency.gate import LatencyCheck
     from snapshot_tool.metrics.thresholds import MetricCheck
+
+
+SaveObtained = Literal["never", "on_failure", "always"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class ComparisonResult:
     warnings: tuple[str, ...] = ()
     config_source: str | None = None
     baseline_model: str | None = None
+    obtained: str | None = None  # the obtained golden written for this comparison, if any
 
     @property
     def outputs_passed(self) -> bool:
@@ -126,7 +131,10 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
-                    config: Config, signature: str, prefix: str = "") -> list[TensorDiff]:
+                    config: Config, signature: str, prefix: str = "", *,
+                    summary: bool | None = None) -> list[TensorDiff]:
+    """Per-output diffs; ``summary`` as in :func:`compare_tensor` (True: every numeric
+    output gets its error summary, as the HTML report wants)."""
     diffs: list[TensorDiff] = []
     for name in sorted(sg.outputs):
         g = sg.outputs[name]
@@ -141,7 +149,7 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
             tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
                           source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
         diffs.append(compare_tensor(name, g, candidate[name], tol, signature,
-                                    None if spread is None else float(spread)))
+                                    None if spread is None else float(spread), summary))
     for name in sorted(set(candidate) - set(sg.outputs)):
         diffs.append(extra(name, candidate[name], signature))
     return diffs
@@ -327,11 +335,19 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             config: Config | str | Path | None = None, signature: str | None = None,
             tag: str | None = None, latency: bool = True,
             baseline_model: str | Path | None = None, latency_strict: bool = False,
-            progress: Progress = no_progress) -> ComparisonResult:
+            progress: Progress = no_progress, save_obtained: SaveObtained = "never",
+            obtained_path: str | Path | None = None,
+            error_summaries: bool | None = None) -> ComparisonResult:
     """Replay a golden's inputs through a candidate and judge it against the golden.
 
     ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
     graph per tag set, and comparing another graph than the recorded one is never meant.
+
+    ``save_obtained``: write the candidate's own golden over the same inputs and labels
+    (``G.obtained.h5`` beside ``G.h5``, or ``obtained_path``) "always", or "on_failure" of
+    the outputs or metrics (what ``accept`` can take from it; a latency failure alone is
+    not). ``error_summaries``: True gives every numeric output an error summary (the HTML
+    report's plots); None only failing ones.
     """
     golden: Golden = read_golden(golden_path)
     if tag is None:
@@ -373,6 +389,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                 raise ModelError(f"--baseline-model: {exc}") from None
         batch_size = _batch_size(golden)
         diffs: list[TensorDiff] = []
+        candidate_outputs: dict[str, tuple[dict[str, np.ndarray], dict[str, bool]]] = {}
         warnings: list[str] = warnings_early + [
             f"candidate: {n}" for n in model.notes]
         if baseline is not None:
@@ -385,9 +402,12 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             feeds, note = _fit_inputs(sig, sg, model)
             if note:
                 warnings.append(note)
-            outputs, _ = run_signature(model, sig, feeds, batch_size, progress,
-                                       f"comparing {name}")
-            sig_diffs = compare_outputs(sg, outputs, cfg, name, _prefix(golden, name))
+            outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
+                                             f"comparing {name}")
+            if save_obtained != "never":
+                candidate_outputs[name] = (outputs, batched)
+            sig_diffs = compare_outputs(sg, outputs, cfg, name, _prefix(golden, name),
+                                        summary=error_summaries)
             diffs.extend(sig_diffs)
             metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
                                                  _prefix(golden, name)))
@@ -398,7 +418,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                     notes = [f"{name}: {n}" for n in notes]
                 latency_checks.extend(lat)
                 warnings.extend(notes)
-        return ComparisonResult(golden=str(golden.path), model=str(model_path),
+        result = ComparisonResult(golden=str(golden.path), model=str(model_path),
                                 signatures=tuple(names), outputs=tuple(diffs),
                                 metrics=tuple(metric_checks), latency=tuple(latency_checks),
                                 latency_mode=("side_by_side" if baseline is not None else "stored")
@@ -406,6 +426,74 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                                 latency_strict=latency_strict, warnings=tuple(warnings),
                                 config_source=cfg.source, baseline_model=str(baseline_model)
                                 if baseline_model is not None else None)
+        if save_obtained == "always" or (save_obtained == "on_failure" and not (
+                result.outputs_passed and result.metrics_passed)):
+            written = write_obtained(golden, candidate_outputs, model, model_path,
+                                     obtained_path)
+            result = replace(result, obtained=str(written))
+        return result
+
+
+def write_obtained(golden: Golden,
+                   candidate: Mapping[str, tuple[dict[str, np.ndarray], dict[str, bool]]],
+                   model: Model, model_path: str | Path,
+                   path: str | Path | None = None) -> Path:
+    """Write the candidate's golden: the golden's own inputs and labels (the very arrays, so
+    ``accept`` can check they match), the candidate's outputs, and its task metrics computed
+    as the golden's were (same task and threshold). Signatures that were not compared are
+    copied from the golden, so the file is a complete golden of the same signatures.
+    Latency is not included: timings belong to ``record``, and ``accept`` keeps the
+    golden's."""
+    import datetime as _dt
+
+    from snapshot_tool import __version__
+    from snapshot_tool.golden.io import write_golden
+    from snapshot_tool.golden.schema import HISTORY_ATTR, OBTAINED_FROM_ATTR
+    from snapshot_tool.golden.schema import obtained_path as default_path
+    from snapshot_tool.models.load import model_digest
+
+    target = Path(path) if path is not None else default_path(golden.path)
+    sigs: dict[str, SignatureGolden] = {}
+    for name, sg in golden.signatures.items():
+        if name not in candidate:
+            sigs[name] = replace(sg, latency={})
+            continue
+        outputs, batched = candidate[name]
+        sigs[name] = SignatureGolden(
+            name, dict(sg.inputs), dict(outputs),
+            # The golden's per-output notes (run-to-run spread) describe the model family's
+            # noise, which a candidate shares; "batched" is the candidate's own.
+            {k: {**sg.output_attrs.get(k, {}), "batched": bool(b)} for k, b in batched.items()},
+            labels=sg.labels, labels_source=sg.labels_source,
+            metrics=_obtained_metrics(sg, outputs))
+    attrs = {k: v for k, v in golden.attrs.items()
+             if k not in ("format", "format_version", HISTORY_ATTR)}
+    attrs.update({
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "tool_version": __version__, "model_path": str(model_path),
+        "model_digest": model_digest(model_path), "model_kind": model.kind,
+        OBTAINED_FROM_ATTR: str(golden.path)})
+    return write_golden(target, attrs, sigs, force=True)
+
+
+def _obtained_metrics(sg: SignatureGolden, outputs: Mapping[str, np.ndarray]
+                      ) -> dict[str, OutputMetrics]:
+    from snapshot_tool.golden.schema import OutputMetrics, StoredMetric
+    from snapshot_tool.metrics.tasks import task_metrics
+
+    metrics: dict[str, OutputMetrics] = {}
+    if sg.labels is None:
+        return metrics
+    for name, om in sg.metrics.items():
+        if name not in outputs:
+            continue
+        try:
+            values = task_metrics(outputs[name], sg.labels, om.task, om.threshold)
+        except InputsError:
+            continue  # the candidate's output no longer fits the task; compare said so
+        metrics[name] = OutputMetrics(om.task, om.threshold, {
+            k: StoredMetric(v.value, v.direction) for k, v in values.items()})
+    return metrics
 
 
 def _candidate_signature(model: Model, name: str, *, single: bool

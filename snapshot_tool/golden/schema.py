@@ -21,6 +21,7 @@ has no bfloat16 type, and a float32 widening would not be byte-for-byte what the
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,44 @@ class Golden:
             return {}
         return parsed if isinstance(parsed, dict) else {}
 
+
+
+# --- attributes added in format 1 without a version bump ---------------------------------------
+# A version-1 reader ignores root attributes it does not know, so these need no bump.
+
+#: Root attr: JSON list of what was done to the golden after it was recorded, oldest first;
+#: each entry has ``action`` ("accept"), ``when`` (UTC ISO), ``who`` (user@host),
+#: ``reason``, ``outputs`` (the names taken), ``from`` (the obtained file's name) and the
+#: ``model_path``/``model_digest`` of the model the taken outputs came from.
+HISTORY_ATTR = "history"
+#: Root attr of an obtained golden (``compare --save-obtained``): the golden it was compared
+#: against, as given to compare.
+OBTAINED_FROM_ATTR = "obtained_from"
+OBTAINED_SUFFIX = ".obtained.h5"
+
+
+def obtained_path(golden: str | Path) -> Path:
+    """``G.obtained.h5`` beside ``G.h5``: where compare saves the candidate's golden."""
+    p = Path(golden)
+    stem = p.name.removesuffix(".h5") if p.name.endswith(".h5") else p.name
+    return p.with_name(stem + OBTAINED_SUFFIX)
+
+
+def read_history(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The history entries of a golden's root attributes (empty if it has none or if the
+    attribute is not a JSON list of objects, which an old or hand-edited golden may hold)."""
+    raw = attrs.get(HISTORY_ATTR)
+    if not isinstance(raw, str):
+        return []
+    try:
+        entries = json.loads(raw)
+    except json.JSONDecodeError:
+        return []
+    return [e for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+
+
+def with_history(attrs: Mapping[str, Any], entry: Mapping[str, Any]) -> dict[str, Any]:
+    """``attrs`` with ``entry`` appended to their history."""
+    out = dict(attrs)
+    out[HISTORY_ATTR] = json.dumps([*read_history(attrs), dict(entry)], sort_keys=True)
+    return out

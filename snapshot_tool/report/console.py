@@ -11,9 +11,14 @@ from snapshot_tool.metrics.thresholds import round_sig
 from snapshot_tool.report.format import fmt, worst
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
     from rich.console import RenderableType
 
+    from snapshot_tool.accept import AcceptPlan
     from snapshot_tool.api import ComparisonResult
+    from snapshot_tool.status import GoldenStatus
 
 
 _LATENCY_STYLE = {"pass": "[green]PASS[/]", "fail": "[bold red]FAIL[/]",
@@ -136,6 +141,7 @@ def hints(result: ComparisonResult) -> list[str]:
 
 
 def console_renderables(result: ComparisonResult) -> list[RenderableType]:
+    """The whole console report: tables, notes, warnings, then :func:`verdict_lines`."""
     from rich.markup import escape
 
     out: list[RenderableType] = [
@@ -152,6 +158,14 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
                 out.append(f"[yellow]latency batch {c.batch_size}:[/] {escape(c.note)}")
     for w in result.warnings:
         out.append(f"[yellow]warning:[/] {escape(w)}")
+    return out + verdict_lines(result)
+
+
+def verdict_lines(result: ComparisonResult) -> list[RenderableType]:
+    """The verdict and what to do about it; all that ``compare --quiet`` prints."""
+    from rich.markup import escape
+
+    out: list[RenderableType] = []
     if result.latency_verdict == "fail":
         out.append("[bold red]FAIL[/]: latency regressed beyond the limit (\\[latency] in the "
                    "config sets it)")
@@ -178,6 +192,11 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
                        + escape("\n".join(h))
                        + "\nor re-record the golden from a model you trust with "
                        f"`snapshot-tool record MODEL --golden {escape(result.golden)} --force`.")
+    if result.obtained:
+        out.append(f"[bold]obtained golden[/] written to {escape(result.obtained)}: review it "
+                   "(compare --html shows the differences), then promote it with "
+                   f"`snapshot-tool accept {escape(result.obtained)} --reason \"...\"` "
+                   "(--only 'NAME*' for some outputs)")
     if result.passed:
         out.append(f"[bold green]PASS[/]: {len(result.outputs)} output(s) within tolerance"
                    + (f", {sum(1 for m in result.metrics if m.limit)} metric limit(s) met"
@@ -185,3 +204,69 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
                    + (f", latency {result.latency_verdict}" if result.latency else ""))
     return out
 
+
+def accept_renderables(plan: AcceptPlan, *, dry_run: bool) -> list[RenderableType]:
+    """What ``accept`` changes (or would change, with ``--dry-run``)."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"{'Would take' if dry_run else 'Took'} from {escape(str(plan.obtained))}",
+                  title_justify="left", header_style="bold")
+    for col in ("output", "change", "max |Δ|", "detail"):
+        table.add_column(col, no_wrap=col == "output")
+    style = {"changed": "[yellow]changed[/]", "added": "[green]added[/]",
+             "removed": "[red]removed[/]", "unchanged": "[dim]unchanged[/]"}
+    for c in plan.selected:
+        table.add_row(escape(c.name), style[c.kind], fmt(c.max_abs_diff), escape(c.detail))
+    out: list[RenderableType] = [table]
+    if plan.metrics:
+        mt = Table(title="Recorded metrics", title_justify="left", header_style="bold")
+        for col in ("output", "metric", "golden", "obtained"):
+            mt.add_column(col)
+        for m in plan.metrics:
+            mt.add_row(escape(m.output), escape(m.metric), fmt(m.golden, ".6g"),
+                       fmt(m.obtained, ".6g"))
+        out.append(mt)
+    if plan.kept:
+        out.append(f"kept as they are: {escape(', '.join(plan.kept))}")
+    n = len(plan.changes)
+    if dry_run:
+        out.append(f"[bold]dry run[/]: {n} output(s) would change in {escape(str(plan.golden))}; "
+                   "nothing was written")
+    else:
+        out.append(f"[bold green]accepted[/] {n} changed output(s) into "
+                   f"{escape(str(plan.golden))}"
+                   + ("" if plan.whole else f"; {escape(str(plan.obtained))} kept for the rest"))
+        out.append("latency baselines were kept from the golden; re-record it "
+                   "(`snapshot-tool record --force`) to time the new model")
+    return out
+
+
+def status_renderables(found: Sequence[GoldenStatus], root: Path, *, only_stale: bool = False
+                       ) -> list[RenderableType]:
+    """The ``status`` table; ``only_stale`` keeps the goldens that need attention."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    rows = [g for g in found if g.stale or not only_stale]
+    if not rows:
+        return [] if only_stale else [f"no goldens under {escape(str(root))}"]
+    table = Table(title=f"Goldens under {escape(str(root))}", title_justify="left",
+                  header_style="bold")
+    for col in ("golden", "format", "age", "model", "digest", "model on disk", "pending",
+                "accepts"):
+        table.add_column(col, no_wrap=col in ("golden", "format", "age", "digest"))
+    state = {"matches": "[green]matches[/]", "changed": "[yellow]changed[/]",
+             "missing": "[red]missing[/]", "unknown": "[dim]unknown[/]"}
+    for g in rows:
+        if g.problem:
+            table.add_row(escape(str(g.path)), "—", "—", "—", "—",
+                          f"[red]unreadable[/]: {escape(g.problem)}", "", "")
+            continue
+        age = "—" if g.age_days is None else (f"{g.age_days:.0f} d" if g.age_days >= 1
+                                              else f"{g.age_days * 24:.0f} h")
+        table.add_row(escape(str(g.path)), f"v{g.format_version}", age, escape(g.model_path),
+                      g.model_digest[:12], state[g.model_state],
+                      f"[yellow]obtained[/] {escape(g.obtained.name)}" if g.obtained else "",
+                      str(g.accepted) if g.accepted else "")
+    return [table]

@@ -74,6 +74,8 @@ def to_json(result: ComparisonResult) -> dict[str, Any]:
         "metrics": [metric_to_json(m) for m in result.metrics],
         "latency": latency_to_json(result),
         "warnings": list(result.warnings),
+        # Added in schema 1 without a bump: readers of version 1 ignore keys they do not know.
+        "obtained": result.obtained,
     }
     return doc
 

@@ -51,5 +51,8 @@ def to_markdown(result: ComparisonResult) -> str:
                          f"{fmt(c.ci_high)}] | {c.limit:.2f} | {c.verdict} |")
     for w in result.warnings:
         lines += ["", f"> warning: {_md(w)}"]
+    if result.obtained:
+        lines += ["", f"Obtained golden: `{result.obtained}` (a CI artifact when the job uploads "
+                  f"it); review it, then `snapshot-tool accept {result.obtained} --reason ...`."]
     return "\n".join(lines) + "\n"
 
