@@ -11,7 +11,7 @@ DEMO   := build/demo
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,tflite]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,tflite,html]"
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -191,6 +191,9 @@ def compare(
         help="Write the candidate's own golden (G.obtained.h5 beside G.h5) for review and "
              "`snapshot-tool accept`. Default: only when outputs or metrics fail.",
         show_default=False)] = None,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Write a self-contained HTML report with plots here (needs the html "
+                       "extra: matplotlib).")] = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
@@ -201,6 +204,10 @@ def compare(
         from snapshot_tool.report.junit import to_junit
         from snapshot_tool.report.markdown import to_markdown
 
+        if html is not None:
+            from snapshot_tool.report.html import require_matplotlib
+
+            require_matplotlib()  # before the model runs, not after
         mode: SaveObtained = "on_failure" if save_obtained is None else \
             "always" if save_obtained else "never"
         with progress_bar() as progress:
@@ -210,7 +217,8 @@ def compare(
             result = do_compare(model, golden, config=config, signature=signature, tag=tag,
                                 latency=latency, baseline_model=timing_baseline,
                                 latency_strict=latency_strict, progress=progress,
-                                save_obtained=mode)
+                                save_obtained=mode,
+                                error_summaries=True if html is not None else None)
         where = _localize(model, golden, config, signature, tag, baseline_model, result) \
             if localize else None
         if report_json is not None:
@@ -224,6 +232,10 @@ def compare(
             _write_text(junit, to_junit(result))
         if markdown is not None:
             _write_text(markdown, to_markdown(result))
+        if html is not None:
+            from snapshot_tool.report.html import comparison_page
+
+            _write_text(html, comparison_page(result, obtained=result.obtained))
     out = _stdout()
     for item in console_renderables(result):
         # Lines of text are not folded: paths and commands must survive copy and paste.
@@ -325,12 +337,23 @@ def show(
     golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.", show_default=False,
                                            metavar="G.h5")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Write a self-contained HTML page of the golden (value and latency "
+                       "distributions) here.")] = None,
 ) -> None:
     """Show what a golden file holds."""
     with user_errors():
         from snapshot_tool.golden.describe import describe_golden
 
         info = describe_golden(golden)
+        if html is not None:
+            from snapshot_tool.golden.io import read_golden
+            from snapshot_tool.report.html import golden_page, require_matplotlib
+
+            require_matplotlib()
+            _write_text(html, golden_page(read_golden(golden)))
+            print(f"wrote {html}")
+            return
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return
