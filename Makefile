@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
 
-.PHONY: venv demo test test-slow test-all lint bench clean
+.PHONY: venv demo record gate test test-slow test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,24 @@ demo: $(STAMP)
 		--config goldens/demo.toml --baseline-model $(DEMO)/baseline; \
 	rc=$$?; if [ $$rc -eq 1 ]; then echo "demo: slowdown caught (exit 1), as expected"; \
 	else echo "demo: expected exit 1, got $$rc"; exit 1; fi
+
+# Record a golden from a known-good model (ARGS: more record options, e.g. --num-samples 256):
+#   make record MODEL=export/model GOLDEN=goldens/model.h5 [ARGS="..."]
+record: $(STAMP)
+	$(if $(and $(MODEL),$(GOLDEN)),,$(error usage: make record MODEL=path GOLDEN=path.h5 [ARGS="..."]))
+	$(BIN)/snapshot-tool record "$(MODEL)" --golden "$(GOLDEN)" $(ARGS)
+
+# The release gate: exit 1 on a regression, with JUnit, HTML and Markdown reports in REPORT
+# and, on failure, the obtained golden beside GOLDEN. BASELINE times latency side by side.
+#   make gate CANDIDATE=build/candidate GOLDEN=goldens/model.h5 [BASELINE=export/model]
+#             [CONFIG=snapshot.toml] [REPORT=build/report] [ARGS="..."]
+REPORT ?= build/report
+gate: $(STAMP)
+	$(if $(and $(CANDIDATE),$(GOLDEN)),,$(error usage: make gate CANDIDATE=path GOLDEN=path.h5 [BASELINE=path] [CONFIG=snapshot.toml] [REPORT=dir]))
+	$(BIN)/snapshot-tool compare "$(CANDIDATE)" --golden "$(GOLDEN)" \
+		$(if $(BASELINE),--baseline-model "$(BASELINE)") $(if $(CONFIG),--config "$(CONFIG)") \
+		--junit "$(REPORT)/junit.xml" --html "$(REPORT)/report.html" \
+		--markdown "$(REPORT)/summary.md" $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -35,10 +35,18 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _no_color() -> bool | None:
+    # https://no-color.org: any non-empty NO_COLOR turns colour off. rich reads it too; saying
+    # it here keeps every console of this CLI honest whatever rich's version does.
+    import os
+
+    return True if os.environ.get("NO_COLOR") else None
+
+
 def _stderr() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, no_color=_no_color())
 
 
 def _stdout() -> Any:
@@ -49,7 +57,7 @@ def _stdout() -> Any:
     from rich.console import Console
 
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(highlight=False, width=width)
+    return Console(highlight=False, width=width, no_color=_no_color())
 
 
 def fail(message: str) -> typer.Exit:
@@ -135,9 +143,10 @@ def record(
         metavar="N,N")] = None,
     force: Annotated[bool, typer.Option(help="Replace an existing golden.")] = False,
     tag: TagOpt = "serve",
+    quiet: QuietOpt = False,
 ) -> None:
     """Run a known-good MODEL over fixed inputs and write a golden file."""
-    with user_errors(), progress_bar() as progress:
+    with user_errors(), progress_bar(not quiet) as progress:
         from snapshot_tool.api import record as do_record
 
         result = do_record(model, golden, signature=signature, inputs=inputs, seed=seed,
@@ -145,6 +154,8 @@ def record(
                            tag=tag, labels=labels, config=config, latency=latency,
                            latency_batch_sizes=_sizes(latency_batch_sizes),
                            progress=progress)
+    if quiet:
+        return
     from rich.markup import escape
 
     out = _stdout()
@@ -186,20 +197,21 @@ def compare(
         "--localize", help="When outputs fail, re-run the golden's model (--baseline-model, "
                            "else the golden's model_path) and MODEL on the first failing "
                            "batch and report the first diverging layer/op/tensor.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", help="Write a self-contained HTML report with plots here (needs the html "
+                       "extra: matplotlib).")] = None,
     save_obtained: Annotated[bool | None, typer.Option(
         "--save-obtained/--no-save-obtained",
         help="Write the candidate's own golden (G.obtained.h5 beside G.h5) for review and "
              "`snapshot-tool accept`. Default: only when outputs or metrics fail.",
         show_default=False)] = None,
-    html: Annotated[Path | None, typer.Option(
-        "--html", help="Write a self-contained HTML report with plots here (needs the html "
-                       "extra: matplotlib).")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         from snapshot_tool.api import compare as do_compare
         from snapshot_tool.compare import SaveObtained
-        from snapshot_tool.report.console import console_renderables
+        from snapshot_tool.report.console import console_renderables, verdict_lines
         from snapshot_tool.report.json import to_json
         from snapshot_tool.report.junit import to_junit
         from snapshot_tool.report.markdown import to_markdown
@@ -210,7 +222,7 @@ def compare(
             require_matplotlib()  # before the model runs, not after
         mode: SaveObtained = "on_failure" if save_obtained is None else \
             "always" if save_obtained else "never"
-        with progress_bar() as progress:
+        with progress_bar(not quiet) as progress:
             # Without latency, --baseline-model serves --localize only; compare would
             # otherwise warn that it was ignored.
             timing_baseline = baseline_model if latency or not localize else None
@@ -236,8 +248,10 @@ def compare(
             from snapshot_tool.report.html import comparison_page
 
             _write_text(html, comparison_page(result, obtained=result.obtained))
+        _append_step_summary(to_markdown(result))
     out = _stdout()
-    for item in console_renderables(result):
+    quiet_lines = [] if result.passed else verdict_lines(result)
+    for item in quiet_lines if quiet else console_renderables(result):
         # Lines of text are not folded: paths and commands must survive copy and paste.
         out.print(item, soft_wrap=isinstance(item, str))
     if where is not None:
@@ -246,6 +260,22 @@ def compare(
         # Plain print: tensor names hold brackets that rich would read as markup.
         print("\n".join(localization_lines(where)))
     raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
+
+
+def _append_step_summary(markdown: str) -> None:
+    """GitHub Actions shows what a step appends to $GITHUB_STEP_SUMMARY on the run's page.
+    A summary that cannot be written is worth a warning, not a failed gate."""
+    import os
+
+    target = os.environ.get("GITHUB_STEP_SUMMARY")
+    if not target:
+        return
+    try:
+        with open(target, "a", encoding="utf-8") as fh:
+            fh.write(markdown + "\n")
+    except OSError as exc:
+        _stderr().print(f"[yellow]warning:[/] cannot append to GITHUB_STEP_SUMMARY "
+                        f"({target}): {exc.strerror or exc}", markup=True)
 
 
 def _localize(model: Path, golden: Path, config: Path | None, signature: str | None,
@@ -451,13 +481,15 @@ def _spec_json(t: Any) -> dict[str, Any]:
 
 @app.command()
 def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
-                                                  show_default=False, metavar="G.h5")]) -> None:
+                                                  show_default=False, metavar="G.h5")],
+           quiet: QuietOpt = False) -> None:
     """Check a golden's schema and checksums. Exit 0 intact, 2 not."""
     with user_errors():
         from snapshot_tool.golden.io import verify_golden
 
         n, version = verify_golden(golden)
-    print(f"ok: {golden} is intact (format v{version}, {n} tensors checked)")
+    if not quiet:
+        print(f"ok: {golden} is intact (format v{version}, {n} tensors checked)")
 
 
 @app.command()
