@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 
 Status = Literal["localized", "no_divergence", "unsupported", "passed"]
-MatchedBy = Literal["name", "alias", "position", ""]
+MatchedBy = Literal["name", "alias", "layer", "position", ""]
 
 
 @dataclass(frozen=True)
@@ -167,7 +167,9 @@ def match(golden: Trace, candidate: Trace, *, parameters: bool = False) -> list[
     """Pair the two traces' tensors (activations, or parameters with ``parameters=True``).
 
     Names first (a re-export or a one-layer change keeps them), then normalized names and
-    aliases (a SavedModel against its TFLite conversion), then position and shape: the
+    aliases (a SavedModel against its TFLite conversion), then, between a ``.keras`` file's
+    layer outputs and a graph's ops, the last op of each layer's scope; then position and
+    shape: the
     unmatched tensors between two matched ones are paired in order when their shapes agree
     (an op swapped for another, Tanh for Sigmoid, keeps its place and its shape).
     """
@@ -194,8 +196,53 @@ def match(golden: Trace, candidate: Trace, *, parameters: bool = False) -> list[
             if hits:
                 assigned[i] = (hits[0], "alias")
                 used.add(hits[0])
-    _match_by_position(golden, candidate, g_nodes, c_nodes, assigned, used)
+    cross = golden.kind != candidate.kind
+    if cross and "keras" in (golden.kind, candidate.kind) and not parameters:
+        _match_layer_outputs(g_nodes, c_nodes, assigned, used)
+    # Weights of two runtimes are laid out differently (TFLite transposes kernels, folds
+    # biases into constants of the same shape), so a positional pair of parameters across
+    # kinds would report unchanged weights as changed.
+    if not (parameters and cross):
+        _match_by_position(golden, candidate, g_nodes, c_nodes, assigned, used)
     return [Pair(g_nodes[i], c_nodes[j], how) for i, (j, how) in sorted(assigned.items())]
+
+
+def _layer_outputs(nodes: Sequence[Node]) -> dict[int, str]:
+    """Index -> layer of the last tensor of each layer scope: a Keras layer's output is its
+    last op (``conv_b/Relu`` after ``conv_b/Conv2D`` and ``conv_b/BiasAdd``)."""
+    last: dict[str, int] = {}
+    for i, n in enumerate(nodes):
+        if n.layer:
+            last[n.layer] = i
+    return {i: layer for layer, i in last.items()}
+
+
+def _layer_keys(layer: str) -> list[str]:
+    # Keras uniquifies name scopes when it traces an export ("conv_b" -> "conv_b_1"), so a
+    # layer is also known without one trailing "_<n>"; the exact name is tried first.
+    name = layer.rsplit("/", 1)[-1]
+    stripped = re.sub(r"_\d+$", "", name)
+    return [name] if stripped == name else [name, stripped]
+
+
+def _match_layer_outputs(g_nodes: Sequence[Node], c_nodes: Sequence[Node],
+                         assigned: dict[int, tuple[int, MatchedBy]], used: set[int]) -> None:
+    """A ``.keras`` file traces layer outputs, a graph traces ops: pair each layer output
+    with the last op of the same layer's scope on the other side."""
+    g_out, c_out = _layer_outputs(g_nodes), _layer_outputs(c_nodes)
+    for tier in (0, 1):
+        by_key: dict[str, list[int]] = {}
+        for j, layer in sorted(c_out.items()):
+            keys = _layer_keys(layer)
+            by_key.setdefault(keys[min(tier, len(keys) - 1)], []).append(j)
+        for i, layer in sorted(g_out.items()):
+            if i in assigned:
+                continue
+            keys = _layer_keys(layer)
+            hits = [j for j in by_key.get(keys[min(tier, len(keys) - 1)], []) if j not in used]
+            if hits:
+                assigned[i] = (hits[0], "layer")
+                used.add(hits[0])
 
 
 def _match_by_position(golden: Trace, candidate: Trace, g_nodes: Sequence[Node],

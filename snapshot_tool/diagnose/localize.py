@@ -174,5 +174,5 @@ def _trace_and_locate(base: Model, base_sig: str, cand: Model, cand_sig: str,
     if ident.get("golden_kind") != ident.get("candidate_kind"):
         notes += (f"the golden's model is a {ident.get('golden_kind')}, the candidate a "
                   f"{ident.get('candidate_kind')}: tensors were matched across runtimes by "
-                  "name and position, which is approximate",)
+                  "name, layer and position, which is approximate",)
     return replace(loc, rows=rows, notes=notes, **ident)  # type: ignore[arg-type]

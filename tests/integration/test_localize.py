@@ -103,3 +103,17 @@ def test_passing_candidate_and_missing_golden_model_say_why(work: Path) -> None:
     loc = localize(candidate, golden)
     assert loc.status == "unsupported" and "--baseline-model" in loc.reason
     assert localize(candidate, golden, baseline_model=candidate).status == "passed"
+
+
+def test_keras_file_against_its_export_matches_layers_to_scopes(cnn: dict[str, Path],
+                                                                work: Path) -> None:
+    # A golden recorded from the .keras file, a candidate shipped as the export (and the
+    # other way round): layer outputs pair with the last op of each layer's scope.
+    golden = _golden(cnn["keras"], work, inputs=True)
+    loc = localize(cnn["damaged_export"], golden)
+    assert loc.first is not None and loc.first.name == "conv_b", loc
+    assert loc.first.matched_by == "layer" and loc.changed_parameters == ()
+    golden = _golden(cnn["export"], work, inputs=True)
+    loc = localize(cnn["damaged"], golden)
+    assert loc.first is not None and "conv_b" in loc.first.layer
+    assert loc.first.candidate_name == "conv_b"
