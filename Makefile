@@ -26,9 +26,9 @@ demo: $(STAMP)
 	$(BIN)/snapshot-tool compare $(DEMO)/candidate_ok --golden goldens/demo.h5 \
 		--config goldens/demo.toml --baseline-model $(DEMO)/baseline \
 		--report-json $(DEMO)/report_ok.json
-	@echo "== candidate 2: one damaged conv filter, latency against the stored baseline (expect FAIL, exit 1)"
+	@echo "== candidate 2: one damaged conv filter, latency against the stored baseline (expect FAIL, exit 1, localized to conv1)"
 	@$(BIN)/snapshot-tool compare $(DEMO)/candidate_broken --golden goldens/demo.h5 \
-		--config goldens/demo.toml --report-json $(DEMO)/report_broken.json; \
+		--config goldens/demo.toml --report-json $(DEMO)/report_broken.json --localize; \
 	rc=$$?; if [ $$rc -eq 1 ]; then echo "demo: regression caught (exit 1), as expected"; \
 	else echo "demo: expected exit 1, got $$rc"; exit 1; fi
 	@echo "== candidate 3: same outputs, more work per call, timed side by side (expect latency FAIL)"

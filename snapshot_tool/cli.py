@@ -243,12 +243,12 @@ def compare(
         if junit is not None:
             _write_text(junit, to_junit(result))
         if markdown is not None:
-            _write_text(markdown, to_markdown(result))
+            _write_text(markdown, to_markdown(result) + _localization_markdown(where))
         if html is not None:
             from snapshot_tool.report.html import comparison_page
 
             _write_text(html, comparison_page(result, obtained=result.obtained))
-        _append_step_summary(to_markdown(result))
+        _append_step_summary(to_markdown(result) + _localization_markdown(where))
     out = _stdout()
     quiet_lines = [] if result.passed else verdict_lines(result)
     for item in quiet_lines if quiet else console_renderables(result):
@@ -276,6 +276,15 @@ def _append_step_summary(markdown: str) -> None:
     except OSError as exc:
         _stderr().print(f"[yellow]warning:[/] cannot append to GITHUB_STEP_SUMMARY "
                         f"({target}): {exc.strerror or exc}", markup=True)
+
+
+def _localization_markdown(where: Any) -> str:
+    if where is None:
+        return ""
+    from snapshot_tool.diagnose.render import localization_lines
+
+    body = "\n".join(localization_lines(where))
+    return f"\n### Where it diverges (--localize)\n\n```\n{body}\n```\n"
 
 
 def _localize(model: Path, golden: Path, config: Path | None, signature: str | None,

@@ -31,13 +31,15 @@ def golden(tf1: dict[str, Path]) -> Path:
 def test_compare_localize_prints_and_reports_the_first_diverging_tensor(
         cli, tf1: dict[str, Path], golden: Path) -> None:
     report = tf1["dir"] / "report.json"
+    summary = tf1["dir"] / "summary.md"
     res = cli("compare", tf1["broken"], "--golden", golden, "--no-latency", "--localize",
-              "--report-json", report)
+              "--report-json", report, "--markdown", summary)
     assert res.code == 1, res
     assert "first diverging tensor: output/MatMul (MatMul, layer output)" in res.stdout
     assert "changed parameters: output/kernel" in res.stdout
     loc = json.loads(report.read_text())["localization"]
     assert loc["status"] == "localized" and loc["first"]["name"] == "output/MatMul:0"
+    assert "first diverging tensor: output/MatMul" in summary.read_text()
 
 
 def test_localize_that_cannot_run_says_why_and_keeps_the_verdict(
