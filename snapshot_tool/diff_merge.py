@@ -1,0 +1,224 @@
+"""Per-output diff statistics that merge across row ranges: the sharded form of
+:func:`snapshot_tool.diff.compare_tensor`. Pure numpy, no TensorFlow.
+
+A worker diffs the rows it holds into a :class:`DiffPartial`; partials of disjoint row
+ranges merge in any order (``merge`` is associative and commutative), and :func:`finish`
+turns the merged partial into the same :class:`TensorDiff` an in-process diff of the whole
+tensor gives. What is kept, and why it merges exactly:
+
+- mismatch count, element count: sums of integers;
+- max abs and max rel error: maxima;
+- the worst element (largest excess over the tolerance when something fails, else the
+  largest abs error), with both values: a maximum whose ties go to the lowest global flat
+  index, which is what a front-to-back scan of the whole tensor picks;
+- the smallest passing atol: the (k+1)-th largest ``|c-g| - rtol*|g|`` over the tensor, where
+  k is the mismatch allowance; each partial keeps its own k+1 largest, and the k+1 largest of
+  a union are among the union of each part's k+1 largest;
+- the sum of abs errors, for the mean: one float per diff chunk, keyed by the chunk's global
+  position and added in that order at the end. Chunks are laid on the whole tensor's flat
+  index (:data:`snapshot_tool.diff.CHUNK`), so when a row range starts on a chunk boundary
+  the additions are the very ones the in-process diff makes; otherwise a chunk split
+  between two ranges is summed in two pieces, which can differ from the in-process mean in
+  the last bits (never in a verdict: the mean gates nothing).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.diff import CHUNK, TensorDiff, _allowed, _chunk_figures, _scalar
+from snapshot_tool.model import dtype_label
+from snapshot_tool.tolerance import Tolerance
+
+# (value, global flat index, golden value, candidate value); index -1 when nothing seen.
+Worst = tuple[float, int, Any, Any]
+_NONE: Worst = (-math.inf, -1, None, None)
+
+
+@dataclass
+class DiffPartial:
+    """Diff statistics of one output over some rows of the golden (mutable: merged in place
+    by a combiner, which saves a copy per element it folds in)."""
+
+    name: str
+    signature: str
+    golden_dtype: str
+    candidate_dtype: str
+    golden_tail: tuple[int, ...]
+    candidate_tail: tuple[int, ...]
+    golden_rows: int = 0
+    candidate_rows: int = 0
+    total_rows: int = 0  # the whole golden's axis-0 length, so k is known in every worker
+    tol: Tolerance | None = None
+    spread: float | None = None
+    exact_kind: bool = False  # strings and bools: equality only
+    shape_ok: bool = True
+    count: int = 0
+    sums: list[tuple[int, float]] = field(default_factory=list)
+    max_abs: float = -math.inf
+    max_rel: float = -math.inf
+    worst_excess: Worst = _NONE
+    worst_abs: Worst = _NONE
+    first_bad: Worst = _NONE
+    need_top: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+
+
+def _better(a: Worst, b: Worst) -> Worst:
+    """The larger value; on a tie, the lower global index (a front-to-back scan's pick)."""
+    if a[1] < 0:
+        return b
+    if b[1] < 0:
+        return a
+    if a[0] != b[0]:
+        return a if a[0] > b[0] else b
+    return a if a[1] < b[1] else b
+
+
+def _size(tail: tuple[int, ...]) -> int:
+    return int(np.prod(tail, dtype=np.int64)) if tail else 1
+
+
+def _k(p: DiffPartial) -> int:
+    n = p.total_rows * _size(p.golden_tail)
+    return _allowed(n, p.tol.max_mismatch_fraction if p.tol else 0.0)
+
+
+def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance, *,
+                 row_start: int, total_rows: int, signature: str = "",
+                 spread: float | None = None) -> DiffPartial:
+    """Diff rows ``[row_start, row_start + len(golden))`` of a tensor with ``total_rows``."""
+    p = DiffPartial(name, signature, dtype_label(golden), dtype_label(candidate),
+                    tuple(golden.shape[1:]), tuple(candidate.shape[1:]),
+                    golden_rows=int(golden.shape[0]), candidate_rows=int(candidate.shape[0]),
+                    total_rows=total_rows, tol=tol, spread=spread,
+                    exact_kind=golden.dtype.kind in ("O", "S", "U", "b"))
+    if p.golden_dtype != p.candidate_dtype or golden.shape != candidate.shape or not golden.size:
+        p.shape_ok = golden.shape == candidate.shape
+        return p
+    offset = row_start * _size(p.golden_tail)
+    flat_g = np.ascontiguousarray(golden).reshape(-1)
+    flat_c = np.ascontiguousarray(candidate).reshape(-1)
+    if p.exact_kind:
+        _exact_into(p, flat_g, flat_c, offset)
+    else:
+        _numeric_into(p, flat_g, flat_c, offset, tol)
+    return p
+
+
+def _exact_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int) -> None:
+    bad = np.asarray(g != c, dtype=bool).reshape(-1)
+    p.count = int(bad.sum())
+    if p.count:
+        i = int(np.argmax(bad))
+        p.first_bad = (0.0, offset + i, _scalar(g[i]), _scalar(c[i]))
+
+
+def _numeric_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int,
+                  tol: Tolerance) -> None:
+    keep_k = _k(p) + 1
+    tops: list[np.ndarray] = []
+    # Cut at the whole tensor's chunk boundaries so per-chunk sums line up with in-process.
+    cuts = list(range(offset - offset % CHUNK + CHUNK, offset + g.size, CHUNK))
+    for lo, hi in zip([offset, *cuts], [*cuts, offset + g.size], strict=True):
+        a, b = lo - offset, hi - offset
+        ch = _chunk_figures(g[a:b], c[a:b], tol)
+        p.count += int(ch.bad.sum())
+        p.sums.append((lo, float(ch.absdiff.sum())))
+        p.max_abs = max(p.max_abs, float(ch.absdiff.max()))
+        p.max_rel = max(p.max_rel, float(ch.rel.max()))
+        with np.errstate(invalid="ignore"):
+            excess = ch.absdiff - ch.allowed
+        i = int(np.argmax(excess))
+        p.worst_excess = _better(p.worst_excess, (float(excess[i]), lo + i,
+                                                  _scalar(g[a + i]), _scalar(c[a + i])))
+        j = int(np.argmax(ch.absdiff))
+        p.worst_abs = _better(p.worst_abs, (float(ch.absdiff[j]), lo + j,
+                                            _scalar(g[a + j]), _scalar(c[a + j])))
+        keep = min(keep_k, ch.need.size)
+        tops.append(np.partition(ch.need, ch.need.size - keep)[ch.need.size - keep:])
+    p.need_top = _largest(np.concatenate(tops), keep_k)
+
+
+def _largest(values: np.ndarray, keep: int) -> np.ndarray:
+    if values.size <= keep:
+        return values
+    return np.partition(values, values.size - keep)[values.size - keep:]
+
+
+def merge(a: DiffPartial, b: DiffPartial) -> DiffPartial:
+    """Fold ``b`` (another row range of the same output) into ``a`` and return ``a``."""
+    if a.golden_tail != b.golden_tail or a.candidate_tail != b.candidate_tail \
+            or a.candidate_dtype != b.candidate_dtype:
+        a.shape_ok = False
+    a.shape_ok = a.shape_ok and b.shape_ok
+    a.golden_rows += b.golden_rows
+    a.candidate_rows += b.candidate_rows
+    a.count += b.count
+    a.sums.extend(b.sums)
+    a.max_abs = max(a.max_abs, b.max_abs)
+    a.max_rel = max(a.max_rel, b.max_rel)
+    a.worst_excess = _better(a.worst_excess, b.worst_excess)
+    a.worst_abs = _better(a.worst_abs, b.worst_abs)
+    first = [w for w in (a.first_bad, b.first_bad) if w[1] >= 0]
+    a.first_bad = min(first, key=lambda w: w[1]) if first else _NONE
+    a.need_top = _largest(np.concatenate([a.need_top, b.need_top]), _k(a) + 1)
+    return a
+
+
+def finish(p: DiffPartial) -> TensorDiff:
+    """The merged statistics as the :class:`TensorDiff` of the whole tensor."""
+    tol = p.tol or Tolerance(0.0, 0.0, 0.0, True, True, "")
+    golden_shape = (p.golden_rows, *p.golden_tail)
+    candidate_shape = (p.candidate_rows, *p.candidate_tail)
+    n = p.golden_rows * _size(p.golden_tail)
+    base: dict[str, Any] = dict(
+        name=p.name, signature=p.signature, golden_dtype=p.golden_dtype,
+        candidate_dtype=p.candidate_dtype, golden_shape=golden_shape,
+        candidate_shape=candidate_shape, size=n, atol=tol.atol, rtol=tol.rtol,
+        max_mismatch_fraction=tol.max_mismatch_fraction, nan_equal=tol.nan_equal,
+        exact=tol.exact, tolerance_source=tol.source, spread=p.spread)
+    if p.golden_dtype != p.candidate_dtype:
+        return TensorDiff(status="dtype_changed", **base,
+                          message=f"dtype {p.golden_dtype} -> {p.candidate_dtype}")
+    if golden_shape != candidate_shape or not p.shape_ok:
+        return TensorDiff(status="shape_changed", **base,
+                          message=f"shape {golden_shape} -> {candidate_shape}")
+    if n == 0:
+        return TensorDiff(status="ok", **base)
+    k = _allowed(n, tol.max_mismatch_fraction)
+    ok = p.count <= k
+    if p.exact_kind:
+        worst = _unravel(p.first_bad[1], golden_shape) if p.count else None
+        return TensorDiff(status="ok" if ok else "mismatch", **base, mismatch_count=p.count,
+                          mismatch_fraction=p.count / n, worst_index=worst,
+                          worst_golden=p.first_bad[2] if p.count else None,
+                          worst_candidate=p.first_bad[3] if p.count else None)
+    sum_abs = 0.0
+    for _, s in sorted(p.sums, key=lambda piece: piece[0]):
+        sum_abs += s
+    w = p.worst_excess if p.count else p.worst_abs
+    required = _required(p.need_top, k, n, tol, p.golden_dtype)
+    return TensorDiff(
+        status="ok" if ok else "mismatch", **base, mismatch_count=p.count,
+        mismatch_fraction=p.count / n, max_abs_diff=p.max_abs, mean_abs_diff=sum_abs / n,
+        max_rel_diff=p.max_rel, worst_index=_unravel(w[1], golden_shape), worst_golden=w[2],
+        worst_candidate=w[3], required_atol=required)
+
+
+def _required(top: np.ndarray, k: int, n: int, tol: Tolerance, dtype: str) -> float:
+    if k >= n:
+        required = 0.0
+    else:
+        required = max(0.0, float(np.partition(top, top.size - 1 - k)[top.size - 1 - k]))
+    if tol.exact and dtype.startswith(("int", "uint")):
+        required = max(0.0, float(np.ceil(required)))
+    return required
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(int(i) for i in np.unravel_index(flat, shape))
+

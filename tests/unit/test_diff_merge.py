@@ -1,0 +1,98 @@
+"""Merged per-range diff statistics equal the whole-tensor diff (snapshot_tool.diff_merge)."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from snapshot_tool import diff_merge
+from snapshot_tool.diff import compare_tensor
+from snapshot_tool.tolerance import Tolerance
+
+
+def _merged(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance, cuts: list[int],
+            shuffle: bool = True) -> object:
+    bounds = [0, *cuts, golden.shape[0]]
+    parts = [diff_merge.partial_diff("y", golden[a:b], candidate[a:b], tol, row_start=a,
+                                     total_rows=golden.shape[0])
+             for a, b in itertools.pairwise(bounds)]
+    if shuffle:  # a combiner folds partials in whatever order the workers finish
+        random.Random(len(cuts)).shuffle(parts)
+    acc = parts[0]
+    for p in parts[1:]:
+        acc = diff_merge.merge(acc, p)
+    return diff_merge.finish(acc)
+
+
+def _same(a: object, b: object) -> bool:
+    """Field-by-field equality where NaN equals NaN (a worst element may be one)."""
+    def norm(v: object) -> object:
+        return "nan" if isinstance(v, float) and v != v else v
+    return {k: norm(v) for k, v in vars(a).items()} == {k: norm(v) for k, v in vars(b).items()}
+
+
+def _tol(atol: float = 1e-5, rtol: float = 1e-6, frac: float = 0.0, exact: bool = False
+         ) -> Tolerance:
+    return Tolerance(atol, rtol, frac, True, exact, "test")
+
+
+CASES = {
+    "float_pass": (lambda g, r: g + r.normal(0, 1e-7, g.shape).astype(g.dtype), _tol()),
+    "float_fail": (lambda g, r: g + r.normal(0, 1e-3, g.shape).astype(g.dtype), _tol()),
+    "allowance": (lambda g, r: g + (r.random(g.shape) < 0.02) * 1.0, _tol(frac=0.05)),
+    "nan": (lambda g, r: np.where(r.random(g.shape) < 0.01, np.nan, g), _tol()),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.parametrize("cuts", [[], [7], [3, 50, 51], [100]])
+def test_merged_float_diff_equals_whole(case: str, cuts: list[int]) -> None:
+    rng = np.random.default_rng(1)
+    golden = rng.normal(size=(120, 3, 5)).astype(np.float32)
+    make, tol = CASES[case]
+    candidate = make(golden, rng).astype(np.float32)
+    whole = compare_tensor("y", golden, candidate, tol)
+    merged = _merged(golden, candidate, tol, cuts)
+    # Ranges inside one diff chunk are summed in pieces, so the mean may move in its last
+    # bits (see diff_merge's docstring); every other field is the same computation.
+    assert merged.mean_abs_diff == pytest.approx(whole.mean_abs_diff, rel=1e-12, nan_ok=True)
+    assert _same(dataclasses.replace(merged, mean_abs_diff=None),  # type: ignore[arg-type]
+                 dataclasses.replace(whole, mean_abs_diff=None))
+
+
+def test_merged_diff_over_chunk_boundaries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(diff_merge, "CHUNK", 64)
+    monkeypatch.setattr("snapshot_tool.diff.CHUNK", 64)
+    rng = np.random.default_rng(2)
+    golden = rng.normal(size=(400, 8)).astype(np.float64)
+    candidate = golden + rng.normal(0, 1e-4, golden.shape)
+    tol = _tol(frac=0.3)
+    whole = compare_tensor("y", golden, candidate, tol)
+    # Cuts on chunk boundaries (multiples of 8 rows of 8): the very same additions.
+    assert _same(_merged(golden, candidate, tol, [8, 64, 200]), whole)
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint8, np.bool_])
+def test_merged_exact_diff_equals_whole(dtype: type) -> None:
+    rng = np.random.default_rng(3)
+    golden = rng.integers(0, 2 if dtype is np.bool_ else 200, size=(90, 4)).astype(dtype)
+    candidate = golden.copy()
+    candidate[40, 1] = not candidate[40, 1] if dtype is np.bool_ else candidate[40, 1] + 1
+    candidate[77, 3] = not candidate[77, 3] if dtype is np.bool_ else 0
+    exact = dtype is not np.int64
+    tol = _tol(0.0, 0.0, exact=exact) if exact else _tol(atol=0.5, rtol=0.0)
+    assert _merged(golden, candidate, tol, [41, 60]) == compare_tensor("y", golden,
+                                                                       candidate, tol)
+
+
+def test_merged_string_diff_and_shape_change() -> None:
+    golden = np.array([b"a", b"b", b"c", b"d"], dtype=object)
+    candidate = np.array([b"a", b"x", b"c", b"y"], dtype=object)
+    tol = _tol(0.0, 0.0, exact=True)
+    assert _merged(golden, candidate, tol, [2]) == compare_tensor("y", golden, candidate, tol)
+    wide = np.zeros((6, 3), np.float32)
+    assert _merged(wide, np.zeros((6, 4), np.float32), _tol(), [3]).status == "shape_changed"
