@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.diff import CHUNK, TensorDiff, _allowed, _chunk_figures, _scalar
-from snapshot_tool.model import dtype_label
+from snapshot_tool.dtypes import dtype_label
 from snapshot_tool.tolerance import Tolerance
 
 # (value, global flat index, golden value, candidate value); index -1 when nothing seen.

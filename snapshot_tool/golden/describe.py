@@ -19,7 +19,11 @@ from snapshot_tool.golden.io import (
 
 def describe_golden(path: str | Path) -> dict[str, Any]:
     """What a golden holds, without loading tensors: for ``show``."""
+    from snapshot_tool.golden.sharded import describe_sharded, is_sharded
+
     p = Path(path)
+    if is_sharded(p):
+        return describe_sharded(p)
     with malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
         if isinstance(attrs.get("environment"), str):

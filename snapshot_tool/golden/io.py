@@ -421,8 +421,13 @@ def _check_layout(g: Any, where: str, path: Path) -> None:
 
 
 def read_golden(path: str | Path, *, check: bool = True) -> Golden:
-    """Read a whole golden into memory, verifying every checksum on the way."""
+    """Read a whole golden into memory, verifying every checksum on the way. A sharded
+    golden (``G.h5.d/``) is read as the one golden its shards make up."""
     p = Path(path)
+    if _sharded(p):
+        from snapshot_tool.golden.sharded import read_sharded
+
+        return read_sharded(p, check=check)
     with malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
         sigs = {name: _read_signature(name, g, p, check)
@@ -436,6 +441,10 @@ def verify_golden(path: str | Path) -> tuple[int, int]:
     whatever the golden's size. Returns (tensors checked, format version); raises
     :class:`GoldenError` on the first problem."""
     p = Path(path)
+    if _sharded(p):
+        from snapshot_tool.golden.sharded import verify_sharded
+
+        return verify_sharded(p)
     checked = 0
     with malformed_is_golden_error(p), open_golden(p) as f:
         groups = signature_groups(f, p)
@@ -452,3 +461,9 @@ def verify_golden(path: str | Path) -> tuple[int, int]:
         version = int(f.attrs["format_version"])
     return checked, version
 
+
+
+def _sharded(p: Path) -> bool:
+    from snapshot_tool.golden.sharded import is_sharded
+
+    return is_sharded(p)

@@ -1,4 +1,4 @@
-"""Merged per-range metric accumulators give the in-process metrics (metrics_merge)."""
+"""Merged per-range metric accumulators give the in-process metrics (metrics.mergeable)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ import random
 import numpy as np
 import pytest
 
-from snapshot_tool import metrics_merge as mm
 from snapshot_tool.errors import InputsError
-from snapshot_tool.metrics import MetricValue, agreement_metrics, task_metrics
+from snapshot_tool.metrics import mergeable as mm
+from snapshot_tool.metrics.agreement import agreement_metrics
+from snapshot_tool.metrics.tasks import MetricValue, task_metrics
 
 CUTS = [[], [1], [10, 11, 57], [30, 90]]
 

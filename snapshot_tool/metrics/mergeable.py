@@ -1,5 +1,6 @@
 """Task and agreement metrics from accumulators that merge across row ranges: the sharded
-form of :func:`snapshot_tool.metrics.task_metrics` and :func:`agreement_metrics`.
+form of :func:`snapshot_tool.metrics.tasks.task_metrics` and
+:func:`snapshot_tool.metrics.agreement.agreement_metrics`.
 
 A worker turns the rows it holds into a :class:`MetricsPartial`; partials of disjoint row
 ranges merge in any order, and :func:`finish` gives the same metric names, and values equal
@@ -35,26 +36,26 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import InputsError
-from snapshot_tool.metrics import (
+from snapshot_tool.metrics.agreement import _cosines
+from snapshot_tool.metrics.tasks import (
     _DIST_TOL,
     _DIST_TOL_HALF,
     _TOP_K,
     MetricValue,
-    _argmax_decisions,
-    _binary_decisions,
     _check_rows,
     _class_labels,
-    _cosines,
-    _in_unit_interval,
-    _is_float,
-    _is_text,
     _label_kind,
-    _mv,
-    _per_row,
-    _rows,
-    _sigmoid,
-    _text_values,
 )
+from snapshot_tool.metrics.tasks import argmax_decisions as _argmax_decisions
+from snapshot_tool.metrics.tasks import as_rows as _rows
+from snapshot_tool.metrics.tasks import binary_decisions as _binary_decisions
+from snapshot_tool.metrics.tasks import in_unit_interval as _in_unit_interval
+from snapshot_tool.metrics.tasks import is_float as _is_float
+from snapshot_tool.metrics.tasks import is_text as _is_text
+from snapshot_tool.metrics.tasks import metric_value as _mv
+from snapshot_tool.metrics.tasks import per_row as _per_row
+from snapshot_tool.metrics.tasks import sigmoid as _sigmoid
+from snapshot_tool.metrics.tasks import text_values as _text_values
 
 
 @dataclass
@@ -109,7 +110,7 @@ class Cosines:
 @dataclass
 class Vector:
     """The cosine of two whole outputs seen as one vector each, kept as exact-rule facts
-    plus dot products (see :func:`snapshot_tool.metrics._cosines` for the rules)."""
+    plus dot products (see :func:`snapshot_tool.metrics.agreement._cosines` for the rules)."""
 
     finite: bool = True
     equal_nan: bool = True  # equal everywhere, NaN equal to NaN
@@ -145,7 +146,7 @@ class Vector:
 @dataclass
 class Correlation:
     """Pearson correlation of all values with the in-process rules for non-finite values
-    and constants (see :func:`snapshot_tool.metrics._correlation`)."""
+    and constants (see :func:`snapshot_tool.metrics.agreement._correlation`)."""
 
     nonfinite_match: bool = True
     equal: bool = True
@@ -434,7 +435,7 @@ def _fill_regression(t: Task, out: np.ndarray, lab: np.ndarray) -> None:
 
 
 def _fill_binary(t: Task, out: np.ndarray, lab: np.ndarray) -> None:
-    from snapshot_tool.metrics import _binary_metrics
+    from snapshot_tool.metrics.tasks import _binary_metrics
 
     t.kind = "binary"
     if out.ndim > 2 or _per_row(out.shape) != 1 or lab.ndim > 2 or _per_row(lab.shape) != 1 \
@@ -593,7 +594,7 @@ def _finish_binary(t: Task) -> dict[str, MetricValue]:
 
 
 def _finish_classification(t: Task) -> dict[str, MetricValue]:
-    from snapshot_tool.metrics import _ovr_roc_auc
+    from snapshot_tool.metrics.tasks import _ovr_roc_auc
 
     result = t.decisions.metrics()
     for k in _TOP_K:

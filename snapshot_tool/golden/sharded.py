@@ -1,0 +1,508 @@
+"""A sharded golden: a directory ``G.h5.d/`` of shard goldens plus a manifest.
+
+A run too large for one machine (``--runner beam``) writes one shard golden per row range,
+in parallel, instead of one file. Every reader treats the directory as one golden:
+:func:`read_sharded` concatenates the shards' tensors along the sample axis and takes the
+whole-run values (root info, per-output attributes, task metrics) from the manifest.
+
+Layout (manifest version 1)::
+
+    G.h5.d/manifest.json          format, manifest_version, num_rows, attrs (the golden's root
+                                  info), signatures (per signature: output_attrs,
+                                  labels_source, metrics), shards (file, row_start,
+                                  row_stop, bytes, sha256 of the file), sha256 (of the
+                                  manifest's canonical JSON without this key)
+    G.h5.d/shard-00000-of-00004.h5   a valid golden of rows [row_start, row_stop): its own
+                                  inputs, outputs and labels, no metrics, no latency
+
+Each shard is a golden in its own right (``snapshot-tool verify`` and ``compare`` accept it
+alone); the manifest's digests make the directory tamper-evident as a whole: a shard that
+was replaced, dropped or reordered fails ``verify``. Row ranges are whole batches, so an
+output without a batch dimension (one entry per batch) concatenates to what an in-process
+run records.
+
+The directory is replaced whole: shards and manifest are written into a staging directory
+beside the target and renamed into place; the manifest is written last, and a directory
+without one is refused, so an interrupted run never passes for a golden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from snapshot_tool.errors import GoldenError
+from snapshot_tool.golden.schema import Golden, OutputMetrics, SignatureGolden, StoredMetric
+
+MANIFEST = "manifest.json"
+FORMAT = "snapshot-tool-sharded-golden"
+MANIFEST_VERSION = 1
+SUPPORTED_MANIFEST_VERSIONS = (1,)
+# Root attributes a shard golden adds to the golden's own: where its rows sit in the whole.
+SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP = "shard_index", "shard_count", "row_start", \
+    "row_stop"
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One shard as the manifest lists it."""
+
+    file: str
+    row_start: int
+    row_stop: int
+    bytes: int
+    sha256: str
+
+
+def is_sharded(path: str | Path) -> bool:
+    """Whether ``path`` names a sharded golden directory (readers dispatch on this)."""
+    p = Path(path)
+    return p.is_dir() and (p / MANIFEST).is_file()
+
+
+def shard_name(index: int, count: int) -> str:
+    return f"shard-{index:05d}-of-{count:05d}.h5"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shard_entry(path: Path, row_start: int, row_stop: int) -> ShardEntry:
+    """The manifest entry of a shard file just written."""
+    return ShardEntry(path.name, row_start, row_stop, path.stat().st_size, file_sha256(path))
+
+
+# --- writing -------------------------------------------------------------------------------
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return v
+
+
+def _canonical(doc: Mapping[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=True).encode()
+
+
+def build_manifest(attrs: Mapping[str, Any], signatures: Mapping[str, Mapping[str, Any]],
+                   shards: Sequence[ShardEntry]) -> dict[str, Any]:
+    """The manifest document, digest included. ``signatures`` maps a signature to its
+    ``output_attrs``, ``labels_source`` and ``metrics`` (output -> task, threshold,
+    values -> metric -> value, direction)."""
+    ordered = sorted(shards, key=lambda s: s.row_start)
+    for before, after in itertools.pairwise(ordered):
+        if before.row_stop != after.row_start:
+            raise GoldenError(f"shards {before.file} and {after.file} leave a gap or overlap "
+                              f"at rows {before.row_stop}..{after.row_start}")
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "manifest_version": MANIFEST_VERSION,
+        "num_rows": ordered[-1].row_stop - ordered[0].row_start if ordered else 0,
+        "attrs": {k: _json_value(v) for k, v in attrs.items()},
+        "signatures": {name: json.loads(json.dumps(sig, default=_json_value))
+                       for name, sig in signatures.items()},
+        "shards": [vars(s) for s in ordered],
+    }
+    doc["sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    return doc
+
+
+def staging_dir(target: str | Path) -> Path:
+    """A fresh directory beside ``target`` for shards to be written into."""
+    p = Path(target)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent))
+
+
+def check_writable_dir(target: Path, force: bool) -> None:
+    if target.exists() and not target.is_dir():
+        raise GoldenError(f"{target} exists and is a file; a sharded golden is a directory "
+                          f"(try --golden {target}.d)")
+    if target.exists() and not force:
+        raise GoldenError(f"golden {target} already exists; pass --force to replace it")
+
+
+def commit(staging: Path, target: str | Path, manifest: Mapping[str, Any], *,
+           force: bool) -> Path:
+    """Write the manifest into ``staging`` and move the directory into place as ``target``.
+
+    The old golden (with --force) is moved aside before the new one is renamed in, then
+    removed: a reader sees the old golden, none, or the new one, never a mix.
+    """
+    dest = Path(target)
+    tmp = staging / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True, allow_nan=True))
+    os.replace(tmp, staging / MANIFEST)
+    os.chmod(staging, 0o777 & ~_umask())
+    check_writable_dir(dest, force)
+    old: Path | None = None
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
+        os.replace(dest, old / dest.name)
+    os.replace(staging, dest)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return dest
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def discard(staging: Path) -> None:
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def slice_signature(sg: SignatureGolden, start: int, stop: int, batch_size: int
+                    ) -> SignatureGolden:
+    """Rows ``[start, stop)`` of a signature (``start`` a whole number of batches), without
+    the whole-run values (metrics, latency) that the manifest carries."""
+    def rows(name: str, arr: np.ndarray) -> np.ndarray:
+        if sg.output_attrs.get(name, {}).get("batched", True):
+            return arr[start:stop]
+        return arr[start // batch_size:-(-stop // batch_size)]
+
+    return SignatureGolden(
+        sg.signature, {k: v[start:stop] for k, v in sg.inputs.items()},
+        {k: rows(k, v) for k, v in sg.outputs.items()}, sg.output_attrs,
+        None if sg.labels is None else sg.labels[start:stop], sg.labels_source)
+
+
+def signature_info(sg: SignatureGolden) -> dict[str, Any]:
+    """What the manifest keeps of a signature: the values that belong to all its rows."""
+    return {"output_attrs": sg.output_attrs, "labels_source": sg.labels_source,
+            "metrics": {out: {"task": om.task, "threshold": om.threshold,
+                              "values": {m: {"value": v.value, "direction": v.direction}
+                                         for m, v in om.values.items()}}
+                        for out, om in sg.metrics.items()}}
+
+
+def write_shard(staging: Path, index: int, count: int, row_start: int,
+                attrs: Mapping[str, Any], signatures: Mapping[str, SignatureGolden]
+                ) -> ShardEntry:
+    """Write one shard golden into ``staging`` and return its manifest entry."""
+    from snapshot_tool.golden.io import write_golden
+
+    rows = {next(iter(sg.inputs.values())).shape[0] for sg in signatures.values() if sg.inputs}
+    if len(rows) != 1:
+        raise GoldenError("a sharded golden needs every signature to take the same number of "
+                          "rows; record the signatures one by one")
+    row_stop = row_start + rows.pop()
+    path = staging / shard_name(index, count)
+    write_golden(path, dict(attrs) | {SHARD_INDEX: index, SHARD_COUNT: count,
+                                      ROW_START: row_start, ROW_STOP: row_stop,
+                                      "num_samples": row_stop - row_start}, signatures)
+    return shard_entry(path, row_start, row_stop)
+
+
+def write_sharded(target: str | Path, golden: Golden, rows_per_shard: int, *,
+                  force: bool = False) -> Path:
+    """Write an in-memory golden as a sharded one, shard after shard (``--runner beam``
+    writes its shards in parallel with :func:`write_shard` instead)."""
+    dest = Path(target)
+    check_writable_dir(dest, force)
+    batch = int(golden.attrs.get("batch_size", 1))
+    step = max(batch, rows_per_shard - rows_per_shard % batch)
+    rows = max(next(iter(sg.inputs.values())).shape[0] if sg.inputs else 0
+               for sg in golden.signatures.values())
+    starts = list(range(0, rows, step)) or [0]
+    staging = staging_dir(dest)
+    try:
+        entries = [write_shard(staging, i, len(starts), a, golden.attrs,
+                               {n: slice_signature(sg, a, a + step, batch)
+                                for n, sg in golden.signatures.items()})
+                   for i, a in enumerate(starts)]
+        manifest = build_manifest(golden.attrs, {n: signature_info(sg) for n, sg in
+                                                 golden.signatures.items()}, entries)
+        return commit(staging, dest, manifest, force=force)
+    except BaseException:
+        discard(staging)
+        raise
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def load_manifest(path: str | Path) -> dict[str, Any]:
+    """The manifest of the sharded golden at ``path``, with its own digest checked."""
+    p = Path(path)
+    try:
+        doc = json.loads((p / MANIFEST).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise GoldenError(f"{p}: cannot read {MANIFEST} ({exc}); the sharded golden is "
+                          "corrupt — re-record it") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise GoldenError(f"{p}/{MANIFEST} is not a snapshot-tool sharded golden manifest")
+    version = doc.get("manifest_version")
+    if version not in SUPPORTED_MANIFEST_VERSIONS:
+        raise GoldenError(f"{p} has sharded-golden manifest version {version}, which this "
+                          "snapshot-tool does not read; upgrade snapshot-tool or re-record")
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    if hashlib.sha256(_canonical(body)).hexdigest() != doc.get("sha256"):
+        raise GoldenError(f"{p}/{MANIFEST} fails its sha256 check; the sharded golden was "
+                          "edited or damaged — re-record it")
+    for key, kind in (("attrs", dict), ("signatures", dict), ("shards", list)):
+        if not isinstance(doc.get(key), kind):
+            raise GoldenError(f"{p}/{MANIFEST}: {key} is missing or malformed")
+    if not doc["shards"]:
+        raise GoldenError(f"{p}/{MANIFEST} lists no shards")
+    return doc
+
+
+def shard_entries(doc: Mapping[str, Any], path: Path) -> list[ShardEntry]:
+    try:
+        entries = [ShardEntry(str(s["file"]), int(s["row_start"]), int(s["row_stop"]),
+                              int(s["bytes"]), str(s["sha256"])) for s in doc["shards"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GoldenError(f"{path}/{MANIFEST}: malformed shard entry ({exc})") from None
+    for e in entries:
+        if Path(e.file).name != e.file or e.file.startswith("."):
+            # A manifest naming ../other.h5 would make the golden read files outside itself.
+            raise GoldenError(f"{path}/{MANIFEST}: shard name {e.file!r} is not a plain file "
+                              "name inside the golden")
+    return entries
+
+
+def check_shard(path: Path, entry: ShardEntry) -> Path:
+    """The shard's path, after its size and digest match the manifest."""
+    f = path / entry.file
+    if not f.is_file():
+        raise GoldenError(f"{path}: shard {entry.file} is missing; the sharded golden is "
+                          "incomplete — re-record it")
+    if f.stat().st_size != entry.bytes or file_sha256(f) != entry.sha256:
+        raise GoldenError(f"{path}: shard {entry.file} does not match the digest in "
+                          f"{MANIFEST}; the sharded golden is corrupt — re-record it")
+    return f
+
+
+def shard_paths(path: str | Path) -> list[tuple[ShardEntry, Path]]:
+    """Every shard in row order, each checked against the manifest."""
+    p = Path(path)
+    doc = load_manifest(p)
+    return [(e, check_shard(p, e)) for e in sorted(shard_entries(doc, p),
+                                                   key=lambda e: e.row_start)]
+
+
+@contextlib.contextmanager
+def _manifest_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except GoldenError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise GoldenError(f"{path}/{MANIFEST}: malformed ({type(exc).__name__}: {exc}); "
+                          "re-record the golden") from None
+
+
+def _metrics_from(doc: Mapping[str, Any]) -> dict[str, OutputMetrics]:
+    return {out: OutputMetrics(str(m["task"]), float(m["threshold"]), {
+        name: StoredMetric(float(v["value"]), str(v["direction"]))
+        for name, v in m["values"].items()}) for out, m in doc.items()}
+
+
+def _concat(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
+
+
+def read_sharded(path: str | Path, *, check: bool = True) -> Golden:
+    """The whole sharded golden as one :class:`Golden`, every shard and digest checked."""
+    from snapshot_tool.golden.io import read_golden
+
+    p = Path(path)
+    doc = load_manifest(p)
+    shards = [read_golden(f, check=check) for _, f in shard_paths(p)]
+    sigs: dict[str, SignatureGolden] = {}
+    with _manifest_errors(p):
+        for name in sorted(doc["signatures"]):
+            info = doc["signatures"][name]
+            parts = [s.signatures.get(name) for s in shards]
+            if any(sg is None for sg in parts):
+                raise GoldenError(f"{p}: a shard lacks signature {name!r}; re-record it")
+            present = [sg for sg in parts if sg is not None]
+            labels = [sg.labels for sg in present]
+            sigs[name] = SignatureGolden(
+                name,
+                inputs={k: _concat([sg.inputs[k] for sg in present])
+                        for k in present[0].inputs},
+                outputs={k: _concat([sg.outputs[k] for sg in present])
+                         for k in present[0].outputs},
+                output_attrs={k: dict(v) for k, v in info.get("output_attrs", {}).items()},
+                labels=None if any(lab is None for lab in labels) else _concat(
+                    [lab for lab in labels if lab is not None]),
+                labels_source=str(info.get("labels_source", "")),
+                metrics=_metrics_from(info.get("metrics", {})))
+        attrs = dict(doc["attrs"]) | {"shards": len(shards)}
+    return Golden(p, attrs, sigs)
+
+
+def verify_sharded(path: str | Path) -> tuple[int, int]:
+    """Manifest digest, every shard's file digest, then each shard's own verify."""
+    from snapshot_tool.golden.io import verify_golden
+
+    checked = 0
+    version = 0
+    for _, f in shard_paths(path):
+        n, version = verify_golden(f)
+        checked += n
+    return checked, version
+
+
+def describe_sharded(path: str | Path) -> dict[str, Any]:
+    """What ``show`` prints: the first shard's description with whole-golden shapes, the
+    manifest's root info and metrics, and the shard list."""
+    from snapshot_tool.golden.describe import describe_golden
+
+    p = Path(path)
+    doc = load_manifest(p)
+    described = [describe_golden(f) for _, f in shard_paths(p)]
+    info = described[0]
+    with _manifest_errors(p):
+        for name, entry in info["signatures"].items():
+            for grp in ("inputs", "outputs"):
+                for i, t in enumerate(entry[grp]):
+                    t["shape"][0:1] = [sum(d["signatures"][name][grp][i]["shape"][0]
+                                           for d in described)] if t["shape"] else []
+                    t["sha256"] = ""  # per shard only; `verify` checks them all
+            if "labels" in entry:
+                entry["labels"]["shape"][0] = sum(
+                    d["signatures"][name]["labels"]["shape"][0] for d in described)
+                entry["labels"]["sha256"] = ""
+            metrics = doc["signatures"].get(name, {}).get("metrics", {})
+            if metrics:
+                entry["metrics"] = {out: {"task": m["task"], "values": m["values"]}
+                                    for out, m in metrics.items()}
+        attrs = dict(info["attrs"])
+        for key in (SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP):
+            attrs.pop(key, None)
+        attrs |= doc["attrs"]
+    return {"path": str(p), "attrs": attrs, "signatures": info["signatures"],
+            "shards": [vars(e) for e in shard_entries(doc, p)]}
+
+
+
+# --- row ranges: what one worker reads ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RowRange:
+    """Rows ``[start, stop)`` of one signature in one golden file (the golden itself, or a
+    shard of a sharded one), which begin at row ``global_start`` of the whole golden."""
+
+    file: str
+    signature: str
+    start: int
+    stop: int
+    global_start: int
+    digest: tuple[int, str] | None = None  # a shard's (bytes, sha256) from the manifest
+
+
+def row_ranges(path: str | Path, signature: str, rows_per_range: int) -> list[RowRange]:
+    """How workers split one signature of a golden: one range per shard of a sharded golden;
+    ranges of ``rows_per_range`` rows (a whole number of batches) of a single file."""
+    p = Path(path)
+    if is_sharded(p):
+        return [RowRange(str(f), signature, 0, e.row_stop - e.row_start, e.row_start,
+                         (e.bytes, e.sha256)) for e, f in shard_paths(p)]
+    from snapshot_tool.golden.io import malformed_is_golden_error, open_golden, signature_groups
+
+    with malformed_is_golden_error(p), open_golden(p) as f:
+        g = signature_groups(f, p)[signature]
+        names = list(g["inputs"])
+        if not names:
+            raise GoldenError(f"{p}: signature {signature!r} takes no inputs, so there are no "
+                              "rows to split between workers; compare it in-process")
+        rows = int(g["inputs"][names[0]].shape[0])
+    step = max(1, rows_per_range)
+    return [RowRange(str(p), signature, a, min(a + step, rows), a)
+            for a in range(0, rows, step)]
+
+
+def read_range(r: RowRange, batch_size: int) -> SignatureGolden:
+    """The rows of ``r`` as a :class:`SignatureGolden`. A shard is read whole, after its
+    file digest and every tensor checksum pass; a range of a single file is sliced (its
+    checksums cover whole tensors: ``verify`` checks them, once, before the run)."""
+    from snapshot_tool.golden.io import read_golden
+
+    p = Path(r.file)
+    if r.digest is not None:
+        check_shard(p.parent, ShardEntry(p.name, r.global_start, r.global_start + r.stop,
+                                         r.digest[0], r.digest[1]))
+        return read_golden(p).signatures[r.signature]
+    return _slice(p, r, batch_size)
+
+
+def _slice(p: Path, r: RowRange, batch_size: int) -> SignatureGolden:
+    from snapshot_tool.golden.io import (
+        _decode,
+        attr_str,
+        malformed_is_golden_error,
+        open_golden,
+        plain_attr,
+        signature_groups,
+    )
+
+    with malformed_is_golden_error(p), open_golden(p) as f:
+        g = signature_groups(f, p)[r.signature]
+        inputs = {k: _decode(g["inputs"][k], g["inputs"][k][r.start:r.stop])
+                  for k in g["inputs"]}
+        outputs: dict[str, np.ndarray] = {}
+        attrs: dict[str, dict[str, Any]] = {}
+        for k in g["outputs"]:
+            ds = g["outputs"][k]
+            attrs[k] = {a: plain_attr(ds.attrs[a]) for a in ds.attrs
+                        if a not in ("dtype", "shape", "sha256", "string_storage")}
+            # An output without a batch dimension holds one entry per batch.
+            a, b = (r.start, r.stop) if attrs[k].get("batched", True) else (
+                r.start // batch_size, -(-r.stop // batch_size))
+            outputs[k] = _decode(ds, ds[a:b])
+        labels = None
+        if "labels" in g:
+            labels = _decode(g["labels"], g["labels"][r.start:r.stop])
+        source = attr_str(g["labels"].attrs.get("source")) if "labels" in g else ""
+    return SignatureGolden(r.signature, inputs, outputs, attrs, labels, source)
+
+
+def output_blocks(path: str | Path, signature: str, output: str) -> Iterator[np.ndarray]:
+    """One output of a golden, a shard or a block at a time (for whole-output facts such as
+    "every value is in [0, 1]" without holding the output)."""
+    from snapshot_tool.golden.io import (
+        STREAM_BYTES,
+        _decode,
+        malformed_is_golden_error,
+        open_golden,
+        signature_groups,
+    )
+
+    p = Path(path)
+    files = [f for _, f in shard_paths(p)] if is_sharded(p) else [p]
+    for file in files:
+        with malformed_is_golden_error(file), open_golden(file) as f:
+            ds = signature_groups(f, file)[signature]["outputs"][output]
+            if ds.ndim == 0:
+                yield _decode(ds, ds[()])
+                continue
+            row = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
+            step = max(1, STREAM_BYTES // row)
+            for a in range(0, ds.shape[0], step):
+                yield _decode(ds, ds[a:a + step])
