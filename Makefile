@@ -6,7 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 DEMO   := build/demo
 
-.PHONY: venv demo record gate test test-slow test-all lint bench clean
+BEAM_VENV  := .venv-beam
+BEAM_STAMP := $(BEAM_VENV)/.installed-stamp
+
+.PHONY: venv demo record gate test test-slow test-all test-beam lint bench bench-beam clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,6 +18,14 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# Apache Beam gets a venv of its own: it pins protobuf and friends, and the core suite must
+# not run on whatever versions Beam chose.
+$(BEAM_STAMP): pyproject.toml
+	test -x $(BEAM_VENV)/bin/python || $(PYTHON) -m venv $(BEAM_VENV)
+	$(BEAM_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BEAM_VENV)/bin/python -m pip install --quiet -e ".[dev,tflite,beam]"
+	touch $(BEAM_STAMP)
 
 # The main job on the built-in demo model: train a small digits CNN, record its golden,
 # then gate two candidates: one that must pass and one whose regression must be caught.
@@ -65,6 +76,10 @@ test-slow: $(STAMP)
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m "slow or not slow"
 
+# --runner beam on Beam's DirectRunner, slow cases included (two worker processes).
+test-beam: $(BEAM_STAMP)
+	$(BEAM_VENV)/bin/python -m pytest -q -m "slow or not slow" tests/integration/test_beam.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check snapshot_tool tests benchmarks
 	$(BIN)/mypy
@@ -72,6 +87,9 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/latency_gate.py
 	$(BIN)/python benchmarks/overhead.py
+
+bench-beam: $(BEAM_STAMP)
+	$(BEAM_VENV)/bin/python benchmarks/beam_scaling.py
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache

@@ -115,6 +115,13 @@ GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 fil
 TagOpt = Annotated[str, typer.Option("--tag", help="SavedModel tag set (comma-separated).")]
 QuietOpt = Annotated[bool, typer.Option(
     "--quiet", "-q", help="Print nothing but errors and, on failure, the verdict lines.")]
+RunnerOpt = Annotated[str, typer.Option(
+    "--runner", help="in-process, or beam: an Apache Beam pipeline over workers (needs "
+                     "snapshot-tool[beam]; latency is skipped). See README, \"Larger than "
+                     "one machine\".", metavar="in-process|beam")]
+BeamArgOpt = Annotated[list[str] | None, typer.Option(
+    "--beam-arg", help="A Beam pipeline option KEY=VALUE, repeatable, e.g. "
+                       "runner=DataflowRunner, direct_num_workers=2.", metavar="KEY=VALUE")]
 
 
 @app.command()
@@ -144,16 +151,31 @@ def record(
     force: Annotated[bool, typer.Option(help="Replace an existing golden.")] = False,
     tag: TagOpt = "serve",
     quiet: QuietOpt = False,
+    runner: RunnerOpt = "in-process",
+    beam_arg: BeamArgOpt = None,
+    shards: Annotated[int, typer.Option(
+        help="With --runner beam: shard goldens to write (the golden is a directory, "
+             "G.h5.d).")] = 8,
 ) -> None:
     """Run a known-good MODEL over fixed inputs and write a golden file."""
     with user_errors(), progress_bar(not quiet) as progress:
-        from snapshot_tool.api import record as do_record
+        _check_runner(runner, beam_arg)
+        if runner == "beam":
+            from snapshot_tool.beam.record import record_beam
 
-        result = do_record(model, golden, signature=signature, inputs=inputs, seed=seed,
-                           num_samples=num_samples, batch_size=batch_size, force=force,
-                           tag=tag, labels=labels, config=config, latency=latency,
-                           latency_batch_sizes=_sizes(latency_batch_sizes),
-                           progress=progress)
+            result = record_beam(model, golden, signature=signature, inputs=inputs,
+                                 seed=seed, num_samples=num_samples, batch_size=batch_size,
+                                 force=force, tag=tag, labels=labels, config=config,
+                                 latency=latency, beam_args=beam_arg or (), shards=shards,
+                                 progress=progress)
+        else:
+            from snapshot_tool.api import record as do_record
+
+            result = do_record(model, golden, signature=signature, inputs=inputs, seed=seed,
+                               num_samples=num_samples, batch_size=batch_size, force=force,
+                               tag=tag, labels=labels, config=config, latency=latency,
+                               latency_batch_sizes=_sizes(latency_batch_sizes),
+                               progress=progress)
     if quiet:
         return
     from rich.markup import escape
@@ -206,9 +228,12 @@ def compare(
              "`snapshot-tool accept`. Default: only when outputs or metrics fail.",
         show_default=False)] = None,
     quiet: QuietOpt = False,
+    runner: RunnerOpt = "in-process",
+    beam_arg: BeamArgOpt = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
+        _check_runner(runner, beam_arg)
         from snapshot_tool.api import compare as do_compare
         from snapshot_tool.compare import SaveObtained
         from snapshot_tool.report.console import console_renderables, verdict_lines
@@ -226,11 +251,19 @@ def compare(
             # Without latency, --baseline-model serves --localize only; compare would
             # otherwise warn that it was ignored.
             timing_baseline = baseline_model if latency or not localize else None
-            result = do_compare(model, golden, config=config, signature=signature, tag=tag,
-                                latency=latency, baseline_model=timing_baseline,
-                                latency_strict=latency_strict, progress=progress,
-                                save_obtained=mode,
-                                error_summaries=True if html is not None else None)
+            if runner == "beam":
+                from snapshot_tool.beam.compare import compare_beam
+
+                result = compare_beam(model, golden, config=config, signature=signature,
+                                      tag=tag, latency=latency, baseline_model=timing_baseline,
+                                      latency_strict=latency_strict,
+                                      beam_args=beam_arg or (), progress=progress)
+            else:
+                result = do_compare(model, golden, config=config, signature=signature,
+                                    tag=tag, latency=latency, baseline_model=timing_baseline,
+                                    latency_strict=latency_strict, progress=progress,
+                                    save_obtained=mode,
+                                    error_summaries=True if html is not None else None)
         where = _localize(model, golden, config, signature, tag, baseline_model, result) \
             if localize else None
         if report_json is not None:
@@ -348,6 +381,14 @@ def calibrate(
         print(f"wrote the proposed config to {output}")
     print("\n".join(calibration_lines(cal)))
     raise typer.Exit(EXIT_PASS if cal.consistent else EXIT_REGRESSION)
+
+
+def _check_runner(runner: str, beam_args: list[str] | None) -> None:
+    from snapshot_tool.beam import check_runner
+
+    check_runner(runner)
+    if beam_args and runner != "beam":
+        raise SnapshotToolError("--beam-arg needs --runner beam")
 
 
 def _sizes(text: str | None) -> list[int] | None:

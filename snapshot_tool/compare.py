@@ -34,7 +34,7 @@ from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model
 from snapshot_tool.names import output_prefix
 from snapshot_tool.progress import Progress, no_progress, stage_progress
-from snapshot_tool.tolerance import SPREAD_MARGIN, resolve
+from snapshot_tool.tolerance import SPREAD_MARGIN, Tolerance, resolve
 
 if TYPE_CHECKING:
     from snapshot_tool.golden.schema import OutputMetrics
@@ -141,18 +141,24 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
         if name not in candidate:
             diffs.append(missing(name, g, signature))
             continue
-        tol = resolve(prefix + name, dtype_label(g), config)
-        spread = sg.output_attrs.get(name, {}).get("spread")
-        if spread is not None and float(spread) > 0 and not tol.exact:
-            # The reference itself moved this much between identical calls; a candidate
-            # cannot be held to a tighter bound than the golden's own run-to-run noise.
-            tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
-                          source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
-        diffs.append(compare_tensor(name, g, candidate[name], tol, signature,
-                                    None if spread is None else float(spread), summary))
+        tol, spread = output_tolerance(sg, name, dtype_label(g), config, prefix)
+        diffs.append(compare_tensor(name, g, candidate[name], tol, signature, spread, summary))
     for name in sorted(set(candidate) - set(sg.outputs)):
         diffs.append(extra(name, candidate[name], signature))
     return diffs
+
+
+def output_tolerance(sg: SignatureGolden, name: str, dtype: str, config: Config,
+                     prefix: str = "") -> tuple[Tolerance, float | None]:
+    """The tolerance an output is judged with, and the run-to-run spread recorded for it."""
+    tol = resolve(prefix + name, dtype, config)
+    spread = sg.output_attrs.get(name, {}).get("spread")
+    if spread is not None and float(spread) > 0 and not tol.exact:
+        # The reference itself moved this much between identical calls; a candidate
+        # cannot be held to a tighter bound than the golden's own run-to-run noise.
+        tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
+                      source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
+    return tol, None if spread is None else float(spread)
 
 
 def _prefix(golden: Golden, signature: str) -> str:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -33,6 +33,13 @@ from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model, model_digest
 from snapshot_tool.names import output_prefix
 from snapshot_tool.progress import Progress, no_progress, stage_progress
+
+if TYPE_CHECKING:
+    from snapshot_tool.metrics.tasks import MetricValue
+
+
+# score(output name, task, decision threshold) -> that output's task metrics
+Scorer = Callable[[str, str, float], "dict[str, MetricValue]"]
 
 
 @dataclass(frozen=True)
@@ -123,22 +130,8 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
         attrs: dict[str, dict[str, Any]] = {k: {"batched": bool(b)} for k, b in batched.items()}
         spreads = measure_spread(model, sig, feeds, batch_size)
         if spreads:
-            for k, spread in spreads.items():
-                attrs[k]["nondeterministic"] = True
-                if spread is not None:
-                    attrs[k]["spread"] = spread
-            widened = sorted(k for k in spreads if outputs[k].dtype.kind in "fc")
-            exact = sorted(k for k in spreads if outputs[k].dtype.kind not in "fc")
-            msg = (f"signature {sig.name!r} is not deterministic: output(s) "
-                   f"{', '.join(sorted(spreads))} changed between two runs of the same batch")
-            if widened:
-                msg += (f"; the observed spread is stored and compare widens the atol of "
-                        f"{', '.join(widened)} by twice it")
-            if exact:
-                # Integer, bool and string outputs compare exactly: their run-to-run change
-                # fails every compare unless the user loosens them on purpose.
-                msg += (f"; {', '.join(exact)} compare exactly and will fail every compare: "
-                        "set atol (integers) or max_mismatch_fraction in [outputs.NAME]")
+            msg = spread_attrs(sig.name, spreads, {k: v.dtype.kind for k, v in outputs.items()},
+                               attrs)
             warnings.append(msg)
         metrics: dict[str, OutputMetrics] = {}
         sig_labels = label_values
@@ -234,15 +227,21 @@ def record_latency(fresh: Model, signature: str, inputs: Mapping[str, np.ndarray
 
 
 def record_metrics(outputs: Mapping[str, np.ndarray], batched: Mapping[str, bool],
-                   labels: np.ndarray, config: Config, prefix: str = ""
-                   ) -> dict[str, OutputMetrics]:
+                   labels: np.ndarray, config: Config, prefix: str = "",
+                   score: Scorer | None = None) -> dict[str, OutputMetrics]:
     """Task metrics of every output that has a task against ``labels``.
 
     Outputs whose task was inferred but whose shape does not fit the labels are skipped (a
     model's auxiliary outputs); an output whose task the config sets explicitly must fit, so
-    its error is raised.
+    its error is raised. ``score(name, task, threshold)`` computes an output's metrics
+    (default: :func:`task_metrics` of ``outputs[name]``); a sharded run passes one that
+    finishes merged accumulators, with ``outputs`` standing in for the task inference.
     """
     from snapshot_tool.metrics.tasks import infer_task, task_metrics
+
+    if score is None:
+        def score(name: str, task: str, threshold: float) -> dict[str, MetricValue]:
+            return task_metrics(outputs[name], labels, task, threshold)
 
     result: dict[str, OutputMetrics] = {}
     for name in sorted(outputs):
@@ -256,7 +255,7 @@ def record_metrics(outputs: Mapping[str, np.ndarray], batched: Mapping[str, bool
         if task == "none":
             continue
         try:
-            values = task_metrics(out, labels, task, threshold)
+            values = score(name, task, threshold)
         except InputsError as exc:
             if override is not None:
                 raise InputsError(f"output {name!r} (task {task}): {exc}") from None
@@ -297,6 +296,30 @@ def measure_spread(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.ndar
         else:
             spreads[k] = None
     return spreads
+
+
+def spread_attrs(signature: str, spreads: Mapping[str, float | None],
+                 kinds: Mapping[str, str], attrs: dict[str, dict[str, Any]]) -> str:
+    """Mark the outputs ``spreads`` found nondeterministic in ``attrs`` (in place), and
+    return the warning that says what compare will do about them. ``kinds`` maps an output
+    to its numpy dtype kind."""
+    for k, spread in spreads.items():
+        attrs.setdefault(k, {})["nondeterministic"] = True
+        if spread is not None:
+            attrs[k]["spread"] = spread
+    widened = sorted(k for k in spreads if kinds[k] in "fc")
+    exact = sorted(k for k in spreads if kinds[k] not in "fc")
+    msg = (f"signature {signature!r} is not deterministic: output(s) "
+           f"{', '.join(sorted(spreads))} changed between two runs of the same batch")
+    if widened:
+        msg += (f"; the observed spread is stored and compare widens the atol of "
+                f"{', '.join(widened)} by twice it")
+    if exact:
+        # Integer, bool and string outputs compare exactly: their run-to-run change
+        # fails every compare unless the user loosens them on purpose.
+        msg += (f"; {', '.join(exact)} compare exactly and will fail every compare: "
+                "set atol (integers) or max_mismatch_fraction in [outputs.NAME]")
+    return msg
 
 
 def _same(a: np.ndarray, b: np.ndarray | None) -> bool:

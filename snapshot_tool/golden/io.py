@@ -349,16 +349,7 @@ def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGold
     if "labels" in g:
         labels = _read_tensor(g["labels"], f"{prefix}/labels", path, check)
         labels_source = attr_str(g["labels"].attrs.get("source"))
-    metrics: dict[str, OutputMetrics] = {}
-    if "metrics" in g:
-        for out_name in g["metrics"]:
-            mg = g["metrics"][out_name]
-            values = {m: StoredMetric(float(mg[m][()]), attr_str(mg[m].attrs.get("direction")))
-                      for m in mg}
-            metrics[out_name] = OutputMetrics(
-                task=attr_str(mg.attrs.get("task")),
-                threshold=float(mg.attrs.get("threshold", 0.5)),
-                values=values)
+    metrics = read_metrics(g)
     latency: dict[int, LatencyRecord] = {}
     if "latency" in g:
         for key in g["latency"]:
@@ -369,6 +360,21 @@ def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGold
             latency[bs] = LatencyRecord(bs, np.asarray(ds[()], dtype=np.int64), attrs)
     return SignatureGolden(name, inputs, outputs, output_attrs, labels, labels_source,
                            metrics, latency)
+
+
+def read_metrics(g: Any) -> dict[str, OutputMetrics]:
+    """A signature group's recorded task metrics (small: read without its tensors)."""
+    metrics: dict[str, OutputMetrics] = {}
+    if "metrics" in g:
+        for out_name in g["metrics"]:
+            mg = g["metrics"][out_name]
+            values = {m: StoredMetric(float(mg[m][()]), attr_str(mg[m].attrs.get("direction")))
+                      for m in mg}
+            metrics[out_name] = OutputMetrics(
+                task=attr_str(mg.attrs.get("task")),
+                threshold=float(mg.attrs.get("threshold", 0.5)),
+                values=values)
+    return metrics
 
 
 def plain_attr(v: Any) -> Any:

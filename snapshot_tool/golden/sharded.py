@@ -191,11 +191,17 @@ def slice_signature(sg: SignatureGolden, start: int, stop: int, batch_size: int
 
 def signature_info(sg: SignatureGolden) -> dict[str, Any]:
     """What the manifest keeps of a signature: the values that belong to all its rows."""
-    return {"output_attrs": sg.output_attrs, "labels_source": sg.labels_source,
+    return signature_info_of(sg.output_attrs, sg.labels_source, sg.metrics)
+
+
+def signature_info_of(output_attrs: Mapping[str, Mapping[str, Any]], labels_source: str,
+                      metrics: Mapping[str, OutputMetrics]) -> dict[str, Any]:
+    return {"output_attrs": {k: dict(v) for k, v in output_attrs.items()},
+            "labels_source": labels_source,
             "metrics": {out: {"task": om.task, "threshold": om.threshold,
                               "values": {m: {"value": v.value, "direction": v.direction}
                                          for m, v in om.values.items()}}
-                        for out, om in sg.metrics.items()}}
+                        for out, om in metrics.items()}}
 
 
 def write_shard(staging: Path, index: int, count: int, row_start: int,
@@ -481,6 +487,46 @@ def _slice(p: Path, r: RowRange, batch_size: int) -> SignatureGolden:
             labels = _decode(g["labels"], g["labels"][r.start:r.stop])
         source = attr_str(g["labels"].attrs.get("source")) if "labels" in g else ""
     return SignatureGolden(r.signature, inputs, outputs, attrs, labels, source)
+
+
+def read_head(path: str | Path, rows: int) -> Golden:
+    """The golden with only its first ``rows`` rows of every tensor, but all its whole-run
+    values (root info, output attributes, metrics): what a driver needs to plan a run over
+    workers and check a config, without reading the golden's data."""
+    from snapshot_tool.golden.io import (
+        malformed_is_golden_error,
+        open_golden,
+        plain_attr,
+        read_metrics,
+        signature_groups,
+    )
+
+    p = Path(path)
+    if is_sharded(p):
+        doc = load_manifest(p)
+        first = p / min(shard_entries(doc, p), key=lambda e: e.row_start).file
+        with _manifest_errors(p):
+            attrs = dict(doc["attrs"])
+            infos = doc["signatures"]
+        sigs = {}
+        for name in sorted(infos):
+            part = _slice(first, RowRange(str(first), name, 0, rows, 0), int(
+                attrs.get("batch_size", 1)))
+            with _manifest_errors(p):
+                sigs[name] = SignatureGolden(
+                    name, part.inputs, part.outputs,
+                    {k: dict(v) for k, v in infos[name].get("output_attrs", {}).items()},
+                    part.labels, str(infos[name].get("labels_source", "")),
+                    _metrics_from(infos[name].get("metrics", {})))
+        return Golden(p, attrs, sigs)
+    with malformed_is_golden_error(p), open_golden(p) as f:
+        attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
+        metrics = {name: read_metrics(g) for name, g in signature_groups(f, p).items()}
+    batch = int(attrs.get("batch_size", 1))
+    sigs = {name: _slice(p, RowRange(str(p), name, 0, rows, 0), batch) for name in metrics}
+    return Golden(p, attrs, {name: SignatureGolden(
+        name, sg.inputs, sg.outputs, sg.output_attrs, sg.labels, sg.labels_source,
+        metrics[name]) for name, sg in sigs.items()})
 
 
 def output_blocks(path: str | Path, signature: str, output: str) -> Iterator[np.ndarray]:

@@ -1,0 +1,221 @@
+"""``record --runner beam``: the driver. It reads the model's interface and the first batch
+(for the run-to-run spread), lets the pipeline run the model over every shard of rows and
+write each shard golden, then writes the manifest with the task metrics merged from the
+shards' accumulators, and moves the sharded golden into place.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from snapshot_tool import __version__
+from snapshot_tool.beam import LATENCY_NOTE, pipeline_args, require_beam
+from snapshot_tool.beam.work import RecordJob, RecordPartial, Shard, execute
+from snapshot_tool.config import Config, load_config
+from snapshot_tool.errors import InputsError, SnapshotToolError
+from snapshot_tool.golden import sharded
+from snapshot_tool.golden.schema import OutputMetrics
+from snapshot_tool.names import output_prefix
+from snapshot_tool.progress import Progress, no_progress
+from snapshot_tool.record import RecordedOutput, RecordResult
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from snapshot_tool.metrics.tasks import MetricValue
+    from snapshot_tool.models.base import Model, SignatureInfo
+
+# Shards per run when not given: a few per worker evens out stragglers.
+SHARDS = 8
+
+
+def record_beam(model_path: str | Path, golden_path: str | Path, *,
+                signature: str | None = None, inputs: str | Path | None = None,
+                seed: int = 0, num_samples: int = 64, batch_size: int = 16,
+                force: bool = False, tag: str = "serve", labels: str | None = None,
+                config: Config | str | Path | None = None, latency: bool = True,
+                beam_args: Sequence[str] = (), shards: int = SHARDS,
+                progress: Progress = no_progress) -> RecordResult:
+    """:func:`snapshot_tool.record.record` as a Beam pipeline writing a sharded golden."""
+    require_beam()
+    flags = pipeline_args(beam_args)
+    golden = Path(golden_path)
+    sharded.check_writable_dir(golden, force)
+    _check_numbers(batch_size, seed, shards)
+    cfg = config if isinstance(config, Config) else load_config(config)
+    if labels is not None and inputs is None:
+        raise InputsError("--labels needs --inputs: labels describe particular samples, "
+                          "and synthesized inputs have no ground truth")
+    label_values, exclude, source = _labels(labels, inputs)
+    from snapshot_tool.latency.fingerprint import environment, fix_threads
+    from snapshot_tool.models.load import load_model, model_digest
+    from snapshot_tool.record import _signatures_to_record
+
+    threads = fix_threads()
+    progress("planning", 0, 1)
+    with load_model(model_path, tag=tag) as model:
+        sigs = _signatures_to_record(model, signature)
+        rows, extra_attrs, warnings = _plan(model, sigs, inputs, exclude, seed, num_samples,
+                                            batch_size)
+        kind = model.kind
+    if label_values is not None and label_values.shape[0] != rows:
+        raise InputsError(f"labels {source} have {label_values.shape[0]} rows but the inputs "
+                          f"have {rows} samples; give one label per sample")
+    multi = len(sigs) > 1
+    attrs: dict[str, Any] = {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "tool_version": __version__, "model_path": str(model_path),
+        "model_digest": model_digest(model_path), "model_kind": kind,
+        "signature": sigs[0].name if not multi else "all", "seed": seed,
+        "num_samples": rows, "batch_size": batch_size,
+        "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+        "tag": tag,
+        "environment": json.dumps(environment(threads), sort_keys=True, default=str)}
+    thresholds = {(s.name, o.name): cfg.decision_threshold(output_prefix(s.name, multi)
+                                                           + o.name)
+                  for s in sigs for o in s.outputs}
+    step = _shard_rows(rows, shards, batch_size)
+    starts = list(range(0, rows, step))
+    items = [Shard(i, len(starts), a, min(a + step, rows)) for i, a in enumerate(starts)]
+    staging = sharded.staging_dir(golden)
+    try:
+        job = RecordJob(str(model_path), tag, tuple(s.name for s in sigs),
+                        None if inputs is None else str(inputs), exclude, seed, num_samples,
+                        batch_size, labels, source, thresholds, extra_attrs, str(staging),
+                        attrs)
+        progress("running on Beam", 0, len(items))
+        results = execute(job, items, flags)
+        progress("running on Beam", len(items), len(items))
+        infos, recorded, notes = _signature_infos(sigs, results, extra_attrs, label_values,
+                                                  source, cfg, multi)
+        manifest = sharded.build_manifest(attrs, infos, _entries(results, len(items)))
+        sharded.commit(staging, golden, manifest, force=force)
+    except BaseException:
+        sharded.discard(staging)
+        raise
+    if latency:
+        warnings.append(LATENCY_NOTE.replace("run compare", "record"))
+    return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), rows, batch_size,
+                        tuple(recorded), tuple(warnings + notes))
+
+
+def _shard_rows(rows: int, shards: int, batch_size: int) -> int:
+    """Rows per shard: about ``rows / shards``, rounded up to whole batches, so an output
+    without a batch dimension (one entry per batch) splits where its rows do."""
+    per = math.ceil(rows / shards)
+    return max(batch_size, math.ceil(per / batch_size) * batch_size)
+
+
+def _check_numbers(batch_size: int, seed: int, shards: int) -> None:
+    if batch_size < 1:
+        raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
+    if not 0 <= seed < 2**63:
+        raise InputsError(f"--seed must be between 0 and 2**63-1, got {seed}")
+    if shards < 1:
+        raise InputsError(f"--shards must be at least 1, got {shards}")
+
+
+def _labels(labels: str | None, inputs: str | Path | None
+            ) -> tuple[np.ndarray | None, tuple[str, ...], str]:
+    from snapshot_tool.inputs.labels import load_labels, parse_spec
+
+    if labels is None:
+        return None, (), ""
+    spec = parse_spec(labels)
+    exclude: tuple[str, ...] = ()
+    if inputs is not None and Path(inputs).resolve() == spec.path.resolve():
+        exclude = (spec.key or "labels",)
+    return load_labels(spec), exclude, spec.source
+
+
+def _plan(model: Model, sigs: list[SignatureInfo], inputs: str | Path | None,
+          exclude: tuple[str, ...], seed: int, num_samples: int, batch_size: int
+          ) -> tuple[int, dict[str, dict[str, dict[str, Any]]], list[str]]:
+    """Rows to split, the spread attributes from the first batch, and the warnings."""
+    from snapshot_tool.inputs.batching import num_rows
+    from snapshot_tool.inputs.files import from_file
+    from snapshot_tool.inputs.synthesize import synthesize
+    from snapshot_tool.record import measure_spread, spread_attrs
+
+    warnings = list(model.notes)
+    counts: dict[str, int] = {}
+    extra: dict[str, dict[str, dict[str, Any]]] = {}
+    for sig in sigs:
+        feeds = (from_file(sig, inputs, exclude=exclude) if inputs is not None
+                 else synthesize(sig, num_samples, seed))
+        counts[sig.name] = num_rows(feeds)
+        if not feeds:
+            raise InputsError(f"signature {sig.name!r} takes no inputs, so there are no rows "
+                              "to split between workers; record it in-process")
+        first = {k: v[:batch_size] for k, v in feeds.items()}
+        spreads = measure_spread(model, sig, first, batch_size)
+        extra[sig.name] = {}
+        if spreads:
+            kinds = {k: v.dtype.kind for k, v in model.run(sig.name, first).items()}
+            warnings.append(spread_attrs(sig.name, spreads, kinds, extra[sig.name]))
+    if len(set(counts.values())) > 1:
+        raise InputsError("--runner beam shards every signature alike, so they must take the "
+                          f"same number of samples; got {counts}: record them one by one")
+    return next(iter(counts.values())), extra, warnings
+
+
+def _entries(results: dict[tuple[str, str], Any], expected: int) -> list[sharded.ShardEntry]:
+    from snapshot_tool.beam.work import shard_entries
+
+    entries = shard_entries(results)
+    if len(entries) != expected:
+        raise SnapshotToolError(f"the Beam pipeline wrote {len(entries)} of {expected} shards")
+    return entries
+
+
+def _proxy(part: RecordPartial) -> np.ndarray:
+    """A two-row stand-in with the output's dtype, shape and "all in [0, 1]" fact: all that
+    task inference reads of an output."""
+    from snapshot_tool.dtypes import numpy_dtype
+    from snapshot_tool.metrics.tasks import is_float
+
+    if part.dtype == "string":
+        return np.full((2, *part.tail), b"", dtype=object)
+    dtype = numpy_dtype(part.dtype)
+    fill = 0.5 if part.unit else (2.0 if is_float(dtype) else 0)
+    return np.full((2, *part.tail), fill).astype(dtype)
+
+
+def _signature_infos(sigs: list[SignatureInfo], results: dict[tuple[str, str], Any],
+                     extra: dict[str, dict[str, dict[str, Any]]],
+                     label_values: np.ndarray | None, source: str, cfg: Config, multi: bool
+                     ) -> tuple[dict[str, dict[str, Any]], list[RecordedOutput], list[str]]:
+    from snapshot_tool.metrics.mergeable import finish_task
+    from snapshot_tool.record import record_metrics
+
+    infos: dict[str, dict[str, Any]] = {}
+    recorded: list[RecordedOutput] = []
+    notes: list[str] = []
+    for sig in sigs:
+        parts: dict[str, RecordPartial] = {out: v for (s, out), v in results.items()
+                                           if s == sig.name and isinstance(v, RecordPartial)}
+        output_attrs = {out: {"batched": p.batched} | extra[sig.name].get(out, {})
+                        for out, p in sorted(parts.items())}
+        metrics: dict[str, OutputMetrics] = {}
+        if label_values is not None:
+            def score(name: str, task: str, threshold: float,
+                      parts: dict[str, RecordPartial] = parts) -> dict[str, MetricValue]:
+                return finish_task(parts[name].tasks[task])
+
+            metrics = record_metrics({o: _proxy(p) for o, p in parts.items()},
+                                     {o: p.batched for o, p in parts.items()}, label_values,
+                                     cfg, output_prefix(sig.name, multi), score)
+            if not metrics:
+                notes.append(f"no output of {sig.name!r} could be scored against the labels "
+                             "(set [outputs.NAME] task in the config to choose one)")
+        infos[sig.name] = sharded.signature_info_of(output_attrs, source if label_values
+                                                    is not None else "", metrics)
+        recorded.extend(RecordedOutput(sig.name, out, p.dtype, (p.rows, *p.tail))
+                        for out, p in sorted(parts.items()))
+    return infos, recorded, notes
