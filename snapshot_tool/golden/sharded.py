@@ -402,6 +402,9 @@ def describe_sharded(path: str | Path) -> dict[str, Any]:
         for key in (SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP):
             attrs.pop(key, None)
         attrs |= doc["attrs"]
+        if isinstance(attrs.get("environment"), str):
+            with contextlib.suppress(json.JSONDecodeError):
+                attrs["environment"] = json.loads(attrs["environment"])
     return {"path": str(p), "attrs": attrs, "signatures": info["signatures"],
             "shards": [vars(e) for e in shard_entries(doc, p)]}
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "snapshot_tool"
-PURE = ("golden", "metrics", "report", "diff", "dtypes")
+PURE = ("golden", "metrics", "report", "diff", "diff_merge", "dtypes")
 # Pure modules inside a package that also holds runtime code (diagnose/ traces models).
 PURE_MODULES = ("snapshot_tool.diagnose.divergence", "snapshot_tool.diagnose.evidence",
                 "snapshot_tool.diagnose.render")

@@ -33,7 +33,9 @@ def _golden() -> Golden:
         labels=np.arange(ROWS) % 3, labels_source="labels.npz",
         metrics={"y": OutputMetrics("regression", 0.5, {"mae": StoredMetric(0.25, "lower")})})
     return Golden(Path("g.h5"), {"signature": "serving_default", "batch_size": BATCH,
-                                 "seed": 0, "num_samples": ROWS}, {"serving_default": sg})
+                                 "seed": 0, "num_samples": ROWS,
+                                 "environment": json.dumps({"python": "3.11"})},
+                  {"serving_default": sg})
 
 
 @pytest.fixture()
@@ -71,6 +73,7 @@ def test_verify_and_describe(sharded_dir: Path) -> None:
     assert info["signatures"]["serving_default"]["labels"]["shape"] == [ROWS]
     assert info["signatures"]["serving_default"]["metrics"]["y"]["task"] == "regression"
     assert len(info["shards"]) == 3 and "row_start" not in info["attrs"]
+    assert info["attrs"]["environment"] == {"python": "3.11"}  # parsed, as for one file
 
 
 def test_row_ranges_cover_the_golden(sharded_dir: Path, tmp_path: Path) -> None:
