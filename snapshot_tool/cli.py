@@ -280,7 +280,8 @@ def compare(
         if html is not None:
             from snapshot_tool.report.html import comparison_page
 
-            _write_text(html, comparison_page(result, obtained=result.obtained))
+            _write_text(html, comparison_page(result, obtained=result.obtained,
+                                              localization=where))
         _append_step_summary(to_markdown(result) + _localization_markdown(where))
     out = _stdout()
     quiet_lines = [] if result.passed else verdict_lines(result)

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from snapshot_tool.compare import ComparisonResult
+    from snapshot_tool.diagnose.divergence import Localization
     from snapshot_tool.diff import ErrorSummary, TensorDiff
     from snapshot_tool.golden.schema import Golden, SignatureGolden
     from snapshot_tool.latency.gate import LatencyCheck
@@ -484,7 +485,62 @@ def latency_section(result: ComparisonResult) -> str:
     return "".join(parts)
 
 
-def comparison_page(result: ComparisonResult, *, obtained: str | None = None) -> str:
+def localization_plot(loc: Localization, salt: str) -> str:
+    """Error by depth along the path from the first diverging tensor to the output: the
+    relative error (max|c-g| / max|g|) and its multiple of the scaled tolerance, both on a
+    log axis, with the tolerance (1x) marked."""
+    depth = [i for i, st in enumerate(loc.path) if st.relative_error is not None]
+    rel = [max(loc.path[i].relative_error or 0.0, 1e-12) for i in depth]
+    ratio = [max(loc.path[i].ratio or 0.0, 1e-12) for i in depth]
+    fig, (left, right) = _new_figure(9.0, 2.8, ncols=2)
+    left.plot(depth, rel, marker="o", color=BAD)
+    left.set_ylabel("max|c−g| / max|g|", fontsize=9)
+    right.plot(depth, ratio, marker="o", color=NEUTRAL)
+    right.axhline(1.0, color=GOOD, linestyle="--", linewidth=1.2, label="scaled tolerance")
+    right.set_ylabel("× scaled tolerance", fontsize=9)
+    right.legend(fontsize=7.5, loc="best", framealpha=0.9)
+    for ax in (left, right):
+        ax.set_yscale("log")
+        ax.set_xlabel("depth from the first diverging tensor", fontsize=9)
+        ax.set_xticks(range(len(loc.path)))
+        _style(ax)
+    return _svg(fig, salt, "Error by depth; depth 0 is the first diverging tensor, the last "
+                "the output.", f"error by depth {loc.output}")
+
+
+def localization_section(loc: Localization | None) -> str:
+    """``--localize``: the first diverging tensor, changed parameters, and error by depth."""
+    if loc is None:
+        return ""
+    from snapshot_tool.diagnose.divergence import display_name
+
+    head = f"<h2>Where it diverges: <code>{_e(loc.output)}</code></h2>" if loc.output \
+        else "<h2>Where it diverges</h2>"
+    if loc.status != "localized" or loc.first is None:
+        return f"{head}<p>Not localized: {_e(loc.reason)}</p>"
+    first = loc.first
+    op = first.op_type if first.candidate_op_type in ("", first.op_type) \
+        else f"{first.op_type} → {first.candidate_op_type} in the candidate"
+    parts = [head, f"<p>First diverging tensor <code>{_e(display_name(first.name))}</code> "
+             f"({_e(op)}{', layer ' + _e(first.layer) if first.layer else ''}), rows "
+             f"{_e(loc.rows[0] if loc.rows else '')}–{_e(loc.rows[1] if loc.rows else '')}"
+             f" of the golden's inputs; golden's model <code>{_e(loc.golden_model)}</code> "
+             f"({_e(loc.golden_kind)}).</p>"]
+    if loc.changed_parameters:
+        parts.append("<p>Changed parameters: " + ", ".join(
+            f"<code>{_e(p)}</code>" for p in loc.changed_parameters) + "</p>")
+    parts.append('<div class="plots">' + localization_plot(loc, "loc") + "</div>")
+    parts.append(_table(
+        ["depth", "tensor", "op", "layer", "rel. error", "× tolerance"],
+        ([str(i), f"<code>{_e(display_name(st.name))}</code>", _e(st.op_type),
+          _e(st.layer or "—"), _num(st.relative_error), _num(st.ratio)]
+         for i, st in enumerate(loc.path)), numeric=(0, 4, 5)))
+    parts.extend(f'<p class="dim">{_e(n)}</p>' for n in loc.notes)
+    return "".join(parts)
+
+
+def comparison_page(result: ComparisonResult, *, obtained: str | None = None,
+                    localization: Localization | None = None) -> str:
     """The whole page for one comparison. Failing outputs come first: they are what the
     reader opened the page for."""
     multi = len(result.signatures) > 1
@@ -497,7 +553,7 @@ def comparison_page(result: ComparisonResult, *, obtained: str | None = None) ->
                if result.baseline_model else "")
             + f" · config <code>{_e(result.config_source or 'defaults')}</code></p>",
             _next_steps(result, obtained),
-            "<h2>Outputs</h2>", _outputs_overview(result),
+            "<h2>Outputs</h2>", _outputs_overview(result), localization_section(localization),
             *(output_section(result.outputs[i], i, multi) for i in order),
             metrics_section(result), latency_section(result)]
     if result.warnings:

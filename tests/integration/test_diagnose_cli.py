@@ -78,3 +78,14 @@ def test_calibrate_exits_1_when_a_rejected_candidate_would_pass(
     assert res.code == 1, res
     assert "PROBLEM  [r1]" in res.stdout
     assert "[outputs.\"y\"]" in res.stdout  # printed when no --output is given
+
+
+def test_html_report_plots_error_by_depth(cli, tf1: dict[str, Path], golden: Path) -> None:
+    pytest.importorskip("matplotlib", reason="the HTML report needs the html extra")
+    page = tf1["dir"] / "report.html"
+    res = cli("compare", tf1["broken"], "--golden", golden, "--no-latency", "--localize",
+              "--html", page)
+    assert res.code == 1, res
+    text = page.read_text()
+    assert "Where it diverges" in text and 'data-plot="error by depth y"' in text
+    assert "<code>output/MatMul</code>" in text
