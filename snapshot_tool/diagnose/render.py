@@ -17,7 +17,8 @@ from snapshot_tool.diagnose.evidence import format_cost
 if TYPE_CHECKING:
     from snapshot_tool.diagnose.calibrate import Calibration
 
-LOCALIZATION_SCHEMA = 1
+# Version of the localization and calibration JSON documents (bump on a breaking change).
+SCHEMA_VERSION = 1
 
 
 def _num(v: Any) -> Any:
@@ -36,7 +37,7 @@ def _clean(obj: Any) -> Any:
 
 def localization_to_json(loc: Localization) -> dict[str, Any]:
     doc: dict[str, Any] = _clean(asdict(loc))
-    doc["schema_version"] = LOCALIZATION_SCHEMA
+    doc["schema_version"] = SCHEMA_VERSION
     for step in [doc["first"], *doc["path"]]:
         if step is not None:
             step["display_name"] = display_name(step["name"])
@@ -107,7 +108,7 @@ def localization_lines(loc: Localization) -> list[str]:
 
 def calibration_to_json(cal: Calibration) -> dict[str, Any]:
     doc: dict[str, Any] = _clean({
-        "schema_version": LOCALIZATION_SCHEMA,
+        "schema_version": SCHEMA_VERSION,
         "golden": cal.golden,
         "margin": cal.margin,
         "consistent": cal.consistent,
