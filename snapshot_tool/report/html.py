@@ -140,6 +140,18 @@ def _new_figure(width: float, height: float, ncols: int = 1) -> tuple[Figure, li
 
 
 _XML_PROLOG = re.compile(r"^.*?(?=<svg)", re.S)
+_ID = re.compile(r'\bid="([^"]+)"')
+_REF = re.compile(r'(url\(#|href="#)([^)"]+)')
+
+
+def _scope_ids(svg: str, prefix: str) -> str:
+    """Prefix every element id of one plot, and the references to them (clip paths, marker
+    uses), so that several plots in one document never share an id: matplotlib numbers
+    its groups from 1 in every figure."""
+    ids = set(_ID.findall(svg))
+    svg = _ID.sub(lambda m: f'id="{prefix}-{m.group(1)}"', svg)
+    return _REF.sub(lambda m: m.group(1) + (f"{prefix}-{m.group(2)}" if m.group(2) in ids
+                                            else m.group(2)), svg)
 
 
 def _svg(fig: Figure, salt: str, caption: str, label: str) -> str:
@@ -150,7 +162,7 @@ def _svg(fig: Figure, salt: str, caption: str, label: str) -> str:
     buf = io.StringIO()
     with matplotlib.rc_context({"svg.fonttype": "none", "svg.hashsalt": salt}):
         fig.savefig(buf, format="svg", metadata={"Date": None})
-    svg = _XML_PROLOG.sub("", buf.getvalue(), count=1)
+    svg = _scope_ids(_XML_PROLOG.sub("", buf.getvalue(), count=1), salt)
     svg = svg.replace("<svg ", f'<svg role="img" aria-label="{_e(label)}" ', 1)
     return (f'<figure class="plot" data-plot="{_e(label)}">{svg}'
             f"<figcaption>{_e(caption)}</figcaption></figure>")
@@ -280,7 +292,7 @@ def _tolerance_text(d: TensorDiff) -> str:
     text = "exact" if d.exact and d.atol == 0 else f"atol {d.atol:.3g}, rtol {d.rtol:.3g}"
     if d.max_mismatch_fraction:
         text += f", up to {d.max_mismatch_fraction:.2%} of elements may differ"
-    if d.tolerance_source:
+    if d.tolerance_source and d.tolerance_source != text:
         text += f" ({d.tolerance_source})"
     return text
 
