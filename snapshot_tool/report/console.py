@@ -253,20 +253,36 @@ def status_renderables(found: Sequence[GoldenStatus], root: Path, *, only_stale:
         return [] if only_stale else [f"no goldens under {escape(str(root))}"]
     table = Table(title=f"Goldens under {escape(str(root))}", title_justify="left",
                   header_style="bold")
-    for col in ("golden", "format", "age", "model", "digest", "model on disk", "pending",
-                "accepts"):
-        table.add_column(col, no_wrap=col in ("golden", "format", "age", "digest"))
-    state = {"matches": "[green]matches[/]", "changed": "[yellow]changed[/]",
-             "missing": "[red]missing[/]", "unknown": "[dim]unknown[/]"}
+    for col in ("golden", "format", "age", "model", "sha256", "state", "pending", "accepts"):
+        # Short fixed-width columns never fold; paths and problems may.
+        table.add_column(col, no_wrap=col in ("format", "age", "sha256", "accepts"),
+                         overflow="fold")
+    state = {"matches": "[green]matches[/]", "changed": "[yellow]model changed[/]",
+             "missing": "[red]model missing[/]", "unknown": "[dim]unknown[/]"}
     for g in rows:
+        name = escape(_relative(g.path, root))
         if g.problem:
-            table.add_row(escape(str(g.path)), "—", "—", "—", "—",
-                          f"[red]unreadable[/]: {escape(g.problem)}", "", "")
+            table.add_row(name, "—", "—", "—", "—", f"[red]unreadable[/]: {escape(g.problem)}",
+                          "", "")
             continue
-        age = "—" if g.age_days is None else (f"{g.age_days:.0f} d" if g.age_days >= 1
-                                              else f"{g.age_days * 24:.0f} h")
-        table.add_row(escape(str(g.path)), f"v{g.format_version}", age, escape(g.model_path),
+        table.add_row(name, f"v{g.format_version}", _age(g.age_days), escape(g.model_path),
                       g.model_digest[:12], state[g.model_state],
-                      f"[yellow]obtained[/] {escape(g.obtained.name)}" if g.obtained else "",
+                      "[yellow]obtained[/]" if g.obtained else "",
                       str(g.accepted) if g.accepted else "")
     return [table]
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def _age(days: float | None) -> str:
+    if days is None:
+        return "—"
+    if days >= 1:
+        return f"{days:.0f} d"
+    hours = days * 24
+    return f"{hours:.0f} h" if hours >= 1 else f"{hours * 60:.0f} min"

@@ -608,6 +608,8 @@ def stored_latency_plot(sg: SignatureGolden, salt: str) -> str | None:
     for body in parts["bodies"]:  # type: ignore[attr-defined]
         body.set_facecolor(NEUTRAL)
         body.set_alpha(0.5)
+    ax.set_xscale("log")  # long tails: see latency_plot
+    _plain_log_ticks(ax)
     ax.set_yticks(list(range(len(sizes))), [f"batch {bs}" for bs in sizes], fontsize=8)
     ax.set_xlabel("ms per call (stored samples)", fontsize=8.5)
     _style(ax)
@@ -661,5 +663,6 @@ def golden_page(golden: Golden) -> str:
                 ["batch", "samples", "p50 ms", "p90 ms", "p99 ms"],
                 [[str(bs), str(rec.samples_ns.size),
                   *(f"{float(rec.attrs.get(p, 0.0)) / 1e6:.3f}" for p in ("p50", "p90", "p99"))]
-                 for bs, rec in sorted(sg.latency.items())], numeric=(0, 1, 2, 3, 4)) + lat)
+                 for bs, rec in sorted(sg.latency.items())], numeric=(0, 1, 2, 3, 4))
+                + f'<div class="plots">{lat}</div>')
     return _page(f"snapshot-tool golden {golden.path}", body)
