@@ -421,6 +421,7 @@ def show(
     html: Annotated[Path | None, typer.Option(
         "--html", help="Write a self-contained HTML page of the golden (value and latency "
                        "distributions) here.")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Show what a golden file holds."""
     with user_errors():
@@ -433,8 +434,11 @@ def show(
 
             require_matplotlib()
             _write_text(html, golden_page(read_golden(golden)))
-            print(f"wrote {html}")
+            if not quiet:
+                print(f"wrote {html}")
             return
+    if quiet:
+        return  # the golden was read and checked; nothing else was asked for
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return

@@ -138,3 +138,29 @@ def test_no_save_obtained_and_status(cli, dense_model: Path, dense_changed: Path
     assert entry["obtained"].endswith("g.obtained.h5")
     human = cli("status", tmp_path)
     assert human.code == 0 and "g.h5" in human.stdout and "obtained" in human.stdout
+
+
+def test_only_with_signature_qualified_names(cli, two_sig_model: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A golden of several signatures names outputs "sig/out"; a compare of one signature
+    still writes a complete obtained golden (the other signature copied), and --only takes
+    just the named signature's output."""
+    from tests.fixtures.models import save_two_signatures
+
+    monkeypatch.delenv("CI", raising=False)
+    shifted = save_two_signatures(tmp_path / "shifted", offset=0.5)
+    golden = tmp_path / "g.h5"
+    assert cli("record", two_sig_model, "--golden", golden, "--signature", "all",
+               "--no-latency", "--num-samples", "8").code == 0
+    res = cli("compare", shifted, "--golden", golden, "--signature", "embed", "--no-latency")
+    assert res.code == 1, res
+    obtained = tmp_path / "g.obtained.h5"
+    before = _datasets(golden)
+    res = cli("accept", obtained, "--only", "embed/*", "--reason", "embedding moved")
+    assert res.code == 0, res
+    assert "embed/embedding" in res.stdout
+    after = _datasets(golden)
+    changed = {name for name in before if after[name] != before[name]}
+    assert changed == {"signatures/embed/outputs/embedding"}
+    assert cli("compare", shifted, "--golden", golden, "--signature", "embed",
+               "--no-latency").code == 0

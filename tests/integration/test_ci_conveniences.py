@@ -51,6 +51,8 @@ def test_quiet_prints_only_the_verdict_on_failure(cli, golden: Path, dense_model
     assert "FAIL: 2 of 2 output(s) failed" in bad.stdout and "obtained golden" in bad.stdout
     assert "Outputs" not in bad.stdout and "┃" not in bad.stdout  # no tables
     assert cli("verify", golden, "--quiet").stdout == ""
+    assert cli("show", golden, "--quiet").stdout == ""
+    assert cli("show", golden, "-q", "--html", tmp_path / "g.html").stdout == ""
     res = cli("accept", tmp_path / "g.obtained.h5", "--quiet")
     assert res.code == 0 and res.stdout == ""
     assert cli("status", tmp_path, "--quiet").stdout == ""  # nothing needs attention
