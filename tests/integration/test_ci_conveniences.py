@@ -63,6 +63,7 @@ def test_no_color_is_respected(cli, golden: Path, dense_changed: Path,
     # FORCE_COLOR makes rich colour even into the test runner's pipe, so the control run
     # shows colour codes and the NO_COLOR run must not.
     monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("TERM", "xterm-256color")  # a CI's TERM=dumb would mean no colour
     monkeypatch.delenv("NO_COLOR", raising=False)
     coloured = cli("compare", dense_changed, "--golden", golden, "--no-latency",
                    "--no-save-obtained")
