@@ -2,10 +2,12 @@
 the single file.
 
     make bench-beam           # = .venv-beam/bin/python benchmarks/beam_scaling.py
-    python benchmarks/beam_scaling.py [--rows 200000] [--batch 500] [--shards 8]
+    python benchmarks/beam_scaling.py [--rows 200000] [--width 1024] [--batch 500]
+                                      [--shards 8]
 
-A model is built and saved here (nothing is downloaded): an MLP 64 -> 256 -> 256 -> 10
-(softmax), about 0.2 MFLOP per row, fed ``--rows`` synthesized rows with class labels. Each
+A model is built and saved here (nothing is downloaded): an MLP 64 -> W -> W -> 10
+(softmax; W = ``--width``, 1024: about 2.2 MFLOP per row, so the model run, not Beam's
+start-up, is what two workers share), fed ``--rows`` synthesized rows with class labels. Each
 figure is one run (a Beam run takes tens of seconds; the machine is shared, so quote the
 ratios, and rerun before trusting a small difference):
 
@@ -49,13 +51,13 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, value
 
 
-def _build(folder: Path, rows: int) -> tuple[Path, Path, Path]:
+def _build(folder: Path, rows: int, width: int) -> tuple[Path, Path, Path]:
     """The model (saved), a candidate with one weight moved, and inputs+labels (.npz)."""
     from snapshot_tool.models.base import import_tf
 
     tf = import_tf()
     rng = np.random.default_rng(0)
-    sizes = [64, 256, 256, 10]
+    sizes = [64, width, width, 10]
     weights = [rng.normal(0, 1 / np.sqrt(a), (a, b)).astype(np.float32)
                for a, b in itertools.pairwise(sizes)]
 
@@ -109,6 +111,7 @@ def _read_time(path: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--width", type=int, default=1024)
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--shards", type=int, default=8)
     args = ap.parse_args()
@@ -119,7 +122,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-beam-") as tmp:
         folder = Path(tmp)
-        model, candidate, data = _build(folder, args.rows)
+        model, candidate, data = _build(folder, args.rows, args.width)
         common: dict[str, Any] = dict(inputs=data, labels=f"{data}:labels",
                                       batch_size=args.batch, latency=False)
         bare = _bare(model, data, args.batch)
@@ -138,7 +141,7 @@ def main() -> None:
             assert result.passed == inproc.passed
             rows += [(f"beam record, {workers} worker(s)", beam[("record", workers)]),
                      (f"beam compare, {workers} worker(s)", beam[("compare", workers)])]
-        print(f"{args.rows} rows, batch {args.batch}, {args.shards} shards, "
+        print(f"{args.rows} rows, width {args.width}, batch {args.batch}, {args.shards} shards, "
               f"{os.cpu_count()} CPUs, SNAPSHOT_TOOL_THREADS=1")
         print(f"{'':34}{'seconds':>9}{'x bare TF':>11}")
         for label, seconds in rows:
