@@ -514,7 +514,7 @@ def inspect(
             name: {"method_name": s.method_name,
                    "inputs": [_spec_json(t) for t in s.inputs],
                    "outputs": [_spec_json(t) for t in s.outputs]}
-            for name, s in sorted(sigs.items())}}
+            for name, s in sorted(sigs.items())}, "notes": list(loaded.notes)}
         print(json.dumps(doc, indent=2))
         return
     out = _stdout()
@@ -526,12 +526,23 @@ def inspect(
         out.print(f"\n[bold]{escape(name)}[/]{method}")
         for kind, specs in (("in ", s.inputs), ("out", s.outputs)):
             for t in specs:
-                out.print(f"  {kind} {t.describe()}", markup=False)
+                out.print(f"  {kind} {t.describe()}{_SHAPE_SOURCES.get(t.shape_source, '')}",
+                          markup=False)
+    for note in loaded.notes:
+        out.print(f"\nnote: {note}", markup=False, soft_wrap=True)
+
+
+# What inspect adds after a shape the model's own signature did not state.
+_SHAPE_SOURCES = {
+    "graph": "   (shape from the graph: the signature_def has no tensor_shape)",
+    "unknown": "   (no tensor_shape in the signature_def, none in the graph: any shape is fed)",
+}
 
 
 def _spec_json(t: Any) -> dict[str, Any]:
     return {"name": t.name, "dtype": t.dtype,
-            "shape": None if t.shape is None else list(t.shape)}
+            "shape": None if t.shape is None else list(t.shape),
+            "shape_source": t.shape_source}
 
 
 @app.command()

@@ -42,6 +42,10 @@ class TensorSpec:
     name: str
     dtype: str
     shape: tuple[int | None, ...] | None  # None: unknown rank
+    # Where ``shape`` came from: "signature" (the model's own interface), "graph" (a TF1
+    # signature_def without tensor_shape, so the graph's tensor said it) or "unknown" (no
+    # one says; any shape is accepted).
+    shape_source: str = "signature"
 
     def describe(self) -> str:
         if self.shape is None:

@@ -29,7 +29,7 @@ class _Unsupported(Exception):
     """A signature_def tensor snapshot-tool cannot feed or fetch (sparse, composite)."""
 
 
-def _spec_from_tensor_info(tf: Any, key: str, info: Any) -> TensorSpec:
+def _spec_from_tensor_info(tf: Any, key: str, info: Any, graph: Any) -> TensorSpec:
     encoding = info.WhichOneof("encoding")
     if encoding != "name":
         raise _Unsupported(f"{key!r} is a {encoding or 'unknown'} tensor")
@@ -38,10 +38,34 @@ def _spec_from_tensor_info(tf: Any, key: str, info: Any) -> TensorSpec:
         dtype = tf.dtypes.as_dtype(info.dtype).base_dtype.name
     except TypeError:
         raise _Unsupported(f"{key!r} has no valid dtype ({info.dtype})") from None
-    shape: tuple[int | None, ...] | None = None
-    if not info.tensor_shape.unknown_rank:
-        shape = tuple(None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim)
-    return TensorSpec(name=key, dtype=dtype, shape=shape)
+    if not info.HasField("tensor_shape"):
+        # Older exporters wrote TensorInfo without the field. Absent means "not said", not
+        # rank 0 (what an empty TensorShapeProto reads as); the graph's tensor knows better.
+        shape = _shape_tuple(graph.get_tensor_by_name(info.name).shape.as_proto())
+        return TensorSpec(name=key, dtype=dtype, shape=shape,
+                          shape_source="unknown" if shape is None else "graph")
+    return TensorSpec(name=key, dtype=dtype, shape=_shape_tuple(info.tensor_shape))
+
+
+def _shape_tuple(proto: Any) -> tuple[int | None, ...] | None:
+    if proto.unknown_rank:
+        return None
+    return tuple(None if d.size < 0 else int(d.size) for d in proto.dim)
+
+
+def _shape_note(name: str, specs: tuple[TensorSpec, ...]) -> str | None:
+    from_graph = [s.name for s in specs if s.shape_source == "graph"]
+    unknown = [s.name for s in specs if s.shape_source == "unknown"]
+    if not from_graph and not unknown:
+        return None
+    parts = []
+    if from_graph:
+        parts.append(f"shapes of {', '.join(from_graph)} taken from the graph's tensors")
+    if unknown:
+        parts.append(f"{', '.join(unknown)} of unknown rank (the graph does not know either), "
+                     "so any shape is fed")
+    return (f"signature {name!r}: its signature_def has no tensor_shape (an older export); "
+            + "; ".join(parts))
 
 
 class SavedModelTF1(Model):
@@ -71,9 +95,10 @@ class SavedModelTF1(Model):
                 # loader itself, not signatures a user serves.
                 continue
             try:
-                inputs = tuple(_spec_from_tensor_info(tf, k, v)
+                # Sparse/composite tensors are refused before their (empty) names are looked up.
+                inputs = tuple(_spec_from_tensor_info(tf, k, v, graph)
                                for k, v in sorted(sd.inputs.items()))
-                outputs = tuple(_spec_from_tensor_info(tf, k, v)
+                outputs = tuple(_spec_from_tensor_info(tf, k, v, graph)
                                 for k, v in sorted(sd.outputs.items()))
                 feeds = [(k, sd.inputs[k].name) for k in sorted(sd.inputs)]
                 fetches = [(k, sd.outputs[k].name) for k in sorted(sd.outputs)]
@@ -89,6 +114,9 @@ class SavedModelTF1(Model):
                 continue
             self._signatures[name] = SignatureInfo(name, inputs, outputs,
                                                    method_name(sd.method_name))
+            note = _shape_note(name, inputs + outputs)
+            if note:
+                self.notes.append(note)
             self._feed_names[name] = feeds
             self._fetch_names[name] = fetches
 

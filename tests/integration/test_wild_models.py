@@ -1,0 +1,297 @@
+"""Models other tools wrote, through the real CLI: old TF Serving exports without shapes, GPU
+exports on a CPU runner, TFLite conversions without a SignatureDef, Flex-op TFLite files,
+mixed-precision candidates, and string inputs stored in .npz (issue 10)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from tests.fixtures import kinds, wild
+from tests.integration.test_errors import assert_usage_error
+
+
+def _report(cli, *args: object) -> tuple[int, dict, str]:
+    """compare with --report-json; returns the exit code, the report and stdout."""
+    out = Path(str(args[2])).with_suffix(".report.json")
+    res = cli("compare", *args, "--no-latency", "--report-json", out)
+    assert res.code in (0, 1), res
+    return res.code, json.loads(out.read_text()), res.stdout
+
+
+def _outputs(doc: dict) -> dict[str, dict]:
+    return {o["name"]: o for o in doc["outputs"]}
+
+
+@pytest.fixture(scope="module")
+def wild_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("wild")
+
+
+# --- item 2: TF1 signature_defs without tensor_shape ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shapeless(wild_dir: Path) -> dict[str, Path]:
+    return {"tf1": wild.save_tf1_without_shapes(wild_dir / "tf1_noshape"),
+            "twin": wild.save_tf2_twin_of_tf1_without_shapes(wild_dir / "tf2_twin")}
+
+
+def test_absent_tensor_shape_is_taken_from_the_graph(cli, shapeless: dict[str, Path]) -> None:
+    res = cli("inspect", shapeless["tf1"], "--json")
+    assert res.code == 0, res
+    sig = json.loads(res.stdout)["signatures"]["serving_default"]
+    assert sig["inputs"] == [{"name": "x", "dtype": "float32", "shape": [None, 1],
+                              "shape_source": "graph"}]
+    assert sig["outputs"][0]["shape"] == [None, 1]
+    # The shape-less placeholder: the graph does not know either, so the rank is unknown
+    # (not 0, which is what an empty TensorShapeProto would mean).
+    raw = json.loads(res.stdout)["signatures"]["raw"]
+    assert raw["inputs"] == [{"name": "z", "dtype": "float32", "shape": None,
+                              "shape_source": "unknown"}]
+    text = cli("inspect", shapeless["tf1"])
+    assert "x: float32[?, 1]" in text.stdout and "float32[]" not in text.stdout
+    assert "no tensor_shape" in text.stdout and "graph" in text.stdout, text.stdout
+
+
+def test_golden_from_a_re_export_gates_the_shapeless_export(cli, shapeless: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", shapeless["twin"], "--golden", golden, "--no-latency",
+               "--num-samples", "64").code == 0
+    with h5py.File(golden) as f:
+        assert f["inputs/x"].shape == (64, 1)
+    code, doc, _ = _report(cli, shapeless["tf1"], "--golden", golden)
+    assert code == 0, doc
+    # And the old export records its own golden from synthesized [?, 1] inputs.
+    own = tmp_path / "own.h5"
+    res = cli("record", shapeless["tf1"], "--golden", own, "--no-latency",
+              "--num-samples", "10", "--batch-size", "4")
+    assert res.code == 0, res
+    with h5py.File(own) as f:
+        x = f["inputs/x"][()]
+        assert x.shape == (10, 1)
+        # TF's multiply-add vs numpy's: a tolerance, not bitwise.
+        np.testing.assert_allclose(f["outputs/y"][()], x * wild.SCALE + wild.SHIFT,
+                                   rtol=1e-6, atol=1e-6)
+
+
+def test_unknown_rank_input_records_from_a_file(cli, shapeless: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    z = np.arange(12, dtype=np.float32).reshape(6, 2)
+    np.savez(tmp_path / "z.npz", z=z)
+    golden = tmp_path / "raw.h5"
+    res = cli("record", shapeless["tf1"], "--golden", golden, "--signature", "raw",
+              "--inputs", tmp_path / "z.npz", "--batch-size", "3", "--no-latency")
+    assert res.code == 0, res
+    code, doc, _ = _report(cli, shapeless["tf1"], "--golden", golden)
+    assert code == 0, doc
+
+
+# --- item 3: a TF1 graph pinned to /device:GPU:0, run on a CPU ------------------------------
+
+
+@pytest.fixture(scope="module")
+def gpu_pinned(wild_dir: Path) -> Path:
+    return wild.save_tf1_gpu_pinned(wild_dir / "tf1_gpu")
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 3: not fixed yet")
+def test_gpu_pinned_export_runs_on_cpu(cli, gpu_pinned: Path, tmp_path: Path) -> None:
+    import tensorflow as tf
+
+    if tf.config.list_logical_devices("GPU"):
+        pytest.skip("this machine has a GPU: nothing to relax")
+    res = cli("inspect", gpu_pinned)
+    assert res.code == 0, res
+    assert "x: float32[?, 3]" in res.stdout
+    assert "/device:GPU:0" in res.stdout and "allow_soft_placement" in res.stdout, res.stdout
+    doc = json.loads(cli("inspect", gpu_pinned, "--json").stdout)
+    assert any("GPU:0" in n for n in doc["notes"]), doc
+
+    golden = tmp_path / "g.h5"
+    rec = cli("record", gpu_pinned, "--golden", golden, "--no-latency", "--num-samples", "8")
+    assert rec.code == 0, rec
+    with h5py.File(golden) as f:
+        # TF's matmul vs numpy's: a tolerance, not bitwise.
+        np.testing.assert_allclose(f["outputs/y"][()], wild.tf1_gpu_expected_y(
+            f["inputs/x"][()]), rtol=1e-6, atol=1e-5)
+    code, doc, _ = _report(cli, gpu_pinned, "--golden", golden)
+    assert code == 0, doc
+    assert any("allow_soft_placement" in w for w in doc["warnings"]), doc["warnings"]
+
+
+# --- item 4: TFLite conversions that rename outputs -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def renamed(wild_dir: Path) -> dict[str, Path]:
+    return {
+        "one": wild.save_dense_named_y(wild_dir / "dense_y"),
+        "two": wild.save_dense_named_y(wild_dir / "dense_yz", two_outputs=True),
+        "cf": wild.convert_concrete_function_without_signature(wild_dir / "cf.tflite"),
+        "cf2": wild.convert_concrete_function_without_signature(wild_dir / "cf2.tflite",
+                                                                two_outputs=True),
+        "keras": wild.convert_keras_model(wild_dir / "keras.tflite"),
+    }
+
+
+@pytest.fixture()
+def golden_y(cli, renamed: dict[str, Path], tmp_path: Path) -> Path:
+    golden = tmp_path / "dense_y.h5"
+    assert cli("record", renamed["one"], "--golden", golden, "--no-latency",
+               "--num-samples", "20", "--batch-size", "8").code == 0
+    return golden
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 4: not fixed yet")
+@pytest.mark.parametrize("kind", ["cf", "keras"])
+def test_lone_output_renamed_by_the_converter_is_forgiven(cli, renamed: dict[str, Path],
+                                                           golden_y: Path, kind: str) -> None:
+    code, doc, _ = _report(cli, renamed[kind], "--golden", golden_y)
+    assert code == 0, doc
+    (out,) = doc["outputs"]
+    assert out["name"] == "y" and out["status"] == "ok"
+    # TFLite's kernels vs TensorFlow's: within the float32 default tolerance, not bitwise.
+    assert out["max_abs_diff"] < 1e-5
+    assert any("'output_0'" in w and "'y'" in w for w in doc["warnings"]), doc["warnings"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 4: not fixed yet")
+def test_several_renamed_outputs_need_a_mapping(cli, renamed: dict[str, Path],
+                                                tmp_path: Path) -> None:
+    golden = tmp_path / "yz.h5"
+    assert cli("record", renamed["two"], "--golden", golden, "--no-latency",
+               "--num-samples", "12").code == 0
+    code, doc, stdout = _report(cli, renamed["cf2"], "--golden", golden)
+    assert code == 1
+    assert {o["status"] for o in doc["outputs"]} == {"missing", "extra"}
+    assert "--map" in stdout and "[rename]" in stdout, stdout
+
+    code, doc, _ = _report(cli, renamed["cf2"], "--golden", golden,
+                           "--map", "y=output_0", "--map", "z=output_1")
+    assert code == 0, doc
+    assert {o["name"]: o["status"] for o in doc["outputs"]} == {"y": "ok", "z": "ok"}
+
+    cfg = tmp_path / "snapshot.toml"
+    cfg.write_text('[rename]\ny = "output_0"\nz = "output_1"\n')
+    code, doc, _ = _report(cli, renamed["cf2"], "--golden", golden, "--config", cfg)
+    assert code == 0, doc
+    # A mapping the wrong way round is caught: z's values are not y's.
+    code, doc, _ = _report(cli, renamed["cf2"], "--golden", golden,
+                           "--map", "y=output_1", "--map", "z=output_0")
+    assert code == 1 and {o["status"] for o in doc["outputs"]} == {"mismatch"}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 4: not fixed yet")
+def test_bad_mappings_are_usage_errors(cli, renamed: dict[str, Path], golden_y: Path,
+                                       tmp_path: Path) -> None:
+    assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",
+                           "--map", "y"), "--map", "OLD=NEW")
+    assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",
+                           "--map", "nope=output_0"), "'nope'", "y")
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[rename]\ny = 3\n")
+    assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",
+                           "--config", cfg), "rename")
+
+
+# --- item 5: TFLite with TensorFlow (Flex) ops ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def flex(wild_dir: Path) -> dict[str, Path]:
+    saved = wild.save_parse_example(wild_dir / "parse")
+    return {"saved": saved, "tflite": wild.convert_flex(saved, wild_dir / "flex.tflite")}
+
+
+def _tf_lite_runs_flex(model: Path) -> bool:
+    """Whether this TensorFlow's own interpreter links the Flex delegate (pip packages up to
+    2.19 do; 2.20 and later ship without it)."""
+    import tensorflow as tf
+
+    try:
+        tf.lite.Interpreter(model_path=str(model)).allocate_tensors()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 5: not fixed yet")
+def test_flex_tflite_runs_with_tf_lite_or_says_why_not(cli, flex: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    x = np.random.default_rng(5).normal(size=(6, 3)).astype(np.float32)
+    records = kinds.write_tfrecord(tmp_path / "ex.tfrecord", kinds.example_bytes(x))
+    golden = tmp_path / "g.h5"
+    assert cli("record", flex["saved"], "--golden", golden, "--inputs", records,
+               "--no-latency").code == 0
+    if _tf_lite_runs_flex(flex["tflite"]):
+        code, doc, _ = _report(cli, flex["tflite"], "--golden", golden)
+        assert code == 0, doc
+        assert any("tf.lite.Interpreter" in w and "FlexParseExampleV2" in w
+                   for w in doc["warnings"]), doc["warnings"]
+    else:
+        res = cli("compare", flex["tflite"], "--golden", golden, "--no-latency")
+        assert_usage_error(res, "FlexParseExampleV2", "LiteRT", "tf.lite.Interpreter",
+                           "Flex delegate")
+        assert_usage_error(cli("inspect", flex["tflite"]), "FlexParseExampleV2")
+
+
+# --- item 6: a mixed_float16 candidate ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def mixed(wild_dir: Path) -> dict[str, Path]:
+    f32, f16 = wild.build_mixed_precision_pair(wild_dir / "keras_f32", wild_dir / "keras_mixed")
+    return {"float32": f32, "mixed": f16}
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 6: not fixed yet")
+def test_mixed_precision_candidate_shows_numbers_and_needs_consent(
+        cli, mixed: dict[str, Path], tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", mixed["float32"], "--golden", golden, "--no-latency",
+               "--num-samples", "32").code == 0
+    code, doc, stdout = _report(cli, mixed["mixed"], "--golden", golden)
+    assert code == 1
+    out = _outputs(doc)["output_0"]
+    assert out["status"] == "dtype_changed"
+    assert (out["golden_dtype"], out["candidate_dtype"]) == ("float32", "float16")
+    # Compared in float32: how far float16 compute moved the values, and what would pass.
+    assert 0 < out["max_abs_diff"] < 0.05 and out["required_atol"] is not None
+    assert "allow_dtype_change" in stdout, stdout
+
+    consent = tmp_path / "consent.toml"
+    consent.write_text('[outputs.output_0]\nallow_dtype_change = true\n'
+                       f'atol = {out["required_atol"] * 1.01 + 1e-7}\n')
+    code, doc, _ = _report(cli, mixed["mixed"], "--golden", golden, "--config", consent)
+    assert code == 0, doc
+    out = _outputs(doc)["output_0"]
+    assert out["status"] == "ok" and out["candidate_dtype"] == "float16"
+    # Consent to the dtype is not consent to any values: a real change still fails.
+    tight = tmp_path / "tight.toml"
+    tight.write_text('[outputs.output_0]\nallow_dtype_change = true\natol = 0\nrtol = 0\n')
+    code, doc, _ = _report(cli, mixed["mixed"], "--golden", golden, "--config", tight)
+    assert code == 1 and _outputs(doc)["output_0"]["status"] == "mismatch"
+
+
+# --- item 7: strings in .npz ----------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10 item 7: not fixed yet")
+def test_object_string_arrays_in_npz_say_how_to_store_strings(cli, flex: dict[str, Path],
+                                                               tmp_path: Path) -> None:
+    records = kinds.example_bytes(np.ones((4, 3), np.float32))
+    np.savez(tmp_path / "objects.npz", examples=np.array(records, dtype=object))
+    res = cli("record", flex["saved"], "--golden", tmp_path / "g.h5", "--no-latency",
+              "--inputs", tmp_path / "objects.npz")
+    assert_usage_error(res, "objects.npz", "'examples'", "object", "dtype='S'", ".h5")
+    # The advice works: fixed-width bytes in .npz record.
+    np.savez(tmp_path / "fixed.npz", examples=np.array(records, dtype="S"))
+    res = cli("record", flex["saved"], "--golden", tmp_path / "g.h5", "--no-latency",
+              "--inputs", tmp_path / "fixed.npz")
+    assert res.code == 0, res
