@@ -203,9 +203,14 @@ def first_line(exc: BaseException) -> str:
     "Graph execution error:" and the node's location before the actual reason.
     """
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in lines:
-        if not ln.startswith(_NOISE_PREFIXES) and not ln.endswith("(most recent call last):"):
-            return ln
+    meaningful = [ln for ln in lines if not ln.startswith(_NOISE_PREFIXES)
+                  and not ln.endswith("(most recent call last):")]
+    if len(meaningful) > 1 and meaningful[0].endswith("Original error:"):
+        # The saver's "Restoring from checkpoint failed. This is most likely due to a
+        # mismatch ..." guesses; the line after it is what actually went wrong.
+        return meaningful[1]
+    if meaningful:
+        return meaningful[0]
     return lines[0] if lines else type(exc).__name__
 
 

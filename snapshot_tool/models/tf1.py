@@ -157,9 +157,35 @@ class SavedModelTF1(Model):
 
 def _session_config(tf: Any) -> Any:
     # The same thread settings the golden's environment records for the TF2 runtime.
+    # Soft placement: an export pinned to a device this machine lacks (a GPU-trained model
+    # on a CPU CI runner) runs where it can, as TF2's eager runtime does by default, instead
+    # of failing in the restore op with a misleading "checkpoint mismatch".
     return tf.compat.v1.ConfigProto(
         intra_op_parallelism_threads=int(tf.config.threading.get_intra_op_parallelism_threads()),
-        inter_op_parallelism_threads=int(tf.config.threading.get_inter_op_parallelism_threads()))
+        inter_op_parallelism_threads=int(tf.config.threading.get_inter_op_parallelism_threads()),
+        allow_soft_placement=True)
+
+
+def _relaxed_placement(tf: Any, meta_graph: Any) -> str | None:
+    """A note naming the devices the graph's nodes are pinned to that this machine lacks
+    (whose ops therefore run elsewhere), or None when every pin can be honoured."""
+    present = {d.device_type for d in tf.config.list_logical_devices()}
+    missing: dict[str, int] = {}
+    for node in meta_graph.graph_def.node:
+        if not node.device:
+            continue
+        try:
+            device_type = tf.DeviceSpec.from_string(node.device).device_type
+        except ValueError:
+            device_type = None
+        if device_type and device_type.upper() not in present:
+            missing[node.device] = missing.get(node.device, 0) + 1
+    if not missing:
+        return None
+    pins = ", ".join(f"{n} op(s) on {d}" for d, n in sorted(missing.items()))
+    here = ", ".join(sorted(present)) or "CPU"
+    return (f"the graph is pinned to devices this machine does not have ({pins}); placement "
+            f"relaxed with allow_soft_placement, so they run on {here}")
 
 
 def load_tf1(path: Path, tags: list[str], meta_graph: Any) -> SavedModelTF1:
@@ -173,5 +199,8 @@ def load_tf1(path: Path, tags: list[str], meta_graph: Any) -> SavedModelTF1:
     except Exception:
         session.close()
         raise
-    return SavedModelTF1(path, session, meta_graph, time.perf_counter() - start)
-
+    model = SavedModelTF1(path, session, meta_graph, time.perf_counter() - start)
+    note = _relaxed_placement(tf, meta_graph)
+    if note:
+        model.notes.insert(0, note)
+    return model

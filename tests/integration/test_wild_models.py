@@ -100,7 +100,6 @@ def gpu_pinned(wild_dir: Path) -> Path:
     return wild.save_tf1_gpu_pinned(wild_dir / "tf1_gpu")
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 3: not fixed yet")
 def test_gpu_pinned_export_runs_on_cpu(cli, gpu_pinned: Path, tmp_path: Path) -> None:
     import tensorflow as tf
 

@@ -98,6 +98,13 @@ def test_first_line_skips_graph_noise() -> None:
     assert first_line(RuntimeError(msg)) == "Could not parse example input, value: 'abc'"
     assert first_line(ValueError("just this\nand more")) == "just this"
     assert first_line(KeyError()) == "KeyError"
+    # The saver's guess ("a mismatch between the current graph and the checkpoint") hides
+    # the real reason on the line after it.
+    restore = ("Restoring from checkpoint failed. This is most likely due to a mismatch "
+               "between the current graph and the graph from the checkpoint. Original error:"
+               "\n\nCannot assign a device for operation save/RestoreV2\n\t [[node x]]")
+    assert first_line(RuntimeError(restore)) == (
+        "Cannot assign a device for operation save/RestoreV2")
 
 
 def test_scalar_string_outputs_stay_object_arrays() -> None:
