@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from snapshot_tool.errors import SnapshotToolError
+from snapshot_tool.errors import ConfigError, SnapshotToolError
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
@@ -230,12 +230,17 @@ def compare(
     quiet: QuietOpt = False,
     runner: RunnerOpt = "in-process",
     beam_arg: BeamArgOpt = None,
+    rename: Annotated[list[str] | None, typer.Option(
+        "--map", metavar="OLD=NEW",
+        help="The candidate calls the golden's input or output OLD by the name NEW (a "
+             "converter renamed it). Repeatable; adds to the config's [rename] table.")] = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         _check_runner(runner, beam_arg)
         from snapshot_tool.api import compare as do_compare
         from snapshot_tool.compare import SaveObtained
+        from snapshot_tool.config import parse_renames
         from snapshot_tool.report.console import console_renderables, verdict_lines
         from snapshot_tool.report.json import to_json
         from snapshot_tool.report.junit import to_junit
@@ -247,11 +252,15 @@ def compare(
             require_matplotlib()  # before the model runs, not after
         mode: SaveObtained = "on_failure" if save_obtained is None else \
             "always" if save_obtained else "never"
+        renames = parse_renames(rename or [])
         with progress_bar(not quiet) as progress:
             # Without latency, --baseline-model serves --localize only; compare would
             # otherwise warn that it was ignored.
             timing_baseline = baseline_model if latency or not localize else None
             if runner == "beam":
+                if renames:
+                    raise ConfigError("--map is not supported with --runner beam yet; "
+                                      "compare in-process (the default runner)")
                 from snapshot_tool.beam.compare import compare_beam
 
                 result = compare_beam(model, golden, config=config, signature=signature,
@@ -263,7 +272,8 @@ def compare(
                                     tag=tag, latency=latency, baseline_model=timing_baseline,
                                     latency_strict=latency_strict, progress=progress,
                                     save_obtained=mode,
-                                    error_summaries=True if html is not None else None)
+                                    error_summaries=True if html is not None else None,
+                                    rename=renames)
         where = _localize(model, golden, config, signature, tag, baseline_model, result) \
             if localize else None
         if report_json is not None:

@@ -88,8 +88,8 @@ class ComparisonResult:
         return self.outputs_passed and self.metrics_passed and self.latency_passed
 
 
-def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str = "candidate"
-                ) -> tuple[dict[str, np.ndarray], str]:
+def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str = "candidate",
+                renames: Mapping[str, str] | None = None) -> tuple[dict[str, np.ndarray], str]:
     """The golden's stored inputs keyed by the model's input names, checked against its specs.
 
     One input under another name is accepted with a note: converters and Keras reloads
@@ -101,13 +101,14 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
     from snapshot_tool.inputs.files import conform
 
     want = {s.name for s in sig.inputs}
-    have = set(sg.inputs)
+    recorded = _apply_renames(sg.inputs, want, renames or {})
+    have = set(recorded)
     note = ""
     if want == have:
-        feeds = dict(sg.inputs)
+        feeds = dict(recorded)
     elif len(want) == 1 and len(have) == 1:
         (cand_name,), (gold_name,) = want, have
-        feeds = {cand_name: sg.inputs[gold_name]}
+        feeds = {cand_name: recorded[gold_name]}
         note = (f"{who}'s only input is named {cand_name!r}, the golden's {gold_name!r}; "
                 "fed the recorded input to it")
     else:
@@ -128,6 +129,58 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
                 f"{who} input {spec.name!r} is {spec.dtype}, the golden recorded "
                 f"{dtype_label(arr)}; the recorded values were cast")
     return fitted, note
+
+
+def _apply_renames(golden: Mapping[str, np.ndarray], model_names: set[str],
+                   renames: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The golden's tensors keyed by the model's names: a rename OLD -> NEW applies where
+    the model has NEW and not OLD (so the same mapping serves a candidate that renamed and a
+    baseline model that did not)."""
+    out: dict[str, np.ndarray] = {}
+    for name, arr in golden.items():
+        new = renames.get(name)
+        out[new if new is not None and new in model_names and name not in model_names
+            else name] = arr
+    return out
+
+
+def output_names(sg: SignatureGolden, candidate: set[str], renames: Mapping[str, str]
+                 ) -> tuple[dict[str, str], list[str]]:
+    """The golden's name for each candidate output whose name differs, and notes on it.
+
+    Explicit renames (``[rename]``, ``--map``) apply first. Then a lone output under another
+    name is matched with a note, as a lone input is: converters without a SignatureDef call
+    every output ``output_0``.. whatever the SavedModel called it. Several renamed outputs
+    are never guessed (the pairing is ambiguous); the note on missing + extra outputs says
+    how to map them.
+    """
+    mapping = {new: old for old, new in renames.items()
+               if old in sg.outputs and new in candidate and old not in candidate}
+    matched = {mapping.get(name, name) for name in candidate}
+    notes: list[str] = []
+    missing_names = sorted(set(sg.outputs) - matched)
+    extra_names = sorted(matched - set(sg.outputs))
+    if len(sg.outputs) == 1 and len(matched) == 1 and missing_names and extra_names:
+        (gold,), (cand,) = missing_names, extra_names
+        notes.append(f"candidate's only output is named {cand!r}, the golden's {gold!r}; "
+                     f"compared them (say so with --map {gold}={cand} to keep this explicit)")
+        return {cand: gold}, notes
+    if missing_names and extra_names:
+        notes.append(
+            f"outputs {', '.join(missing_names)} are missing and {', '.join(extra_names)} are "
+            "new: if the candidate renamed them, map each golden name to the candidate's with "
+            f"--map OLD=NEW (e.g. --map {missing_names[0]}={extra_names[0]}) or a [rename] "
+            "table in the config")
+    return mapping, notes
+
+
+def _check_renames(golden: Golden, names: list[str], renames: Mapping[str, str]) -> None:
+    known = {t for sig in names for t in (*golden.signatures[sig].inputs,
+                                          *golden.signatures[sig].outputs)}
+    for old, new in renames.items():
+        if old not in known:
+            raise ConfigError(f"rename {old!r} -> {new!r} (--map or [rename]): the golden has "
+                              f"no input or output {old!r}; it has: {', '.join(sorted(known))}")
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
@@ -270,7 +323,7 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
         bsig, note = _candidate_signature(baseline, sg.signature, single=True)
         if note:
             notes.append(f"baseline model: {note}")
-        base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model")
+        base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model", config.rename)
         if note:
             notes.append(note)
         sizes = sorted(sg.latency) or latency_sizes(None, _batch_size(golden))
@@ -343,7 +396,8 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             baseline_model: str | Path | None = None, latency_strict: bool = False,
             progress: Progress = no_progress, save_obtained: SaveObtained = "never",
             obtained_path: str | Path | None = None,
-            error_summaries: bool | None = None) -> ComparisonResult:
+            error_summaries: bool | None = None,
+            rename: Mapping[str, str] | None = None) -> ComparisonResult:
     """Replay a golden's inputs through a candidate and judge it against the golden.
 
     ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
@@ -354,17 +408,22 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     the outputs or metrics (what ``accept`` can take from it; a latency failure alone is
     not). ``error_summaries``: True gives every numeric output an error summary (the HTML
     report's plots); None only failing ones.
+    ``rename`` maps golden input/output names to the candidate's (``--map``); it extends and
+    overrides the config's ``[rename]`` table.
     """
     golden: Golden = read_golden(golden_path)
     if tag is None:
         tag = str(golden.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
+    if rename:
+        cfg = replace(cfg, rename={**cfg.rename, **rename})
     names = sorted(golden.signatures)
     if signature is not None and signature != "all":
         if signature not in golden.signatures:
             raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
                                  f"holds: {', '.join(names)}")
         names = [signature]
+    _check_renames(golden, names, cfg.rename)
     warnings_early = _recorded_task_conflicts(golden, names, cfg)
     qualified = [_prefix(golden, sig) + out for sig in names
                  for out in golden.signatures[sig].outputs]
@@ -405,11 +464,15 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             sig, note = _candidate_signature(model, name, single=len(names) == 1)
             if note:
                 warnings.append(note)
-            feeds, note = _fit_inputs(sig, sg, model)
+            feeds, note = _fit_inputs(sig, sg, model, renames=cfg.rename)
             if note:
                 warnings.append(note)
             outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
                                              f"comparing {name}")
+            renamed, notes = output_names(sg, set(outputs), cfg.rename)
+            warnings.extend(notes)
+            outputs = {renamed.get(k, k): v for k, v in outputs.items()}
+            batched = {renamed.get(k, k): v for k, v in batched.items()}
             if save_obtained != "never":
                 candidate_outputs[name] = (outputs, batched)
             sig_diffs = compare_outputs(sg, outputs, cfg, name, _prefix(golden, name),

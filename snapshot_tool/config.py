@@ -25,6 +25,9 @@ top1_agreement = { min = 0.99 }
 [latency]
 max_drift = 0.10                   # side-by-side: allowed relative p50 slowdown
 stored_max_drift = 0.25            # against the golden's stored samples
+
+[rename]                           # golden name = candidate name, for inputs and outputs a
+y = "output_0"                     # converter renamed (compare --map y=output_0 does the same)
 ```
 """
 
@@ -88,6 +91,8 @@ class Config:
     metrics: dict[str, MetricThreshold] = field(default_factory=dict)
     latency: LatencyConfig = LatencyConfig()
     source: str | None = None
+    # Golden tensor name -> the candidate's name for it (inputs and outputs).
+    rename: dict[str, str] = field(default_factory=dict)
 
     def output(self, name: str) -> OutputConfig | None:
         """The config table for one output: an exact name beats a glob, then file order.
@@ -130,7 +135,7 @@ _TOL_KEYS = {"atol", "rtol", "max_mismatch_fraction", "nan_equal"}
 _OUTPUT_KEYS = _TOL_KEYS | {"task", "threshold", "metrics"}
 _THRESHOLD_KEYS = {"max_drop", "max_relative_drop", "min", "max"}
 _LATENCY_KEYS = {"max_drift", "stored_max_drift"}
-_TOP_KEYS = {"defaults", "outputs", "metrics", "latency"}
+_TOP_KEYS = {"defaults", "outputs", "metrics", "latency", "rename"}
 
 
 def _where(src: str, path: str) -> str:
@@ -237,7 +242,30 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
                                      lt.get("stored_max_drift", 0.25)),
         )
     return Config(defaults=defaults, outputs=tuple(outputs), metrics=metrics,
-                  latency=latency, source=source)
+                  latency=latency, source=source,
+                  rename=_renames(source, data.get("rename", {})))
+
+
+def _renames(src: str, value: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for old, new in _table(src, "rename", value).items():
+        if not isinstance(new, str) or not new or not old:
+            raise ConfigError(f"{_where(src, 'rename')}: {old!r} = {new!r} must map a golden "
+                              "name to the candidate's name, e.g. y = \"output_0\"")
+        out[old] = new
+    return out
+
+
+def parse_renames(pairs: list[str]) -> dict[str, str]:
+    """``--map OLD=NEW`` values (golden name = candidate name) as a mapping."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        old, sep, new = pair.partition("=")
+        if not sep or not old.strip() or not new.strip():
+            raise ConfigError(f"--map {pair!r}: expected OLD=NEW (the golden's name = the "
+                              "candidate's name), e.g. --map y=output_0")
+        out[old.strip()] = new.strip()
+    return out
 
 
 def load_config(path: str | Path | None) -> Config:

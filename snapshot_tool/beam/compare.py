@@ -67,6 +67,11 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
     if tag is None:
         tag = str(head.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
+    if cfg.rename:
+        # The workers feed and diff by the golden's names; silently ignoring a rename would
+        # report renamed outputs as missing.
+        raise ConfigError("the config's [rename] table is not supported with --runner beam "
+                          "yet; compare in-process (the default runner)")
     names = _signatures(head, signature)
     warnings = _early_warnings(head, names, cfg)
     batch_size = _batch_size(head)

@@ -147,7 +147,6 @@ def golden_y(cli, renamed: dict[str, Path], tmp_path: Path) -> Path:
     return golden
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 4: not fixed yet")
 @pytest.mark.parametrize("kind", ["cf", "keras"])
 def test_lone_output_renamed_by_the_converter_is_forgiven(cli, renamed: dict[str, Path],
                                                            golden_y: Path, kind: str) -> None:
@@ -160,7 +159,6 @@ def test_lone_output_renamed_by_the_converter_is_forgiven(cli, renamed: dict[str
     assert any("'output_0'" in w and "'y'" in w for w in doc["warnings"]), doc["warnings"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 4: not fixed yet")
 def test_several_renamed_outputs_need_a_mapping(cli, renamed: dict[str, Path],
                                                 tmp_path: Path) -> None:
     golden = tmp_path / "yz.h5"
@@ -186,7 +184,6 @@ def test_several_renamed_outputs_need_a_mapping(cli, renamed: dict[str, Path],
     assert code == 1 and {o["status"] for o in doc["outputs"]} == {"mismatch"}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 4: not fixed yet")
 def test_bad_mappings_are_usage_errors(cli, renamed: dict[str, Path], golden_y: Path,
                                        tmp_path: Path) -> None:
     assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",

@@ -66,3 +66,19 @@ def test_pyproject_table_is_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         (tmp_path / "other").mkdir()
         (tmp_path / "other" / "pyproject.toml").write_text("[project]\nname='x'\n")
         load_config(tmp_path / "other" / "pyproject.toml")
+
+
+def test_rename_table_and_map_flags() -> None:
+    from snapshot_tool.config import parse_renames
+
+    cfg = parse_config({"rename": {"y": "output_0", "features": "serving_default_x"}})
+    assert cfg.rename == {"y": "output_0", "features": "serving_default_x"}
+    assert parse_renames(["y=output_0", " z = output_1 "]) == {"y": "output_0",
+                                                               "z": "output_1"}
+    for bad in ("y", "=output_0", "y="):
+        with pytest.raises(ConfigError, match="OLD=NEW"):
+            parse_renames([bad])
+    with pytest.raises(ConfigError, match=r"\[rename\]"):
+        parse_config({"rename": {"y": 3}})
+    with pytest.raises(ConfigError, match="rename"):
+        parse_config({"rename": "y=output_0"})
