@@ -26,13 +26,7 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
         return {TFRECORD_ARRAY: read_tfrecord(path)}
     suffix = path.suffix.lower()
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return {k: np.asarray(data[k]) for k in data.files}
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-            # A truncated download or a file that is not really .npz: say which file.
-            raise InputsError(f"cannot read inputs file {path}: not a valid .npz archive "
-                              f"({exc})") from None
+        return _load_npz(path)
     if suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -49,6 +43,35 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
         except OSError as exc:
             raise InputsError(f"cannot read inputs file {path}: {exc}") from None
     raise InputsError(f"inputs file {path} has an unknown type; use .npz, .h5 or .tfrecord")
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    key = ""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            for key in data.files:
+                arrays[key] = np.asarray(data[key])
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            # np.savez pickles object arrays (how Python strings usually end up in numpy);
+            # loading them would run arbitrary code from the file, so they stay refused, with
+            # the two ways to store strings that need no pickle.
+            raise InputsError(
+                f"cannot read inputs file {path}: array {key!r} is an object array (strings?), "
+                "which .npz stores only as a pickle, and snapshot-tool does not unpickle; store "
+                "text as a fixed-width array (np.array(values, dtype='U') or dtype='S') or in "
+                "an .h5 file, and binary bytes such as serialized tf.train.Example protos in a "
+                ".tfrecord (fixed-width arrays drop trailing NUL bytes)") from None
+        raise _not_npz(path, exc) from None
+    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise _not_npz(path, exc) from None
+    return arrays
+
+
+def _not_npz(path: Path, exc: Exception) -> InputsError:
+    # A truncated download or a file that is not really .npz: say which file.
+    return InputsError(f"cannot read inputs file {path}: not a valid .npz archive ({exc})")
 
 
 def _decode_h5(ds: Any) -> np.ndarray:

@@ -278,16 +278,15 @@ def test_mixed_precision_candidate_shows_numbers_and_needs_consent(
 # --- item 7: strings in .npz ----------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 7: not fixed yet")
 def test_object_string_arrays_in_npz_say_how_to_store_strings(cli, flex: dict[str, Path],
                                                                tmp_path: Path) -> None:
     records = kinds.example_bytes(np.ones((4, 3), np.float32))
     np.savez(tmp_path / "objects.npz", examples=np.array(records, dtype=object))
     res = cli("record", flex["saved"], "--golden", tmp_path / "g.h5", "--no-latency",
               "--inputs", tmp_path / "objects.npz")
-    assert_usage_error(res, "objects.npz", "'examples'", "object", "dtype='S'", ".h5")
-    # The advice works: fixed-width bytes in .npz record.
-    np.savez(tmp_path / "fixed.npz", examples=np.array(records, dtype="S"))
+    assert_usage_error(res, "objects.npz", "'examples'", "object", "dtype='U'", ".h5",
+                       ".tfrecord")
+    # The advice works: serialized protos (binary, NUL bytes inside) record from a TFRecord.
     res = cli("record", flex["saved"], "--golden", tmp_path / "g.h5", "--no-latency",
-              "--inputs", tmp_path / "fixed.npz")
+              "--inputs", kinds.write_tfrecord(tmp_path / "ex.tfrecord", records))
     assert res.code == 0, res

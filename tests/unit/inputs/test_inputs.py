@@ -189,3 +189,18 @@ def test_narrowing_casts_that_lose_values_are_refused() -> None:
     assert conform(i8, np.array([1, -3], np.int64), "f.npz").dtype == np.int8
     with pytest.raises(InputsError, match="do not fit int8"):
         conform(i8, np.array([1, 300], np.int64), "f.npz")
+
+
+def test_strings_in_npz_fixed_width_or_refused_with_the_way_out(tmp_path: Path) -> None:
+    from snapshot_tool.inputs.files import load_arrays
+
+    info = SignatureInfo("s", (TensorSpec("text", "string", (None,)),), ())
+    np.savez(tmp_path / "fixed.npz", text=np.array(["ab", "c"], dtype="U"))
+    got = from_file(info, tmp_path / "fixed.npz")["text"]
+    assert got.dtype == object and list(got) == [b"ab", b"c"]
+    np.savez(tmp_path / "objects.npz", ok=np.zeros(2), text=np.array(["ab", "c"], dtype=object))
+    with pytest.raises(InputsError) as err:
+        load_arrays(tmp_path / "objects.npz")
+    text = str(err.value)
+    assert "'text'" in text and "object array" in text and "not a valid" not in text
+    assert "dtype='U'" in text and ".h5" in text and ".tfrecord" in text
