@@ -17,7 +17,7 @@ import numpy as np
 
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
-from snapshot_tool.dtypes import dtype_label
+from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label, less_precise
 from snapshot_tool.errors import (
     ConfigError,
     GoldenError,
@@ -194,8 +194,14 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
         if name not in candidate:
             diffs.append(missing(name, g, signature))
             continue
-        tol, spread = output_tolerance(sg, name, dtype_label(g), config, prefix)
-        diffs.append(compare_tensor(name, g, candidate[name], tol, signature, spread, summary))
+        coarse = _tolerance_dtype(g, candidate[name])
+        tol, spread = output_tolerance(sg, name, coarse, config, prefix)
+        if coarse != dtype_label(g):
+            tol = replace(tol, source=tol.source.replace(
+                "dtype default", f"{coarse} default (the less precise dtype)"))
+        oc = config.output(prefix + name)
+        diffs.append(compare_tensor(name, g, candidate[name], tol, signature, spread, summary,
+                                    allow_dtype_change=oc is not None and oc.allow_dtype_change))
     for name in sorted(set(candidate) - set(sg.outputs)):
         diffs.append(extra(name, candidate[name], signature))
     return diffs
@@ -212,6 +218,16 @@ def output_tolerance(sg: SignatureGolden, name: str, dtype: str, config: Config,
         tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
                       source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
     return tol, None if spread is None else float(spread)
+
+
+def _tolerance_dtype(golden: np.ndarray, candidate: np.ndarray) -> str:
+    """The dtype whose defaults judge an output: its own, or for a float precision change the
+    less precise of the two, since the comparison can be no finer than the coarser side
+    (config values still win)."""
+    was, now = dtype_label(golden), dtype_label(candidate)
+    if was == now or was not in FLOAT_PRECISION or now not in FLOAT_PRECISION:
+        return was
+    return less_precise(was, now)
 
 
 def _prefix(golden: Golden, signature: str) -> str:

@@ -14,6 +14,8 @@ nan_equal = true
                                    # an exact name beats a glob, then file order
 atol = 1e-4
 task = "classification"            # classification | binary | regression | none
+allow_dtype_change = false         # true: a float precision change (float32 -> float16)
+                                   # is judged on the values, compared in the wider dtype
 threshold = 0.5                    # binary decision threshold
 [outputs."logits*".metrics]
 accuracy = { max_drop = 0.02 }     # per-output metric thresholds
@@ -73,6 +75,8 @@ class OutputConfig:
     task: str | None = None
     threshold: float | None = None
     metrics: dict[str, MetricThreshold] = field(default_factory=dict)
+    # A float precision change (mixed-precision candidate) is accepted and judged on values.
+    allow_dtype_change: bool = False
 
     def matches(self, name: str) -> bool:
         return self.pattern == name or fnmatch.fnmatchcase(name, self.pattern)
@@ -132,7 +136,7 @@ class Config:
 
 
 _TOL_KEYS = {"atol", "rtol", "max_mismatch_fraction", "nan_equal"}
-_OUTPUT_KEYS = _TOL_KEYS | {"task", "threshold", "metrics"}
+_OUTPUT_KEYS = _TOL_KEYS | {"task", "threshold", "metrics", "allow_dtype_change"}
 _THRESHOLD_KEYS = {"max_drop", "max_relative_drop", "min", "max"}
 _LATENCY_KEYS = {"max_drift", "stored_max_drift"}
 _TOP_KEYS = {"defaults", "outputs", "metrics", "latency", "rename"}
@@ -224,12 +228,17 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
             raise ConfigError(f"{_where(source, p)}: task must be one of {', '.join(TASKS)}, "
                               f"got {task!r}")
         thr = _number(source, p, "threshold", t["threshold"], hi=1.0) if "threshold" in t else None
+        allow = t.get("allow_dtype_change", False)
+        if not isinstance(allow, bool):
+            raise ConfigError(f"{_where(source, p)}: allow_dtype_change must be true or false, "
+                              f"got {allow!r}")
         outputs.append(OutputConfig(
             pattern=pattern,
             tolerance=_tolerance(source, p, t),
             task=task,
             threshold=thr,
             metrics=_thresholds(source, f"{p}.metrics", t.get("metrics", {})),
+            allow_dtype_change=allow,
         ))
     metrics = _thresholds(source, "metrics", data.get("metrics", {}))
     latency = LatencyConfig()

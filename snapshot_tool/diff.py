@@ -9,12 +9,12 @@ line up would be noise.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from snapshot_tool.dtypes import dtype_label
+from snapshot_tool.dtypes import FLOAT_PRECISION, common_float, dtype_label
 from snapshot_tool.tolerance import Tolerance
 
 Status = Literal["ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed"]
@@ -78,9 +78,14 @@ def extra(name: str, candidate: np.ndarray, signature: str = "") -> TensorDiff:
 
 def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
                    signature: str = "", spread: float | None = None,
-                   summary: bool | None = None) -> TensorDiff:
+                   summary: bool | None = None, allow_dtype_change: bool = False) -> TensorDiff:
     """``summary``: attach an :class:`ErrorSummary` to a numeric diff; ``None`` (default)
-    only when the output fails, because it costs a second pass over the tensors."""
+    only when the output fails, because it costs a second pass over the tensors.
+
+    A change of float precision (float32 -> float16, a mixed-precision candidate) is
+    compared in the wider dtype, so the report says how far the values moved. It stays a
+    ``dtype_changed`` failure unless ``allow_dtype_change``; then the values decide.
+    """
     base: dict[str, Any] = dict(
         name=name, signature=signature, golden_dtype=dtype_label(golden),
         candidate_dtype=dtype_label(candidate), golden_shape=tuple(golden.shape),
@@ -88,8 +93,7 @@ def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: To
         rtol=tol.rtol, max_mismatch_fraction=tol.max_mismatch_fraction,
         nan_equal=tol.nan_equal, exact=tol.exact, tolerance_source=tol.source, spread=spread)
     if base["golden_dtype"] != base["candidate_dtype"]:
-        return TensorDiff(status="dtype_changed", **base,
-                          message=f"dtype {base['golden_dtype']} -> {base['candidate_dtype']}")
+        return _dtype_change(golden, candidate, tol, base, summary, allow_dtype_change)
     if golden.shape != candidate.shape:
         return TensorDiff(status="shape_changed", **base,
                           message=f"shape {golden.shape} -> {candidate.shape}")
@@ -98,6 +102,27 @@ def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: To
     if golden.dtype.kind in ("O", "S", "U", "b"):
         return _exact_diff(golden, candidate, base)
     return _numeric_diff(golden, candidate, tol, base, summary)
+
+
+def _dtype_change(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
+                  base: dict[str, Any], summary: bool | None, allowed: bool) -> TensorDiff:
+    was, now = base["golden_dtype"], base["candidate_dtype"]
+    change = f"dtype {was} -> {now}"
+    floats = was in FLOAT_PRECISION and now in FLOAT_PRECISION
+    if not floats or golden.shape != candidate.shape or golden.size == 0:
+        why = "" if floats or not allowed else \
+            " (allow_dtype_change covers float precisions only)"
+        return TensorDiff(status="dtype_changed", **base, message=change + why)
+    wide = common_float(was, now)
+    # Not allowed, it fails whatever the values, so it gets the failing outputs' summary.
+    d = _numeric_diff(golden.astype(wide), candidate.astype(wide), tol, base,
+                      True if summary is None and not allowed else summary)
+    if allowed:
+        return replace(d, message=f"{change}, allowed; compared in {wide}")
+    moved = "within tolerance" if d.passed else f"{d.mismatch_count} element(s) beyond tolerance"
+    return replace(d, status="dtype_changed",
+                   message=f"{change}; compared in {wide}: {moved}; accept the precision "
+                           "change with allow_dtype_change = true for this output")
 
 
 def _allowed(size: int, fraction: float) -> int:

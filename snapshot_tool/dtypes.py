@@ -26,3 +26,21 @@ def dtype_label(arr: np.ndarray) -> str:
     "string" for bytes/str/object arrays, numpy's name otherwise."""
     return "string" if arr.dtype.kind in ("O", "S", "U") else str(arr.dtype)
 
+
+
+# Significand bits of each float format: the order of precision, whatever the byte size
+# (bfloat16 and float16 are both 2 bytes; float16 is the more precise).
+FLOAT_PRECISION = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
+
+
+def less_precise(a: str, b: str) -> str:
+    """Of two float dtype labels, the one with fewer significand bits."""
+    return a if FLOAT_PRECISION[a] <= FLOAT_PRECISION[b] else b
+
+
+def common_float(a: str, b: str) -> np.dtype[Any]:
+    """A numpy dtype holding both float dtypes exactly, to compare them in: the more precise
+    of the two, or float32 for float16 against bfloat16 (neither holds the other)."""
+    if {a, b} == {"float16", "bfloat16"}:
+        return np.dtype(np.float32)
+    return numpy_dtype(a if FLOAT_PRECISION[a] >= FLOAT_PRECISION[b] else b)

@@ -112,8 +112,10 @@ def outputs_table(result: ComparisonResult) -> RenderableType:
         table.add_column(col, justify=justify,  # type: ignore[arg-type]
                          no_wrap=col in ("output", "verdict"))
     for d in result.outputs:
-        if d.status in ("ok", "mismatch"):
-            verdict = _verdict(d.passed)
+        if d.status in ("ok", "mismatch") or d.max_abs_diff is not None:
+            # A float precision change carries numbers too (compared in the wider dtype).
+            verdict = _verdict(d.passed) if d.status != "dtype_changed" else \
+                f"[bold red]DTYPE CHANGED[/] {escape(d.golden_dtype)}→{escape(d.candidate_dtype)}"
             mism = f"{d.mismatch_count}/{d.size} ({d.mismatch_fraction:.1%})"
             row = [escape(d.name), verdict, mism, fmt(d.max_abs_diff), fmt(d.max_rel_diff),
                    worst(d), _tol(d), fmt(d.required_atol)]
@@ -129,7 +131,13 @@ def hints(result: ComparisonResult) -> list[str]:
     """Exact config lines that would accept each failing output, if the change is intended."""
     lines: list[str] = []
     for d in result.outputs:
-        if d.status == "mismatch" and d.required_atol is not None \
+        if d.status == "dtype_changed" and d.max_abs_diff is not None:
+            line = f'[outputs."{d.name}"]\nallow_dtype_change = true'
+            if d.mismatch_count and d.required_atol is not None \
+                    and math.isfinite(d.required_atol):
+                line += f"\natol = {round_sig(d.required_atol, up=True):g}"
+            lines.append(line)
+        elif d.status == "mismatch" and d.required_atol is not None \
                 and math.isfinite(d.required_atol):
             lines.append(f'[outputs."{d.name}"]\natol = {round_sig(d.required_atol, up=True):g}')
         elif d.status == "mismatch" and d.mismatch_fraction < 0.5:

@@ -246,7 +246,6 @@ def mixed(wild_dir: Path) -> dict[str, Path]:
     return {"float32": f32, "mixed": f16}
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 6: not fixed yet")
 def test_mixed_precision_candidate_shows_numbers_and_needs_consent(
         cli, mixed: dict[str, Path], tmp_path: Path) -> None:
     golden = tmp_path / "g.h5"

@@ -82,3 +82,13 @@ def test_rename_table_and_map_flags() -> None:
         parse_config({"rename": {"y": 3}})
     with pytest.raises(ConfigError, match="rename"):
         parse_config({"rename": "y=output_0"})
+
+
+def test_allow_dtype_change_is_a_per_output_bool() -> None:
+    cfg = parse_config({"outputs": {"logits": {"allow_dtype_change": True}}})
+    assert cfg.output("logits").allow_dtype_change  # type: ignore[union-attr]
+    assert not parse_config({"outputs": {"x": {}}}).output("x").allow_dtype_change  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="allow_dtype_change must be true or false"):
+        parse_config({"outputs": {"logits": {"allow_dtype_change": "yes"}}})
+    with pytest.raises(ConfigError, match="unknown key 'allow_dtype_change'"):
+        parse_config({"defaults": {"allow_dtype_change": True}})

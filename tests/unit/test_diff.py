@@ -185,3 +185,31 @@ def test_summary_only_for_failures_by_default_and_chunking_does_not_change_it(
     chunked = compare_tensor("o", g, c, tol("float64")).summary
     assert chunked == whole
     assert whole.worst_rows[0].row == 123 and whole.worst_rows[0].worst_index == (123, 4)
+
+
+def test_float_precision_change_is_compared_in_the_wider_dtype() -> None:
+    import ml_dtypes
+
+    g = np.linspace(-2, 2, 40, dtype=np.float32)
+    half = g.astype(np.float16)  # what a mixed-precision candidate returns
+    d = compare_tensor("out", g, half, tol("float16"))
+    assert d.status == "dtype_changed" and not d.passed
+    # The numbers are there: float16 rounding of these values, measured in float32.
+    assert d.max_abs_diff == pytest.approx(float(np.max(np.abs(half.astype(np.float32) - g))))
+    assert 0 < d.max_abs_diff < 2e-3 and "allow_dtype_change" in d.message
+    allowed = compare_tensor("out", g, half, tol("float16"), allow_dtype_change=True)
+    assert allowed.status == "ok" and "compared in float32" in allowed.message
+    # Consent to the dtype is not consent to the values.
+    moved = compare_tensor("out", g, (g + 0.5).astype(np.float16), tol("float16"),
+                           allow_dtype_change=True)
+    assert moved.status == "mismatch"
+    # float16 and bfloat16 hold neither each other: both compared in float32.
+    bf = compare_tensor("out", half, g.astype(ml_dtypes.bfloat16), tol("bfloat16"))
+    assert bf.status == "dtype_changed" and "compared in float32" in bf.message
+
+
+def test_dtype_change_across_kinds_stays_a_structural_failure() -> None:
+    g = np.arange(6, dtype=np.float32)
+    d = compare_tensor("out", g, g.astype(np.int32), tol(), allow_dtype_change=True)
+    assert d.status == "dtype_changed" and d.max_abs_diff is None
+    assert "float precisions only" in d.message
