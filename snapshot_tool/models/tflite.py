@@ -4,6 +4,7 @@ installed, ``tf.lite.Interpreter``.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,16 +27,22 @@ from snapshot_tool.models.base import (
 TFLITE_IDENTIFIER = b"TFL3"
 
 
-def _tflite_interpreter_class() -> tuple[Any, str]:
-    """LiteRT's interpreter when installed (TF is deprecating tf.lite.Interpreter in its
-    favour), else TensorFlow's own."""
+def _interpreter_classes() -> list[tuple[Any, str]]:
+    """The interpreters to try, in order: LiteRT's when installed (TF is deprecating
+    tf.lite.Interpreter in its favour), then TensorFlow's own, which is the one that can link
+    the Flex delegate for models with TensorFlow ops."""
+    tf = import_tf()
     try:
         with quiet_native_stderr():
             from ai_edge_litert.interpreter import Interpreter
     except ImportError:
-        tf = import_tf()
-        return tf.lite.Interpreter, "tf.lite"
-    return Interpreter, "ai_edge_litert"
+        return [(tf.lite.Interpreter, "tf.lite")]
+    return [(Interpreter, "ai_edge_litert"), (tf.lite.Interpreter, "tf.lite")]
+
+
+# How both interpreters name a TensorFlow op they cannot run: "Node number 0
+# (FlexParseExampleV2) failed to prepare".
+_FLEX_OP = re.compile(r"\((Flex\w+)\)")
 
 
 def _tflite_dtype(np_type: Any) -> str:
@@ -174,16 +181,36 @@ def load_tflite(path: Path) -> TFLiteModel:
     if head[4:8] != TFLITE_IDENTIFIER:
         raise ModelError(f"cannot load TFLite model {path}: it is not a TFLite flatbuffer "
                          f"(no {TFLITE_IDENTIFIER.decode()} identifier)")
-    interpreter_class, runtime = _tflite_interpreter_class()
-    start = time.perf_counter()
-    try:
-        with quiet_native_stderr():
-            interpreter = interpreter_class(model_path=str(path))
-            interpreter.allocate_tensors()
-            model = TFLiteModel(path, interpreter, runtime, time.perf_counter() - start)
-    except (ValueError, RuntimeError) as exc:
-        raise ModelError(f"cannot load TFLite model {path}: {first_line(exc)}") from None
-    return model
+    flex_ops: list[str] = []
+    for interpreter_class, runtime in _interpreter_classes():
+        start = time.perf_counter()
+        try:
+            with quiet_native_stderr():
+                interpreter = interpreter_class(model_path=str(path))
+                interpreter.allocate_tensors()
+                model = TFLiteModel(path, interpreter, runtime, time.perf_counter() - start)
+        except (ValueError, RuntimeError) as exc:
+            flex_ops = sorted(set(_FLEX_OP.findall(str(exc)))) or flex_ops
+            if not _FLEX_OP.search(str(exc)):
+                raise ModelError(f"cannot load TFLite model {path}: {first_line(exc)}") from None
+            continue  # the next interpreter may link the Flex delegate
+        if flex_ops:
+            model.notes.insert(0, (
+                f"{path.name} has TensorFlow (Flex) ops ({', '.join(flex_ops)}) that LiteRT "
+                "cannot run; running it with tf.lite.Interpreter, which links the Flex "
+                "delegate"))
+        return model
+    raise ModelError(_no_flex_delegate(path, flex_ops))
+
+
+def _no_flex_delegate(path: Path, ops: list[str]) -> str:
+    tf = import_tf()
+    return (f"cannot load TFLite model {path}: it has TensorFlow (Flex) ops "
+            f"({', '.join(ops)}), converted with SELECT_TF_OPS, and neither LiteRT nor "
+            f"tf.lite.Interpreter of TensorFlow {tf.__version__} links the Flex delegate "
+            "(pip builds before TensorFlow 2.20 did); run it where such a TensorFlow is "
+            "installed, convert without SELECT_TF_OPS, or compare the SavedModel it was "
+            "converted from")
 
 
 def looks_like_tflite(path: Path) -> bool:

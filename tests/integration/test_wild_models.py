@@ -217,7 +217,6 @@ def _tf_lite_runs_flex(model: Path) -> bool:
     return True
 
 
-@pytest.mark.xfail(strict=True, reason="issue 10 item 5: not fixed yet")
 def test_flex_tflite_runs_with_tf_lite_or_says_why_not(cli, flex: dict[str, Path],
                                                        tmp_path: Path) -> None:
     x = np.random.default_rng(5).normal(size=(6, 3)).astype(np.float32)

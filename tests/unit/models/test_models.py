@@ -239,6 +239,42 @@ def test_tflite_falls_back_to_tf_lite(built: dict[str, Path],
     np.testing.assert_allclose(out, np.ones((3, 4), np.float32), rtol=1e-6)  # TFLite kernels
 
 
+class _NoFlexDelegate:
+    """An interpreter that, like LiteRT (and TensorFlow 2.20+'s), cannot run Flex ops."""
+
+    def __init__(self, model_path: str) -> None:
+        self.model_path = model_path
+
+    def allocate_tensors(self) -> None:
+        raise RuntimeError("Select TensorFlow op(s), included in the given model, is(are) not "
+                           "supported by this interpreter. Make sure you apply/link the Flex "
+                           "delegate before inference.Node number 0 (FlexParseExampleV2) "
+                           "failed to prepare.")
+
+
+def test_flex_ops_fall_back_to_tf_lite(built: dict[str, Path],
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from snapshot_tool.models import tflite
+
+    tf = import_tf()
+    # LiteRT refuses the Flex op; TensorFlow's interpreter (linking the delegate) runs it.
+    monkeypatch.setattr(tflite, "_interpreter_classes", lambda: [
+        (_NoFlexDelegate, "ai_edge_litert"), (tf.lite.Interpreter, "tf.lite")])
+    model = load_model(built["nosig"])
+    assert isinstance(model, TFLiteModel) and model.runtime == "tf.lite"
+    assert "FlexParseExampleV2" in model.notes[0] and "tf.lite.Interpreter" in model.notes[0]
+    out = model.run("serving_default", {"a": np.zeros((2, 4), np.float32)})["output_0"]
+    np.testing.assert_allclose(out, np.ones((2, 4), np.float32), rtol=1e-6)  # TFLite kernels
+
+    # Neither links it: one error naming the op and the ways out.
+    monkeypatch.setattr(tflite, "_interpreter_classes", lambda: [
+        (_NoFlexDelegate, "ai_edge_litert"), (_NoFlexDelegate, "tf.lite")])
+    with pytest.raises(ModelError) as err:
+        load_model(built["nosig"])
+    text = str(err.value)
+    assert "FlexParseExampleV2" in text and "SELECT_TF_OPS" in text and "\n" not in text
+
+
 # --- Keras -----------------------------------------------------------------------------------
 
 
