@@ -174,13 +174,21 @@ def output_names(sg: SignatureGolden, candidate: set[str], renames: Mapping[str,
     return mapping, notes
 
 
-def _check_renames(golden: Golden, names: list[str], renames: Mapping[str, str]) -> None:
+def _check_renames(golden: Golden, names: list[str], cfg: Config,
+                   explicit: Mapping[str, str]) -> list[str]:
+    """``--map`` naming a tensor the golden lacks is an error (it was typed for this
+    golden); a config ``[rename]`` entry only a warning, since one config may serve several
+    goldens, as for ``[outputs.*]`` tables."""
     known = {t for sig in names for t in (*golden.signatures[sig].inputs,
                                           *golden.signatures[sig].outputs)}
-    for old, new in renames.items():
+    have = ", ".join(sorted(known))
+    for old, new in explicit.items():
         if old not in known:
-            raise ConfigError(f"rename {old!r} -> {new!r} (--map or [rename]): the golden has "
-                              f"no input or output {old!r}; it has: {', '.join(sorted(known))}")
+            raise ConfigError(f"--map {old}={new}: the golden has no input or output {old!r}; "
+                              f"it has: {have}")
+    return [f"config [rename] {old!r} = {new!r} names no input or output of the golden (it "
+            f"has: {have}); check the name" for old, new in cfg.rename.items()
+            if old not in known and old not in explicit]
 
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
@@ -439,8 +447,8 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
                                  f"holds: {', '.join(names)}")
         names = [signature]
-    _check_renames(golden, names, cfg.rename)
-    warnings_early = _recorded_task_conflicts(golden, names, cfg)
+    warnings_early = _check_renames(golden, names, cfg, rename or {})
+    warnings_early += _recorded_task_conflicts(golden, names, cfg)
     qualified = [_prefix(golden, sig) + out for sig in names
                  for out in golden.signatures[sig].outputs]
     warnings_early += [

@@ -194,6 +194,10 @@ def test_bad_mappings_are_usage_errors(cli, renamed: dict[str, Path], golden_y: 
     cfg.write_text("[rename]\ny = 3\n")
     assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",
                            "--config", cfg), "rename")
+    # A config may serve several goldens: a [rename] entry for another one only warns.
+    cfg.write_text('[rename]\nlogits = "output_0"\n')
+    code, doc, _ = _report(cli, renamed["cf"], "--golden", golden_y, "--config", cfg)
+    assert code == 0 and any("'logits'" in w for w in doc["warnings"]), doc["warnings"]
 
 
 # --- item 5: TFLite with TensorFlow (Flex) ops ---------------------------------------------
