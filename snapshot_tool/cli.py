@@ -237,6 +237,9 @@ def compare(
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
+        if runner == "beam" and rename:
+            raise ConfigError("--map is not supported with --runner beam yet; compare "
+                              "in-process (the default runner)")
         _check_runner(runner, beam_arg)
         from snapshot_tool.api import compare as do_compare
         from snapshot_tool.compare import SaveObtained
@@ -258,9 +261,6 @@ def compare(
             # otherwise warn that it was ignored.
             timing_baseline = baseline_model if latency or not localize else None
             if runner == "beam":
-                if renames:
-                    raise ConfigError("--map is not supported with --runner beam yet; "
-                                      "compare in-process (the default runner)")
                 from snapshot_tool.beam.compare import compare_beam
 
                 result = compare_beam(model, golden, config=config, signature=signature,

@@ -43,6 +43,17 @@ if TYPE_CHECKING:
 RANGES = 16
 
 
+def refuse_in_process_only(cfg: Config) -> None:
+    """The workers feed and diff by the golden's names and dtypes; ignoring these settings
+    would report renamed outputs as missing and accepted precision changes as failures."""
+    unsupported = (["[rename]"] if cfg.rename else []) + [
+        f"[outputs.{oc.pattern!r}] allow_dtype_change" for oc in cfg.outputs
+        if oc.allow_dtype_change]
+    if unsupported:
+        raise ConfigError(f"the config's {', '.join(unsupported)} is not supported with "
+                          "--runner beam yet; compare in-process (the default runner)")
+
+
 def compare_beam(model_path: str | Path, golden_path: str | Path, *,
                  config: Config | str | Path | None = None, signature: str | None = None,
                  tag: str | None = None, latency: bool = True,
@@ -67,11 +78,7 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
     if tag is None:
         tag = str(head.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
-    if cfg.rename:
-        # The workers feed and diff by the golden's names; silently ignoring a rename would
-        # report renamed outputs as missing.
-        raise ConfigError("the config's [rename] table is not supported with --runner beam "
-                          "yet; compare in-process (the default runner)")
+    refuse_in_process_only(cfg)
     names = _signatures(head, signature)
     warnings = _early_warnings(head, names, cfg)
     batch_size = _batch_size(head)
