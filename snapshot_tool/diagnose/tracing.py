@@ -64,9 +64,12 @@ def _scope(op_name: str) -> str:
 
 
 def _topological(ops: Sequence[Any]) -> list[Any]:
-    """Ops in dependency order, ties kept in graph order (Kahn's algorithm)."""
+    """Ops in dependency order, ties kept in graph order (Kahn's algorithm). A lowered
+    while loop is a cycle (NextIteration feeds Merge); its back edges are ignored, and
+    anything still left is appended in graph order rather than dropped."""
     index = {op.name: i for i, op in enumerate(ops)}
-    deps = {op.name: {t.op.name for t in op.inputs if t.op.name in index} for op in ops}
+    deps = {op.name: {t.op.name for t in op.inputs if t.op.name in index
+                      and t.op.type not in _BACK_EDGE_OPS} for op in ops}
     users: dict[str, list[str]] = {}
     for name, ds in deps.items():
         for d in ds:
@@ -81,7 +84,11 @@ def _topological(ops: Sequence[Any]) -> list[Any]:
             deps[u].discard(name)
             if not deps[u]:
                 heapq.heappush(ready, (index[u], u))
-    return out
+    placed = {op.name for op in out}
+    return out + [op for op in ops if op.name not in placed]
+
+
+_BACK_EDGE_OPS = {"NextIteration", "RefNextIteration"}
 
 
 def _graph_trace(tf: Any, session: Any, kind: str, feeds: Mapping[str, np.ndarray],
@@ -112,8 +119,15 @@ def _graph_trace(tf: Any, session: Any, kind: str, feeds: Mapping[str, np.ndarra
                 continue
             nodes.append(Node(t.name, op.type, _scope(op.name), ins, parameter=not depends))
             fetch.append(t)
+    errors: list[str] = []
     values = _run_fetches(tf, session, fetch, {graph.get_tensor_by_name(k): v
-                                               for k, v in feeds.items()})
+                                               for k, v in feeds.items()}, errors)
+    lost = [k for k, t in outputs.items() if t not in values]
+    if lost:
+        why = next((e for e in errors if e.startswith(outputs[lost[0]] + ":")),
+                   errors[0] if errors else "no value")
+        raise NotTraceable(f"its output {lost[0]!r} cannot be evaluated in the traced graph "
+                           f"({why})")
     return Trace(kind, tuple(n for n in nodes if n.name in values), values, dict(outputs))
 
 
@@ -131,19 +145,25 @@ def _fetchable(t: Any) -> bool:
         return False
 
 
-def _run_fetches(tf: Any, session: Any, fetch: Sequence[Any], feed: Mapping[Any, np.ndarray]
-                 ) -> dict[str, np.ndarray]:
+def _run_fetches(tf: Any, session: Any, fetch: Sequence[Any], feed: Mapping[Any, np.ndarray],
+                 errors: list[str] | None = None) -> dict[str, np.ndarray]:
+    """Fetch everything in one run; when that fails, split the list in halves until the
+    tensors that cannot be fetched (constants inside a loop frame, the untaken branch of a
+    lowered cond, lookups of a table initialized outside the signature) are isolated, so a
+    few of them cost a few runs, not one run per tensor."""
+    if not fetch:
+        return {}
     try:
         values = session.run(list(fetch), feed_dict=dict(feed))
         return {t.name: np.asarray(v) for t, v in zip(fetch, values, strict=True)}
-    except (tf.errors.OpError, ValueError, TypeError):
-        pass
-    # Some tensors cannot be fetched on their own (inside a while loop's frame); take what can.
-    out: dict[str, np.ndarray] = {}
-    for t in fetch:
-        with contextlib.suppress(tf.errors.OpError, ValueError, TypeError):
-            out[t.name] = np.asarray(session.run(t, feed_dict=dict(feed)))
-    return out
+    except (tf.errors.OpError, ValueError, TypeError) as exc:
+        if len(fetch) == 1:
+            if errors is not None:
+                errors.append(f"{fetch[0].name}: {first_line(exc)}")
+            return {}
+    half = len(fetch) // 2
+    return {**_run_fetches(tf, session, fetch[:half], feed, errors),
+            **_run_fetches(tf, session, fetch[half:], feed, errors)}
 
 
 @contextlib.contextmanager

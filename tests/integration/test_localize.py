@@ -117,3 +117,14 @@ def test_keras_file_against_its_export_matches_layers_to_scopes(cnn: dict[str, P
     loc = localize(cnn["damaged"], golden)
     assert loc.first is not None and "conv_b" in loc.first.layer
     assert loc.first.candidate_name == "conv_b"
+
+
+def test_control_flow_is_traced_and_an_untraceable_graph_says_why(work: Path) -> None:
+    golden = _golden(fx.save_loop(work / "loop"), work)
+    loc = localize(fx.save_loop(work / "loop_changed", factor=1.5), golden)
+    assert loc.status == "localized", loc.reason
+    assert loc.first is not None and "while" in loc.first.name  # inside the loop, not after
+    golden = _golden(fx.save_table(work / "table"), work)
+    loc = localize(fx.save_table(work / "table_changed", scale=2.0), golden)
+    assert loc.status == "unsupported"
+    assert "cannot be evaluated in the traced graph" in loc.reason
