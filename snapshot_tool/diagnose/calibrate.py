@@ -123,7 +123,10 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
 
 
 def _is_golden_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in (".h5", ".hdf5")
+    """A golden as candidate: an HDF5 file, or a sharded golden directory (``G.h5.d/``)."""
+    from snapshot_tool.golden.sharded import is_sharded
+
+    return (path.is_file() and path.suffix.lower() in (".h5", ".hdf5")) or is_sharded(path)
 
 
 def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,

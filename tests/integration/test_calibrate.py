@@ -76,8 +76,14 @@ def test_another_golden_of_the_same_inputs_is_a_candidate(models: dict[str, Path
     other = models["dir"] / "tflite_golden.h5"
     record(models["tflite"], other, inputs=models["dir"] / "data.npz", latency=False,
            force=True)
-    cal = calibrate(models["golden"], [other])
-    assert cal.candidates[0].kind == "golden" and cal.candidates[0].passed
+    from snapshot_tool.golden.io import read_golden
+    from snapshot_tool.golden.sharded import write_sharded
+
+    sharded = models["dir"] / "tflite_golden.h5.d"
+    write_sharded(sharded, read_golden(other), 16)
+    cal = calibrate(models["golden"], [other, sharded])
+    assert [c.kind for c in cal.candidates] == ["golden", "golden"]
+    assert all(c.passed for c in cal.candidates)
 
 
 def test_bad_requests_are_input_errors(models: dict[str, Path]) -> None:
