@@ -32,6 +32,7 @@ from snapshot_tool.diagnose.evidence import (
     render_toml,
 )
 from snapshot_tool.errors import InputsError
+from snapshot_tool.names import output_prefix
 
 if TYPE_CHECKING:
     from snapshot_tool.config import Config
@@ -46,6 +47,18 @@ Outputs = dict[str, dict[str, np.ndarray]]  # signature -> output -> array
 # error size), so the config stays readable; compare still reports every other metric.
 HEADLINE_METRICS = frozenset({"accuracy", "roc_auc", "log_loss", "mae", "rmse", "r2",
                               "top1_agreement", "cosine_min", "correlation"})
+
+
+@dataclass(frozen=True)
+class _Run:
+    """One candidate's outputs over the golden's inputs."""
+
+    label: str  # "[1]"; "[r1]" for a rejected one
+    path: Path
+    accepted: bool
+    kind: str  # a model kind, or "golden"
+    outputs: Outputs
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,7 +91,7 @@ class Calibration:
 
 
 def _prefix(golden: Golden, sig: str) -> str:
-    return f"{sig}/" if len(golden.signatures) > 1 else ""
+    return output_prefix(sig, len(golden.signatures) > 1)
 
 
 def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs:
@@ -157,7 +170,7 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
             raise InputsError(f"golden {golden.path} has no signature {signature!r}; it holds: "
                               f"{', '.join(names)}")
         names = [signature]
-    runs: list[tuple[str, Path, bool, str, Outputs, list[str]]] = []
+    runs: list[_Run] = []
     for accepted, paths, mark in ((True, candidates, ""), (False, reject, "r")):
         for i, p in enumerate(paths, 1):
             path = Path(p)
@@ -166,16 +179,16 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
             else:
                 kind, outs, notes = _model_outputs(path, golden, names, tag,
                                                    progress or no_progress)
-            runs.append((f"[{mark}{i}]", path, accepted, kind, outs, notes))
+            runs.append(_Run(f"[{mark}{i}]", path, accepted, kind, outs, tuple(notes)))
     return _propose(golden, names, runs, margin, output)
 
 
 def _propose(golden: Golden, names: Sequence[str],
-             runs: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]], margin: float,
+             runs: Sequence[_Run], margin: float,
              output: str | Path | None) -> Calibration:
     from snapshot_tool.config import parse_config
 
-    accepted = [r for r in runs if r[2]]
+    accepted = [r for r in runs if r.accepted]
     tolerances: list[ToleranceProposal] = []
     metric_props: list[MetricProposal] = []
     cost: list[CostRow] = []
@@ -184,8 +197,8 @@ def _propose(golden: Golden, names: Sequence[str],
         sg = golden.signatures[sig]
         prefix = _prefix(golden, sig)
         for out in sorted(sg.outputs):
-            have = [(f"{label} {path.name}", outs[sig][out]) for label, path, _, _, outs, _
-                    in accepted if out in outs[sig]]
+            have = [(f"{r.label} {r.path.name}", r.outputs[sig][out]) for r in accepted
+                    if out in r.outputs[sig]]
             if len(have) < len(accepted):
                 warnings.append(f"output {prefix + out!r}: some acceptable candidates do not "
                                 "produce it; no tolerance accepts a missing output")
@@ -210,8 +223,7 @@ def _propose(golden: Golden, names: Sequence[str],
                        tuple(metric_props), tuple(cost), text, written, tuple(warnings))
 
 
-def _header(golden: Golden, runs: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]],
-            margin: float) -> list[str]:
+def _header(golden: Golden, runs: Sequence[_Run], margin: float) -> list[str]:
     from snapshot_tool import __version__
     from snapshot_tool.inputs.batching import num_rows
 
@@ -221,8 +233,8 @@ def _header(golden: Golden, runs: Sequence[tuple[str, Path, bool, str, Outputs, 
              f"Golden: {golden.path} ({num_rows(first.inputs)} samples, signature(s) "
              f"{', '.join(sorted(golden.signatures))}).",
              "Evidence: candidates declared acceptable, each run over all the golden's inputs:"]
-    lines += [f"  {label} {path} ({kind})" for label, path, ok, kind, _, _ in runs if ok]
-    rejected = [f"  {label} {path} ({kind})" for label, path, ok, kind, _, _ in runs if not ok]
+    lines += [f"  {r.label} {r.path} ({r.kind})" for r in runs if r.accepted]
+    rejected = [f"  {r.label} {r.path} ({r.kind})" for r in runs if not r.accepted]
     if rejected:
         lines += ["Known-broken candidates this proposal must still fail:", *rejected]
     lines += [f"Margin: {margin:g}x the worst error or drop seen, rounded up to 2 significant "
@@ -242,16 +254,16 @@ def _metric_checks(sg: SignatureGolden, sig: str, prefix: str,
 
 
 def _metric_proposals(sg: SignatureGolden, sig: str, prefix: str,
-                      accepted: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]],
+                      accepted: Sequence[_Run],
                       margin: float) -> list[MetricProposal]:
     from snapshot_tool.config import Config
     from snapshot_tool.inputs.batching import num_rows
 
     by_metric: dict[tuple[str, str], list[tuple[str, MetricCheck]]] = {}
-    for label, _, _, _, outs, _ in accepted:
-        _, checks = _metric_checks(sg, sig, prefix, outs[sig], Config())
+    for r in accepted:
+        _, checks = _metric_checks(sg, sig, prefix, r.outputs[sig], Config())
         for c in checks:
-            by_metric.setdefault((c.output, c.name), []).append((label, c))
+            by_metric.setdefault((c.output, c.name), []).append((r.label, c))
     rows = num_rows(sg.inputs)
     props = []
     for (out, metric), seen in sorted(by_metric.items()):
@@ -264,7 +276,7 @@ def _metric_proposals(sg: SignatureGolden, sig: str, prefix: str,
 
 
 def _cost(sg: SignatureGolden, out: str, prefix: str,
-          runs: Sequence[tuple[str, Path, bool, str, Outputs, list[str]]], sig: str
+          runs: Sequence[_Run], sig: str
           ) -> list[CostRow]:
     from snapshot_tool.compare import _output_task
     from snapshot_tool.config import Config
@@ -272,25 +284,23 @@ def _cost(sg: SignatureGolden, out: str, prefix: str,
     task, _ = _output_task(sg, out, Config(), prefix + out)
     if task not in ("classification", "binary"):
         return []
-    cands = [outs[sig][out] for _, _, _, _, outs, _ in runs if out in outs[sig]]
+    cands = [r.outputs[sig][out] for r in runs if out in r.outputs[sig]]
     return cost_table(prefix + out, sg.outputs[out], cands, sg.labels)
 
 
-def _verdict(golden: Golden, names: Sequence[str],
-             run: tuple[str, Path, bool, str, Outputs, list[str]], cfg: Config
+def _verdict(golden: Golden, names: Sequence[str], run: _Run, cfg: Config
              ) -> CandidateVerdict:
-    label, path, accepted, kind, outs, notes = run
     failures: list[str] = []
     for sig in names:
         sg = golden.signatures[sig]
-        diffs, checks = _metric_checks(sg, sig, _prefix(golden, sig), outs[sig], cfg)
+        diffs, checks = _metric_checks(sg, sig, _prefix(golden, sig), run.outputs[sig], cfg)
         for d in diffs:
             if not d.passed:
                 failures.append(f"{d.name}: {d.status}")
         failures.extend(f"{c.output}: {c.name} {c.candidate:.4g} ({c.limit})"
                         for c in checks if not c.passed)
-    return CandidateVerdict(label, str(path), kind, accepted, not failures, tuple(failures),
-                            tuple(notes))
+    return CandidateVerdict(run.label, str(run.path), run.kind, run.accepted, not failures,
+                            tuple(failures), run.notes)
 
 
 def _write_atomic(path: Path, text: str) -> None:
