@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label, less_precise
 from snapshot_tool.metrics.thresholds import MetricCheck, round_sig
 from snapshot_tool.tolerance import FLOAT_DEFAULTS
 
@@ -46,11 +47,21 @@ class ErrorStats:
     worst_index: tuple[int, ...]
     comparable: bool = True
     note: str = ""  # why not comparable (dtype or shape changed)
+    precision_change: str = ""  # "float32 -> float16": compared in float64, needs allowing
+
+
+def _labels(golden: np.ndarray, candidate: np.ndarray) -> tuple[str, str]:
+    return dtype_label(golden), dtype_label(candidate)
 
 
 def error_stats(label: str, output: str, golden: np.ndarray, candidate: np.ndarray
                 ) -> ErrorStats:
-    if golden.dtype != candidate.dtype or golden.shape != candidate.shape:
+    was, now = _labels(golden, candidate)
+    # A float precision change (a mixed-precision build returning float16) is measured in
+    # float64, which holds every float format exactly; compare accepts it only with
+    # allow_dtype_change, which the proposal then sets.
+    precision = was != now and was in FLOAT_PRECISION and now in FLOAT_PRECISION
+    if (was != now and not precision) or golden.shape != candidate.shape:
         what = (f"dtype {golden.dtype} -> {candidate.dtype}" if golden.dtype != candidate.dtype
                 else f"shape {golden.shape} -> {candidate.shape}")
         return ErrorStats(label, output, int(golden.size), math.inf, math.inf, math.inf,
@@ -63,12 +74,13 @@ def error_stats(label: str, output: str, golden: np.ndarray, candidate: np.ndarr
     return ErrorStats(label, output, int(golden.size), float(diff.max()),
                       float(np.percentile(diff, QUANTILE)),
                       float(rel.max()) if rel.size else 0.0,
-                      float(np.percentile(rel, QUANTILE)) if rel.size else 0.0, worst)
+                      float(np.percentile(rel, QUANTILE)) if rel.size else 0.0, worst,
+                      precision_change=f"{was} -> {now}" if precision else "")
 
 
 def _absdiff(golden: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """|c - g| and |g| in float64, NaN matching NaN (the config's default)."""
-    if golden.dtype.kind not in "iufc":
+    if golden.dtype.kind not in "iufc" and dtype_label(golden) != "bfloat16":
         differ = np.asarray(golden != candidate, dtype=np.float64)
         return differ.reshape(golden.shape), np.ones(golden.shape)
     g = golden.astype(np.float64)
@@ -107,6 +119,7 @@ class ToleranceProposal:
     max_mismatch_fraction: float | None
     comments: dict[str, str]  # key -> evidence comment
     stats: tuple[ErrorStats, ...]
+    allow_dtype_change: bool = False
 
 
 def propose_tolerance(output: str, golden: np.ndarray,
@@ -116,12 +129,17 @@ def propose_tolerance(output: str, golden: np.ndarray,
     candidate matches it exactly (the defaults already accept them)."""
     stats = tuple(error_stats(label, output, golden, c) for label, c in candidates)
     ok = [(s, c) for s, (_, c) in zip(stats, candidates, strict=True) if s.comparable]
-    dtype = "string" if golden.dtype.kind in "OSU" else str(golden.dtype)
-    if all(s.max_abs == 0 for s, _ in ok):
+    dtype = dtype_label(golden)
+    changed = [s for s, _ in ok if s.precision_change]
+    if all(s.max_abs == 0 for s, _ in ok) and not changed:
         return None
     if dtype not in FLOAT_DEFAULTS:
         return _exact_kind_proposal(output, dtype, golden, ok, margin, stats)
-    d_rtol, d_atol = FLOAT_DEFAULTS[dtype]
+    # compare judges a precision change by the coarser dtype's defaults; so does the floor.
+    coarse = dtype
+    for s in changed:
+        coarse = less_precise(coarse, s.precision_change.split(" -> ")[1])
+    d_rtol, d_atol = FLOAT_DEFAULTS[coarse]
     worst_rel = max(ok, key=lambda sc: sc[0].p999_rel)[0]
     rtol = max(d_rtol, _up(margin * worst_rel.p999_rel))
     need, need_by = 0.0, ok[0][0]
@@ -142,11 +160,15 @@ def propose_tolerance(output: str, golden: np.ndarray,
     atol_note = (f"largest |c-g| - rtol*|g|: {need:.3g}{where}; max |c-g| "
                  f"{worst_abs.max_abs:.3g} ({worst_abs.candidate})")
     if rtol == d_rtol:
-        rtol_note += f"; kept at the {dtype} default {d_rtol:g}"
+        rtol_note += f"; kept at the {coarse} default {d_rtol:g}"
     if atol == d_atol:
-        atol_note += f"; kept at the {dtype} default {d_atol:g}"
-    return ToleranceProposal(output, dtype, atol, rtol, None,
-                             {"rtol": rtol_note, "atol": atol_note}, stats)
+        atol_note += f"; kept at the {coarse} default {d_atol:g}"
+    comments = {"rtol": rtol_note, "atol": atol_note}
+    if changed:
+        comments["allow_dtype_change"] = ", ".join(
+            f"{s.candidate} returns {s.precision_change.split(' -> ')[1]}" for s in changed) \
+            + f" (the golden {dtype}); compared in the wider dtype"
+    return ToleranceProposal(output, dtype, atol, rtol, None, comments, stats, bool(changed))
 
 
 def _exact_kind_proposal(output: str, dtype: str, golden: np.ndarray,
@@ -305,6 +327,9 @@ def render_toml(header: Sequence[str], tolerances: Sequence[ToleranceProposal],
                 lines.append(f"atol = {_value(t.atol)}  # {t.comments.get('atol', '')}")
             if t.dtype in FLOAT_DEFAULTS:
                 lines.append(f"rtol = {_value(t.rtol)}  # {t.comments.get('rtol', '')}")
+            if t.allow_dtype_change:
+                lines.append(f"allow_dtype_change = true  "
+                             f"# {t.comments.get('allow_dtype_change', '')}")
             if t.max_mismatch_fraction is not None:
                 lines.append(f"max_mismatch_fraction = {_value(t.max_mismatch_fraction)}  "
                              f"# {t.comments.get('max_mismatch_fraction', '')}")

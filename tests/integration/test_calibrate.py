@@ -38,6 +38,20 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             "half": d / "half", "broken": d / "broken"}
 
 
+def test_float16_outputs_are_accepted_with_allow_dtype_change(models: dict[str, Path]) -> None:
+    fx.build_cnn(models["dir"] / "half_out.keras", models["dir"] / "half_out",
+                 float16_output=True)
+    proposed = models["dir"] / "half_out.toml"
+    cal = calibrate(models["golden"], [models["dir"] / "half_out"], reject=[models["broken"]],
+                    output=proposed)
+    assert cal.consistent, cal.candidates
+    out = tomllib.loads(proposed.read_text())["outputs"]["output_0"]
+    assert out["allow_dtype_change"] is True
+    # Judged like compare judges a precision change: never tighter than float16's defaults.
+    assert out["rtol"] >= 1e-3
+    assert "returns float16" in proposed.read_text()
+
+
 def test_proposal_accepts_tflite_and_float16_and_still_fails_the_broken_build(
         models: dict[str, Path]) -> None:
     proposed = models["dir"] / "proposed.toml"

@@ -46,9 +46,20 @@ def test_identical_candidates_need_nothing_and_limits_never_go_below_defaults() 
     assert "kept at the float32 default" in prop.comments["atol"]
 
 
-def test_dtype_change_is_reported_not_tolerated() -> None:
-    s = error_stats("[1]", "y", G, G.astype(np.float16))
+def test_kind_change_is_reported_precision_change_is_measured() -> None:
+    s = error_stats("[1]", "y", G, G.astype(np.int32))
     assert not s.comparable and "dtype" in s.note
+    half = G.astype(np.float16)
+    s = error_stats("[1]", "y", G, half)
+    assert s.comparable and s.precision_change == "float32 -> float16"
+    assert 0 < s.max_abs < 1e-2
+    prop = propose_tolerance("y", G, [("[1] half", half)], 2.0)
+    assert prop is not None and prop.allow_dtype_change
+    assert prop.rtol >= 1e-3  # float16's default, the coarser side's
+    text = render_toml([], [prop], [])
+    assert "allow_dtype_change = true  # [1] half returns float16" in text
+    oc = parse_config(tomllib.loads(text)).output("y")
+    assert oc is not None and oc.allow_dtype_change
 
 
 def test_exact_kinds_get_steps_or_shares() -> None:
