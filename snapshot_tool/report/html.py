@@ -299,9 +299,11 @@ def _tolerance_text(d: TensorDiff) -> str:
 
 def output_section(d: TensorDiff, index: int, multi: bool) -> str:
     name = f"{d.signature}/{d.name}" if multi and d.signature else d.name
+    structural = d.status not in ("ok", "mismatch")
+    label = d.status.replace("_", " ").upper() if structural else None
     parts = [f'<section class="output {"ok" if d.passed else "failed"}" id="output-{index}">',
-             f"<h3>{_e(name)} — {_verdict_cell(d.passed, None if d.status in ('ok', 'mismatch') else d.status.replace('_', ' ').upper())}</h3>"]  # noqa: E501
-    if d.status not in ("ok", "mismatch"):
+             f"<h3>{_e(name)} — {_verdict_cell(d.passed, label)}</h3>"]
+    if structural:
         parts.append(f"<p>{_e(d.message)}</p></section>")
         return "".join(parts)
     parts.append(
