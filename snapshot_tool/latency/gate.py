@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -25,6 +25,7 @@ from snapshot_tool.latency.stats import (
     RatioEstimate,
     decide,
     independent_ratio_estimate,
+    kept_samples,
     paired_ratio_estimate,
     summarize,
 )
@@ -54,6 +55,11 @@ class LatencyCheck:
     note: str = ""
     #: Which signature was timed; set by the caller for multi-signature goldens.
     signature: str = ""
+    #: Per-call times (ns) behind ``baseline`` and ``candidate``, at most
+    #: :data:`~snapshot_tool.latency.stats.SAMPLES_KEPT` each (see ``kept_samples``), for
+    #: the HTML report's distributions; empty when not kept.
+    baseline_samples_ns: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    candidate_samples_ns: tuple[int, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def passed(self) -> bool:
@@ -168,6 +174,8 @@ def gate_side_by_side(
         verdict=_as_verdict(verdict),
         baseline=summarize(base_calls),
         candidate=summarize(cand_calls),
+        baseline_samples_ns=kept_samples(base_calls),
+        candidate_samples_ns=kept_samples(cand_calls),
         ratio=est.ratio,
         ci_low=est.ci_low,
         ci_high=est.ci_high,
@@ -242,6 +250,8 @@ def gate_stored(
             baseline=summarize(base), candidate=cand.stats, ratio=est.ratio,
             ci_low=est.ci_low, ci_high=est.ci_high, p_value=est.p_value, limit=limit,
             rounds=int(cand_samples.size), note=note,
+            baseline_samples_ns=kept_samples(base),
+            candidate_samples_ns=kept_samples(cand_samples),
         )
 
     est = independent_ratio_estimate(stored.samples_ns, cand_samples, seed=seed, limit=limit)
@@ -259,6 +269,8 @@ def gate_stored(
         verdict=_as_verdict(verdict),
         baseline=stored.stats,
         candidate=summarize(cand_samples),
+        baseline_samples_ns=kept_samples(stored.samples_ns),
+        candidate_samples_ns=kept_samples(cand_samples),
         ratio=est.ratio,
         ci_low=est.ci_low,
         ci_high=est.ci_high,

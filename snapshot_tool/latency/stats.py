@@ -195,3 +195,18 @@ def decide(est: RatioEstimate, max_drift: float, alpha: float = ALPHA) -> str:
         return "fail"
     return "inconclusive"
 
+
+
+#: Per-call samples a :class:`~snapshot_tool.latency.gate.LatencyCheck` keeps for plots.
+SAMPLES_KEPT = 2000
+
+
+def kept_samples(samples_ns: npt.ArrayLike, n: int = SAMPLES_KEPT) -> tuple[int, ...]:
+    """At most ``n`` samples that keep the distribution's shape: all of them when there are
+    few, else ``n`` evenly spaced order statistics (so the tails survive, which a random
+    subset of a long-tailed latency series would often drop)."""
+    a = np.sort(np.asarray(samples_ns, dtype=np.float64).ravel())
+    a = a[np.isfinite(a)]
+    if a.size > n:
+        a = a[np.linspace(0, a.size - 1, n).round().astype(np.int64)]
+    return tuple(int(v) for v in a.round().astype(np.int64))

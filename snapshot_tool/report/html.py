@@ -178,6 +178,18 @@ def _plain_log_ticks(ax: Axes) -> None:
     ax.xaxis.set_minor_formatter(NullFormatter())
 
 
+def _log10_ticks(ax: Axes, lo: float, hi: float) -> None:
+    """Ticks of an x axis that holds log10 values, labelled with the plain values."""
+    pad = max(0.05, (hi - lo) * 0.08)
+    ax.set_xlim(lo - pad, hi + pad)
+    nice = [m * 10.0 ** e for e in range(math.floor(lo) - 1, math.ceil(hi) + 2)
+            for m in (1.0, 2.0, 5.0)]
+    ticks = [v for v in nice if lo - pad <= math.log10(v) <= hi + pad]
+    if len(ticks) > 8:
+        ticks = [v for v in ticks if f"{v:g}".lstrip("0.").startswith("1")]
+    ax.set_xticks([math.log10(v) for v in ticks], [f"{v:g}" for v in ticks])
+
+
 def _style(ax: Axes) -> None:
     ax.grid(True, which="major", alpha=0.25)
     ax.tick_params(labelsize=8)
@@ -418,41 +430,52 @@ def metrics_section(result: ComparisonResult) -> str:
 
 
 def _latency_samples(check: LatencyCheck, side: str) -> np.ndarray | None:
-    # Samples are an optional, bounded extra of a LatencyCheck; the plot falls back to the
-    # percentiles every check carries.
-    raw = getattr(check, f"{side}_samples_ns", None)
-    if raw is None or len(raw) == 0:
+    # Samples are a bounded extra of a LatencyCheck that a caller may leave empty; the plot
+    # then falls back to the percentiles every check carries.
+    raw = check.baseline_samples_ns if side == "baseline" else check.candidate_samples_ns
+    if len(raw) < 2:
         return None
     return np.asarray(raw, dtype=float) / 1e6
 
 
 def latency_plot(check: LatencyCheck, mode: str | None, salt: str) -> str:
-    """Baseline and candidate per-call latency (distribution, or p50/p90/p99 when the check
-    carries no samples) beside the ratio's confidence interval against the limit."""
+    """Baseline and candidate per-call latency (their distributions, or p50/p90/p99 only
+    when the check carries no samples) beside the ratio's confidence interval against the
+    limit.
+
+    Latency tails are long (a busy machine's p99 is many times its p50), so times are drawn
+    on a log scale; the violins are estimated on log10(ms) too, where latency distributions
+    are closer to symmetric, rather than warped from a linear-scale estimate."""
     fig, (ax1, ax2) = _new_figure(8.4, 2.6, ncols=2)
     base_name = "baseline model" if mode == "side_by_side" else "golden (stored)"
+    seen: list[float] = []
     for y, side, stats, color in ((1, "baseline", check.baseline, NEUTRAL),
                                   (0, "candidate", check.candidate, WARN)):
         samples = _latency_samples(check, side)
-        if samples is not None and samples.size > 1:
-            parts = ax1.violinplot([samples], positions=[y], vert=False, widths=0.8,
-                                   showmedians=True)
-            for body in parts["bodies"]:  # type: ignore[attr-defined]
-                body.set_facecolor(color)
-                body.set_alpha(0.45)
-        p50, p90, p99 = (stats.p50 / 1e6, stats.p90 / 1e6, stats.p99 / 1e6)
+        if samples is not None:
+            logs = np.log10(samples[samples > 0])
+            if logs.size > 1 and np.ptp(logs) > 0:
+                parts = ax1.violinplot([logs], positions=[y], vert=False, widths=0.8,
+                                       showextrema=False)
+                for body in parts["bodies"]:  # type: ignore[attr-defined]
+                    body.set_facecolor(color)
+                    body.set_alpha(0.45)
+                seen += [float(logs.min()), float(logs.max())]
+        marks = [stats.p50 / 1e6, stats.p90 / 1e6, stats.p99 / 1e6]
+        if not all(math.isfinite(v) and v > 0 for v in marks):
+            continue
+        p50, p90, p99 = (math.log10(v) for v in marks)
+        seen += [p50, p99]
         ax1.plot([p50, p99], [y, y], color=color, linewidth=1.2)
         ax1.plot([p50, p90], [y, y], color=color, linewidth=6, alpha=0.8, solid_capstyle="butt")
         ax1.plot([p50], [y], marker="o", color="#111", markersize=5)
-        ax1.text(p99, y + 0.22, f"p50 {p50:.3g} · p90 {p90:.3g} · p99 {p99:.3g} ms",
+        ax1.text(p99, y + 0.25, "p50 {:.3g} · p90 {:.3g} · p99 {:.3g} ms".format(*marks),
                  fontsize=7, ha="right", color="#333")
-    # Latency tails are long (a busy machine's p99 is many times its p50): a log axis keeps
-    # the medians apart instead of squashing them against zero.
-    ax1.set_xscale("log")
-    _plain_log_ticks(ax1)
+    if seen:
+        _log10_ticks(ax1, min(seen), max(seen))
     ax1.set_yticks([0, 1], ["candidate", base_name], fontsize=8)
     ax1.set_ylim(-0.6, 1.7)
-    ax1.set_xlabel("ms per call (bar: p50–p90, line to p99)", fontsize=8.5)
+    ax1.set_xlabel("ms per call, log scale (bar: p50–p90, line to p99)", fontsize=8.5)
     _style(ax1)
     ratio, lo, hi = check.ratio, check.ci_low, check.ci_high
     if all(math.isfinite(v) for v in (ratio, lo, hi)):

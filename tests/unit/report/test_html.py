@@ -94,3 +94,28 @@ def test_passing_result_has_a_pass_banner_and_no_next_steps() -> None:
                               outputs=(_diff("y", g, g.copy()),))
     page = comparison_page(result)
     assert 'class="verdict v-pass"' in page and "If the change is intended" not in page
+
+
+def test_latency_distributions_drawn_from_kept_samples() -> None:
+    from snapshot_tool.latency.stats import SAMPLES_KEPT, kept_samples, summarize
+
+    rng = np.random.default_rng(1)
+    base = rng.lognormal(np.log(2e6), 0.3, 50_000)
+    cand = rng.lognormal(np.log(3e6), 0.3, 500)
+    kept = kept_samples(base)
+    # Bounded, sorted order statistics that keep both ends of the distribution.
+    assert len(kept) == SAMPLES_KEPT and list(kept) == sorted(kept)
+    assert kept[0] == round(base.min()) and kept[-1] == round(base.max())
+    assert len(kept_samples(cand)) == cand.size
+    check = LatencyCheck(8, "stored", "fail", summarize(base), summarize(cand), 1.5, 1.45, 1.55,
+                         1e-9, 1.25, 500, baseline_samples_ns=kept,
+                         candidate_samples_ns=kept_samples(cand))
+    g = np.ones(3)
+    result = ComparisonResult(golden="g.h5", model="m", signatures=("serving_default",),
+                              outputs=(_diff("y", g, g.copy()),), latency=(check,),
+                              latency_mode="stored")
+    page = comparison_page(result)
+    section = page[page.index('aria-label="latency batch 8"'):]
+    section = section[:section.index("</figure>")]
+    # Two violins (one per side) besides the percentile bars.
+    assert section.count("PolyCollection") >= 2
