@@ -63,10 +63,18 @@ def test_fail_obtained_accept_pass(cli, failed: tuple[Path, Path], dense_changed
     assert not obtained.exists()  # a passing compare writes none
 
 
-def test_only_keeps_other_outputs_byte_identical(cli, failed: tuple[Path, Path],
-                                                 dense_model: Path) -> None:
-    golden, obtained = failed
+def test_only_keeps_other_outputs_byte_identical(cli, dense_model: Path, dense_changed: Path,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    golden = tmp_path / "g.h5"
+    # With latency samples too: they must survive an accept untouched.
+    assert cli("record", dense_model, "--golden", golden, "--num-samples", "16",
+               "--latency-batch-sizes", "2").code == 0
+    assert cli("compare", dense_changed, "--golden", golden, "--no-latency").code == 1
+    obtained = tmp_path / "g.obtained.h5"
     before = _datasets(golden)
+    assert any(name.startswith("latency/") for name in before)
     new = _datasets(obtained)
     res = cli("accept", obtained, "--only", "log*", "--reason", "logits only")
     assert res.code == 0, res
@@ -164,3 +172,21 @@ def test_only_with_signature_qualified_names(cli, two_sig_model: Path, tmp_path:
     assert changed == {"signatures/embed/outputs/embedding"}
     assert cli("compare", shifted, "--golden", golden, "--signature", "embed",
                "--no-latency").code == 0
+
+
+def test_status_flags_a_model_changed_on_disk(cli, dense_model: Path, tmp_path: Path) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(dense_model, model)
+    golden = tmp_path / "goldens" / "m.h5"
+    assert cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "8").code == 0
+    (model / "assets").mkdir(exist_ok=True)
+    (model / "assets" / "vocab.txt").write_text("a file the golden's digest did not cover\n")
+    (entry,) = json.loads(cli("status", tmp_path, "--json").stdout)
+    assert entry["model_state"] == "changed"
+    shutil.rmtree(model)
+    (entry,) = json.loads(cli("status", tmp_path, "--json").stdout)
+    assert entry["model_state"] == "missing"
+    quiet = cli("status", tmp_path, "--quiet")
+    assert "m.h5" in quiet.stdout and "missing" in quiet.stdout
