@@ -274,8 +274,8 @@ def compare(
                                     save_obtained=mode,
                                     error_summaries=True if html is not None else None,
                                     rename=renames)
-        where = _localize(model, golden, config, signature, tag, baseline_model, result) \
-            if localize else None
+        where = _localize(model, golden, config, signature, tag, baseline_model, result,
+                          renames) if localize else None
         if report_json is not None:
             doc = to_json(result)
             if where is not None:
@@ -332,7 +332,8 @@ def _localization_markdown(where: Any) -> str:
 
 
 def _localize(model: Path, golden: Path, config: Path | None, signature: str | None,
-              tag: str | None, baseline_model: Path | None, result: Any) -> Any:
+              tag: str | None, baseline_model: Path | None, result: Any,
+              renames: dict[str, str]) -> Any:
     """Localization is advice on top of the verdict: whatever stops it (a model the golden's
     model_path no longer points at, an untraceable kind) is reported, never turned into an
     exit code of its own."""
@@ -343,7 +344,7 @@ def _localize(model: Path, golden: Path, config: Path | None, signature: str | N
         return Localization("passed", "every output is within tolerance; nothing to localize")
     try:
         return do_localize(model, golden, baseline_model=baseline_model, config=config,
-                           signature=signature, tag=tag, result=result)
+                           signature=signature, tag=tag, result=result, rename=renames)
     except SnapshotToolError as exc:
         return Localization("unsupported", str(exc))
 
@@ -372,18 +373,24 @@ def calibrate(
     tag: Annotated[str | None, typer.Option(
         "--tag", help="SavedModel tag set. Default: the one the golden was recorded "
                       "with.")] = None,
+    rename: Annotated[list[str] | None, typer.Option(
+        "--map", metavar="OLD=NEW",
+        help="Candidates call the golden's input or output OLD by the name NEW (a converter "
+             "renamed it). Repeatable.")] = None,
 ) -> None:
     """Propose per-output tolerances and metric limits that accept every CANDIDATE with a
     margin, each commented with its evidence. Exit 1 when the evidence is inconsistent (an
     acceptable candidate no tolerance accepts, or a --reject candidate that passes)."""
     with user_errors():
         from snapshot_tool.api import calibrate as do_calibrate
+        from snapshot_tool.config import parse_renames
         from snapshot_tool.diagnose.render import calibration_lines, calibration_to_json
 
+        renames = parse_renames(rename or [])
         with progress_bar() as progress:
             cal = do_calibrate(golden, candidates, reject=reject or [], margin=margin,
                                signature=signature, tag=tag, output=output, force=force,
-                               progress=progress)
+                               progress=progress, rename=renames)
         if report_json is not None:
             _write_text(report_json, json.dumps(calibration_to_json(cal), indent=2) + "\n")
     if output is None:

@@ -116,8 +116,14 @@ def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs
 
 
 def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
-                   progress: Progress) -> tuple[str, Outputs, list[str]]:
-    from snapshot_tool.compare import _batch_size, _candidate_signature, _fit_inputs
+                   progress: Progress, rename: Mapping[str, str]
+                   ) -> tuple[str, Outputs, list[str]]:
+    from snapshot_tool.compare import (
+        _batch_size,
+        _candidate_signature,
+        _fit_inputs,
+        output_names,
+    )
     from snapshot_tool.models.base import run_signature
     from snapshot_tool.models.load import load_model
 
@@ -128,10 +134,15 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
         for sig in names:
             sg = golden.signatures[sig]
             info, note = _candidate_signature(model, sig, single=len(names) == 1)
-            feeds, note2 = _fit_inputs(info, sg, model)
+            feeds, note2 = _fit_inputs(info, sg, model, renames=rename)
             notes.extend(n for n in (note, note2) if n)
-            out[sig], _ = run_signature(model, info, feeds, _batch_size(golden), progress,
-                                        f"calibrating {path.name}")
+            got, _ = run_signature(model, info, feeds, _batch_size(golden), progress,
+                                   f"calibrating {path.name}")
+            # The same name matching compare does: explicit renames, then a lone output
+            # under another name (a converter's output_0).
+            renamed, more = output_names(sg, set(got), rename)
+            notes.extend(more)
+            out[sig] = {renamed.get(k, k): v for k, v in got.items()}
         return model.kind, out, notes
 
 
@@ -146,11 +157,14 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
               reject: Sequence[str | Path] = (), margin: float = 2.0,
               signature: str | None = None, tag: str | None = None,
               output: str | Path | None = None, force: bool = False,
-              progress: Progress | None = None) -> Calibration:
+              progress: Progress | None = None,
+              rename: Mapping[str, str] | None = None) -> Calibration:
     """Propose a ``snapshot.toml`` accepting every candidate in ``candidates`` with
     ``margin``, and check it against them and against the ``reject`` ones.
 
     ``output``: write the proposal there (refused if it exists, unless ``force``).
+    ``rename``: the golden's input/output names -> the candidates' (``--map``); the
+    proposal carries them as a ``[rename]`` table so compare matches the same way.
     """
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.progress import no_progress
@@ -178,14 +192,14 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
                 kind, outs, notes = "golden", _golden_outputs(path, golden, names), list[str]()
             else:
                 kind, outs, notes = _model_outputs(path, golden, names, tag,
-                                                   progress or no_progress)
+                                                   progress or no_progress, rename or {})
             runs.append(_Run(f"[{mark}{i}]", path, accepted, kind, outs, tuple(notes)))
-    return _propose(golden, names, runs, margin, output)
+    return _propose(golden, names, runs, margin, output, rename or {})
 
 
 def _propose(golden: Golden, names: Sequence[str],
              runs: Sequence[_Run], margin: float,
-             output: str | Path | None) -> Calibration:
+             output: str | Path | None, rename: Mapping[str, str]) -> Calibration:
     from snapshot_tool.config import parse_config
 
     accepted = [r for r in runs if r.accepted]
@@ -212,7 +226,7 @@ def _propose(golden: Golden, names: Sequence[str],
             cost.extend(_cost(sg, out, prefix, runs, sig))
         metric_props.extend(_metric_proposals(sg, sig, prefix, accepted, margin))
     header = _header(golden, runs, margin)
-    text = render_toml(header, tolerances, metric_props)
+    text = render_toml(header, tolerances, metric_props, rename)
     cfg = parse_config(tomllib.loads(text), "proposed snapshot.toml")
     verdicts = tuple(_verdict(golden, names, r, cfg) for r in runs)
     written = None

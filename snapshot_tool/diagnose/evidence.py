@@ -308,9 +308,13 @@ def _value(x: float) -> str:
 
 
 def render_toml(header: Sequence[str], tolerances: Sequence[ToleranceProposal],
-                metrics: Sequence[MetricProposal]) -> str:
+                metrics: Sequence[MetricProposal], rename: Mapping[str, str] | None = None
+                ) -> str:
     """The proposal as a ``snapshot.toml``, every limit commented with its evidence."""
     lines = [f"# {h}" if h else "#" for h in header]
+    if rename:
+        lines += ["", "[rename]  # the golden's name = the candidates' (given with --map)"]
+        lines += [f"{_key(old)} = {_key(new)}" for old, new in sorted(rename.items())]
     by_output: dict[str, list[MetricProposal]] = {}
     for m in metrics:
         by_output.setdefault(m.output, []).append(m)

@@ -59,7 +59,7 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
                    prefix: str, output: str | None
                    ) -> tuple[TensorDiff, tuple[int, int]] | None:
     """Replay batches until a batched output fails: (its diff, the batch's rows)."""
-    from snapshot_tool.compare import compare_outputs
+    from snapshot_tool.compare import compare_outputs, output_names
     from snapshot_tool.inputs.batching import num_rows
 
     rows = num_rows(feeds)
@@ -68,6 +68,8 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
     for start in range(0, max(rows, 1), batch_size):
         stop = min(start + batch_size, rows)
         out = model.run(sig_name, _slice(feeds, start, stop))
+        renamed, _ = output_names(sg, set(out), cfg.rename)
+        out = {renamed.get(k, k): v for k, v in out.items()}
         part = replace(sg, outputs={k: sg.outputs[k][start:stop] for k in batched})
         for d in compare_outputs(part, {k: v for k, v in out.items() if k in batched}, cfg,
                                  sig_name, prefix):
@@ -79,8 +81,12 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
 def localize(model_path: str | Path, golden_path: str | Path, *,
              baseline_model: str | Path | None = None, config: Config | str | Path | None = None,
              signature: str | None = None, tag: str | None = None, output: str | None = None,
-             result: ComparisonResult | None = None) -> Localization:
+             result: ComparisonResult | None = None,
+             rename: Mapping[str, str] | None = None) -> Localization:
     """Where the candidate's first failing output starts to differ from the golden model's.
+
+    ``rename`` maps the golden's input/output names to the candidate's, as ``compare``'s
+    ``--map`` does (added to the config's ``[rename]`` table).
 
     Raises :class:`SnapshotToolError` only for bad input (no such golden, signature or
     model); everything about *tracing* is reported in the returned value's ``reason``.
@@ -94,6 +100,8 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     tag = tag or str(golden.attrs.get("tag", "serve"))
     cfg = config if not isinstance(config, (str, Path)) and config is not None \
         else load_config(config)
+    if rename:
+        cfg = replace(cfg, rename={**cfg.rename, **rename})
     sig_name = _signature(golden, signature, result)
     sg = golden.signatures[sig_name]
     base_path = baseline_model or golden.attrs.get("model_path")
@@ -117,7 +125,7 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
             raise ModelError(f"golden's model for --localize: {exc}") from None
         csig, _ = _candidate_signature(cand, sig_name, single=True)
         bsig, _ = _candidate_signature(base, sig_name, single=True)
-        cfeeds, _ = _fit_inputs(csig, sg, cand)
+        cfeeds, _ = _fit_inputs(csig, sg, cand, renames=cfg.rename)
         bfeeds, _ = _fit_inputs(bsig, sg, base, "baseline model")
         ident.update(golden_kind=base.kind, candidate_kind=cand.kind)
         found = _from_result(result, sig_name, batch_size, cfeeds, output)

@@ -89,3 +89,22 @@ def test_html_report_plots_error_by_depth(cli, tf1: dict[str, Path], golden: Pat
     text = page.read_text()
     assert "Where it diverges" in text and 'data-plot="error by depth y"' in text
     assert "<code>output/MatMul</code>" in text
+
+
+def test_renamed_outputs_are_matched_and_the_map_is_kept(cli, tf1: dict[str, Path],
+                                                         golden: Path) -> None:
+    renamed = fx.save_tf1_chain(tf1["dir"] / "renamed", second_scale=1.0001, output="score")
+    proposed = tf1["dir"] / "renamed.toml"
+    res = cli("calibrate", golden, renamed, "--map", "y=score", "--output", proposed)
+    assert res.code == 0, res
+    text = proposed.read_text()
+    assert tomllib.loads(text)["rename"] == {"y": "score"}
+    assert cli("compare", renamed, "--golden", golden, "--config", proposed,
+               "--no-latency").code == 0
+    # A lone output under another name is matched without --map, as compare does.
+    assert cli("calibrate", golden, renamed).code == 0
+    broken = fx.save_tf1_chain(tf1["dir"] / "renamed_broken", second_scale=1.5,
+                               output="score")
+    res = cli("compare", broken, "--golden", golden, "--no-latency", "--localize", "--map",
+              "y=score")
+    assert res.code == 1 and "first diverging tensor: output/MatMul" in res.stdout, res
