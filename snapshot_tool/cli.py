@@ -16,7 +16,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from snapshot_tool.errors import ConfigError, SnapshotToolError
+from snapshot_tool.errors import SnapshotToolError
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
 
@@ -237,9 +237,6 @@ def compare(
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
-        if runner == "beam" and rename:
-            raise ConfigError("--map is not supported with --runner beam yet; compare "
-                              "in-process (the default runner)")
         _check_runner(runner, beam_arg)
         from snapshot_tool.api import compare as do_compare
         from snapshot_tool.compare import SaveObtained
@@ -266,7 +263,8 @@ def compare(
                 result = compare_beam(model, golden, config=config, signature=signature,
                                       tag=tag, latency=latency, baseline_model=timing_baseline,
                                       latency_strict=latency_strict,
-                                      beam_args=beam_arg or (), progress=progress)
+                                      beam_args=beam_arg or (), progress=progress,
+                                      rename=renames)
             else:
                 result = do_compare(model, golden, config=config, signature=signature,
                                     tag=tag, latency=latency, baseline_model=timing_baseline,

@@ -202,11 +202,8 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
         if name not in candidate:
             diffs.append(missing(name, g, signature))
             continue
-        coarse = _tolerance_dtype(g, candidate[name])
-        tol, spread = output_tolerance(sg, name, coarse, config, prefix)
-        if coarse != dtype_label(g):
-            tol = replace(tol, source=tol.source.replace(
-                "dtype default", f"{coarse} default (the less precise dtype)"))
+        tol, spread = judged_tolerance(sg, name, dtype_label(g), dtype_label(candidate[name]),
+                                       config, prefix)
         oc = config.output(prefix + name)
         diffs.append(compare_tensor(name, g, candidate[name], tol, signature, spread, summary,
                                     allow_dtype_change=oc is not None and oc.allow_dtype_change))
@@ -228,11 +225,22 @@ def output_tolerance(sg: SignatureGolden, name: str, dtype: str, config: Config,
     return tol, None if spread is None else float(spread)
 
 
-def _tolerance_dtype(golden: np.ndarray, candidate: np.ndarray) -> str:
+def judged_tolerance(sg: SignatureGolden, name: str, golden_dtype: str, candidate_dtype: str,
+                     config: Config, prefix: str = "") -> tuple[Tolerance, float | None]:
+    """:func:`output_tolerance` for a candidate output of ``candidate_dtype``: a float
+    precision change is judged with the less precise dtype's defaults."""
+    coarse = _tolerance_dtype(golden_dtype, candidate_dtype)
+    tol, spread = output_tolerance(sg, name, coarse, config, prefix)
+    if coarse != golden_dtype:
+        tol = replace(tol, source=tol.source.replace(
+            "dtype default", f"{coarse} default (the less precise dtype)"))
+    return tol, spread
+
+
+def _tolerance_dtype(was: str, now: str) -> str:
     """The dtype whose defaults judge an output: its own, or for a float precision change the
     less precise of the two, since the comparison can be no finer than the coarser side
     (config values still win)."""
-    was, now = dtype_label(golden), dtype_label(candidate)
     if was == now or was not in FLOAT_PRECISION or now not in FLOAT_PRECISION:
         return was
     return less_precise(was, now)

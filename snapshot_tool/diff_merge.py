@@ -25,13 +25,13 @@ tensor gives. What is kept, and why it merges exactly:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from snapshot_tool.diff import CHUNK, TensorDiff, _allowed, _chunk_figures, _scalar
-from snapshot_tool.dtypes import dtype_label
+from snapshot_tool.dtypes import FLOAT_PRECISION, common_float, dtype_label
 from snapshot_tool.tolerance import Tolerance
 
 # (value, global flat index, golden value, candidate value); index -1 when nothing seen.
@@ -56,6 +56,8 @@ class DiffPartial:
     tol: Tolerance | None = None
     spread: float | None = None
     exact_kind: bool = False  # strings and bools: equality only
+    allow_dtype_change: bool = False
+    widened: str = ""  # a float precision change, diffed in this dtype (as in-process)
     shape_ok: bool = True
     count: int = 0
     sums: list[tuple[int, float]] = field(default_factory=list)
@@ -89,15 +91,23 @@ def _k(p: DiffPartial) -> int:
 
 def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance, *,
                  row_start: int, total_rows: int, signature: str = "",
-                 spread: float | None = None) -> DiffPartial:
+                 spread: float | None = None, allow_dtype_change: bool = False) -> DiffPartial:
     """Diff rows ``[row_start, row_start + len(golden))`` of a tensor with ``total_rows``."""
     p = DiffPartial(name, signature, dtype_label(golden), dtype_label(candidate),
                     tuple(golden.shape[1:]), tuple(candidate.shape[1:]),
                     golden_rows=int(golden.shape[0]), candidate_rows=int(candidate.shape[0]),
                     total_rows=total_rows, tol=tol, spread=spread,
-                    exact_kind=golden.dtype.kind in ("O", "S", "U", "b"))
-    if p.golden_dtype != p.candidate_dtype or golden.shape != candidate.shape or not golden.size:
-        p.shape_ok = golden.shape == candidate.shape
+                    exact_kind=golden.dtype.kind in ("O", "S", "U", "b"),
+                    allow_dtype_change=allow_dtype_change)
+    p.shape_ok = golden.shape == candidate.shape
+    if p.golden_dtype != p.candidate_dtype:
+        if not (_floats(p) and p.shape_ok and golden.size):
+            return p
+        # A float precision change is diffed in a dtype holding both, as in-process.
+        wide = common_float(p.golden_dtype, p.candidate_dtype)
+        p.widened = str(wide)
+        golden, candidate = golden.astype(wide), candidate.astype(wide)
+    if not p.shape_ok or not golden.size:
         return p
     offset = row_start * _size(p.golden_tail)
     flat_g = np.ascontiguousarray(golden).reshape(-1)
@@ -107,6 +117,10 @@ def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tole
     else:
         _numeric_into(p, flat_g, flat_c, offset, tol)
     return p
+
+
+def _floats(p: DiffPartial) -> bool:
+    return p.golden_dtype in FLOAT_PRECISION and p.candidate_dtype in FLOAT_PRECISION
 
 
 def _exact_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int) -> None:
@@ -155,6 +169,7 @@ def merge(a: DiffPartial, b: DiffPartial) -> DiffPartial:
             or a.candidate_dtype != b.candidate_dtype:
         a.shape_ok = False
     a.shape_ok = a.shape_ok and b.shape_ok
+    a.widened = a.widened if a.widened == b.widened else ""
     a.golden_rows += b.golden_rows
     a.candidate_rows += b.candidate_rows
     a.count += b.count
@@ -182,13 +197,39 @@ def finish(p: DiffPartial) -> TensorDiff:
         max_mismatch_fraction=tol.max_mismatch_fraction, nan_equal=tol.nan_equal,
         exact=tol.exact, tolerance_source=tol.source, spread=p.spread)
     if p.golden_dtype != p.candidate_dtype:
-        return TensorDiff(status="dtype_changed", **base,
-                          message=f"dtype {p.golden_dtype} -> {p.candidate_dtype}")
+        return _dtype_change(p, base, golden_shape, candidate_shape)
     if golden_shape != candidate_shape or not p.shape_ok:
         return TensorDiff(status="shape_changed", **base,
                           message=f"shape {golden_shape} -> {candidate_shape}")
     if n == 0:
         return TensorDiff(status="ok", **base)
+    return _stats(p, base, tol, n, golden_shape)
+
+
+def _dtype_change(p: DiffPartial, base: dict[str, Any], golden_shape: tuple[int, ...],
+                  candidate_shape: tuple[int, ...]) -> TensorDiff:
+    """What :func:`snapshot_tool.diff.compare_tensor` says of a dtype change: a float
+    precision change is judged on its values in the wider dtype, and stays a failure unless
+    ``allow_dtype_change``; any other change fails without numbers."""
+    change = f"dtype {p.golden_dtype} -> {p.candidate_dtype}"
+    n = base["size"]
+    if not (p.widened and p.shape_ok and golden_shape == candidate_shape and n):
+        why = "" if _floats(p) or not p.allow_dtype_change else \
+            " (allow_dtype_change covers float precisions only)"
+        return TensorDiff(status="dtype_changed", **base, message=change + why)
+    tol = p.tol or Tolerance(0.0, 0.0, 0.0, True, True, "")
+    d = _stats(p, base, tol, n, golden_shape)
+    if p.allow_dtype_change:
+        return replace(d, message=f"{change}, allowed; compared in {p.widened}")
+    moved = "within tolerance" if d.passed else f"{d.mismatch_count} element(s) beyond tolerance"
+    return replace(d, status="dtype_changed",
+                   message=f"{change}; compared in {p.widened}: {moved}; accept the precision "
+                           "change with allow_dtype_change = true for this output")
+
+
+def _stats(p: DiffPartial, base: dict[str, Any], tol: Tolerance, n: int,
+           golden_shape: tuple[int, ...]) -> TensorDiff:
+    """The merged statistics of same-shaped tensors."""
     k = _allowed(n, tol.max_mismatch_fraction)
     ok = p.count <= k
     if p.exact_kind:

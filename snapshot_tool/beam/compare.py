@@ -19,10 +19,13 @@ from snapshot_tool.compare import (
     ComparisonResult,
     _batch_size,
     _candidate_signature,
+    _check_renames,
     _fit_inputs,
     _output_task,
     _prefix,
     _recorded_task_conflicts,
+    judged_tolerance,
+    output_names,
     output_tolerance,
     validate_metric_config,
 )
@@ -34,7 +37,7 @@ from snapshot_tool.golden.schema import Golden, SignatureGolden
 from snapshot_tool.progress import Progress, no_progress
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from snapshot_tool.metrics.tasks import MetricValue
     from snapshot_tool.metrics.thresholds import MetricCheck
@@ -43,23 +46,13 @@ if TYPE_CHECKING:
 RANGES = 16
 
 
-def refuse_in_process_only(cfg: Config) -> None:
-    """The workers feed and diff by the golden's names and dtypes; ignoring these settings
-    would report renamed outputs as missing and accepted precision changes as failures."""
-    unsupported = (["[rename]"] if cfg.rename else []) + [
-        f"[outputs.{oc.pattern!r}] allow_dtype_change" for oc in cfg.outputs
-        if oc.allow_dtype_change]
-    if unsupported:
-        raise ConfigError(f"the config's {', '.join(unsupported)} is not supported with "
-                          "--runner beam yet; compare in-process (the default runner)")
-
-
 def compare_beam(model_path: str | Path, golden_path: str | Path, *,
                  config: Config | str | Path | None = None, signature: str | None = None,
                  tag: str | None = None, latency: bool = True,
                  baseline_model: str | Path | None = None, latency_strict: bool = False,
                  beam_args: Sequence[str] = (), ranges: int = RANGES,
-                 progress: Progress = no_progress) -> ComparisonResult:
+                 progress: Progress = no_progress,
+                 rename: Mapping[str, str] | None = None) -> ComparisonResult:
     """:func:`snapshot_tool.compare.compare` as a Beam pipeline (see the package doc)."""
     require_beam()
     flags = pipeline_args(beam_args)
@@ -78,9 +71,11 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
     if tag is None:
         tag = str(head.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
-    refuse_in_process_only(cfg)
+    if rename:
+        cfg = replace(cfg, rename={**cfg.rename, **rename})
     names = _signatures(head, signature)
-    warnings = _early_warnings(head, names, cfg)
+    warnings = _check_renames(head, names, cfg, rename or {}) + _early_warnings(head, names,
+                                                                               cfg)
     batch_size = _batch_size(head)
     from snapshot_tool.models.load import load_model
 
@@ -91,8 +86,10 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
         for name in names:
             sig, note = _candidate_signature(model, name, single=len(names) == 1)
             candidate_sigs[name] = sig.name
-            _, fit_note = _fit_inputs(sig, head.signatures[name], model)
-            warnings += [n for n in (note, fit_note) if n]
+            _, fit_note = _fit_inputs(sig, head.signatures[name], model, renames=cfg.rename)
+            _, name_notes = output_names(head.signatures[name], {o.name for o in sig.outputs},
+                                         cfg.rename)
+            warnings += [n for n in (note, fit_note) if n] + name_notes
     if baseline_model is not None:
         warnings.append("--baseline-model is only used to time latency; it was ignored "
                         "because of " + ("--runner beam" if latency else "--no-latency"))
@@ -100,7 +97,7 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
         warnings.append(LATENCY_NOTE)
     plans = {(sig, out): _plan(head, sig, out, cfg, shapes) for sig in names
              for out in head.signatures[sig].outputs}
-    job = CompareJob(str(model_path), tag, batch_size, candidate_sigs, plans)
+    job = CompareJob(str(model_path), tag, batch_size, candidate_sigs, plans, cfg.rename)
     step = _range_rows(head, names, ranges, batch_size)
     items = [r for name in names for r in row_ranges(p, name, step)]
     progress("running on Beam", 0, len(items))
@@ -183,15 +180,22 @@ def _with_facts(head: Golden, shapes: Shapes, path: Path) -> Golden:
 
 
 def _plan(head: Golden, sig: str, out: str, cfg: Config, shapes: Shapes) -> OutputPlan:
-    from snapshot_tool.dtypes import dtype_label
+    from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label
 
     sg = head.signatures[sig]
     prefix = _prefix(head, sig)
-    tol, spread = output_tolerance(sg, out, dtype_label(sg.outputs[out]), cfg, prefix)
+    label = dtype_label(sg.outputs[out])
+    tol, spread = output_tolerance(sg, out, label, cfg, prefix)
+    # Which tolerance applies to a float precision change depends on the candidate's dtype,
+    # which only the workers see: they pick from these.
+    tols = {d: judged_tolerance(sg, out, label, d, cfg, prefix)[0] for d in FLOAT_PRECISION
+            if d != label} if label in FLOAT_PRECISION else {}
     task, threshold = _output_task(sg, out, cfg, prefix + out)
     want = bool(out in sg.metrics and sg.metrics[out].values and sg.labels is not None)
     shape = shapes[(sig, "outputs", out)]
-    return OutputPlan(tol, spread, task, threshold, want, shape[0] if shape else 1)
+    oc = cfg.output(prefix + out)
+    return OutputPlan(tol, spread, task, threshold, want, shape[0] if shape else 1,
+                      oc is not None and oc.allow_dtype_change, tols)
 
 
 def _range_rows(head: Golden, names: list[str], ranges: int, batch_size: int) -> int:

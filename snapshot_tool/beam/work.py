@@ -137,6 +137,9 @@ class OutputPlan:
     threshold: float
     want_task: bool  # the golden has task metrics for it and labels to score against
     total_rows: int  # axis 0 of the whole golden output
+    allow_dtype_change: bool = False
+    # The tolerance when the candidate's float dtype differs (the coarser dtype's defaults).
+    tol_for_dtype: Mapping[str, Tolerance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,7 @@ class CompareJob:
     batch_size: int
     candidate_signatures: Mapping[str, str]  # golden signature -> candidate's name for it
     plans: Mapping[tuple[str, str], OutputPlan]
+    renames: Mapping[str, str] = field(default_factory=dict)  # golden name -> candidate's
 
     def run(self, loaded: Loaded, item: RowRange) -> Iterator[tuple[tuple[str, str], Any]]:
         try:
@@ -154,14 +158,18 @@ class CompareJob:
             yield ERROR, Failure(str(exc))
 
     def _run(self, loaded: Loaded, r: RowRange) -> Iterator[tuple[tuple[str, str], Any]]:
-        from snapshot_tool.compare import _fit_inputs
+        from snapshot_tool.compare import _fit_inputs, output_names
         from snapshot_tool.models.base import run_signature
 
         sg = read_range(r, self.batch_size)
         sig = loaded.model.signatures[self.candidate_signatures[r.signature]]
         with loaded.lock:
-            feeds, _ = _fit_inputs(sig, sg, loaded.model)
+            feeds, _ = _fit_inputs(sig, sg, loaded.model, renames=self.renames)
             outputs, _ = run_signature(loaded.model, sig, feeds, self.batch_size)
+        # The same matching of candidate to golden names as in-process (the driver reports
+        # its notes once).
+        renamed, _ = output_names(sg, set(outputs), self.renames)
+        outputs = {renamed.get(k, k): v for k, v in outputs.items()}
         for name in sorted(sg.outputs):
             if name not in outputs:
                 yield (r.signature, name), OutputPartial(status="missing")
@@ -179,8 +187,10 @@ class CompareJob:
         g = sg.outputs[name]
         batched = sg.output_attrs.get(name, {}).get("batched", True)
         start = r.global_start if batched else r.global_start // self.batch_size
-        diff = partial_diff(name, g, c, plan.tol, row_start=start, total_rows=plan.total_rows,
-                            signature=r.signature, spread=plan.spread)
+        tol = plan.tol_for_dtype.get(_label(c), plan.tol)
+        diff = partial_diff(name, g, c, tol, row_start=start, total_rows=plan.total_rows,
+                            signature=r.signature, spread=plan.spread,
+                            allow_dtype_change=plan.allow_dtype_change)
         agreement = agreement_partial(g, c, plan.task, plan.threshold)
         task = None
         if plan.want_task and sg.labels is not None:

@@ -141,6 +141,35 @@ def test_local_compare_of_every_model_kind(local: None, tmp_path: Path) -> None:
                             compare(model, golden, latency=False))
 
 
+def test_local_renames_and_precision_changes_as_in_process(local: None, tmp_path: Path
+                                                            ) -> None:
+    """Converter-renamed outputs (matched alone, or by --map) and a mixed-precision
+    candidate (diffed in the wider dtype, with and without consent) judged as in-process."""
+    from tests.fixtures import wild
+
+    one = wild.save_dense_named_y(tmp_path / "y")
+    two = wild.save_dense_named_y(tmp_path / "yz", two_outputs=True)
+    cf = wild.convert_concrete_function_without_signature(tmp_path / "cf.tflite")
+    cf2 = wild.convert_concrete_function_without_signature(tmp_path / "cf2.tflite",
+                                                           two_outputs=True)
+    f32, mixed = wild.build_mixed_precision_pair(tmp_path / "f32", tmp_path / "mixed")
+    allow = tmp_path / "allow.toml"
+    allow.write_text("[outputs.output_0]\nallow_dtype_change = true\n")
+    cases: list[tuple[Path, Path, dict[str, str], Path | None]] = [
+        (one, cf, {}, None), (two, cf2, {}, None),
+        (two, cf2, {"y": "output_0", "z": "output_1"}, None),
+        (f32, mixed, {}, None), (f32, mixed, {}, allow)]
+    for i, (ref, cand, rename, config) in enumerate(cases):
+        golden = record(ref, tmp_path / f"g{i}.h5", num_samples=20, batch_size=8,
+                        latency=False).golden
+        inproc = compare(cand, golden, latency=False, rename=rename, config=config)
+        assert_same_verdict(compare_beam(cand, golden, latency=False, ranges=3,
+                                         rename=rename, config=config), inproc)
+    # The cases cover what they name: a forgiven lone rename, an unmatched pair, a mapping,
+    # a precision change refused with numbers and one accepted.
+    assert "allowed; compared in float32" in inproc.outputs[0].message
+
+
 def test_local_latency_is_skipped_with_a_note(local: None, dense_model: Path,
                                               tmp_path: Path) -> None:
     golden = record(dense_model, tmp_path / "g.h5", num_samples=16, batch_size=8,

@@ -200,23 +200,6 @@ def test_bad_mappings_are_usage_errors(cli, renamed: dict[str, Path], golden_y: 
     assert code == 0 and any("'logits'" in w for w in doc["warnings"]), doc["warnings"]
 
 
-def test_beam_runner_refuses_what_it_cannot_apply(cli, renamed: dict[str, Path],
-                                                  golden_y: Path) -> None:
-    from snapshot_tool.beam.compare import refuse_in_process_only
-    from snapshot_tool.config import parse_config
-    from snapshot_tool.errors import ConfigError
-
-    # Beam workers diff by the golden's names and dtypes: a rename or a precision consent
-    # they would ignore is refused up front rather than misreported.
-    assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",
-                           "--runner", "beam", "--map", "y=output_0"), "--map", "beam")
-    for table in ({"rename": {"y": "output_0"}},
-                  {"outputs": {"y": {"allow_dtype_change": True}}}):
-        with pytest.raises(ConfigError, match="not supported with --runner beam"):
-            refuse_in_process_only(parse_config(table))
-    refuse_in_process_only(parse_config({"outputs": {"y": {"atol": 1e-3}}}))
-
-
 # --- item 5: TFLite with TensorFlow (Flex) ops ---------------------------------------------
 
 

@@ -98,3 +98,24 @@ def test_merged_string_diff_and_shape_change() -> None:
     assert _same(_merged(golden, candidate, tol, [2]), compare_tensor("y", golden, candidate, tol))
     wide = np.zeros((6, 3), np.float32)
     assert _merged(wide, np.zeros((6, 4), np.float32), _tol(), [3]).status == "shape_changed"
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_merged_precision_change_equals_whole(allow: bool) -> None:
+    rng = np.random.default_rng(4)
+    golden = rng.normal(size=(50, 3)).astype(np.float32)
+    candidate = golden.astype(np.float16)
+    tol = _tol(atol=1e-3, rtol=1e-3)
+    bounds = [0, 20, 33, 50]
+    parts = [diff_merge.partial_diff("y", golden[a:b], candidate[a:b], tol, row_start=a,
+                                     total_rows=50, allow_dtype_change=allow)
+             for a, b in itertools.pairwise(bounds)]
+    acc = parts[2]
+    for p in (parts[0], parts[1]):
+        acc = diff_merge.merge(acc, p)
+    whole = compare_tensor("y", golden, candidate, tol, allow_dtype_change=allow)
+    assert whole.status == ("ok" if allow else "dtype_changed")
+    merged = diff_merge.finish(acc)
+    assert merged.mean_abs_diff == pytest.approx(whole.mean_abs_diff, rel=1e-12)
+    assert _same(dataclasses.replace(merged, mean_abs_diff=None),
+                 dataclasses.replace(whole, mean_abs_diff=None))
