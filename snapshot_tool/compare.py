@@ -24,6 +24,7 @@ from snapshot_tool.errors import (
     InputsError,
     ModelError,
     SignatureError,
+    SnapshotToolError,
 )
 from snapshot_tool.golden.io import read_golden
 from snapshot_tool.golden.schema import Golden, SignatureGolden
@@ -529,8 +530,15 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                                 if baseline_model is not None else None)
         if save_obtained == "always" or (save_obtained == "on_failure" and not (
                 result.outputs_passed and result.metrics_passed)):
-            written = write_obtained(golden, candidate_outputs, model, model_path,
-                                     obtained_path)
+            try:
+                written = write_obtained(golden, candidate_outputs, model, model_path,
+                                         obtained_path)
+            except (SnapshotToolError, OSError) as exc:
+                # The obtained golden is a convenience; a read-only goldens folder must not
+                # turn the gate's verdict (exit 1) into an input error (exit 2).
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                return replace(result, warnings=(*result.warnings,
+                                                 f"obtained golden not written: {why}"))
             result = replace(result, obtained=str(written))
         return result
 

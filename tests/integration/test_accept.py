@@ -190,3 +190,15 @@ def test_status_flags_a_model_changed_on_disk(cli, dense_model: Path, tmp_path: 
     assert entry["model_state"] == "missing"
     quiet = cli("status", tmp_path, "--quiet")
     assert "m.h5" in quiet.stdout and "missing" in quiet.stdout
+
+
+def test_obtained_golden_that_cannot_be_written_is_a_warning(cli, dense_model: Path,
+                                                             dense_changed: Path,
+                                                             tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", dense_model, "--golden", golden, "--no-latency",
+               "--num-samples", "8").code == 0
+    (tmp_path / "g.obtained.h5").mkdir()  # in the way, like a read-only folder would be
+    res = cli("compare", dense_changed, "--golden", golden, "--no-latency")
+    assert res.code == 1, res  # still the verdict, not an input error
+    assert "obtained golden not written" in res.stdout
