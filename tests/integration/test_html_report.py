@@ -100,8 +100,10 @@ WIDTH = 1280
 def _chromium(*args: str) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     assert exe is not None
-    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
+    # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start;
+    # --disable-dev-shm-usage: containers often give /dev/shm 64 MB, too little to render.
     return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-dev-shm-usage",
                            "--hide-scrollbars", "--force-device-scale-factor=1",
                            "--virtual-time-budget=5000", *args],
                           capture_output=True, text=True, timeout=180, check=True)
