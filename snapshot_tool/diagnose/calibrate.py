@@ -73,6 +73,16 @@ class CandidateVerdict:
 
 
 @dataclass(frozen=True)
+class MetricEffect:
+    """One headline metric: the golden's value and every candidate's."""
+
+    output: str
+    metric: str
+    golden: float | None  # None for agreement metrics (the golden agrees with itself)
+    values: tuple[tuple[str, float], ...]  # (candidate label, value)
+
+
+@dataclass(frozen=True)
 class Calibration:
     golden: str
     margin: float
@@ -83,6 +93,7 @@ class Calibration:
     toml: str
     written_to: str | None = None
     warnings: tuple[str, ...] = ()
+    metric_effects: tuple[MetricEffect, ...] = ()
 
     @property
     def consistent(self) -> bool:
@@ -205,6 +216,7 @@ def _propose(golden: Golden, names: Sequence[str],
     accepted = [r for r in runs if r.accepted]
     tolerances: list[ToleranceProposal] = []
     metric_props: list[MetricProposal] = []
+    metric_effects: list[MetricEffect] = []
     cost: list[CostRow] = []
     warnings: list[str] = []
     for sig in names:
@@ -224,7 +236,9 @@ def _propose(golden: Golden, names: Sequence[str],
                 warnings.extend(f"output {prefix + out!r}, candidate {s.candidate}: {s.note}"
                                 for s in prop.stats if not s.comparable)
             cost.extend(_cost(sg, out, prefix, runs, sig))
-        metric_props.extend(_metric_proposals(sg, sig, prefix, accepted, margin))
+        props, effects = _metric_evidence(sg, sig, prefix, runs, margin)
+        metric_props.extend(props)
+        metric_effects.extend(effects)
     header = _header(golden, runs, margin)
     text = render_toml(header, tolerances, metric_props, rename)
     cfg = parse_config(tomllib.loads(text), "proposed snapshot.toml")
@@ -234,7 +248,8 @@ def _propose(golden: Golden, names: Sequence[str],
         _write_atomic(Path(output), text)
         written = str(output)
     return Calibration(str(golden.path), margin, verdicts, tuple(tolerances),
-                       tuple(metric_props), tuple(cost), text, written, tuple(warnings))
+                       tuple(metric_props), tuple(cost), text, written, tuple(warnings),
+                       tuple(metric_effects))
 
 
 def _header(golden: Golden, runs: Sequence[_Run], margin: float) -> list[str]:
@@ -267,26 +282,30 @@ def _metric_checks(sg: SignatureGolden, sig: str, prefix: str,
     return diffs, compare_metrics(sg, outs, diffs, cfg, prefix)
 
 
-def _metric_proposals(sg: SignatureGolden, sig: str, prefix: str,
-                      accepted: Sequence[_Run],
-                      margin: float) -> list[MetricProposal]:
+def _metric_evidence(sg: SignatureGolden, sig: str, prefix: str, runs: Sequence[_Run],
+                     margin: float) -> tuple[list[MetricProposal], list[MetricEffect]]:
+    """Limits from the acceptable candidates' headline metrics, and every candidate's
+    value of them (rejected ones too: what a broken build does to them is evidence)."""
     from snapshot_tool.config import Config
     from snapshot_tool.inputs.batching import num_rows
 
-    by_metric: dict[tuple[str, str], list[tuple[str, MetricCheck]]] = {}
-    for r in accepted:
+    by_metric: dict[tuple[str, str], list[tuple[_Run, MetricCheck]]] = {}
+    for r in runs:
         _, checks = _metric_checks(sg, sig, prefix, r.outputs[sig], Config())
         for c in checks:
-            by_metric.setdefault((c.output, c.name), []).append((r.label, c))
+            if c.name in HEADLINE_METRICS:
+                by_metric.setdefault((c.output, c.name), []).append((r, c))
     rows = num_rows(sg.inputs)
-    props = []
+    props: list[MetricProposal] = []
+    effects: list[MetricEffect] = []
     for (out, metric), seen in sorted(by_metric.items()):
-        if metric not in HEADLINE_METRICS:
-            continue
-        p = propose_metric(out, metric, seen, margin, rows)
+        effects.append(MetricEffect(out, metric, seen[0][1].golden,
+                                    tuple((r.label, c.candidate) for r, c in seen)))
+        p = propose_metric(out, metric, [(r.label, c) for r, c in seen if r.accepted],
+                           margin, rows)
         if p is not None:
             props.append(p)
-    return props
+    return props, effects
 
 
 def _cost(sg: SignatureGolden, out: str, prefix: str,

@@ -116,6 +116,7 @@ def calibration_to_json(cal: Calibration) -> dict[str, Any]:
         "outputs": [asdict(t) for t in cal.tolerances],
         "metrics": [asdict(m) for m in cal.metrics],
         "cost": [asdict(r) for r in cal.cost],
+        "metric_effects": [asdict(m) for m in cal.metric_effects],
         "config": cal.toml,
         "written_to": cal.written_to,
         "warnings": list(cal.warnings),
@@ -135,6 +136,7 @@ def calibration_lines(cal: Calibration) -> list[str]:
         lines.extend(_table(table))
     else:
         lines.append("  every candidate matched every output exactly")
+    lines.extend(_effects(cal))
     lines.append(f"proposal (margin {cal.margin:g}x) checked the way compare judges:")
     for c in cal.candidates:
         role = "acceptable" if c.accepted else "rejected"
@@ -146,3 +148,15 @@ def calibration_lines(cal: Calibration) -> list[str]:
     lines.extend(format_cost(cal.cost))
     lines.extend(f"warning: {w}" for w in cal.warnings)
     return lines
+
+
+def _effects(cal: Calibration) -> list[str]:
+    if not cal.metric_effects:
+        return []
+    labels = [c.label for c in cal.candidates]
+    table = [["output", "metric", "golden", *labels]]
+    for m in cal.metric_effects:
+        got = dict(m.values)
+        table.append([m.output, m.metric, _fmt(m.golden, ".4g"),
+                      *(_fmt(got.get(label), ".4g") for label in labels)])
+    return ["effect on metrics (agreement metrics have no golden value):", *_table(table)]

@@ -59,6 +59,10 @@ def test_proposal_accepts_tflite_and_float16_and_still_fails_the_broken_build(
                     reject=[models["broken"]], output=proposed)
     assert cal.consistent, cal.candidates
     assert [c.passed for c in cal.candidates] == [True, True, False]
+    effects = {(m.output, m.metric): dict(m.values) for m in cal.metric_effects}
+    # The broken build's effect is on record beside the acceptable ones'.
+    assert effects[("output_0", "top1_agreement")]["[r1]"] < 0.99
+    assert effects[("output_0", "top1_agreement")]["[1]"] == 1.0
     text = proposed.read_text()
     assert text == cal.toml
     doc = tomllib.loads(text)
