@@ -170,6 +170,25 @@ def test_local_renames_and_precision_changes_as_in_process(local: None, tmp_path
     assert "allowed; compared in float32" in inproc.outputs[0].message
 
 
+def test_local_every_signature(local: None, two_sig_model: Path, tmp_path: Path) -> None:
+    """--signature all: outputs named "sig/out" for the config, one shard set for both."""
+    from tests.fixtures.models import save_two_signatures
+
+    sharded = record_beam(two_sig_model, tmp_path / "g.h5.d", signature="all",
+                          num_samples=24, batch_size=8, latency=False, shards=3).golden
+    single = record(two_sig_model, tmp_path / "g.h5", signature="all", num_samples=24,
+                    batch_size=8, latency=False).golden
+    _check_recorded(sharded, single)
+    moved = save_two_signatures(tmp_path / "moved", offset=0.01)
+    config = tmp_path / "c.toml"
+    config.write_text('[outputs."embed/embedding"]\natol = 0.1\n')
+    for model in (two_sig_model, moved):
+        inproc = compare(model, single, latency=False, config=config)
+        assert_same_verdict(compare_beam(model, sharded, latency=False, config=config),
+                            inproc)
+    assert {d.name: d.status for d in inproc.outputs}["embedding"] == "ok"  # the config's
+
+
 def test_local_latency_is_skipped_with_a_note(local: None, dense_model: Path,
                                               tmp_path: Path) -> None:
     golden = record(dense_model, tmp_path / "g.h5", num_samples=16, batch_size=8,
