@@ -30,13 +30,84 @@ from typing import Any
 
 import numpy as np
 
-from snapshot_tool.diff import CHUNK, TensorDiff, _allowed, _chunk_figures, _scalar
+from snapshot_tool.diff import (
+    CHUNK,
+    WORST_ROWS,
+    ErrorSummary,
+    TensorDiff,
+    WorstRow,
+    _allowed,
+    _chunk_figures,
+    _real,
+    _scalar,
+    _SummaryAccumulator,
+)
 from snapshot_tool.dtypes import FLOAT_PRECISION, common_float, dtype_label
 from snapshot_tool.tolerance import Tolerance
 
 # (value, global flat index, golden value, candidate value); index -1 when nothing seen.
 Worst = tuple[float, int, Any, Any]
 _NONE: Worst = (-math.inf, -1, None, None)
+
+
+@dataclass
+class SummaryPartial:
+    """The error summary (the HTML report's histogram, scatter sample and worst rows) of
+    some rows: histogram counts add up; the scatter sample is the in-process one (a seeded
+    choice of flat indices of the whole tensor), each range contributing the pairs it holds;
+    worst rows are whole rows (ranges hold whole rows), the best-ranked of each range kept."""
+
+    counts: np.ndarray
+    bad_counts: np.ndarray
+    zero: int
+    underflow: int
+    overflow: int
+    nonfinite: int
+    bad_low: int
+    max_abs_golden: float
+    sample: list[tuple[int, float, float]]
+    # (excess, max |c-g|, (range start, rank in the range), row), best first
+    rows: list[tuple[float, float, tuple[int, int], WorstRow]]
+
+    def merge(self, o: SummaryPartial) -> SummaryPartial:
+        return SummaryPartial(
+            self.counts + o.counts, self.bad_counts + o.bad_counts, self.zero + o.zero,
+            self.underflow + o.underflow, self.overflow + o.overflow,
+            self.nonfinite + o.nonfinite, self.bad_low + o.bad_low,
+            max(self.max_abs_golden, o.max_abs_golden), self.sample + o.sample,
+            _best_rows(self.rows + o.rows))
+
+    def finish(self) -> ErrorSummary:
+        sample = sorted(self.sample)
+        return ErrorSummary(
+            counts=tuple(int(x) for x in self.counts),
+            bad_counts=tuple(int(x) for x in self.bad_counts), zero=self.zero,
+            underflow=self.underflow, overflow=self.overflow, nonfinite=self.nonfinite,
+            bad_zero_or_underflow=self.bad_low, max_abs_golden=self.max_abs_golden,
+            sample_index=tuple(i for i, _, _ in sample),
+            sample_golden=tuple(g for _, g, _ in sample),
+            sample_candidate=tuple(c for _, _, c in sample),
+            worst_rows=tuple(r for _, _, _, r in self.rows))
+
+
+Ranked = tuple[float, float, tuple[int, int], WorstRow]
+
+
+def _best_rows(rows: list[Ranked]) -> list[Ranked]:
+    # Ranked as in-process: by excess over tolerance, then by |c-g|; ties keep the order of
+    # a front-to-back scan (range by range, then the in-process order within a range).
+    return sorted(rows, key=lambda t: (-t[0], -t[1], t[2]))[:WORST_ROWS]
+
+
+class _Offset:
+    """A range's flat values addressed by the whole tensor's flat indices, so the in-process
+    summary accumulator can run on one range as if it held the whole tensor."""
+
+    def __init__(self, values: np.ndarray, offset: int, size: int) -> None:
+        self.values, self.offset, self.size = values, offset, size
+
+    def __getitem__(self, key: slice) -> np.ndarray:
+        return self.values[key.start - self.offset:key.stop - self.offset]
 
 
 @dataclass
@@ -67,6 +138,7 @@ class DiffPartial:
     worst_abs: Worst = _NONE
     first_bad: Worst = _NONE
     need_top: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+    summary: SummaryPartial | None = None
 
 
 def _better(a: Worst, b: Worst) -> Worst:
@@ -135,11 +207,17 @@ def _numeric_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int,
                   tol: Tolerance) -> None:
     keep_k = _k(p) + 1
     tops: list[np.ndarray] = []
+    n = p.total_rows * _size(p.golden_tail)
+    # The accumulator only slices its arrays at flat indices of the whole tensor.
+    whole_g: Any = _Offset(g, offset, n)
+    whole_c: Any = _Offset(c, offset, n)
+    summary = _SummaryAccumulator((p.total_rows, *p.golden_tail), whole_g, whole_c)
     # Cut at the whole tensor's chunk boundaries so per-chunk sums line up with in-process.
     cuts = list(range(offset - offset % CHUNK + CHUNK, offset + g.size, CHUNK))
     for lo, hi in zip([offset, *cuts], [*cuts, offset + g.size], strict=True):
         a, b = lo - offset, hi - offset
         ch = _chunk_figures(g[a:b], c[a:b], tol)
+        summary.add(lo, ch)
         p.count += int(ch.bad.sum())
         p.sums.append((lo, float(ch.absdiff.sum())))
         p.max_abs = max(p.max_abs, float(ch.absdiff.max()))
@@ -155,6 +233,29 @@ def _numeric_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int,
         keep = min(keep_k, ch.need.size)
         tops.append(np.partition(ch.need, ch.need.size - keep)[ch.need.size - keep:])
     p.need_top = _largest(np.concatenate(tops), keep_k)
+    p.summary = _summary_of(summary, g, c, offset, tol)
+
+
+def _summary_of(acc: _SummaryAccumulator, g: np.ndarray, c: np.ndarray, offset: int,
+                tol: Tolerance) -> SummaryPartial:
+    mine = acc.sample[(acc.sample >= offset) & (acc.sample < offset + g.size)]
+    gs = _real(g[mine - offset])
+    cs = _real(c[mine - offset])
+    rows: list[Ranked] = []
+    if acc.cand_rows:
+        cand = np.concatenate(acc.cand_rows)
+        cand = cand[np.lexsort((-cand[:, 2], -cand[:, 1]))]
+        seen: set[int] = set()
+        for row, excess, absdiff in cand:
+            if int(row) not in seen and len(seen) < WORST_ROWS:
+                seen.add(int(row))
+                rows.append((float(excess), float(absdiff), (offset, len(rows)),
+                             acc._row(int(row), tol)))
+    return SummaryPartial(acc.counts, acc.bad_counts, acc.zero, acc.underflow, acc.overflow,
+                          acc.nonfinite, acc.bad_low, acc.max_abs_g,
+                          [(int(i), float(x), float(y)) for i, x, y in zip(mine, gs, cs,
+                                                                           strict=True)],
+                          _best_rows(rows))
 
 
 def _largest(values: np.ndarray, keep: int) -> np.ndarray:
@@ -181,11 +282,16 @@ def merge(a: DiffPartial, b: DiffPartial) -> DiffPartial:
     first = [w for w in (a.first_bad, b.first_bad) if w[1] >= 0]
     a.first_bad = min(first, key=lambda w: w[1]) if first else _NONE
     a.need_top = _largest(np.concatenate([a.need_top, b.need_top]), _k(a) + 1)
+    if a.summary is not None and b.summary is not None:
+        a.summary = a.summary.merge(b.summary)
+    else:
+        a.summary = a.summary or b.summary
     return a
 
 
-def finish(p: DiffPartial) -> TensorDiff:
-    """The merged statistics as the :class:`TensorDiff` of the whole tensor."""
+def finish(p: DiffPartial, summary: bool | None = None) -> TensorDiff:
+    """The merged statistics as the :class:`TensorDiff` of the whole tensor; ``summary`` as
+    in :func:`snapshot_tool.diff.compare_tensor` (None: for a failing output only)."""
     tol = p.tol or Tolerance(0.0, 0.0, 0.0, True, True, "")
     golden_shape = (p.golden_rows, *p.golden_tail)
     candidate_shape = (p.candidate_rows, *p.candidate_tail)
@@ -197,17 +303,17 @@ def finish(p: DiffPartial) -> TensorDiff:
         max_mismatch_fraction=tol.max_mismatch_fraction, nan_equal=tol.nan_equal,
         exact=tol.exact, tolerance_source=tol.source, spread=p.spread)
     if p.golden_dtype != p.candidate_dtype:
-        return _dtype_change(p, base, golden_shape, candidate_shape)
+        return _dtype_change(p, base, golden_shape, candidate_shape, summary)
     if golden_shape != candidate_shape or not p.shape_ok:
         return TensorDiff(status="shape_changed", **base,
                           message=f"shape {golden_shape} -> {candidate_shape}")
     if n == 0:
         return TensorDiff(status="ok", **base)
-    return _stats(p, base, tol, n, golden_shape)
+    return _stats(p, base, tol, n, golden_shape, summary)
 
 
 def _dtype_change(p: DiffPartial, base: dict[str, Any], golden_shape: tuple[int, ...],
-                  candidate_shape: tuple[int, ...]) -> TensorDiff:
+                  candidate_shape: tuple[int, ...], summary: bool | None) -> TensorDiff:
     """What :func:`snapshot_tool.diff.compare_tensor` says of a dtype change: a float
     precision change is judged on its values in the wider dtype, and stays a failure unless
     ``allow_dtype_change``; any other change fails without numbers."""
@@ -218,7 +324,9 @@ def _dtype_change(p: DiffPartial, base: dict[str, Any], golden_shape: tuple[int,
             " (allow_dtype_change covers float precisions only)"
         return TensorDiff(status="dtype_changed", **base, message=change + why)
     tol = p.tol or Tolerance(0.0, 0.0, 0.0, True, True, "")
-    d = _stats(p, base, tol, n, golden_shape)
+    # Not allowed, it fails whatever the values, so it gets the failing outputs' summary.
+    d = _stats(p, base, tol, n, golden_shape,
+               True if summary is None and not p.allow_dtype_change else summary)
     if p.allow_dtype_change:
         return replace(d, message=f"{change}, allowed; compared in {p.widened}")
     moved = "within tolerance" if d.passed else f"{d.mismatch_count} element(s) beyond tolerance"
@@ -228,7 +336,7 @@ def _dtype_change(p: DiffPartial, base: dict[str, Any], golden_shape: tuple[int,
 
 
 def _stats(p: DiffPartial, base: dict[str, Any], tol: Tolerance, n: int,
-           golden_shape: tuple[int, ...]) -> TensorDiff:
+           golden_shape: tuple[int, ...], summary: bool | None) -> TensorDiff:
     """The merged statistics of same-shaped tensors."""
     k = _allowed(n, tol.max_mismatch_fraction)
     ok = p.count <= k
@@ -247,7 +355,9 @@ def _stats(p: DiffPartial, base: dict[str, Any], tol: Tolerance, n: int,
         status="ok" if ok else "mismatch", **base, mismatch_count=p.count,
         mismatch_fraction=p.count / n, max_abs_diff=p.max_abs, mean_abs_diff=sum_abs / n,
         max_rel_diff=p.max_rel, worst_index=_unravel(w[1], golden_shape), worst_golden=w[2],
-        worst_candidate=w[3], required_atol=required)
+        worst_candidate=w[3], required_atol=required,
+        summary=p.summary.finish() if p.summary is not None and (
+            summary or (summary is None and not ok)) else None)
 
 
 def _required(top: np.ndarray, k: int, n: int, tol: Tolerance, dtype: str) -> float:

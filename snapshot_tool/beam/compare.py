@@ -52,7 +52,8 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
                  baseline_model: str | Path | None = None, latency_strict: bool = False,
                  beam_args: Sequence[str] = (), ranges: int = RANGES,
                  progress: Progress = no_progress,
-                 rename: Mapping[str, str] | None = None) -> ComparisonResult:
+                 rename: Mapping[str, str] | None = None,
+                 error_summaries: bool | None = None) -> ComparisonResult:
     """:func:`snapshot_tool.compare.compare` as a Beam pipeline (see the package doc)."""
     require_beam()
     flags = pipeline_args(beam_args)
@@ -106,7 +107,7 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
     diffs: list[TensorDiff] = []
     checks: list[MetricCheck] = []
     for name in names:
-        sig_diffs = _diffs(head.signatures[name], name, results, shapes)
+        sig_diffs = _diffs(head.signatures[name], name, results, shapes, error_summaries)
         diffs.extend(sig_diffs)
         checks.extend(_metric_checks(head, name, sig_diffs, results, cfg))
     return ComparisonResult(golden=str(p), model=str(model_path), signatures=tuple(names),
@@ -208,7 +209,7 @@ def _range_rows(head: Golden, names: list[str], ranges: int, batch_size: int) ->
 
 
 def _diffs(sg: SignatureGolden, sig: str, results: dict[tuple[str, str], Any],
-           shapes: Shapes) -> list[TensorDiff]:
+           shapes: Shapes, summaries: bool | None) -> list[TensorDiff]:
     """The diffs in the in-process order: golden outputs by name, then extra outputs."""
     diffs: list[TensorDiff] = []
     for name in sorted(sg.outputs):
@@ -218,7 +219,7 @@ def _diffs(sg: SignatureGolden, sig: str, results: dict[tuple[str, str], Any],
                                  golden_shape=shapes[(sig, "outputs", name)]))
         else:
             assert part.diff is not None
-            diffs.append(finish(part.diff))
+            diffs.append(finish(part.diff, summaries))
     extras = sorted(out for (s, out), part in results.items()
                     if s == sig and isinstance(part, OutputPartial) and part.status == "extra")
     for name in extras:
