@@ -184,6 +184,35 @@ def test_several_renamed_outputs_need_a_mapping(cli, renamed: dict[str, Path],
     assert code == 1 and {o["status"] for o in doc["outputs"]} == {"mismatch"}
 
 
+def _save_difference(path: Path, first: str, second: str) -> Path:
+    """``d = first - second`` over two float32[?, 3] inputs with the given names."""
+    import tensorflow as tf
+
+    class Difference(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32, name=first),
+                                      tf.TensorSpec([None, 3], tf.float32, name=second)])
+        def serve(self, a: object, b: object) -> dict[str, object]:
+            return {"d": a - b}
+
+    m = Difference()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return path
+
+
+def test_renamed_inputs_are_mapped_too(cli, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", _save_difference(tmp_path / "ab", "a", "b"), "--golden", golden,
+               "--no-latency", "--num-samples", "6").code == 0
+    renamed = _save_difference(tmp_path / "pq", "p", "q")
+    assert_usage_error(cli("compare", renamed, "--golden", golden, "--no-latency"),
+                       "interface changed")
+    code, doc, _ = _report(cli, renamed, "--golden", golden, "--map", "a=p", "--map", "b=q")
+    assert code == 0, doc
+    # The mapping decides which recorded input feeds which: swapped, d changes sign.
+    code, doc, _ = _report(cli, renamed, "--golden", golden, "--map", "a=q", "--map", "b=p")
+    assert code == 1 and _outputs(doc)["d"]["status"] == "mismatch"
+
+
 def test_bad_mappings_are_usage_errors(cli, renamed: dict[str, Path], golden_y: Path,
                                        tmp_path: Path) -> None:
     assert_usage_error(cli("compare", renamed["cf"], "--golden", golden_y, "--no-latency",
