@@ -206,6 +206,10 @@ def compare(
         "--latency/--no-latency", help="Check latency.")] = True,
     latency_strict: Annotated[bool, typer.Option(
         help="Treat an inconclusive latency verdict as a failure (exit 1).")] = False,
+    self_check: Annotated[bool, typer.Option(
+        "--self-check", help="Stored latency mode: re-time the golden's own model (its "
+        "model_path, if unchanged) beside MODEL and correct the stored baseline by how much "
+        "the machine moved since record.")] = False,
     report_json: Annotated[Path | None, typer.Option(
         help="Write the full result as JSON here.")] = None,
     junit: Annotated[Path | None, typer.Option(
@@ -269,8 +273,8 @@ def compare(
             else:
                 result = do_compare(model, golden, config=config, signature=signature,
                                     tag=tag, latency=latency, baseline_model=timing_baseline,
-                                    latency_strict=latency_strict, progress=progress,
-                                    save_obtained=mode,
+                                    latency_strict=latency_strict, self_check=self_check,
+                                    progress=progress, save_obtained=mode,
                                     error_summaries=True if html is not None else None,
                                     rename=renames)
         where = _localize(model, golden, config, signature, tag, baseline_model, result,

@@ -30,7 +30,7 @@ from snapshot_tool.golden.io import read_golden
 from snapshot_tool.golden.schema import Golden, SignatureGolden
 from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.latency.fingerprint import fix_threads
-from snapshot_tool.latency.measure import latency_sizes, slice_batch
+from snapshot_tool.latency.measure import latency_sizes, slice_batch, timing_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model
 from snapshot_tool.names import output_prefix
@@ -342,72 +342,145 @@ def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
 
 def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
                     model: Model, signature: str, baseline: Model | None, config: Config,
-                    threads: Mapping[str, int], progress: Progress
-                    ) -> tuple[list[LatencyCheck], list[str]]:
-    """Side by side against ``baseline`` when given, else against the golden's samples."""
-    from snapshot_tool.latency.fingerprint import environment_fingerprint
-    from snapshot_tool.latency.gate import gate_side_by_side, gate_stored
-    from snapshot_tool.latency.measure import Measurement
+                    threads: Mapping[str, int], progress: Progress, *,
+                    model_path: str | Path | None = None, tag: str = "serve",
+                    self_check: bool = False) -> tuple[list[LatencyCheck], list[str]]:
+    """Side by side against ``baseline`` when given, else against the golden's samples.
+
+    In stored mode the candidate is re-loaded from ``model_path`` (default ``model.path``)
+    and measured the way ``record`` measured the golden; ``self_check`` re-times the
+    golden's own model beside it (see :func:`stored_latency`).
+    """
+    if baseline is not None:
+        return _side_by_side_latency(golden, sg, feeds, model, signature, baseline, config,
+                                     progress)
+    if not sg.latency:
+        return [], ["golden has no latency baseline (recorded with --no-latency, or no batch "
+                    "size fitted its samples); latency not checked. Use --baseline-model to "
+                    "compare side by side"]
+    return stored_latency(golden, sg, feeds, model_path if model_path is not None
+                          else model.path, tag, signature, model.kind, config, threads,
+                          progress, self_check=self_check)
+
+
+def _side_by_side_latency(golden: Golden, sg: SignatureGolden,
+                          feeds: Mapping[str, np.ndarray], model: Model, signature: str,
+                          baseline: Model, config: Config, progress: Progress
+                          ) -> tuple[list[LatencyCheck], list[str]]:
+    from snapshot_tool.latency.gate import gate_side_by_side
+
+    checks: list[LatencyCheck] = []
+    notes: list[str] = []
+    bsig, note = _candidate_signature(baseline, sg.signature, single=True)
+    if note:
+        notes.append(f"baseline model: {note}")
+    base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model", config.rename)
+    if note:
+        notes.append(note)
+    sizes = sorted(sg.latency) or latency_sizes(None, _batch_size(golden))
+    for bs in timing_sizes(sizes, feeds):
+        batch = slice_batch(feeds, bs)
+        base_batch = slice_batch(base_feeds, bs)
+        if batch is None or base_batch is None:
+            notes.append(f"latency at batch size {bs} skipped: the golden holds only "
+                         f"{num_rows(feeds)} samples")
+            continue
+        checks.append(gate_side_by_side(
+            lambda b=base_batch: baseline.run(bsig.name, b),  # type: ignore[misc]
+            lambda b=batch: model.run(signature, b),  # type: ignore[misc]
+            bs, config.latency.max_drift,
+            progress=stage_progress(progress, f"latency A/B batch {bs}")))
+    return [replace(c, signature=sg.signature) for c in checks], notes
+
+
+def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
+    """The golden's own model for ``--self-check``, or why it cannot be used.
+
+    The model must still be where the golden says it was recorded from, with the same
+    files: a re-exported or retrained model at that path would make the "machine factor" a
+    comparison of two models.
+    """
+    from snapshot_tool.models.load import model_digest
+
+    where = str(golden.attrs.get("model_path", "") or "")
+    if not where:
+        return None, "the golden records no model_path"
+    path = Path(where)
+    if not path.exists():
+        return None, f"the golden's model {where} is no longer on disk"
+    want = str(golden.attrs.get("model_digest", "") or "")
+    if want and model_digest(path) != want:
+        return None, (f"the model at {where} is not the one the golden was recorded from "
+                      "(its files' sha256 differs)")
+    return path, ""
+
+
+def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
+                   model_path: str | Path, tag: str, signature: str, kind: str,
+                   config: Config, threads: Mapping[str, int], progress: Progress, *,
+                   self_check: bool = False) -> tuple[list[LatencyCheck], list[str]]:
+    """The candidate's latency against the golden's stored samples, measured as ``record``
+    measured them: calibration workload first, then a copy loaded for timing only, batch
+    sizes ascending, :func:`~snapshot_tool.latency.measure.model_timer`'s budget.
+
+    With ``self_check`` a copy of the golden's own model (``model_path`` in the golden, if
+    its files are unchanged) is timed in the same process, in blocks golden, candidate,
+    candidate, golden per batch size; the stored samples are scaled by how much slower or
+    faster it runs now than at record (the machine factor) before the test.
+    """
+    from snapshot_tool.latency.fingerprint import calibrate, environment_fingerprint
+    from snapshot_tool.latency.gate import gate_stored
+    from snapshot_tool.latency.measure import Measurement, Timer, model_timer
     from snapshot_tool.latency.stats import summarize
 
     checks: list[LatencyCheck] = []
     notes: list[str] = []
-    if baseline is not None:
-        bsig, note = _candidate_signature(baseline, sg.signature, single=True)
-        if note:
-            notes.append(f"baseline model: {note}")
-        base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model", config.rename)
-        if note:
-            notes.append(note)
-        sizes = sorted(sg.latency) or latency_sizes(None, _batch_size(golden))
-        if not feeds:
-            sizes = sizes[:1]
-        for bs in sizes:
+    golden_kind = str(golden.attrs.get("model_kind", kind))
+    fingerprint = environment_fingerprint(dict(threads))
+    own: Path | None = None
+    if self_check:
+        own, why = _self_check_source(golden)
+        if own is None:
+            notes.append(f"--self-check skipped: {why}; the stored baseline is used as "
+                         "recorded")
+    calibration = calibrate()
+    with contextlib.ExitStack() as stack:
+        copy = stack.enter_context(load_model(model_path, tag=tag))
+        mine = stack.enter_context(load_model(own, tag=tag)) if own is not None else None
+        for bs in timing_sizes(sorted(sg.latency), feeds):
+            rec = sg.latency[bs]
             batch = slice_batch(feeds, bs)
-            base_batch = slice_batch(base_feeds, bs)
-            if batch is None or base_batch is None:
+            own_batch = slice_batch(sg.inputs, bs)
+            if batch is None or own_batch is None:
                 notes.append(f"latency at batch size {bs} skipped: the golden holds only "
                              f"{num_rows(feeds)} samples")
                 continue
-            checks.append(gate_side_by_side(
-                lambda b=base_batch: baseline.run(bsig.name, b),  # type: ignore[misc]
-                lambda b=batch: model.run(signature, b),  # type: ignore[misc]
-                bs, config.latency.max_drift,
-                progress=stage_progress(progress, f"latency A/B batch {bs}")))
-        return [replace(c, signature=sg.signature) for c in checks], notes
-    if not sg.latency:
-        notes.append("golden has no latency baseline (recorded with --no-latency, or no batch "
-                     "size fitted its samples); latency not checked. Use --baseline-model to "
-                     "compare side by side")
-        return checks, notes
-    golden_kind = str(golden.attrs.get("model_kind", model.kind))
-    env = golden.environment
-    fingerprint = environment_fingerprint(dict(threads))
-    for bs, rec in sorted(sg.latency.items()):
-        batch = slice_batch(feeds, bs)
-        if batch is None:
-            notes.append(f"latency at batch size {bs} skipped: the golden holds only "
-                         f"{num_rows(feeds)} samples")
-            continue
-        stored = Measurement(
-            batch_size=bs, samples_ns=rec.samples_ns,
-            warmup_calls=int(rec.attrs.get("warmup_calls", 0)),
-            first_call_s=float(rec.attrs.get("first_call_s", 0.0)),
-            cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
-            stats=summarize(rec.samples_ns))
-        check = gate_stored(
-            stored, env, float(rec.attrs.get("calibration", 0.0)),
-            lambda b=batch: model.run(signature, b),  # type: ignore[misc]
-            bs, config.latency.stored_max_drift, fingerprint=fingerprint,
-            progress=stage_progress(progress, f"latency batch {bs}"))
-        if golden_kind != model.kind and check.verdict != "advisory":
-            # A TFLite or Keras candidate against a SavedModel's stored timings compares two
-            # runtimes, not two versions of a model: report it, never gate on it.
-            check = replace(check, verdict="advisory", note=(
-                f"the golden's timings are of a {golden_kind}, the candidate is a "
-                f"{model.kind}: different runtimes, so this is advisory. "
-                f"Time it side by side with --baseline-model for a gate. {check.note}").strip())
-        checks.append(check)
+            stored = Measurement(
+                batch_size=bs, samples_ns=rec.samples_ns,
+                warmup_calls=int(rec.attrs.get("warmup_calls", 0)),
+                first_call_s=float(rec.attrs.get("first_call_s", 0.0)),
+                cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
+                stats=summarize(rec.samples_ns))
+            stage = stage_progress(progress, f"latency batch {bs}")
+            own_timer: Timer | None = None
+            if mine is not None:
+                own_timer = model_timer(mine, sg.signature, own_batch, bs,
+                                        progress=stage_progress(
+                                            progress, f"latency self-check batch {bs}"))
+            check = gate_stored(
+                stored, golden.environment, float(rec.attrs.get("calibration", 0.0)),
+                model_timer(copy, signature, batch, bs, progress=stage),
+                bs, config.latency.stored_max_drift, fingerprint=fingerprint,
+                calibration_s=calibration, self_check=own_timer)
+            if golden_kind != kind and check.verdict != "advisory":
+                # A TFLite or Keras candidate against a SavedModel's stored timings compares
+                # two runtimes, not two versions of a model: report it, never gate on it.
+                check = replace(check, verdict="advisory", note=(
+                    f"the golden's timings are of a {golden_kind}, the candidate is a "
+                    f"{kind}: different runtimes, so this is advisory. "
+                    f"Time it side by side with --baseline-model for a gate. "
+                    f"{check.note}").strip())
+            checks.append(check)
     return [replace(c, signature=sg.signature) for c in checks], notes
 
 
@@ -427,11 +500,15 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             config: Config | str | Path | None = None, signature: str | None = None,
             tag: str | None = None, latency: bool = True,
             baseline_model: str | Path | None = None, latency_strict: bool = False,
+            self_check: bool = False,
             progress: Progress = no_progress, save_obtained: SaveObtained = "never",
             obtained_path: str | Path | None = None,
             error_summaries: bool | None = None,
             rename: Mapping[str, str] | None = None) -> ComparisonResult:
     """Replay a golden's inputs through a candidate and judge it against the golden.
+
+    ``self_check`` (stored latency mode) re-times the golden's own model beside the
+    candidate and corrects the stored baseline by how much the machine moved since record.
 
     ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
     graph per tag set, and comparing another graph than the recorded one is never meant.
@@ -477,6 +554,10 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(load_model(model_path, tag=tag))
         baseline: Model | None = None
+        if self_check and (baseline_model is not None or not latency):
+            warnings_early.append("--self-check corrects the stored latency baseline; it was "
+                                  "ignored because " + ("of --no-latency" if not latency else
+                                                        "--baseline-model times side by side"))
         if baseline_model is not None and not latency:
             warnings_early.append("--baseline-model is only used to time latency; it was "
                                   "ignored because of --no-latency")
@@ -488,6 +569,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         batch_size = _batch_size(golden)
         diffs: list[TensorDiff] = []
         candidate_outputs: dict[str, tuple[dict[str, np.ndarray], dict[str, bool]]] = {}
+        timed: list[tuple[str, str, dict[str, np.ndarray]]] = []
         warnings: list[str] = warnings_early + [
             f"candidate: {n}" for n in model.notes]
         if baseline is not None:
@@ -513,13 +595,16 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             diffs.extend(sig_diffs)
             metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
                                                  _prefix(golden, name)))
-            if latency:
-                lat, notes = compare_latency(golden, sg, feeds, model, sig.name, baseline, cfg,
-                                             threads, progress)
-                if len(names) > 1:
-                    notes = [f"{name}: {n}" for n in notes]
-                latency_checks.extend(lat)
-                warnings.extend(notes)
+            timed.append((name, sig.name, feeds))
+        # Latency only once every outputs run is over, as in record.
+        for name, sig_name, feeds in timed if latency else []:
+            lat, notes = compare_latency(golden, golden.signatures[name], feeds, model,
+                                         sig_name, baseline, cfg, threads, progress,
+                                         model_path=model_path, tag=tag, self_check=self_check)
+            if len(names) > 1:
+                notes = [f"{name}: {n}" for n in notes]
+            latency_checks.extend(lat)
+            warnings.extend(notes)
         result = ComparisonResult(golden=str(golden.path), model=str(model_path),
                                 signatures=tuple(names), outputs=tuple(diffs),
                                 metrics=tuple(metric_checks), latency=tuple(latency_checks),

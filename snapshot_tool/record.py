@@ -28,7 +28,7 @@ from snapshot_tool.inputs.files import from_file
 from snapshot_tool.inputs.labels import LabelsSpec, load_labels, parse_spec
 from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
-from snapshot_tool.latency.measure import latency_sizes, slice_batch
+from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model, model_digest
 from snapshot_tool.names import output_prefix
@@ -161,20 +161,13 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
             metrics=metrics)
         recorded.extend(RecordedOutput(sig.name, k, dtype_label(v), tuple(v.shape))
                         for k, v in sorted(outputs.items()))
-    from snapshot_tool.latency.fingerprint import calibrate
-
     if latency:
-        calibration = calibrate()
         sizes = latency_sizes(latency_batch_sizes, batch_size)
-        # A fresh load gives honest cold-start figures (load time, first call), and keeps the
-        # timing calls away from the instance whose outputs went into the golden (a stateful
-        # model's state would otherwise depend on how long we measured).
-        with load_model(model_path, tag=tag) as fresh:
-            for i, sig in enumerate(sigs):
-                lat, notes = record_latency(fresh, sig.name, records[sig.name].inputs, sizes,
-                                            calibration, progress, cold=i == 0)
-                warnings.extend(notes)
-                records[sig.name] = replace(records[sig.name], latency=lat)
+        for sig in sigs:
+            lat, notes = record_latency(model_path, tag, sig.name, records[sig.name].inputs,
+                                        sizes, progress)
+            warnings.extend(notes)
+            records[sig.name] = replace(records[sig.name], latency=lat)
     root_attrs = {
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "tool_version": __version__,
@@ -194,26 +187,26 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
                         batch_size, tuple(recorded), tuple(warnings))
 
 
-def record_latency(fresh: Model, signature: str, inputs: Mapping[str, np.ndarray],
-                   sizes: list[int], calibration: float, progress: Progress, *,
-                   cold: bool = True) -> tuple[dict[int, LatencyRecord], list[str]]:
-    """Latency baselines of one signature on ``fresh``, a copy of the model loaded for
-    timing only; ``cold`` says whether its load time belongs to this signature."""
-    from snapshot_tool.latency.measure import measure
+def record_latency(model_path: str | Path, tag: str, signature: str,
+                   inputs: Mapping[str, np.ndarray], sizes: list[int], progress: Progress
+                   ) -> tuple[dict[int, LatencyRecord], list[str]]:
+    """Latency baselines of one signature, measured the way ``compare`` measures a candidate.
 
+    The outputs run is over and nothing is being written: a copy of the model loaded for
+    timing only (honest cold-start figures; a stateful model's outputs never depend on how
+    long it was timed) is measured by :func:`~snapshot_tool.latency.measure.time_model`,
+    after the calibration workload, exactly as ``compare`` does in stored mode.
+    """
+    from snapshot_tool.latency.fingerprint import calibrate
+    from snapshot_tool.latency.measure import time_model
+
+    calibration = calibrate()
+    with load_model(model_path, tag=tag) as copy:
+        measured, notes = time_model(
+            copy, signature, inputs, sizes,
+            progress=lambda bs: stage_progress(progress, f"latency {signature} batch {bs}"))
     records: dict[int, LatencyRecord] = {}
-    notes: list[str] = []
-    if not inputs:
-        sizes = sizes[:1]  # a signature without inputs is the same call at any "batch size"
-    for bs in sizes:
-        batch = slice_batch(inputs, bs)
-        if batch is None:
-            notes.append(f"latency at batch size {bs} skipped: only {num_rows(inputs)} "
-                         "samples were recorded")
-            continue
-        m = measure(lambda b=batch: fresh.run(signature, b), bs,  # type: ignore[misc]
-                    cold_load_s=fresh.load_seconds if cold and not records else 0.0,
-                    progress=stage_progress(progress, f"latency {signature} batch {bs}"))
+    for bs, m in measured.items():
         attrs: dict[str, Any] = {
             "p50": m.stats.p50, "p90": m.stats.p90, "p99": m.stats.p99, "mean": m.stats.mean,
             "std": m.stats.std, "warmup_calls": m.warmup_calls, "cold_load_s": m.cold_load_s,

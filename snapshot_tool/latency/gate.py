@@ -17,9 +17,10 @@ from snapshot_tool.latency.fingerprint import (
     environment_fingerprint,
     fingerprint_matches,
 )
-from snapshot_tool.latency.measure import Measurement, Progress, call_ns, measure, warm_up
+from snapshot_tool.latency.measure import Measurement, Progress, Timer, call_ns, warm_up
 from snapshot_tool.latency.stats import (
     ALPHA,
+    FloatArray,
     IntArray,
     LatencyStats,
     RatioEstimate,
@@ -34,6 +35,8 @@ Verdict = Literal["pass", "fail", "inconclusive", "advisory"]
 # Rounds played and thrown away after warming each callable alone: alternating between two
 # models evicts each other's caches, and the gate measures that interleaved steady state.
 _DISCARD_ROUNDS = 2
+# A calibration ratio further than this from 1 is worth a note even on a pass.
+_CALIBRATION_NOTABLE = 0.10
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ class LatencyCheck:
     #: the HTML report's distributions; empty when not kept.
     baseline_samples_ns: tuple[int, ...] = field(default=(), repr=False, compare=False)
     candidate_samples_ns: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    #: Stored mode: the calibration workload's time now over its time at record (> 1: this
+    #: machine is slower at fixed numpy work than when the golden was recorded).
+    calibration_ratio: float | None = None
+    #: Stored mode with a self-check: the golden's own model, re-timed now, over its stored
+    #: samples (medians). The stored baseline was multiplied by it before the test.
+    machine_factor: float | None = None
+    #: Stored mode: median candidate / median stored sample, before any correction.
+    uncorrected_ratio: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -186,32 +197,75 @@ def gate_side_by_side(
     )
 
 
+@dataclass(frozen=True)
+class _Taken:
+    """Candidate samples and, with a self-check, the golden's own model re-timed beside it."""
+
+    candidate: IntArray
+    golden_now: IntArray | None
+
+
+def _take(candidate: Timer, self_check: Timer | None, scale: float) -> _Taken:
+    if self_check is None:
+        return _Taken(candidate(scale).samples_ns, None)
+    # Golden, candidate, candidate, golden: drift of the machine during the four
+    # measurements weighs on both sides alike, and neither always goes first.
+    g1 = self_check(scale).samples_ns
+    c1 = candidate(scale).samples_ns
+    c2 = candidate(scale).samples_ns
+    g2 = self_check(scale).samples_ns
+    return _Taken(np.concatenate([c1, c2]), np.concatenate([g1, g2]))
+
+
+def _pool(a: _Taken, b: _Taken) -> _Taken:
+    now = None if a.golden_now is None or b.golden_now is None else np.concatenate(
+        [a.golden_now, b.golden_now])
+    return _Taken(np.concatenate([a.candidate, b.candidate]), now)
+
+
+def _machine_note(calibration_ratio: float | None, factor: RatioEstimate | None) -> str:
+    parts = []
+    if factor is not None:
+        parts.append(f"the golden's own model now takes {factor.ratio:.3f}x its recorded time "
+                     f"(self-check, 95% CI {factor.ci_low:.3f}-{factor.ci_high:.3f})")
+    if calibration_ratio is not None:
+        parts.append(f"the calibration workload {calibration_ratio:.3f}x")
+    return "machine vs record: " + ", ".join(parts) if parts else ""
+
+
 def gate_stored(
     stored: Measurement,
     stored_fingerprint: Mapping[str, object],
     stored_calibration_s: float,
-    candidate_fn: Callable[[], object],
+    candidate: Timer,
     batch_size: int,
     stored_max_drift: float,
     *,
     seed: int = 0,
-    progress: Progress | None = None,
     fingerprint: Mapping[str, object] | None = None,
     calibration_s: float | None = None,
-    min_samples: int = 30,
-    min_time_s: float = 1.0,
-    max_time_s: float = 10.0,
+    self_check: Timer | None = None,
     alpha: float = ALPHA,
 ) -> LatencyCheck:
-    """Measure ``candidate_fn`` now and compare it with a golden's stored samples.
+    """Measure the candidate now and compare it with a golden's stored samples.
 
-    ``fingerprint`` is this environment's (pass one built with the same thread settings the
-    golden recorded; default :func:`environment_fingerprint` with none). If it matches
-    ``stored_fingerprint``, the verdict comes from :func:`independent_ratio_estimate` and
-    :func:`decide` against ``1 + stored_max_drift`` (re-measuring once, with twice the
-    samples and time, on inconclusive). If not, the stored samples are scaled by
-    ``calibration_s / stored_calibration_s`` (``calibration_s`` defaults to a fresh
-    :func:`calibrate`) and the verdict is ``"advisory"``: reported, never failing.
+    ``candidate`` and ``self_check`` are timers (``timer(scale) -> Measurement``),
+    normally :func:`~snapshot_tool.latency.measure.model_timer` of a freshly loaded copy: the
+    routine ``record`` measured the stored samples with. ``fingerprint`` is this
+    environment's (default :func:`environment_fingerprint` with no thread settings).
+
+    The calibration workload is timed now (``calibration_s`` overrides) and its ratio to the
+    recorded one is reported as ``calibration_ratio``. With ``self_check`` (the golden's own
+    model, timed in blocks golden, candidate, candidate, golden), the **machine factor** is
+    median(golden's model now) / median(stored samples); the stored samples are multiplied
+    by it before the test, so the verdict asks "is the candidate slower than the golden's
+    model is *today*", and ``uncorrected_ratio`` keeps candidate / stored as recorded.
+
+    If the fingerprints match, the verdict comes from :func:`independent_ratio_estimate` and
+    :func:`decide` against ``1 + stored_max_drift`` (measuring once more with twice the
+    budget, pooled, on inconclusive). If not, the stored samples are scaled by the machine
+    factor (or, without a self-check, by the calibration ratio) and the verdict is
+    ``"advisory"``: reported, never failing.
     """
     if stored.batch_size != batch_size:
         raise ValueError(
@@ -222,62 +276,69 @@ def gate_stored(
     limit = 1.0 + stored_max_drift
     now = environment_fingerprint() if fingerprint is None else fingerprint
     same, why = fingerprint_matches(stored_fingerprint, now)
+    cal_ratio: float | None = None
+    if math.isfinite(stored_calibration_s) and stored_calibration_s > 0:
+        cal_now = calibrate() if calibration_s is None else calibration_s
+        cal_ratio = cal_now / stored_calibration_s
+    recorded = stored.samples_ns.astype(np.float64)
 
-    cand = measure(candidate_fn, batch_size, min_samples=min_samples, min_time_s=min_time_s,
-                   max_time_s=max_time_s, progress=progress)
-    cand_samples: IntArray = cand.samples_ns
+    def estimate(taken: _Taken) -> tuple[RatioEstimate, RatioEstimate | None, FloatArray]:
+        factor = None
+        base = recorded
+        if taken.golden_now is not None:
+            factor = independent_ratio_estimate(recorded, taken.golden_now, seed=seed)
+            base = recorded * factor.ratio
+        elif not same and cal_ratio is not None:
+            base = recorded * cal_ratio
+        return independent_ratio_estimate(base, taken.candidate, seed=seed,
+                                          limit=limit), factor, base
 
-    if not same:
-        base = stored.samples_ns.astype(np.float64)
-        scale_note = "stored samples not scaled (no calibration recorded)"
-        if math.isfinite(stored_calibration_s) and stored_calibration_s > 0:
-            cal_now = calibrate() if calibration_s is None else calibration_s
-            scale = cal_now / stored_calibration_s
-            base = base * scale
-            scale_note = (
-                f"stored samples scaled x{scale:.3f} by calibration "
-                f"({cal_now * 1e3:.2f} ms now vs {stored_calibration_s * 1e3:.2f} ms recorded)"
-            )
-        est = independent_ratio_estimate(base, cand_samples, seed=seed, limit=limit)
-        note = (
-            f"{why}; {scale_note}; candidate is ~{est.ratio:.2f}x the golden's latency "
-            f"(advisory only, never fails: timings from different machines are not "
-            f"comparable). For a gating check, record the golden on this machine type or "
-            f"use --baseline-model for a side-by-side run."
-        )
-        return LatencyCheck(
-            batch_size=batch_size, mode="stored", verdict="advisory",
-            baseline=summarize(base), candidate=cand.stats, ratio=est.ratio,
-            ci_low=est.ci_low, ci_high=est.ci_high, p_value=est.p_value, limit=limit,
-            rounds=int(cand_samples.size), note=note,
-            baseline_samples_ns=kept_samples(base),
-            candidate_samples_ns=kept_samples(cand_samples),
-        )
-
-    est = independent_ratio_estimate(stored.samples_ns, cand_samples, seed=seed, limit=limit)
-    verdict = decide(est, stored_max_drift, alpha)
+    taken = _take(candidate, self_check, 1.0)
+    est, factor, base = estimate(taken)
+    verdict = decide(est, stored_max_drift, alpha) if same else "advisory"
     if verdict == "inconclusive":
-        more = measure(candidate_fn, batch_size, min_samples=2 * min_samples,
-                       min_time_s=2 * min_time_s, max_time_s=2 * max_time_s, progress=progress)
-        cand_samples = np.concatenate([cand_samples, more.samples_ns])
-        est = independent_ratio_estimate(stored.samples_ns, cand_samples, seed=seed,
-                                         limit=limit)
+        taken = _pool(taken, _take(candidate, self_check, 2.0))
+        est, factor, base = estimate(taken)
         verdict = decide(est, stored_max_drift, alpha)
+    uncorrected = float(np.median(taken.candidate) / np.median(recorded))
+    machine = _machine_note(cal_ratio, factor)
+    if not same:
+        scaled = ("stored samples scaled by the self-check" if factor is not None else
+                  "stored samples scaled by the calibration workload" if cal_ratio is not None
+                  else "stored samples not scaled (no calibration recorded)")
+        note = (
+            f"{why}; {scaled}; {machine + '; ' if machine else ''}candidate is "
+            f"~{est.ratio:.2f}x the golden's latency (advisory only, never fails: timings "
+            f"from different machines are not comparable). For a gating check, record the "
+            f"golden on this machine type or use --baseline-model for a side-by-side run."
+        )
+    else:
+        described = _describe(est, verdict, key="stored_max_drift",
+                              rounds_word=f"{taken.candidate.size} calls")
+        if factor is not None:
+            machine += f"; stored baseline scaled by it (uncorrected ratio {uncorrected:.3f}x)"
+        # A plain pass stays quiet unless the machine itself moved enough to matter.
+        moved = cal_ratio is not None and abs(cal_ratio - 1.0) > _CALIBRATION_NOTABLE
+        shown = machine if factor is not None or verdict != "pass" or moved else ""
+        if moved and factor is None:
+            shown += "; compare --self-check re-times the golden's own model to correct for it"
+        note = "; ".join(x for x in (described, shown) if x)
     return LatencyCheck(
         batch_size=batch_size,
         mode="stored",
-        verdict=_as_verdict(verdict),
-        baseline=stored.stats,
-        candidate=summarize(cand_samples),
-        baseline_samples_ns=kept_samples(stored.samples_ns),
-        candidate_samples_ns=kept_samples(cand_samples),
+        verdict=_as_verdict(verdict) if verdict != "advisory" else "advisory",
+        baseline=summarize(base),
+        candidate=summarize(taken.candidate),
+        baseline_samples_ns=kept_samples(base),
+        candidate_samples_ns=kept_samples(taken.candidate),
         ratio=est.ratio,
         ci_low=est.ci_low,
         ci_high=est.ci_high,
         p_value=est.p_value,
         limit=limit,
-        rounds=int(cand_samples.size),
-        note=_describe(est, verdict, key="stored_max_drift",
-                       rounds_word=f"{cand_samples.size} calls"),
+        rounds=int(taken.candidate.size),
+        note=note,
+        calibration_ratio=cal_ratio,
+        machine_factor=None if factor is None else factor.ratio,
+        uncorrected_ratio=uncorrected,
     )
-

@@ -1,14 +1,26 @@
 """Timing one callable: warm-up until stable, then timed calls; and which batch sizes are
 timed on which slice of the inputs.
+
+:func:`time_model` is the one routine ``record`` (the stored baseline), ``compare`` (the
+candidate in stored mode) and ``compare --self-check`` (the golden's own model, re-timed) all
+measure with, so a stored ratio compares like with like. Each measurement runs on a copy of
+the model loaded for timing only, after the outputs run has finished and before anything is
+written, one signature at a time, batch sizes in ascending order, with the same warm-up and
+with the garbage collector collected then paused (see :func:`measure`). Before this, ``record``
+timed a fresh copy while ``compare`` timed the instance that had just run the outputs, in a
+different order of first calls per shape: a ``.keras`` model then traced a batch-1-specific
+graph in one and a generic one in the other, and the two sessions timed different programs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -38,6 +50,39 @@ class Measurement:
     stats: LatencyStats
     #: False when warm-up hit its time cap before two consecutive half-windows agreed.
     warmup_stable: bool = True
+
+
+class Runner(Protocol):
+    """What timing needs of a loaded model (``models.Model`` is one)."""
+
+    load_seconds: float
+
+    def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> object: ...
+
+
+#: Measures once more with ``scale`` times the budget (samples, time) of a default run.
+Timer = Callable[[float], Measurement]
+
+
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """Collect, then keep the cyclic garbage collector off until the block ends.
+
+    A full collection in a process holding TensorFlow and a loaded model walks ~400k
+    objects (1.5 s measured on a loaded 2-core box); whether one lands inside the timed
+    calls depends on what else the process allocated before (a golden, a second model),
+    which differs between record and compare. Model calls create almost no cyclic garbage
+    (no collection in 100 steady-state calls of a MobileNetV2 export), so pausing costs
+    nothing and takes that difference out of the samples.
+    """
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def call_ns(fn: Callable[[], object]) -> int:
@@ -98,7 +143,30 @@ def measure(
     Timed calls continue until there are ``min_samples`` of them and ``min_time_s`` has
     passed; ``max_time_s`` or ``max_samples`` stop them earlier (never below 5 calls).
     ``progress(done, total)`` reports timed calls against an estimate of the total.
+    The garbage collector is paused throughout (:func:`gc_paused`).
     """
+    with gc_paused():
+        return _measure(fn, batch_size, min_samples=min_samples, min_time_s=min_time_s,
+                        max_time_s=max_time_s, cold_load_s=cold_load_s, progress=progress,
+                        warmup_min_calls=warmup_min_calls,
+                        warmup_min_time_s=warmup_min_time_s,
+                        warmup_max_time_s=warmup_max_time_s, max_samples=max_samples)
+
+
+def _measure(
+    fn: Callable[[], object],
+    batch_size: int,
+    *,
+    min_samples: int,
+    min_time_s: float,
+    max_time_s: float,
+    cold_load_s: float,
+    progress: Progress | None,
+    warmup_min_calls: int,
+    warmup_min_time_s: float | None,
+    warmup_max_time_s: float | None,
+    max_samples: int,
+) -> Measurement:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if min_samples < 1 or min_time_s < 0 or max_time_s < min_time_s:
@@ -121,8 +189,8 @@ def measure(
     ))
     total = max(total, min(min_samples, max_samples), 1)
 
-    # Start the timed phase from a clean heap so one collection of warm-up garbage does
-    # not land in the samples; collections caused by the calls themselves are real cost.
+    # Start the timed phase from a clean heap (the collector is paused, but warm-up may
+    # have left cycles whose memory is better returned before the timed calls).
     gc.collect()
     samples: list[int] = []
     min_ns, max_ns = int(min_time_s * 1e9), int(max_time_s * 1e9)
@@ -170,3 +238,62 @@ def slice_batch(inputs: Mapping[str, np.ndarray], bs: int) -> dict[str, np.ndarr
         return None
     return {k: v[:bs] for k, v in inputs.items()}
 
+
+
+# The budget of one stored-mode measurement: record, compare and the self-check all use it.
+MIN_SAMPLES = 30
+MIN_TIME_S = 1.0
+MAX_TIME_S = 10.0
+
+
+def model_timer(runner: Runner, signature: str, batch: Mapping[str, np.ndarray],
+                batch_size: int, *, cold_load_s: float = 0.0,
+                progress: Progress | None = None) -> Timer:
+    """A :data:`Timer` of one signature of ``runner`` at one batch size: ``timer(scale)``
+    measures with ``scale`` times the default budget. ``cold_load_s`` is reported by the
+    first measurement only (the copy was loaded once)."""
+    taken: list[int] = []
+
+    def timer(scale: float = 1.0) -> Measurement:
+        m = measure(lambda: runner.run(signature, batch), batch_size,
+                    min_samples=max(1, round(MIN_SAMPLES * scale)),
+                    min_time_s=MIN_TIME_S * scale, max_time_s=MAX_TIME_S * scale,
+                    cold_load_s=0.0 if taken else cold_load_s, progress=progress)
+        taken.append(1)
+        return m
+
+    return timer
+
+
+def time_model(runner: Runner, signature: str, inputs: Mapping[str, np.ndarray],
+               sizes: Sequence[int], *, cold: bool = True,
+               progress: Callable[[int], Progress | None] = lambda bs: None,
+               ) -> tuple[dict[int, Measurement], list[str]]:
+    """Measure ``signature`` of ``runner`` (a copy loaded for timing only) at each batch size
+    in ascending order; ``cold`` says whether the copy's load time belongs to these figures.
+
+    Returns the measurements and notes on sizes skipped for lack of samples. ``record``
+    stores exactly this; ``compare`` measures its candidate through :func:`model_timer` in the
+    same order with the same budget.
+    """
+    result: dict[int, Measurement] = {}
+    notes: list[str] = []
+    for bs in timing_sizes(sizes, inputs):
+        batch = slice_batch(inputs, bs)
+        if batch is None:
+            notes.append(f"latency at batch size {bs} skipped: only {num_rows(inputs)} "
+                         "samples were recorded")
+            continue
+        timer = model_timer(runner, signature, batch, bs,
+                            cold_load_s=runner.load_seconds if cold and not result else 0.0,
+                            progress=progress(bs))
+        result[bs] = timer(1.0)
+    return result, notes
+
+
+def timing_sizes(sizes: Sequence[int], inputs: Mapping[str, np.ndarray]) -> list[int]:
+    """The batch sizes timed, in the order they are timed: ascending, so every copy sees its
+    first call of each shape in the same order (a tracing model specializes on the shapes
+    it meets first). A signature without inputs is the same call at any "batch size"."""
+    ordered = sorted(set(sizes))
+    return ordered[:1] if not inputs else ordered

@@ -118,6 +118,9 @@ def latency_to_json(result: ComparisonResult) -> dict[str, Any] | None:
             "baseline_p90_ms": _num(c.baseline.p90 / 1e6),
             "candidate_p50_ms": _num(c.candidate.p50 / 1e6),
             "candidate_p90_ms": _num(c.candidate.p90 / 1e6),
+            "calibration_ratio": _num(c.calibration_ratio),
+            "machine_factor": _num(c.machine_factor),
+            "uncorrected_ratio": _num(c.uncorrected_ratio),
             "note": c.note,
         } for c in result.latency],
     }

@@ -38,11 +38,12 @@ def test_record_stores_latency_baselines(cli, chains, tmp_path: Path) -> None:
             assert key in env
     shown = cli("show", golden)
     assert "latency" in shown.stdout and "p50 ms" in shown.stdout
-    # Stored mode on the same machine. The limit is widened to 2x here: this test checks
-    # the mechanics (modes, fields, verdict plumbing); the gate's false-alarm rate under load
-    # is measured by benchmarks/latency_gate.py, not asserted by a timed unit test.
+    # Stored mode on the same machine. The limit is widened to 10x here (a loaded 2-core box
+    # has shown 2x between sessions): this test checks the mechanics (modes, fields, verdict
+    # plumbing); the gate's error rates under load are measured by benchmarks/latency_gate.py,
+    # not asserted by a timed test.
     cfg = tmp_path / "wide.toml"
-    cfg.write_text("[latency]\nstored_max_drift = 1.0\n")
+    cfg.write_text("[latency]\nstored_max_drift = 9.0\n")
     res = cli("compare", chains["base"], "--golden", golden, "--report-json", tmp_path / "r.json",
               "--config", cfg)
     assert res.code == 0, res
@@ -52,7 +53,7 @@ def test_record_stores_latency_baselines(cli, chains, tmp_path: Path) -> None:
     for b in lat["batches"]:
         for key in ("ratio", "ci_low", "ci_high", "p_value", "limit"):
             assert key in b
-        assert b["limit"] == pytest.approx(2.0)
+        assert b["limit"] == pytest.approx(10.0)
 
 
 def test_side_by_side_gate_catches_a_slowdown(cli, chains, tmp_path: Path) -> None:
@@ -101,7 +102,7 @@ def test_multi_signature_latency_names_its_signature(cli, two_sig_model: Path,
     assert cli("record", two_sig_model, "--golden", golden, "--signature", "all",
                "--num-samples", "8", "--latency-batch-sizes", "1").code == 0
     wide = tmp_path / "wide.toml"  # mechanics only, as above
-    wide.write_text("[latency]\nstored_max_drift = 1.0\n")
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
     res = cli("compare", two_sig_model, "--golden", golden, "--report-json",
               tmp_path / "r.json", "--junit", tmp_path / "j.xml", "--config", wide)
     assert res.code == 0, res
@@ -109,3 +110,41 @@ def test_multi_signature_latency_names_its_signature(cli, two_sig_model: Path,
     assert sorted(b["signature"] for b in batches) == ["embed", "serving_default"]
     junit = (tmp_path / "j.xml").read_text()
     assert 'name="embed/batch_1"' in junit and 'name="serving_default/batch_1"' in junit
+
+
+def test_self_check_reports_the_machine_factor(cli, chains, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert cli("record", chains["base"], "--golden", golden, "--num-samples", "8",
+               "--batch-size", "8", "--latency-batch-sizes", "1").code == 0
+    wide = tmp_path / "wide.toml"  # mechanics only: the numbers are the benchmark's job
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
+    res = cli("compare", chains["slow"], "--golden", golden, "--self-check", "--config", wide,
+              "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    (b,) = json.loads((tmp_path / "r.json").read_text())["latency"]["batches"]
+    assert b["machine_factor"] > 0 and b["calibration_ratio"] > 0
+    # The corrected ratio is the uncorrected one divided by the machine factor.
+    assert b["ratio"] == pytest.approx(b["uncorrected_ratio"] / b["machine_factor"], rel=0.02)
+    assert "self-check" in b["note"] and "uncorrected ratio" in b["note"]
+
+
+def test_self_check_without_the_golden_model_falls_back(cli, tmp_path: Path) -> None:
+    from tests.fixtures.models import save_matmul_chain
+
+    model = save_matmul_chain(tmp_path / "gone", depth=2)
+    keep = save_matmul_chain(tmp_path / "kept", depth=2)
+    golden = tmp_path / "g.h5"
+    assert cli("record", model, "--golden", golden, "--num-samples", "8",
+               "--latency-batch-sizes", "1").code == 0
+    import shutil
+
+    shutil.rmtree(model)
+    wide = tmp_path / "wide.toml"
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
+    res = cli("compare", keep, "--golden", golden, "--self-check", "--config", wide,
+              "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert any("--self-check skipped" in w and "no longer on disk" in w
+               for w in doc["warnings"])
+    assert doc["latency"]["batches"][0]["machine_factor"] is None
