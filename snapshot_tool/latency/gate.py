@@ -71,6 +71,9 @@ class LatencyCheck:
     machine_factor: float | None = None
     #: Stored mode: median candidate / median stored sample, before any correction.
     uncorrected_ratio: float | None = None
+    #: Stored mode: the verdict against the uncorrected stored samples (equal to
+    #: ``verdict`` without a self-check).
+    uncorrected_verdict: Verdict | None = None
 
     @property
     def passed(self) -> bool:
@@ -301,6 +304,12 @@ def gate_stored(
         est, factor, base = estimate(taken)
         verdict = decide(est, stored_max_drift, alpha)
     uncorrected = float(np.median(taken.candidate) / np.median(recorded))
+    plain = verdict
+    if factor is not None and same:
+        # What the stored gate says without the correction, on the same samples: the
+        # report and the benchmark set the two verdicts side by side.
+        plain = decide(independent_ratio_estimate(recorded, taken.candidate, seed=seed,
+                                                  limit=limit), stored_max_drift, alpha)
     machine = _machine_note(cal_ratio, factor)
     if not same:
         scaled = ("stored samples scaled by the self-check" if factor is not None else
@@ -341,4 +350,5 @@ def gate_stored(
         calibration_ratio=cal_ratio,
         machine_factor=None if factor is None else factor.ratio,
         uncorrected_ratio=uncorrected,
+        uncorrected_verdict=_as_verdict(plain) if plain != "advisory" else "advisory",
     )

@@ -121,6 +121,7 @@ def latency_to_json(result: ComparisonResult) -> dict[str, Any] | None:
             "calibration_ratio": _num(c.calibration_ratio),
             "machine_factor": _num(c.machine_factor),
             "uncorrected_ratio": _num(c.uncorrected_ratio),
+            "uncorrected_verdict": c.uncorrected_verdict,
             "note": c.note,
         } for c in result.latency],
     }

@@ -293,12 +293,6 @@ def _stored(samples: np.ndarray, batch: int = 1) -> Measurement:
                          cold_load_s=0.0, stats=summarize(arr))
 
 
-def _timer(fn: Callable[[], object], *, min_time_s: float = 0.05) -> Timer:
-    """A fast Timer for tests: the same ``measure`` with a small budget."""
-    return lambda scale: measure(fn, 1, min_samples=int(20 * scale),
-                                 min_time_s=min_time_s * scale, max_time_s=0.5 * scale)
-
-
 def _fixed(samples_ns: np.ndarray, seen: list[str] | None = None, name: str = "") -> Timer:
     """A Timer returning fixed samples (no timing at all), logging its calls."""
     arr = np.asarray(samples_ns, dtype=np.int64)
@@ -314,14 +308,17 @@ def _fixed(samples_ns: np.ndarray, seen: list[str] | None = None, name: str = ""
 
 def test_gate_stored_same_environment_uses_statistics() -> None:
     fp = environment_fingerprint({"intra_op": 1})
-    # Stored run was 2 ms per call; the candidate sleeps 1 ms: clearly not slower.
-    fast = gate_stored(_stored(np.full(40, 2_000_000)), fp, 0.01, _timer(_sleeper(0.001)), 1,
+    # Timers are fakes (fixed samples): a slept call takes 4x longer on a loaded box.
+    rng = np.random.default_rng(2)
+    one_ms = rng.integers(990_000, 1_010_000, 40)
+    # Stored run was 2 ms per call; the candidate takes 1 ms: clearly not slower.
+    fast = gate_stored(_stored(np.full(40, 2_000_000)), fp, 0.01, _fixed(one_ms), 1,
                        0.25, fingerprint=fp, calibration_s=0.01)
     assert fast.verdict == "pass" and fast.mode == "stored" and fast.note == ""
     assert fast.calibration_ratio == pytest.approx(1.0) and fast.machine_factor is None
-    # Stored run was 1 ms; the candidate sleeps 3 ms: a regression.
+    # Stored run was 1 ms; the candidate takes 3 ms: a regression.
     slow = gate_stored(_stored(np.full(40, 1_050_000) + np.arange(40) * 1000), fp, 0.01,
-                       _timer(_sleeper(0.003)), 1, 0.25, fingerprint=fp, calibration_s=0.01)
+                       _fixed(one_ms * 3), 1, 0.25, fingerprint=fp, calibration_s=0.01)
     assert slow.verdict == "fail" and not slow.passed and "stored_max_drift" in slow.note
     assert slow.uncorrected_ratio == pytest.approx(slow.ratio)
 
@@ -355,6 +352,7 @@ def test_gate_stored_self_check_scales_the_baseline_by_the_machine_factor() -> N
     assert check.ratio == pytest.approx(1.0, abs=0.01) and check.verdict == "pass"
     assert check.baseline.p50 == pytest.approx(np.median(now), rel=0.01)
     assert "self-check" in check.note and "uncorrected ratio 1.4" in check.note
+    assert check.uncorrected_verdict == "fail"  # what the uncorrected stored gate says
     # The same correction cannot hide a real slowdown: candidate 1.5x the golden's model now.
     slow = gate_stored(_stored(recorded), fp, 0.01, _fixed((now * 1.5).astype(np.int64)), 1,
                        0.25, fingerprint=fp, calibration_s=0.01, self_check=_fixed(now))
@@ -365,13 +363,13 @@ def test_gate_stored_other_machine_is_advisory_and_scaled() -> None:
     fp = environment_fingerprint({"intra_op": 1})
     other = dict(fp, cpu_model="Some Other CPU")
     check = gate_stored(
-        _stored(np.full(40, 1_000_000)), other, 0.010, _timer(_sleeper(0.003), min_time_s=0.02),
+        _stored(np.full(40, 1_000_000)), other, 0.010, _fixed(np.full(40, 3_000_000)),
         1, 0.25, fingerprint=fp, calibration_s=0.020,
     )
     assert check.verdict == "advisory" and check.passed
     assert "cpu_model" in check.note and "calibration workload 2.000x" in check.note
-    # Stored 1 ms scaled x2 = 2 ms; candidate ~3 ms -> ~1.5x, not ~3x.
-    assert 1.2 < check.ratio < 2.5
+    # Stored 1 ms scaled x2 = 2 ms; candidate 3 ms -> 1.5x, not 3x.
+    assert check.ratio == pytest.approx(1.5)
     assert check.baseline.p50 == pytest.approx(2_000_000)
 
 
