@@ -1,6 +1,7 @@
-"""Benchmark the side-by-side latency gate on real TensorFlow models.
+"""Benchmark the latency gates on real TensorFlow models.
 
     .venv/bin/python benchmarks/latency_gate.py [--trials 20] [--rounds 30]
+    .venv/bin/python benchmarks/latency_gate.py --stored [--goldens 3] [--trials 3]
 
 A latency gate is only worth having if it (1) never cries wolf on identical models and
 (2) always catches a big slowdown. This builds small TF models (a chain of matmul+tanh
@@ -26,14 +27,36 @@ ops make each call's time depend on whether another process holds the second cor
 is noise the gate then has to see through; single-threaded ops measure the model's work.
 It is also what a careful user sets for latency goldens, and the fingerprint records it.
 
-Not part of the test suite: it takes a few minutes.
+**Stored mode** (``--stored``) runs the real CLI, one process per command as in CI: a chain
+model is saved as a SavedModel with slower variants (about 1.3x and 1.5x, depth calibrated
+and then measured interleaved in bare TensorFlow at each batch size, with the tool's own
+thread settings), ``--goldens`` goldens are recorded from the unchanged model in separate
+processes, then ``--trials`` rounds each run ``compare --self-check`` of the unchanged model
+(a re-export: same weights, other files), the 1.3x and the 1.5x variant against every golden,
+in a rotated order. Each compare reports, per batch size, the stored ratio as recorded
+(``uncorrected_ratio``, and the verdict the plain stored gate gives on those samples), the
+machine factor from the self-check, and the corrected ratio and verdict. It prints, per
+golden and batch size, the median stored ratio of the unchanged model, and the fail counts
+of both slowdowns with and without the correction, with the load average at each step.
+The plain figures come from the same runs as the corrected ones (the candidate samples of a
+self-checked run are two measurement blocks, a plain run's one): one set of processes shows
+both gates on the same machine states.
+
+Not part of the test suite: it takes a few minutes (``--stored``: ~30 s per command on a
+loaded 2-core box).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import os
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -135,10 +158,21 @@ def calibrate_depths(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--trials", type=int, default=20, help="comparisons per scenario")
+    p.add_argument("--trials", type=int, default=None,
+                   help="comparisons per scenario (default 20; --stored: rounds over the "
+                        "goldens, default 3)")
     p.add_argument("--rounds", type=int, default=30, help="ABBA rounds per comparison")
     p.add_argument("-v", "--verbose", action="store_true", help="one line per comparison")
+    p.add_argument("--stored", action="store_true",
+                   help="benchmark stored mode through the CLI instead (see the docstring)")
+    p.add_argument("--goldens", type=int, default=3, help="--stored: goldens to record")
+    p.add_argument("--stored-max-drift", type=float, default=0.25,
+                   help="--stored: [latency] stored_max_drift for the compares")
     args = p.parse_args(argv)
+    if args.stored:
+        args.trials = args.trials or 3
+        return stored_main(args)
+    args.trials = args.trials or 20
 
     from snapshot_tool.models.base import import_tf
 
@@ -224,6 +258,201 @@ def main(argv: list[str] | None = None) -> int:
           f"{med_gate / 1e3:.0f} us: ratio {med_gate / bare_base:.3f}")
     print(f"total {time.perf_counter() - started:.0f} s for {len(scenarios) * n} comparisons")
     return 0 if fa == 0 and fa_within == 0 and det15 == n else 1
+
+
+# --------------------------------------------------------------------------- stored mode
+
+STORED_WIDTH = 256
+STORED_SIZES = (1, 16)
+STORED_BASE_DEPTH = 24
+
+
+def save_chain(tf: Any, path: Path, depth: int) -> Path:
+    """A SavedModel of ``depth`` matmul+tanh layers whose output does not depend on depth
+    (so every variant passes the outputs check and only latency differs)."""
+
+    class Chain(tf.Module):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            rng = np.random.default_rng(0)
+            w = rng.standard_normal((STORED_WIDTH, STORED_WIDTH)) / np.sqrt(STORED_WIDTH)
+            self.w = tf.Variable(w.astype(np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, STORED_WIDTH], tf.float32,
+                                                    name="x")])
+        def serve(self, x: Any) -> dict[str, Any]:
+            h = x
+            for _ in range(depth):
+                h = tf.tanh(tf.matmul(h, self.w))
+            return {"y": x * 2.0 + 0.0 * tf.reduce_sum(h)}
+
+    m = Chain()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return path
+
+
+def _loaded_fn(tf: Any, path: Path, bs: int) -> Callable[[], object]:
+    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
+    x = tf.constant(np.random.default_rng(1).standard_normal((bs, STORED_WIDTH))
+                    .astype(np.float32))
+    return lambda: {k: v.numpy() for k, v in fn(x=x).items()}
+
+
+def stored_depths(tf: Any, root: Path, targets: tuple[float, ...]
+                  ) -> tuple[dict[float, int], list[str]]:
+    """Depths closest to each target slowdown, averaged over the stored batch sizes in log
+    terms (per-call overhead makes batch 1 scale less than batch 16)."""
+    probe = (STORED_BASE_DEPTH, 2 * STORED_BASE_DEPTH)
+    paths = {d: save_chain(tf, root / f"probe_{d}", d) for d in probe}
+    fits = {}
+    for bs in STORED_SIZES:
+        t = [bare_median_ns(_loaded_fn(tf, paths[d], bs), calls=200) for d in probe]
+        b, a = np.polyfit(probe, t, 1)
+        fits[bs] = (a, b)
+    lines = [f"bare-TF fit at batch {bs}: {b / 1e3:.1f} us/layer + {a / 1e3:.0f} us per call"
+             for bs, (a, b) in fits.items()]
+
+    def ratio(depth: int, bs: int) -> float:
+        a, b = fits[bs]
+        return float((a + b * depth) / (a + b * STORED_BASE_DEPTH))
+
+    depths = {}
+    for r in targets:
+        cands = range(STORED_BASE_DEPTH + 1, 6 * STORED_BASE_DEPTH)
+        depths[r] = min(cands, key=lambda d: sum(math.log(ratio(d, bs) / r) ** 2
+                                                 for bs in STORED_SIZES))
+    return depths, lines
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "snapshot_tool", *args], env=env,
+                          capture_output=True, text=True, check=False)
+
+
+def _load() -> float:
+    return os.getloadavg()[0]
+
+
+def stored_main(args: argparse.Namespace) -> int:
+    from snapshot_tool.latency.fingerprint import calibrate, fix_threads
+    from snapshot_tool.models.base import import_tf
+
+    tf = import_tf()
+    threads = fix_threads()  # the tool's own settings, so the bare-TF ratios are its ratios
+    root = Path(tempfile.mkdtemp(prefix="latency_stored_"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+               TF_CPP_MIN_LOG_LEVEL="3")
+    loads: list[float] = [_load()]
+    try:
+        depths, lines = stored_depths(tf, root, (1.3, 1.5))
+        base = save_chain(tf, root / "base", STORED_BASE_DEPTH)
+        models = {"unchanged": save_chain(tf, root / "base_reexport", STORED_BASE_DEPTH),
+                  "1.3x": save_chain(tf, root / "slow13", depths[1.3]),
+                  "1.5x": save_chain(tf, root / "slow15", depths[1.5])}
+        print(f"threads {threads}, calibration workload {calibrate() * 1e3:.2f} ms, "
+              f"load average {_load():.2f}")
+        print(f"model: {STORED_BASE_DEPTH} x (matmul [bs x {STORED_WIDTH}] @ "
+              f"[{STORED_WIDTH} x {STORED_WIDTH}] + tanh), batch sizes {STORED_SIZES}")
+        for line in lines:
+            print("  " + line)
+        true: dict[str, dict[int, float]] = {}
+        for name, path in models.items():
+            true[name] = {bs: bare_ratio(_loaded_fn(tf, base, bs), _loaded_fn(tf, path, bs),
+                                         calls=200) for bs in STORED_SIZES}
+            depth = STORED_BASE_DEPTH if name == "unchanged" else depths[float(name[:-1])]
+            print(f"  {name:<9} depth {depth:>3}: bare-TF slowdown "
+                  + ", ".join(f"batch {bs} {r:.3f}x" for bs, r in true[name].items()))
+        cfg = root / "snapshot.toml"
+        cfg.write_text(f"[latency]\nstored_max_drift = {args.stored_max_drift}\n")
+        sizes = ",".join(str(b) for b in STORED_SIZES)
+        goldens = []
+        for g in range(args.goldens):
+            golden = root / f"golden_{g}.h5"
+            res = _run(["record", str(base), "--golden", str(golden), "--num-samples",
+                        str(max(STORED_SIZES)), "--batch-size", str(max(STORED_SIZES)),
+                        "--latency-batch-sizes", sizes], env)
+            loads.append(_load())
+            if res.returncode != 0:
+                print(f"record failed: {res.stderr.strip()[-500:]}")
+                return 2
+            goldens.append(golden)
+            print(f"recorded golden {g} (load average {loads[-1]:.2f})")
+        rows: list[dict[str, Any]] = []
+        names = list(models)
+        started = time.perf_counter()
+        for trial in range(args.trials):
+            for gi, golden in enumerate(goldens):
+                # Rotate the order so no candidate always runs first after a record.
+                k = (trial + gi) % len(names)
+                for name in names[k:] + names[:k]:
+                    report = root / "r.json"
+                    res = _run(["compare", str(models[name]), "--golden", str(golden),
+                                "--self-check", "--config", str(cfg), "--report-json",
+                                str(report)], env)
+                    loads.append(_load())
+                    if not report.exists():
+                        print(f"compare failed: {res.stderr.strip()[-500:]}")
+                        return 2
+                    for b in json.loads(report.read_text())["latency"]["batches"]:
+                        rows.append(dict(b, golden=gi, candidate=name, trial=trial,
+                                         load=loads[-1]))
+                        if args.verbose:
+                            print(f"  trial {trial} golden {gi} {name:<9} batch "
+                                  f"{b['batch_size']:>2}: stored {b['uncorrected_ratio']:.3f} "
+                                  f"({b['uncorrected_verdict']}), machine "
+                                  f"{b['machine_factor']:.3f}, corrected {b['ratio']:.3f} "
+                                  f"({b['verdict']}), load {loads[-1]:.1f}")
+                    report.unlink()
+        print_stored(rows, args, true, loads, time.perf_counter() - started)
+        return 0
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def print_stored(rows: list[dict[str, Any]], args: argparse.Namespace,
+                 true: dict[str, dict[int, float]], loads: list[float], wall: float) -> None:
+    def sel(**kw: Any) -> list[dict[str, Any]]:
+        return [r for r in rows if all(r[k] == v for k, v in kw.items())]
+
+    limit = 1 + args.stored_max_drift
+    print()
+    print(f"unchanged model, median over {args.trials} compares per golden "
+          f"(stored limit {limit:.2f}x):")
+    print(f"{'golden':>6} {'batch':>5} {'stored ratio':>13} {'[min, max]':>15} "
+          f"{'machine':>8} {'corrected':>10} {'[min, max]':>15}")
+    for g in range(args.goldens):
+        for bs in STORED_SIZES:
+            rs = sel(golden=g, candidate="unchanged", batch_size=bs)
+            if not rs:
+                continue
+            raw = [r["uncorrected_ratio"] for r in rs]
+            cor = [r["ratio"] for r in rs]
+            mf = [r["machine_factor"] for r in rs]
+            print(f"{g:>6} {bs:>5} {statistics.median(raw):>12.3f}x "
+                  f"[{min(raw):.3f}, {max(raw):.3f}] {statistics.median(mf):>7.3f}x "
+                  f"{statistics.median(cor):>9.3f}x [{min(cor):.3f}, {max(cor):.3f}]")
+    print()
+    print("verdicts per compare (worst over batch sizes), plain stored gate / with --self-check:")
+    order = ("fail", "inconclusive", "advisory", "pass")
+    for name in ("unchanged", "1.3x", "1.5x"):
+        plain: Counter[str] = Counter()
+        fixed: Counter[str] = Counter()
+        for g in range(args.goldens):
+            for t in range(args.trials):
+                rs = sel(golden=g, candidate=name, trial=t)
+                if rs:
+                    plain[min((r["uncorrected_verdict"] for r in rs), key=order.index)] += 1
+                    fixed[min((r["verdict"] for r in rs), key=order.index)] += 1
+        n = sum(plain.values())
+        bare = ", ".join(f"{r:.2f}x" for r in true[name].values())
+        print(f"  {name:<9} (bare-TF {bare}): plain fail {plain['fail']}/{n} "
+              f"(inconclusive {plain['inconclusive']}, pass {plain['pass']}); "
+              f"self-check fail {fixed['fail']}/{n} (inconclusive {fixed['inconclusive']}, "
+              f"pass {fixed['pass']})")
+    print()
+    print(f"load average (1 min) over the run: min {min(loads):.2f}, median "
+          f"{statistics.median(loads):.2f}, max {max(loads):.2f}; "
+          f"{len(rows) // len(STORED_SIZES)} compares in {wall:.0f} s")
 
 
 if __name__ == "__main__":

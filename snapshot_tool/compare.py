@@ -424,13 +424,14 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
     sizes ascending, :func:`~snapshot_tool.latency.measure.model_timer`'s budget.
 
     With ``self_check`` a copy of the golden's own model (``model_path`` in the golden, if
-    its files are unchanged) is timed in the same process, in blocks golden, candidate,
-    candidate, golden per batch size; the stored samples are scaled by how much slower or
-    faster it runs now than at record (the machine factor) before the test.
+    its files are unchanged) is then timed side by side with the candidate's copy in ABBA
+    rounds; the verdict is the candidate against the golden's model as the machine is now,
+    and the machine factor (golden's model now / stored) is reported (see
+    :func:`~snapshot_tool.latency.gate.gate_stored`).
     """
     from snapshot_tool.latency.fingerprint import calibrate, environment_fingerprint
-    from snapshot_tool.latency.gate import gate_stored
-    from snapshot_tool.latency.measure import Measurement, Timer, model_timer
+    from snapshot_tool.latency.gate import SelfCheck, gate_stored
+    from snapshot_tool.latency.measure import Measurement, model_timer
     from snapshot_tool.latency.stats import summarize
 
     checks: list[LatencyCheck] = []
@@ -462,16 +463,16 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
                 cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
                 stats=summarize(rec.samples_ns))
             stage = stage_progress(progress, f"latency batch {bs}")
-            own_timer: Timer | None = None
+            pair: SelfCheck | None = None
             if mine is not None:
-                own_timer = model_timer(mine, sg.signature, own_batch, bs,
-                                        progress=stage_progress(
-                                            progress, f"latency self-check batch {bs}"))
+                pair = (lambda b=own_batch: mine.run(sg.signature, b),
+                        lambda b=batch: copy.run(signature, b))
             check = gate_stored(
                 stored, golden.environment, float(rec.attrs.get("calibration", 0.0)),
                 model_timer(copy, signature, batch, bs, progress=stage),
                 bs, config.latency.stored_max_drift, fingerprint=fingerprint,
-                calibration_s=calibration, self_check=own_timer)
+                calibration_s=calibration, self_check=pair,
+                progress=stage_progress(progress, f"latency self-check batch {bs}"))
             if golden_kind != kind and check.verdict != "advisory":
                 # A TFLite or Keras candidate against a SavedModel's stored timings compares
                 # two runtimes, not two versions of a model: report it, never gate on it.

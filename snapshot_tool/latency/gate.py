@@ -7,7 +7,7 @@ from __future__ import annotations
 import gc
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -20,7 +20,6 @@ from snapshot_tool.latency.fingerprint import (
 from snapshot_tool.latency.measure import Measurement, Progress, Timer, call_ns, warm_up
 from snapshot_tool.latency.stats import (
     ALPHA,
-    FloatArray,
     IntArray,
     LatencyStats,
     RatioEstimate,
@@ -200,37 +199,16 @@ def gate_side_by_side(
     )
 
 
-@dataclass(frozen=True)
-class _Taken:
-    """Candidate samples and, with a self-check, the golden's own model re-timed beside it."""
-
-    candidate: IntArray
-    golden_now: IntArray | None
+#: The golden's own model and the candidate, each a callable running one batch: the
+#: self-check times them side by side (ABBA rounds) in the candidate's process.
+SelfCheck = tuple[Callable[[], object], Callable[[], object]]
 
 
-def _take(candidate: Timer, self_check: Timer | None, scale: float) -> _Taken:
-    if self_check is None:
-        return _Taken(candidate(scale).samples_ns, None)
-    # Golden, candidate, candidate, golden: drift of the machine during the four
-    # measurements weighs on both sides alike, and neither always goes first.
-    g1 = self_check(scale).samples_ns
-    c1 = candidate(scale).samples_ns
-    c2 = candidate(scale).samples_ns
-    g2 = self_check(scale).samples_ns
-    return _Taken(np.concatenate([c1, c2]), np.concatenate([g1, g2]))
-
-
-def _pool(a: _Taken, b: _Taken) -> _Taken:
-    now = None if a.golden_now is None or b.golden_now is None else np.concatenate(
-        [a.golden_now, b.golden_now])
-    return _Taken(np.concatenate([a.candidate, b.candidate]), now)
-
-
-def _machine_note(calibration_ratio: float | None, factor: RatioEstimate | None) -> str:
+def _machine_note(calibration_ratio: float | None, factor: float | None) -> str:
     parts = []
     if factor is not None:
-        parts.append(f"the golden's own model now takes {factor.ratio:.3f}x its recorded time "
-                     f"(self-check, 95% CI {factor.ci_low:.3f}-{factor.ci_high:.3f})")
+        parts.append(f"the golden's own model now takes {factor:.3f}x its recorded time "
+                     "(self-check)")
     if calibration_ratio is not None:
         parts.append(f"the calibration workload {calibration_ratio:.3f}x")
     return "machine vs record: " + ", ".join(parts) if parts else ""
@@ -247,28 +225,36 @@ def gate_stored(
     seed: int = 0,
     fingerprint: Mapping[str, object] | None = None,
     calibration_s: float | None = None,
-    self_check: Timer | None = None,
+    self_check: SelfCheck | None = None,
+    self_check_rounds: int = 30,
+    progress: Progress | None = None,
     alpha: float = ALPHA,
 ) -> LatencyCheck:
     """Measure the candidate now and compare it with a golden's stored samples.
 
-    ``candidate`` and ``self_check`` are timers (``timer(scale) -> Measurement``),
-    normally :func:`~snapshot_tool.latency.measure.model_timer` of a freshly loaded copy: the
-    routine ``record`` measured the stored samples with. ``fingerprint`` is this
-    environment's (default :func:`environment_fingerprint` with no thread settings).
+    ``candidate`` is a timer (``timer(scale) -> Measurement``), normally
+    :func:`~snapshot_tool.latency.measure.model_timer` of a freshly loaded copy: the routine
+    ``record`` measured the stored samples with. ``fingerprint`` is this environment's
+    (default :func:`environment_fingerprint` with no thread settings). The calibration
+    workload is timed now (``calibration_s`` overrides) and its ratio to the recorded one
+    is reported as ``calibration_ratio``.
 
-    The calibration workload is timed now (``calibration_s`` overrides) and its ratio to the
-    recorded one is reported as ``calibration_ratio``. With ``self_check`` (the golden's own
-    model, timed in blocks golden, candidate, candidate, golden), the **machine factor** is
-    median(golden's model now) / median(stored samples); the stored samples are multiplied
-    by it before the test, so the verdict asks "is the candidate slower than the golden's
-    model is *today*", and ``uncorrected_ratio`` keeps candidate / stored as recorded.
+    Without ``self_check``: if the fingerprints match, the verdict comes from
+    :func:`independent_ratio_estimate` and :func:`decide` against ``1 + stored_max_drift``
+    (measuring once more with twice the budget, pooled, on inconclusive); if not, the stored
+    samples are scaled by the calibration ratio and the verdict is ``"advisory"``.
 
-    If the fingerprints match, the verdict comes from :func:`independent_ratio_estimate` and
-    :func:`decide` against ``1 + stored_max_drift`` (measuring once more with twice the
-    budget, pooled, on inconclusive). If not, the stored samples are scaled by the machine
-    factor (or, without a self-check, by the calibration ratio) and the verdict is
-    ``"advisory"``: reported, never failing.
+    With ``self_check`` (golden's model, candidate), the two are also timed side by side in
+    ABBA rounds (:func:`gate_side_by_side` against ``1 + stored_max_drift``), so load that
+    differs between the record session and this one divides out:
+
+    * ``machine_factor`` = median call of the golden's model in those rounds / median stored
+      sample: "the machine is this many times what it was at record";
+    * the baseline becomes the stored samples times ``machine_factor``, and the verdict,
+      ratio, interval and p-value are those of the rounds: median over rounds of candidate /
+      golden's model, i.e. the candidate against the golden's model as the machine is now;
+    * ``uncorrected_ratio`` / ``uncorrected_verdict`` keep the plain stored comparison of
+      the ``candidate`` measurement, made first.
     """
     if stored.batch_size != batch_size:
         raise ValueError(
@@ -284,71 +270,72 @@ def gate_stored(
         cal_now = calibrate() if calibration_s is None else calibration_s
         cal_ratio = cal_now / stored_calibration_s
     recorded = stored.samples_ns.astype(np.float64)
+    base = recorded * cal_ratio if not same and cal_ratio is not None else recorded
 
-    def estimate(taken: _Taken) -> tuple[RatioEstimate, RatioEstimate | None, FloatArray]:
-        factor = None
-        base = recorded
-        if taken.golden_now is not None:
-            factor = independent_ratio_estimate(recorded, taken.golden_now, seed=seed)
-            base = recorded * factor.ratio
-        elif not same and cal_ratio is not None:
-            base = recorded * cal_ratio
-        return independent_ratio_estimate(base, taken.candidate, seed=seed,
-                                          limit=limit), factor, base
-
-    taken = _take(candidate, self_check, 1.0)
-    est, factor, base = estimate(taken)
+    cand: IntArray = candidate(1.0).samples_ns
+    est = independent_ratio_estimate(base, cand, seed=seed, limit=limit)
     verdict = decide(est, stored_max_drift, alpha) if same else "advisory"
     if verdict == "inconclusive":
-        taken = _pool(taken, _take(candidate, self_check, 2.0))
-        est, factor, base = estimate(taken)
+        cand = np.concatenate([cand, candidate(2.0).samples_ns])
+        est = independent_ratio_estimate(base, cand, seed=seed, limit=limit)
         verdict = decide(est, stored_max_drift, alpha)
-    uncorrected = float(np.median(taken.candidate) / np.median(recorded))
-    plain = verdict
-    if factor is not None and same:
-        # What the stored gate says without the correction, on the same samples: the
-        # report and the benchmark set the two verdicts side by side.
-        plain = decide(independent_ratio_estimate(recorded, taken.candidate, seed=seed,
-                                                  limit=limit), stored_max_drift, alpha)
-    machine = _machine_note(cal_ratio, factor)
-    if not same:
-        scaled = ("stored samples scaled by the self-check" if factor is not None else
-                  "stored samples scaled by the calibration workload" if cal_ratio is not None
-                  else "stored samples not scaled (no calibration recorded)")
-        note = (
-            f"{why}; {scaled}; {machine + '; ' if machine else ''}candidate is "
-            f"~{est.ratio:.2f}x the golden's latency (advisory only, never fails: timings "
-            f"from different machines are not comparable). For a gating check, record the "
-            f"golden on this machine type or use --baseline-model for a side-by-side run."
-        )
-    else:
+    uncorrected = float(np.median(cand) / np.median(recorded))
+    plain = LatencyCheck(
+        batch_size=batch_size, mode="stored",
+        verdict="advisory" if verdict == "advisory" else _as_verdict(verdict),
+        baseline=summarize(base), candidate=summarize(cand), ratio=est.ratio,
+        ci_low=est.ci_low, ci_high=est.ci_high, p_value=est.p_value, limit=limit,
+        rounds=int(cand.size), calibration_ratio=cal_ratio, uncorrected_ratio=uncorrected,
+        baseline_samples_ns=kept_samples(base), candidate_samples_ns=kept_samples(cand))
+    plain = replace(plain, uncorrected_verdict=plain.verdict)
+
+    if self_check is None:
+        machine = _machine_note(cal_ratio, None)
+        if not same:
+            return replace(plain, note=_advisory_note(why, machine, est.ratio, cal_ratio))
         described = _describe(est, verdict, key="stored_max_drift",
-                              rounds_word=f"{taken.candidate.size} calls")
-        if factor is not None:
-            machine += f"; stored baseline scaled by it (uncorrected ratio {uncorrected:.3f}x)"
+                              rounds_word=f"{cand.size} calls")
         # A plain pass stays quiet unless the machine itself moved enough to matter.
         moved = cal_ratio is not None and abs(cal_ratio - 1.0) > _CALIBRATION_NOTABLE
-        shown = machine if factor is not None or verdict != "pass" or moved else ""
-        if moved and factor is None:
+        shown = machine if verdict != "pass" or moved else ""
+        if moved:
             shown += "; compare --self-check re-times the golden's own model to correct for it"
-        note = "; ".join(x for x in (described, shown) if x)
-    return LatencyCheck(
-        batch_size=batch_size,
-        mode="stored",
-        verdict=_as_verdict(verdict) if verdict != "advisory" else "advisory",
-        baseline=summarize(base),
-        candidate=summarize(taken.candidate),
-        baseline_samples_ns=kept_samples(base),
-        candidate_samples_ns=kept_samples(taken.candidate),
-        ratio=est.ratio,
-        ci_low=est.ci_low,
-        ci_high=est.ci_high,
-        p_value=est.p_value,
-        limit=limit,
-        rounds=int(taken.candidate.size),
-        note=note,
-        calibration_ratio=cal_ratio,
-        machine_factor=None if factor is None else factor.ratio,
-        uncorrected_ratio=uncorrected,
-        uncorrected_verdict=_as_verdict(plain) if plain != "advisory" else "advisory",
+        return replace(plain, note="; ".join(x for x in (described, shown) if x))
+
+    golden_fn, candidate_fn = self_check
+    sbs = gate_side_by_side(golden_fn, candidate_fn, batch_size, stored_max_drift,
+                            rounds=self_check_rounds, seed=seed, progress=progress,
+                            alpha=alpha)
+    factor = float(sbs.baseline.p50 / np.median(recorded))
+    machine = _machine_note(cal_ratio, factor)
+    if not same:
+        note = _advisory_note(why, machine, sbs.ratio, None)
+        corrected_verdict: Verdict = "advisory"
+    else:
+        corrected_verdict = sbs.verdict
+        described = _describe(
+            RatioEstimate(sbs.ratio, sbs.ci_low, sbs.ci_high, sbs.p_value, limit),
+            corrected_verdict, key="stored_max_drift",
+            rounds_word=f"{sbs.rounds} ABBA rounds against the golden's own model")
+        note = "; ".join(x for x in (
+            described, f"{machine}; candidate vs the golden's model side by side "
+            f"{sbs.ratio:.3f}x, vs the stored samples as recorded {uncorrected:.3f}x "
+            f"(uncorrected verdict: {plain.verdict})") if x)
+    return replace(
+        plain, verdict=corrected_verdict, baseline=summarize(recorded * factor),
+        candidate=sbs.candidate, ratio=sbs.ratio, ci_low=sbs.ci_low, ci_high=sbs.ci_high,
+        p_value=sbs.p_value, rounds=sbs.rounds, machine_factor=factor, note=note,
+        baseline_samples_ns=kept_samples(recorded * factor),
+        candidate_samples_ns=sbs.candidate_samples_ns)
+
+
+def _advisory_note(why: str, machine: str, ratio: float, cal_ratio: float | None) -> str:
+    scaled = ("stored samples scaled by the calibration workload" if cal_ratio is not None
+              else "the golden's own model timed side by side (self-check)" if machine
+              else "stored samples not scaled (no calibration recorded)")
+    return (
+        f"{why}; {scaled}; {machine + '; ' if machine else ''}candidate is ~{ratio:.2f}x "
+        f"the golden's latency (advisory only, never fails: timings from different machines "
+        f"are not comparable). For a gating check, record the golden on this machine type or "
+        f"use --baseline-model for a side-by-side run."
     )

@@ -1,9 +1,9 @@
 """Timing one callable: warm-up until stable, then timed calls; and which batch sizes are
 timed on which slice of the inputs.
 
-:func:`time_model` is the one routine ``record`` (the stored baseline), ``compare`` (the
-candidate in stored mode) and ``compare --self-check`` (the golden's own model, re-timed) all
-measure with, so a stored ratio compares like with like. Each measurement runs on a copy of
+:func:`time_model` / :func:`model_timer` are the one routine ``record`` (the stored
+baseline) and ``compare`` (the candidate in stored mode) measure with, so a stored ratio
+compares like with like. Each measurement runs on a copy of
 the model loaded for timing only, after the outputs run has finished and before anything is
 written, one signature at a time, batch sizes in ascending order, with the same warm-up and
 with the garbage collector collected then paused (see :func:`measure`). Before this, ``record``
@@ -189,9 +189,9 @@ def _measure(
     ))
     total = max(total, min(min_samples, max_samples), 1)
 
-    # Start the timed phase from a clean heap (the collector is paused, but warm-up may
-    # have left cycles whose memory is better returned before the timed calls).
-    gc.collect()
+    # gc_paused collected before the warm-up; a second full collection here would cost
+    # another second or more in a process holding TensorFlow, for the few cycles warm-up
+    # calls leave.
     samples: list[int] = []
     min_ns, max_ns = int(min_time_s * 1e9), int(max_time_s * 1e9)
     start = last_report = time.perf_counter_ns()
