@@ -301,6 +301,23 @@ def _loaded_fn(tf: Any, path: Path, bs: int) -> Callable[[], object]:
     return lambda: {k: v.numpy() for k, v in fn(x=x).items()}
 
 
+def slow_variant(tf: Any, root: Path, base: Path, target: float) -> tuple[int, Path]:
+    """A variant at least ``target`` times slower than ``base`` at every stored batch size
+    in bare TensorFlow (interleaved calls): depth grows from ``target`` x the base depth
+    until it is, since the per-call overhead makes a batch of 1 scale less than the depth."""
+    depth = round(STORED_BASE_DEPTH * target)
+    for _ in range(4):
+        path = save_chain(tf, root / f"slow_{target:g}_{depth}", depth)
+        worst = min(bare_ratio(_loaded_fn(tf, base, bs), _loaded_fn(tf, path, bs), calls=100)
+                    for bs in STORED_SIZES)
+        if worst >= target:
+            break
+        # Extra layers add time linearly; scale them by how far the worst size fell short.
+        extra = (depth - STORED_BASE_DEPTH) * (target - 1.0) / max(worst - 1.0, 0.05)
+        depth = max(depth + 1, round(STORED_BASE_DEPTH + extra))
+    return depth, path
+
+
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "snapshot_tool", *args], env=env,
                           capture_output=True, text=True, check=False)
@@ -321,13 +338,11 @@ def stored_main(args: argparse.Namespace) -> int:
                TF_CPP_MIN_LOG_LEVEL="3")
     loads: list[float] = [_load()]
     try:
-        # Depth in proportion to the target: the bare-TF ratios measured below say how close
-        # that came at each batch size (fitting depths on a loaded box was noisier).
-        depths = {r: round(STORED_BASE_DEPTH * r) for r in args.slowdowns}
         base = save_chain(tf, root / "base", STORED_BASE_DEPTH)
         models = {"unchanged": save_chain(tf, root / "base_reexport", STORED_BASE_DEPTH)}
+        depths = {}
         for r in args.slowdowns:
-            models[f"{r:g}x"] = save_chain(tf, root / f"slow_{r:g}", depths[r])
+            depths[r], models[f"{r:g}x"] = slow_variant(tf, root, base, r)
         print(f"threads {threads}, calibration workload {calibrate() * 1e3:.2f} ms, "
               f"load average {_load():.2f}")
         print(f"model: {STORED_BASE_DEPTH} x (matmul [bs x {STORED_WIDTH}] @ "
