@@ -314,6 +314,15 @@ def _tflite_interpreter(path: Path) -> Any:
                            f"({first_line(exc)})") from None
 
 
+def _dequantized(value: np.ndarray, detail: Mapping[str, Any]) -> np.ndarray:
+    """A quantized tensor as the real numbers it stands for, so an int8 model's
+    intermediates compare with a float model's: ``(q - zero_point) * scale``."""
+    scale, zero_point = (detail.get("quantization") or (0.0, 0))[:2]
+    if not scale or value.dtype.kind not in "iu":
+        return value
+    return ((value.astype(np.float32) - np.float32(zero_point)) * np.float32(scale))
+
+
 def _trace_tflite(path: Path, signature: str, feeds: Mapping[str, np.ndarray], tag: str
                   ) -> Trace:
     import warnings
@@ -352,7 +361,7 @@ def _trace_tflite(path: Path, signature: str, feeds: Mapping[str, np.ndarray], t
         # names this value.
         aliases = tuple(a.removeprefix("serving_default_") for a in raw.split(";")[:1] if a)
         try:
-            value = np.array(it.get_tensor(i))
+            value = _dequantized(np.array(it.get_tensor(i)), details.get(i, {}))
         except ValueError:
             return
         name = node_name(i)

@@ -128,3 +128,15 @@ def test_control_flow_is_traced_and_an_untraceable_graph_says_why(work: Path) ->
     loc = localize(fx.save_table(work / "table_changed", scale=2.0), golden)
     assert loc.status == "unsupported"
     assert "cannot be evaluated in the traced graph" in loc.reason
+
+
+def test_quantized_tflite_intermediates_are_dequantized(cnn: dict[str, Path],
+                                                         work: Path) -> None:
+    golden = _golden(cnn["export"], work, inputs=True)
+    quantized = fx.convert_tflite_int8(cnn["export"], work / "int8.tflite", fx.cnn_inputs(16))
+    loc = localize(quantized, golden)
+    assert loc.status == "localized", loc.reason
+    assert loc.first is not None and "conv_a" in loc.first.layer  # quantization starts there
+    # Compared as the real numbers the int8 values stand for: a small relative error, not
+    # the raw integers against floats.
+    assert loc.first.relative_error is not None and loc.first.relative_error < 0.05
