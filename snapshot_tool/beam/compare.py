@@ -78,19 +78,9 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
     warnings = _check_renames(head, names, cfg, rename or {}) + _early_warnings(head, names,
                                                                                cfg)
     batch_size = _batch_size(head)
-    from snapshot_tool.models.load import load_model
-
     progress("planning", 0, 1)
-    with load_model(model_path, tag=tag) as model:
-        warnings += [f"candidate: {n}" for n in model.notes]
-        candidate_sigs: dict[str, str] = {}
-        for name in names:
-            sig, note = _candidate_signature(model, name, single=len(names) == 1)
-            candidate_sigs[name] = sig.name
-            _, fit_note = _fit_inputs(sig, head.signatures[name], model, renames=cfg.rename)
-            _, name_notes = output_names(head.signatures[name], {o.name for o in sig.outputs},
-                                         cfg.rename)
-            warnings += [n for n in (note, fit_note) if n] + name_notes
+    candidate_sigs, notes = _candidate(model_path, tag, head, names, cfg)
+    warnings += notes
     if baseline_model is not None:
         warnings.append("--baseline-model is only used to time latency; it was ignored "
                         "because of " + ("--runner beam" if latency else "--no-latency"))
@@ -116,6 +106,26 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
                             warnings=tuple(warnings), config_source=cfg.source,
                             baseline_model=str(baseline_model)
                             if baseline_model is not None else None)
+
+
+def _candidate(model_path: str | Path, tag: str, head: Golden, names: list[str], cfg: Config
+               ) -> tuple[dict[str, str], list[str]]:
+    """The candidate's signature for each of the golden's, and the notes an in-process run
+    gives on its interface, checked on the golden's first rows before any worker starts."""
+    from snapshot_tool.models.load import load_model
+
+    candidate_sigs: dict[str, str] = {}
+    warnings: list[str] = []
+    with load_model(model_path, tag=tag) as model:
+        warnings += [f"candidate: {n}" for n in model.notes]
+        for name in names:
+            sig, note = _candidate_signature(model, name, single=len(names) == 1)
+            candidate_sigs[name] = sig.name
+            _, fit_note = _fit_inputs(sig, head.signatures[name], model, renames=cfg.rename)
+            _, name_notes = output_names(head.signatures[name], {o.name for o in sig.outputs},
+                                         cfg.rename)
+            warnings += [n for n in (note, fit_note) if n] + name_notes
+    return candidate_sigs, warnings
 
 
 def _signatures(head: Golden, signature: str | None) -> list[str]:

@@ -53,8 +53,8 @@ def record_beam(model_path: str | Path, golden_path: str | Path, *,
         raise InputsError("--labels needs --inputs: labels describe particular samples, "
                           "and synthesized inputs have no ground truth")
     label_values, exclude, source = _labels(labels, inputs)
-    from snapshot_tool.latency.fingerprint import environment, fix_threads
-    from snapshot_tool.models.load import load_model, model_digest
+    from snapshot_tool.latency.fingerprint import fix_threads
+    from snapshot_tool.models.load import load_model
     from snapshot_tool.record import _signatures_to_record
 
     threads = fix_threads()
@@ -68,21 +68,11 @@ def record_beam(model_path: str | Path, golden_path: str | Path, *,
         raise InputsError(f"labels {source} have {label_values.shape[0]} rows but the inputs "
                           f"have {rows} samples; give one label per sample")
     multi = len(sigs) > 1
-    attrs: dict[str, Any] = {
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "tool_version": __version__, "model_path": str(model_path),
-        "model_digest": model_digest(model_path), "model_kind": kind,
-        "signature": sigs[0].name if not multi else "all", "seed": seed,
-        "num_samples": rows, "batch_size": batch_size,
-        "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
-        "tag": tag,
-        "environment": json.dumps(environment(threads), sort_keys=True, default=str)}
+    attrs = _root_attrs(model_path, kind, sigs, seed, rows, batch_size, inputs, tag, threads)
     thresholds = {(s.name, o.name): cfg.decision_threshold(output_prefix(s.name, multi)
                                                            + o.name)
                   for s in sigs for o in s.outputs}
-    step = _shard_rows(rows, shards, batch_size)
-    starts = list(range(0, rows, step))
-    items = [Shard(i, len(starts), a, min(a + step, rows)) for i, a in enumerate(starts)]
+    items = _shards(rows, shards, batch_size)
     staging = sharded.staging_dir(golden)
     try:
         job = RecordJob(str(model_path), tag, tuple(s.name for s in sigs),
@@ -105,11 +95,31 @@ def record_beam(model_path: str | Path, golden_path: str | Path, *,
                         tuple(recorded), tuple(warnings + notes))
 
 
-def _shard_rows(rows: int, shards: int, batch_size: int) -> int:
-    """Rows per shard: about ``rows / shards``, rounded up to whole batches, so an output
-    without a batch dimension (one entry per batch) splits where its rows do."""
+def _root_attrs(model_path: str | Path, kind: str, sigs: list[SignatureInfo], seed: int,
+                rows: int, batch_size: int, inputs: str | Path | None, tag: str,
+                threads: dict[str, int]) -> dict[str, Any]:
+    """The golden's root info, as an in-process record writes it."""
+    from snapshot_tool.latency.fingerprint import environment
+    from snapshot_tool.models.load import model_digest
+
+    return {
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "tool_version": __version__, "model_path": str(model_path),
+        "model_digest": model_digest(model_path), "model_kind": kind,
+        "signature": sigs[0].name if len(sigs) == 1 else "all", "seed": seed,
+        "num_samples": rows, "batch_size": batch_size,
+        "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+        "tag": tag,
+        "environment": json.dumps(environment(threads), sort_keys=True, default=str)}
+
+
+def _shards(rows: int, shards: int, batch_size: int) -> list[Shard]:
+    """About ``rows / shards`` rows each, rounded up to whole batches, so an output without a
+    batch dimension (one entry per batch) splits where its rows do."""
     per = math.ceil(rows / shards)
-    return max(batch_size, math.ceil(per / batch_size) * batch_size)
+    step = max(batch_size, math.ceil(per / batch_size) * batch_size)
+    starts = list(range(0, rows, step))
+    return [Shard(i, len(starts), a, min(a + step, rows)) for i, a in enumerate(starts)]
 
 
 def _check_numbers(batch_size: int, seed: int, shards: int) -> None:
