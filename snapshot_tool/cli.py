@@ -301,7 +301,8 @@ def compare(
     for item in quiet_lines if quiet else console_renderables(result):
         # Lines of text are not folded: paths and commands must survive copy and paste.
         out.print(item, soft_wrap=isinstance(item, str))
-    if where is not None:
+    # --quiet prints nothing on a pass; a localization with nothing to localize is no news.
+    if where is not None and not (quiet and where.status == "passed"):
         from snapshot_tool.diagnose.render import localization_lines
 
         # Plain print: tensor names hold brackets that rich would read as markup.

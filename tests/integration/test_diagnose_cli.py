@@ -51,6 +51,9 @@ def test_localize_that_cannot_run_says_why_and_keeps_the_verdict(
     assert "does not exist" in res.stdout
     ok = cli("compare", tf1["golden_model"], "--golden", golden, "--no-latency", "--localize")
     assert ok.code == 0 and "nothing to localize" in ok.stdout
+    quiet = cli("compare", tf1["golden_model"], "--golden", golden, "--no-latency",
+                "--localize", "--quiet")
+    assert quiet.code == 0 and "localize" not in quiet.stdout
 
 
 def test_calibrate_writes_a_config_that_passes_and_fails_as_declared(
