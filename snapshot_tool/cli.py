@@ -268,7 +268,7 @@ def compare(
                                       tag=tag, latency=latency, baseline_model=timing_baseline,
                                       latency_strict=latency_strict,
                                       beam_args=beam_arg or (), progress=progress,
-                                      rename=renames,
+                                      rename=renames, save_obtained=mode,
                                       error_summaries=True if html is not None else None)
             else:
                 result = do_compare(model, golden, config=config, signature=signature,

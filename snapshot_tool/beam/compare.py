@@ -17,6 +17,7 @@ from snapshot_tool.beam import LATENCY_NOTE, pipeline_args, require_beam
 from snapshot_tool.beam.work import CompareJob, OutputPartial, OutputPlan, execute
 from snapshot_tool.compare import (
     ComparisonResult,
+    SaveObtained,
     _batch_size,
     _candidate_signature,
     _check_renames,
@@ -44,6 +45,8 @@ if TYPE_CHECKING:
 
 # Ranges per worker when splitting a single-file golden: enough to even out stragglers.
 RANGES = 16
+OBTAINED_NOTE = ("no obtained golden was written: --runner beam does not write one yet; "
+                 "compare in-process to get G.obtained.h5 for review and `accept`")
 
 
 def compare_beam(model_path: str | Path, golden_path: str | Path, *,
@@ -53,8 +56,11 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
                  beam_args: Sequence[str] = (), ranges: int = RANGES,
                  progress: Progress = no_progress,
                  rename: Mapping[str, str] | None = None,
-                 error_summaries: bool | None = None) -> ComparisonResult:
-    """:func:`snapshot_tool.compare.compare` as a Beam pipeline (see the package doc)."""
+                 error_summaries: bool | None = None,
+                 save_obtained: SaveObtained = "never") -> ComparisonResult:
+    """:func:`snapshot_tool.compare.compare` as a Beam pipeline (see the package doc).
+    ``save_obtained`` is not carried out yet: a run that would write an obtained golden
+    says so in a warning instead."""
     require_beam()
     flags = pipeline_args(beam_args)
     from snapshot_tool.golden.describe import describe_golden
@@ -100,12 +106,15 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
         sig_diffs = _diffs(head.signatures[name], name, results, shapes, error_summaries)
         diffs.extend(sig_diffs)
         checks.extend(_metric_checks(head, name, sig_diffs, results, cfg))
-    return ComparisonResult(golden=str(p), model=str(model_path), signatures=tuple(names),
-                            outputs=tuple(diffs), metrics=tuple(checks), latency=(),
-                            latency_mode=None, latency_strict=latency_strict,
-                            warnings=tuple(warnings), config_source=cfg.source,
-                            baseline_model=str(baseline_model)
-                            if baseline_model is not None else None)
+    result = ComparisonResult(golden=str(p), model=str(model_path), signatures=tuple(names),
+                              outputs=tuple(diffs), metrics=tuple(checks), latency=(),
+                              latency_mode=None, latency_strict=latency_strict,
+                              warnings=tuple(warnings), config_source=cfg.source,
+                              baseline_model=str(baseline_model)
+                              if baseline_model is not None else None)
+    if save_obtained == "always" or (save_obtained == "on_failure" and not result.passed):
+        result = replace(result, warnings=(*result.warnings, OBTAINED_NOTE))
+    return result
 
 
 def _candidate(model_path: str | Path, tag: str, head: Golden, names: list[str], cfg: Config

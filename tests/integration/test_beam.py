@@ -250,6 +250,7 @@ def test_beam_smoke_through_the_cli(cli: Any, dense_model: Path, dense_changed: 
     res = cli("compare", dense_changed, "--golden", golden, "--runner", "beam",
               "--report-json", report)
     assert res.code == 1, res
+    assert "no obtained golden was written" in res.stdout + res.stderr
     # The in-process compare reads the sharded golden as one golden, with the same verdict.
     assert cli("compare", dense_changed, "--golden", golden, "--no-latency").code == 1
 
