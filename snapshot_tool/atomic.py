@@ -1,0 +1,150 @@
+"""Replacing a file whole: temp file beside the target, fsync, rename; nothing else ever.
+
+Goldens and reports go through here, so a crash, ``kill -9``, a full disk or
+``RLIMIT_FSIZE`` leaves either the old file or the new one, never a mix or a stub:
+
+- the temp name carries the writer's host and pid, so the next writer removes the temp
+  files of writers that died (``kill -9`` runs no cleanup), and never a live writer's;
+- the name is shortened to fit the file system's name limit (a legal 250-character golden
+  name must not fail because its temp name is longer);
+- a symlinked target is replaced at the link's destination, so the link stays a link;
+  a target that exists but is not a regular file (a device, a FIFO, a directory) is refused
+  rather than replaced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from snapshot_tool.errors import SnapshotToolError
+
+_SUFFIX = ".tmp"
+# ".<name prefix>.<host tag>.<pid>.<random>.tmp"
+_TEMP = re.compile(r"^\.(?P<name>.*)\.(?P<host>[0-9a-f]{6})\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def host_tag() -> str:
+    """Six hex digits naming this machine: pids are only comparable on one host, and a
+    folder on a network file system is shared by several."""
+    return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def temp_path(target: Path, pid: int | None = None) -> Path:
+    """A fresh temp name beside ``target`` for writer ``pid`` (default: this process)."""
+    tail = f".{host_tag()}.{os.getpid() if pid is None else pid}.{secrets.token_hex(4)}{_SUFFIX}"
+    room = max(1, _name_max(target.parent) - len(tail.encode()) - 1)
+    name = target.name.encode()[:room].decode("utf-8", "ignore")
+    return target.parent / f".{name}{tail}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def stale_temps(target: Path) -> list[Path]:
+    """Temp files for ``target`` left by writers on this host that are no longer running."""
+    try:
+        entries = list(target.parent.iterdir())
+    except OSError:
+        return []
+    mine = host_tag()
+    stale = []
+    for entry in entries:
+        m = _TEMP.match(entry.name)
+        if (m and m["host"] == mine and target.name.startswith(m["name"])
+                and not _pid_alive(int(m["pid"]))):
+            stale.append(entry)
+    return stale
+
+
+def clean_stale_temps(target: Path) -> None:
+    for p in stale_temps(target):
+        with contextlib.suppress(OSError):
+            p.unlink()
+
+
+def resolve_target(path: Path) -> Path:
+    """Where a write to ``path`` must land: through symlinks to the real file, which must be
+    a regular file if it exists."""
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if real.exists() and not real.is_file():
+        what = "a directory" if real.is_dir() else "not a regular file"
+        shown = f"{path} (-> {real})" if real != path else str(path)
+        raise SnapshotToolError(f"{shown} is {what}; give the path of a regular file to "
+                                "write")
+    return real
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename is only durable once the directory entry is; not every platform lets a
+    # directory be opened, and the data is already safe on those that do not.
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextlib.contextmanager
+def replacing(path: str | Path) -> Iterator[Path]:
+    """Yield a temp path to write; on normal exit it is fsynced and renamed over ``path``
+    (its destination if a symlink), keeping the replaced file's mode. On any exception the
+    temp file is removed and ``path`` is untouched."""
+    target = resolve_target(Path(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(target)
+    tmp = temp_path(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    try:
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # A temp file is created 0600; the result gets the mode the replaced file had, or
+        # what a plain open() would have given it: goldens and reports are shared artefacts.
+        os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else _default_mode())
+        resolve_target(target)  # it may have become something else while we wrote
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    with replacing(path) as tmp:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()

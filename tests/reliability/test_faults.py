@@ -1,0 +1,235 @@
+"""Faults lose nothing: a writer killed at any point, a full disk (``RLIMIT_FSIZE``), a golden
+path that is a symlink or not a regular file, a long name. After each, the old golden is
+byte-identical, no temp file is left once the next run is over, and the user gets exit 2
+with one ``error:`` line."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from snapshot_tool.atomic import temp_path
+from tests.reliability.harness import run_cli
+
+# A writer that builds a golden big enough (~24 MB of incompressible float32) that the
+# write takes a while, so kills land inside it. No TensorFlow: the write is what is tested.
+WRITER = textwrap.dedent("""\
+    import sys
+    import numpy as np
+    from snapshot_tool.golden import write_golden, SignatureGolden
+    rng = np.random.default_rng(int(sys.argv[2]))
+    x = rng.normal(size=(int(sys.argv[3]), 64)).astype(np.float32)
+    sg = SignatureGolden("serving_default", {"x": x}, {"y": x * 2.0})
+    write_golden(sys.argv[1], {"signature": "serving_default", "seed": 0}, {"serving_default": sg},
+                 force=True)
+""")
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _write_small(path: Path, seed: int = 0) -> None:
+    subprocess.run([sys.executable, "-c", WRITER, str(path), str(seed), "64"], check=True,
+                   env=_env(), timeout=120)
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def _kill_during_write(golden: Path, rng: random.Random, rows: int) -> str:
+    """Start a writer, kill -9 it at a random point (half of the trials inside the write,
+    once its temp file exists), and say whether it finished first."""
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(golden), "1", str(rows)],
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        if rng.random() < 0.5:
+            deadline = time.monotonic() + 60
+            while not _temps(golden.parent) and proc.poll() is None:
+                if time.monotonic() > deadline:
+                    raise AssertionError("the writer never created its temp file")
+                time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.6))
+        finished = proc.poll() is not None
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    return "finished" if finished and proc.returncode == 0 else "killed"
+
+
+def _kill_trials(tmp_path: Path, trials: int, seed: int) -> None:
+    golden = tmp_path / "g.h5"
+    _write_small(golden)
+    old = golden.read_bytes()
+    rng = random.Random(seed)
+    killed = 0
+    for _ in range(trials):
+        outcome = _kill_during_write(golden, rng, rows=100_000)
+        if outcome == "killed":
+            killed += 1
+            assert golden.read_bytes() == old, "a killed writer changed the old golden"
+        else:
+            old = golden.read_bytes()
+        # The next run cleans what the dead writer left behind.
+        _write_small(golden, seed=2)
+        assert _temps(tmp_path) == [], "a dead writer's temp file survived the next run"
+        assert run_cli("verify", golden).code == 0
+        old = golden.read_bytes()
+    assert killed >= trials // 2, f"only {killed} of {trials} kills landed before the end"
+
+
+def test_kill_9_during_golden_write(tmp_path: Path) -> None:
+    _kill_trials(tmp_path, trials=20, seed=11)
+
+
+def _record_cmd(model: Path, golden: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "snapshot_tool", "record", str(model), "--golden",
+            str(golden), "--force", "--no-latency", *extra]
+
+
+@pytest.mark.slow
+def test_kill_9_during_record(dense_model: Path, tmp_path: Path) -> None:
+    """The real CLI, killed at random points from start-up to the end of its write."""
+    golden = tmp_path / "g.h5"
+    assert run_cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    old = golden.read_bytes()
+    rng = random.Random(7)
+    start = time.monotonic()
+    subprocess.run(_record_cmd(dense_model, tmp_path / "timing.h5", "--num-samples", "40000"),
+                   env=_env(), check=True, capture_output=True, timeout=600)
+    duration = time.monotonic() - start
+    (tmp_path / "timing.h5").unlink()
+    for _ in range(20):
+        proc = subprocess.Popen(_record_cmd(dense_model, golden, "--num-samples", "40000"),
+                                env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, duration * 0.98))
+        done = proc.poll() is not None
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if not done:
+            assert golden.read_bytes() == old
+        assert run_cli("record", dense_model, "--golden", golden, "--no-latency",
+                       "--force").code == 0
+        assert _temps(tmp_path) == []
+        old = golden.read_bytes()
+
+
+def _limit_file_size(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def _run_limited(cmd: list[str], limit: int) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600,
+                          preexec_fn=lambda: _limit_file_size(limit))
+
+
+def _assert_one_error(res: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "WARNING" not in ln]
+    assert res.returncode == 2, (res.returncode, res.stderr[-2000:])
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr[-2000:]
+    for frag in fragments:
+        assert frag in lines[0], (frag, lines[0])
+
+
+def test_disk_full_while_writing_golden(tmp_path: Path) -> None:
+    """The golden writer under RLIMIT_FSIZE: the write fails (EFBIG), nothing is lost."""
+    golden = tmp_path / "g.h5"
+    _write_small(golden)
+    old = golden.read_bytes()
+    res = _run_limited([sys.executable, "-c", _cli_wrapped(WRITER), str(golden), "3", "20000"],
+                       limit=len(old) + 4096)
+    _assert_one_error(res, "g.h5")
+    assert golden.read_bytes() == old
+    assert _temps(tmp_path) == []
+
+
+def _cli_wrapped(code: str) -> str:
+    """``code`` run under the CLI's error handling, so failures print as the CLI's do."""
+    return ("import sys\nfrom snapshot_tool.cli import user_errors\nimport typer\n"
+            "try:\n    with user_errors():\n"
+            + textwrap.indent(code, "        ")
+            + "\nexcept typer.Exit as e:\n    sys.exit(e.exit_code)\n")
+
+
+def test_disk_full_during_record(dense_model: Path, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert run_cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    old = golden.read_bytes()
+    res = _run_limited(_record_cmd(dense_model, golden, "--num-samples", "20000"),
+                       limit=len(old) + 4096)
+    _assert_one_error(res)
+    assert golden.read_bytes() == old
+    assert _temps(tmp_path) == []
+
+
+def test_disk_full_while_writing_reports(dense_model: Path, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    assert run_cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    report = tmp_path / "report.json"
+    report.write_text("{}\n")
+    res = _run_limited([sys.executable, "-m", "snapshot_tool", "compare", str(dense_model),
+                        "--golden", str(golden), "--no-latency", "--report-json",
+                        str(report)], limit=16)
+    _assert_one_error(res, "report.json")
+    assert report.read_text() == "{}\n", "a failed report write must leave the old report"
+    assert _temps(tmp_path) == []
+
+
+def test_record_through_symlink_replaces_target(dense_model: Path, tmp_path: Path) -> None:
+    real_dir = tmp_path / "store"
+    real_dir.mkdir()
+    target = real_dir / "real.h5"
+    assert run_cli("record", dense_model, "--golden", target, "--no-latency").code == 0
+    link = tmp_path / "link.h5"
+    link.symlink_to(target)
+    res = run_cli("record", dense_model, "--golden", link, "--no-latency", "--force",
+                  "--num-samples", "8")
+    assert res.code == 0, res
+    assert link.is_symlink(), "the link was replaced by a plain file"
+    assert run_cli("verify", target).code == 0
+    assert run_cli("show", link, "--json").code == 0
+    assert _temps(tmp_path) == [] and _temps(real_dir) == []
+
+
+def test_record_refuses_non_regular_target(dense_model: Path, tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.h5"
+    link.symlink_to(fifo)
+    for path in (fifo, link):
+        res = run_cli("record", dense_model, "--golden", path, "--no-latency", "--force")
+        assert res.clean_error, res
+        assert "not a regular file" in res.stderr
+    assert fifo.exists() and not fifo.is_file() and link.is_symlink()
+
+
+def test_long_golden_name(dense_model: Path, tmp_path: Path) -> None:
+    golden = tmp_path / ("g" * 247 + ".h5")  # 250 characters: legal on every common fs
+    res = run_cli("record", dense_model, "--golden", golden, "--no-latency")
+    assert res.code == 0, res
+    assert run_cli("verify", golden).code == 0
+    assert _temps(tmp_path) == []
+
+
+def test_stale_temp_of_live_writer_is_kept(tmp_path: Path) -> None:
+    """Only dead writers' temp files are removed: a concurrent writer's is not touched."""
+    golden = tmp_path / "g.h5"
+    _write_small(golden)
+    live = temp_path(golden)  # named as this (live) process's own temp file
+    live.write_bytes(b"in progress")
+    _write_small(golden, seed=3)
+    assert live.exists()

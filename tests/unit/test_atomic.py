@@ -1,0 +1,70 @@
+"""Whole-file replacement: temp names, stale temps of dead writers, symlinks, non-regular
+targets, failures mid-write."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from snapshot_tool.atomic import replacing, stale_temps, temp_path, write_text
+from snapshot_tool.errors import SnapshotToolError
+
+
+def test_temp_name_fits_a_long_target(tmp_path: Path) -> None:
+    target = tmp_path / ("g" * 250)
+    tmp = temp_path(target)
+    assert len(tmp.name.encode()) <= 255 and tmp.parent == tmp_path
+    write_text(target, "ok")
+    assert target.read_text() == "ok"
+
+
+def test_failure_leaves_old_file_and_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), replacing(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("disk on fire")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_dead_writers_temps_are_removed_live_ones_kept(tmp_path: Path) -> None:
+    target = tmp_path / "g.h5"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = temp_path(target, pid=int(dead.stdout))
+    stale.write_bytes(b"left by kill -9")
+    live = temp_path(target)
+    live.write_bytes(b"being written")
+    other = temp_path(tmp_path / "other.h5", pid=int(dead.stdout))
+    other.write_bytes(b"another golden's")
+    assert stale_temps(target) == [stale]
+    write_text(target, "new")
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_symlink_target_replaced_link_kept(tmp_path: Path) -> None:
+    real = tmp_path / "store" / "real.json"
+    real.parent.mkdir()
+    real.write_text("old")
+    os.chmod(real, 0o640)
+    link = tmp_path / "link.json"
+    link.symlink_to(real)
+    write_text(link, "new")
+    assert link.is_symlink() and real.read_text() == "new"
+    assert real.stat().st_mode & 0o777 == 0o640
+
+
+def test_non_regular_targets_refused(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    link = tmp_path / "link"
+    link.symlink_to(fifo)
+    for target in (fifo, link, tmp_path):
+        with pytest.raises(SnapshotToolError, match="not a regular file|is a directory"):
+            write_text(target, "x")
+    assert [p.name for p in sorted(tmp_path.iterdir())] == ["fifo", "link"]
