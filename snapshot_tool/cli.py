@@ -119,6 +119,12 @@ RunnerOpt = Annotated[str, typer.Option(
     "--runner", help="in-process, or beam: an Apache Beam pipeline over workers (needs "
                      "snapshot-tool[beam]; latency is skipped). See README, \"Larger than "
                      "one machine\".", metavar="in-process|beam")]
+AllowOpsOpt = Annotated[str | None, typer.Option(
+    help="Let the model run these ops although they touch the file system or print (see "
+         "`inspect --scan`); comma-separated, e.g. PrintV2,ReadFile.", metavar="OP,OP")]
+RequireSignatureOpt = Annotated[bool, typer.Option(
+    help="Refuse a golden that is not signed with the HMAC key in SNAPSHOT_TOOL_HMAC_KEY "
+         "(see `record --sign`).")]
 BeamArgOpt = Annotated[list[str] | None, typer.Option(
     "--beam-arg", help="A Beam pipeline option KEY=VALUE, repeatable, e.g. "
                        "runner=DataflowRunner, direct_num_workers=2.", metavar="KEY=VALUE")]
@@ -156,10 +162,20 @@ def record(
     shards: Annotated[int, typer.Option(
         help="With --runner beam: shard goldens to write (the golden is a directory, "
              "G.h5.d).")] = 8,
+    sign: Annotated[bool, typer.Option(
+        help="Sign the golden with the HMAC key in the environment variable "
+             "SNAPSHOT_TOOL_HMAC_KEY, for `compare --require-signature`.")] = False,
+    allow_ops: AllowOpsOpt = None,
 ) -> None:
     """Run a known-good MODEL over fixed inputs and write a golden file."""
     with user_errors(), progress_bar(not quiet) as progress:
         _check_runner(runner, beam_arg)
+        from snapshot_tool.models.scan import parse_allow_ops
+
+        allowed = parse_allow_ops(allow_ops)
+        if runner == "beam" and (sign or allowed):
+            raise SnapshotToolError("--sign and --allow-ops are not available with "
+                                    "--runner beam yet")
         if runner == "beam":
             from snapshot_tool.beam.record import record_beam
 
@@ -175,7 +191,7 @@ def record(
                                num_samples=num_samples, batch_size=batch_size, force=force,
                                tag=tag, labels=labels, config=config, latency=latency,
                                latency_batch_sizes=_sizes(latency_batch_sizes),
-                               progress=progress)
+                               progress=progress, sign=sign, allow_ops=allowed)
     if quiet:
         return
     from rich.markup import escape
@@ -238,11 +254,19 @@ def compare(
         "--map", metavar="OLD=NEW",
         help="The candidate calls the golden's input or output OLD by the name NEW (a "
              "converter renamed it). Repeatable; adds to the config's [rename] table.")] = None,
+    require_signature: RequireSignatureOpt = False,
+    allow_ops: AllowOpsOpt = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         _check_runner(runner, beam_arg)
         from snapshot_tool.api import compare as do_compare
+        from snapshot_tool.models.scan import parse_allow_ops
+
+        allowed = parse_allow_ops(allow_ops)
+        if runner == "beam" and (require_signature or allowed):
+            raise SnapshotToolError("--require-signature and --allow-ops are not available "
+                                    "with --runner beam yet")
         from snapshot_tool.compare import SaveObtained
         from snapshot_tool.config import parse_renames
         from snapshot_tool.report.console import console_renderables, verdict_lines
@@ -276,7 +300,8 @@ def compare(
                                     latency_strict=latency_strict, self_check=self_check,
                                     progress=progress, save_obtained=mode,
                                     error_summaries=True if html is not None else None,
-                                    rename=renames)
+                                    rename=renames, require_signature=require_signature,
+                                    allow_ops=allowed)
         where = _localize(model, golden, config, signature, tag, baseline_model, result,
                           renames) if localize else None
         if report_json is not None:
@@ -427,11 +452,14 @@ def _sizes(text: str | None) -> list[int] | None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    # Whole or not at all: a CI step reading a half-written report would misreport.
+    from snapshot_tool.atomic import write_text
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        write_text(path, text)
     except OSError as exc:
-        raise SnapshotToolError(f"cannot write report {path}: {exc.strerror or exc}") from None
+        raise SnapshotToolError(f"cannot write report {path}: {exc.strerror or exc}; the "
+                                "previous report (if any) is unchanged") from None
 
 
 @app.command()
@@ -523,6 +551,9 @@ def inspect(
     model: ModelArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     tag: TagOpt = "serve",
+    scan: Annotated[bool, typer.Option(
+        "--scan", help="Also list, per signature, the ops it runs that touch the file "
+                       "system or print (what record and compare refuse).")] = False,
 ) -> None:
     """List a model's signatures with input/output names, dtypes and shapes."""
     with user_errors():
@@ -530,12 +561,16 @@ def inspect(
 
         loaded = load_model(model, tag=tag)
         sigs = loaded.signatures
+        found = loaded.scan() if scan else None
     if as_json:
-        doc = {"model": str(model), "kind": loaded.kind, "signatures": {
+        doc: dict[str, Any] = {"model": str(model), "kind": loaded.kind, "signatures": {
             name: {"method_name": s.method_name,
                    "inputs": [_spec_json(t) for t in s.inputs],
                    "outputs": [_spec_json(t) for t in s.outputs]}
             for name, s in sorted(sigs.items())}, "notes": list(loaded.notes)}
+        if scan:
+            # null: this kind of model is not scanned; [] per signature: nothing flagged.
+            doc["scan"] = found
         print(json.dumps(doc, indent=2))
         return
     out = _stdout()
@@ -549,6 +584,8 @@ def inspect(
             for t in specs:
                 out.print(f"  {kind} {t.describe()}{_SHAPE_SOURCES.get(t.shape_source, '')}",
                           markup=False)
+        if scan:
+            out.print(f"  scan {_scan_text(found, name)}", markup=False)
     for note in loaded.notes:
         out.print(f"\nnote: {note}", markup=False, soft_wrap=True)
 
@@ -560,6 +597,17 @@ _SHAPE_SOURCES = {
 }
 
 
+def _scan_text(found: dict[str, list[str]] | None, signature: str) -> str:
+    from snapshot_tool.models.scan import FLAGGED_OPS
+
+    if found is None:
+        return "not available for this kind of model"
+    ops = found.get(signature, [])
+    if not ops:
+        return "clean: no op touches the file system or prints"
+    return "FLAGGED: " + ", ".join(f"{op} ({FLAGGED_OPS[op]})" for op in ops)
+
+
 def _spec_json(t: Any) -> dict[str, Any]:
     return {"name": t.name, "dtype": t.dtype,
             "shape": None if t.shape is None else list(t.shape),
@@ -569,14 +617,18 @@ def _spec_json(t: Any) -> dict[str, Any]:
 @app.command()
 def verify(golden: Annotated[Path, typer.Argument(help="Golden HDF5 file.",
                                                   show_default=False, metavar="G.h5")],
-           quiet: QuietOpt = False) -> None:
-    """Check a golden's schema and checksums. Exit 0 intact, 2 not."""
+           quiet: QuietOpt = False,
+           require_signature: RequireSignatureOpt = False) -> None:
+    """Check a golden exactly as compare does before using it: schema, attribute types,
+    sizes, checksums, content digest (and signature). Exit 0 intact, 2 not."""
     with user_errors():
         from snapshot_tool.golden.io import verify_golden
 
-        n, version = verify_golden(golden)
+        found = verify_golden(golden, require_signature=require_signature)
     if not quiet:
-        print(f"ok: {golden} is intact (format v{version}, {n} tensors checked)")
+        signed = ", signed" if found.signed else ""
+        print(f"ok: {golden} is intact (format v{found.version}, {found.tensors} tensors and "
+              f"{found.datasets} datasets checked{signed})")
 
 
 @app.command()

@@ -8,7 +8,7 @@ stored samples. The verdict is one :class:`ComparisonResult`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -33,6 +33,7 @@ from snapshot_tool.latency.fingerprint import fix_threads
 from snapshot_tool.latency.measure import latency_sizes, slice_batch, timing_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model
+from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import output_prefix
 from snapshot_tool.progress import Progress, no_progress, stage_progress
 from snapshot_tool.tolerance import SPREAD_MARGIN, Tolerance, resolve
@@ -505,7 +506,8 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             progress: Progress = no_progress, save_obtained: SaveObtained = "never",
             obtained_path: str | Path | None = None,
             error_summaries: bool | None = None,
-            rename: Mapping[str, str] | None = None) -> ComparisonResult:
+            rename: Mapping[str, str] | None = None, require_signature: bool = False,
+            allow_ops: Sequence[str] = ()) -> ComparisonResult:
     """Replay a golden's inputs through a candidate and judge it against the golden.
 
     ``self_check`` (stored latency mode) re-times the golden's own model beside the
@@ -521,8 +523,13 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     report's plots); None only failing ones.
     ``rename`` maps golden input/output names to the candidate's (``--map``); it extends and
     overrides the config's ``[rename]`` table.
+
+    ``require_signature`` refuses a golden not signed with the key in
+    ``SNAPSHOT_TOOL_HMAC_KEY`` (for goldens from untrusted places). A candidate (or
+    baseline) whose signatures read, write or list files or print is refused before it
+    runs, unless each such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
     """
-    golden: Golden = read_golden(golden_path)
+    golden: Golden = read_golden(golden_path, require_signature=require_signature)
     if tag is None:
         tag = str(golden.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
@@ -554,6 +561,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     threads = fix_threads()
     with contextlib.ExitStack() as stack:
         model = stack.enter_context(load_model(model_path, tag=tag))
+        refuse_flagged(model, allowed_ops(allow_ops, cfg))
         baseline: Model | None = None
         if self_check and (baseline_model is not None or not latency):
             warnings_early.append("--self-check corrects the stored latency baseline; it was "
@@ -565,6 +573,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
         elif baseline_model is not None:
             try:
                 baseline = stack.enter_context(load_model(baseline_model, tag=tag))
+                refuse_flagged(baseline, allowed_ops(allow_ops, cfg))
             except ModelError as exc:
                 raise ModelError(f"--baseline-model: {exc}") from None
         batch_size = _batch_size(golden)

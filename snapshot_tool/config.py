@@ -97,6 +97,8 @@ class Config:
     source: str | None = None
     # Golden tensor name -> the candidate's name for it (inputs and outputs).
     rename: dict[str, str] = field(default_factory=dict)
+    # Ops a model may run although `inspect --scan` flags them (file system, printing).
+    allow_ops: tuple[str, ...] = ()
 
     def output(self, name: str) -> OutputConfig | None:
         """The config table for one output: an exact name beats a glob, then file order.
@@ -139,7 +141,7 @@ _TOL_KEYS = {"atol", "rtol", "max_mismatch_fraction", "nan_equal"}
 _OUTPUT_KEYS = _TOL_KEYS | {"task", "threshold", "metrics", "allow_dtype_change"}
 _THRESHOLD_KEYS = {"max_drop", "max_relative_drop", "min", "max"}
 _LATENCY_KEYS = {"max_drift", "stored_max_drift"}
-_TOP_KEYS = {"defaults", "outputs", "metrics", "latency", "rename"}
+_TOP_KEYS = {"defaults", "outputs", "metrics", "latency", "rename", "models"}
 
 
 def _where(src: str, path: str) -> str:
@@ -160,7 +162,8 @@ def _number(src: str, path: str, key: str, value: Any, *, lo: float = 0.0,
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{_where(src, path)}: {key} must be a number, got {value!r}")
     v = float(value)
-    if math.isnan(v) or v < lo or v > hi:
+    # inf is refused like nan: `atol = inf` would pass every candidate, which no limit means.
+    if not math.isfinite(v) or v < lo or v > hi:
         rng = f">= {lo:g}" if hi == math.inf else f"between {lo:g} and {hi:g}"
         raise ConfigError(f"{_where(src, path)}: {key} must be {rng}, got {value!r}")
     return v
@@ -252,7 +255,8 @@ def parse_config(data: dict[str, Any], source: str = "config") -> Config:
         )
     return Config(defaults=defaults, outputs=tuple(outputs), metrics=metrics,
                   latency=latency, source=source,
-                  rename=_renames(source, data.get("rename", {})))
+                  rename=_renames(source, data.get("rename", {})),
+                  allow_ops=_allow_ops(source, data))
 
 
 def _renames(src: str, value: Any) -> dict[str, str]:
@@ -277,6 +281,20 @@ def parse_renames(pairs: list[str]) -> dict[str, str]:
     return out
 
 
+def _allow_ops(source: str, data: dict[str, Any]) -> tuple[str, ...]:
+    if "models" not in data:
+        return ()
+    models = _table(source, "models", data["models"])
+    _unknown(source, "models", set(models), {"allow_ops"})
+    ops = models.get("allow_ops", [])
+    if not isinstance(ops, list) or not all(isinstance(op, str) for op in ops):
+        raise ConfigError(f"{_where(source, 'models')}: allow_ops must be a list of op names "
+                          'such as ["PrintV2"]')
+    # The names are checked against the scan's op list where models are loaded
+    # (models.scan.allowed_ops): config stays free of model code.
+    return tuple(ops)
+
+
 def load_config(path: str | Path | None) -> Config:
     """Load ``path``; with ``None``, look for ./snapshot.toml then ./pyproject.toml's table."""
     if path is None:
@@ -285,7 +303,7 @@ def load_config(path: str | Path | None) -> Config:
         elif Path("pyproject.toml").is_file():
             try:
                 doc = tomllib.loads(Path("pyproject.toml").read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError):
                 # Someone else's broken pyproject is not our input; the defaults apply.
                 return Config()
             tool = doc.get("tool")
@@ -303,6 +321,9 @@ def load_config(path: str | Path | None) -> Config:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+    except RecursionError:
+        # tomllib parses nested arrays recursively; thousands of levels exhaust the stack.
+        raise ConfigError(f"{p}: nested too deeply to be a snapshot-tool config") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{p}: cannot read: {exc}") from None
     if p.name == "pyproject.toml":

@@ -144,7 +144,7 @@ def _status_text(status: int) -> str:
     return f"exit status {os.waitstatus_to_exitcode(status)}"
 
 
-def call(target: str, args: list[Any], *, timeout: float, what: str,
+def call_isolated(target: str, args: list[Any], *, timeout: float, what: str,
          errors: dict[str, type[SnapshotToolError]] | None = None,
          fork: bool | None = None) -> Any:
     """``target(*args)`` in a child process, within ``timeout`` seconds.

@@ -31,6 +31,7 @@ from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model, model_digest
+from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import output_prefix
 from snapshot_tool.progress import Progress, no_progress, stage_progress
 
@@ -72,15 +73,26 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
            batch_size: int = 16, force: bool = False, tag: str = "serve",
            labels: str | None = None, config: Config | str | Path | None = None,
            latency: bool = True, latency_batch_sizes: Sequence[int] | None = None,
-           progress: Progress = no_progress) -> RecordResult:
+           progress: Progress = no_progress, sign: bool = False,
+           allow_ops: Sequence[str] = ()) -> RecordResult:
     """Run a known-good model over fixed inputs and write its golden file.
 
     ``labels`` (``FILE[:KEY]``) adds task metrics per output, computed with scikit-learn;
-    ``config`` supplies ``[outputs.NAME] task``/``threshold`` overrides for them.
+    ``config`` supplies ``[outputs.NAME] task``/``threshold`` overrides for them. ``sign``
+    signs the golden with the HMAC key in ``SNAPSHOT_TOOL_HMAC_KEY``. A model whose
+    signatures read, write or list files or print is refused before it runs, unless each
+    such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
     """
     golden = Path(golden_path)
     # Fail before the (possibly long) model run, not after it.
     check_writable(golden, force)
+    if sign:
+        from snapshot_tool.golden.digest import hmac_key
+        from snapshot_tool.golden.schema import HMAC_KEY_ENV
+
+        if hmac_key() is None:
+            raise InputsError(f"--sign needs the signing key in the environment variable "
+                              f"{HMAC_KEY_ENV}")
     if batch_size < 1:
         raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
     if not 0 <= seed < 2**63:
@@ -98,12 +110,13 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
             exclude = (label_spec.key or "labels",)
     threads = fix_threads()
     with load_model(model_path, tag=tag) as model:
+        refuse_flagged(model, allowed_ops(allow_ops, cfg))
         return _record_loaded(model, model_path, golden, signature=signature, inputs=inputs,
                               seed=seed, num_samples=num_samples, batch_size=batch_size,
                               force=force, tag=tag, cfg=cfg, label_spec=label_spec,
                               label_values=label_values, exclude=exclude, latency=latency,
                               latency_batch_sizes=latency_batch_sizes, threads=threads,
-                              progress=progress)
+                              progress=progress, sign=sign)
 
 
 def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
@@ -112,7 +125,7 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
                    label_spec: LabelsSpec | None, label_values: np.ndarray | None,
                    exclude: tuple[str, ...], latency: bool,
                    latency_batch_sizes: Sequence[int] | None, threads: dict[str, int],
-                   progress: Progress) -> RecordResult:
+                   progress: Progress, sign: bool) -> RecordResult:
     sigs = _signatures_to_record(model, signature)
     records: dict[str, SignatureGolden] = {}
     recorded: list[RecordedOutput] = []
@@ -182,7 +195,7 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
         "tag": tag,
         "environment": json.dumps(environment(threads), sort_keys=True, default=str),
     }
-    write_golden(golden, root_attrs, records, force=force)
+    write_golden(golden, root_attrs, records, force=force, sign=sign)
     return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,
                         batch_size, tuple(recorded), tuple(warnings))
 

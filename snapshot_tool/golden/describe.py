@@ -14,6 +14,7 @@ from snapshot_tool.golden.io import (
     open_golden,
     plain_attr,
     signature_groups,
+    verify_golden,
 )
 
 
@@ -24,6 +25,8 @@ def describe_golden(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if is_sharded(p):
         return describe_sharded(p)
+    # What show prints is what compare would use: a golden compare refuses is refused here.
+    verify_golden(p)
     with malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
         if isinstance(attrs.get("environment"), str):

@@ -1,25 +1,35 @@
 """Writing a golden (atomically: temp file + rename), reading it back with every checksum
 verified, verifying it in bounded memory, and the content hash of a tensor.
+
+Every read is bounded: :func:`verify_golden` (which ``read_golden`` and ``describe`` call
+first) parses the file in a child process with a time limit (:mod:`snapshot_tool.isolate`),
+so a file that sends HDF5's C code into an endless loop or a crash ends as one GoldenError.
+Only a file that child found valid is then opened by this process.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from snapshot_tool.atomic import replacing, resolve_target
 from snapshot_tool.dtypes import dtype_label as model_dtype_label
 from snapshot_tool.errors import GoldenError
+from snapshot_tool.golden import validate
 from snapshot_tool.golden.schema import (
+    CONTENT_DIGEST,
+    CONTENT_HMAC,
     FORMAT,
     FORMAT_VERSION,
+    HMAC_KEY_ENV,
     SUPPORTED_VERSIONS,
     Golden,
     LatencyRecord,
@@ -27,6 +37,7 @@ from snapshot_tool.golden.schema import (
     SignatureGolden,
     StoredMetric,
 )
+from snapshot_tool.isolate import ChildFailed, call_isolated
 
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
@@ -119,136 +130,206 @@ def _write_signature(root: Any, sg: SignatureGolden) -> None:
             g.attrs["task"] = om.task
             g.attrs["threshold"] = om.threshold
             for metric, sm in sorted(om.values.items()):
-                ds = g.create_dataset(metric, data=np.float64(sm.value))
+                value = np.float64(sm.value)
+                ds = g.create_dataset(metric, data=value)
                 ds.attrs["direction"] = sm.direction
+                ds.attrs["sha256"] = tensor_sha256(np.asarray(value))
     if sg.latency:
         g_l = root.create_group("latency")
         for bs, rec in sorted(sg.latency.items()):
             g = g_l.create_group(f"batch_{bs}")
-            ds = g.create_dataset("samples_ns", data=np.asarray(rec.samples_ns, dtype=np.int64))
+            samples = np.asarray(rec.samples_ns, dtype=np.int64)
+            ds = g.create_dataset("samples_ns", data=samples)
             for k, v in rec.attrs.items():
                 ds.attrs[k] = v
+            ds.attrs["sha256"] = tensor_sha256(samples)
             g.attrs["batch_size"] = bs
 
 
+class _DroppingFile(io.RawIOBase):
+    """The temp file as h5py's file object: after the first failed write (disk full,
+    RLIMIT_FSIZE) later writes are dropped instead of failing.
+
+    With HDF5's own POSIX driver a failed write leaves the file half-closed inside the
+    library, and HDF5 crashes the interpreter at exit trying to flush it again (exit 139).
+    Dropping writes lets h5py close the file cleanly; the error is raised afterwards, and
+    the temp file is deleted, so nothing dropped is ever read.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._fh = path.open("r+b", buffering=0)
+        self.error: OSError | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        return self._fh.readinto(buffer) or 0
+
+    def write(self, data: Any) -> int:
+        n = len(memoryview(data).cast("B"))
+        if self.error is None:
+            try:
+                view = memoryview(data).cast("B")
+                while view:
+                    view = view[self._fh.write(view) or 0:]
+            except OSError as exc:
+                self.error = exc
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._fh.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._fh.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        if self.error is None:
+            try:
+                return self._fh.truncate(size)
+            except OSError as exc:
+                self.error = exc
+        return self._fh.tell() if size is None else size
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self._fh.close()
+        super().close()
+
+
+# HDF5 1.10 file format: checksummed superblock, object headers, B-trees and heaps, so
+# damaged metadata is refused by HDF5 itself rather than parsed. Readable by HDF5 >= 1.10
+# (h5py >= 2.7); "latest" would lock out every reader older than this one's HDF5.
+LIBVER = ("v110", "v110")
+_WRITER_OWNED = frozenset({"format", "format_version", CONTENT_DIGEST, CONTENT_HMAC})
+
+
 def write_golden(path: str | Path, attrs: Mapping[str, Any],
-                 signatures: Mapping[str, SignatureGolden], *, force: bool = False) -> Path:
+                 signatures: Mapping[str, SignatureGolden], *, force: bool = False,
+                 sign: bool = False) -> Path:
     """Write a golden to a temp file beside ``path`` and rename it into place.
 
     The rename is atomic on POSIX filesystems, so readers see the old golden or the new
-    one, never a mix, and an interrupted record leaves the old golden untouched.
+    one, never a mix, and an interrupted record leaves the old golden untouched. A symlink
+    at ``path`` keeps pointing at the (replaced) golden. ``sign`` adds an HMAC of the
+    content digest with the key in ``SNAPSHOT_TOOL_HMAC_KEY``.
     """
-    import h5py
+    from snapshot_tool.golden.digest import hmac_key
 
     p = Path(path)
     check_writable(p, force)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    key = hmac_key() if sign else None
+    if sign and key is None:
+        raise GoldenError(f"--sign needs the signing key in the environment variable "
+                          f"{HMAC_KEY_ENV}")
+    with replacing(p) as tmp:
+        _write_file(tmp, p, attrs, signatures, key)
+        # A late check as well as the early one: another process may have created the
+        # golden while the model ran, and --force was not given to overwrite *that*.
+        check_writable(p, force)
+    return p
+
+
+def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
+                signatures: Mapping[str, SignatureGolden], key: bytes | None) -> None:
+    import h5py
+
+    from snapshot_tool.golden.digest import content_digest, sign
+
+    out = _DroppingFile(tmp)
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(out, "w", libver=LIBVER) as f:
+            # Attributes of a golden being rewritten (accept, shards) may carry its old
+            # format, digest and signature; this file gets its own.
+            for k, v in attrs.items():
+                if k not in _WRITER_OWNED:
+                    f.attrs[k] = v
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
-            for k, v in attrs.items():
-                f.attrs[k] = v
             if len(signatures) == 1:
                 _write_signature(f, next(iter(signatures.values())))
             else:
                 g = f.create_group("signatures")
                 for name, sg in sorted(signatures.items()):
                     _write_signature(g.create_group(name), sg)
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600 files; a golden is a shared artefact, so it gets the mode the
-        # replaced file had, or what a plain open() would have given it.
-        os.chmod(tmp, p.stat().st_mode & 0o7777 if p.exists() else _default_mode())
-        # A late check as well as the early one: another process may have created the
-        # golden while the model ran, and --force was not given to overwrite *that*.
-        check_writable(p, force)
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    return p
-
-
-def _default_mode() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+            digest = content_digest(f)
+            f.attrs[CONTENT_DIGEST] = digest
+            if key is not None:
+                f.attrs[CONTENT_HMAC] = sign(digest, key)
+    except Exception:
+        if out.error is None:
+            raise
+    finally:
+        out.close()
+    if out.error is not None:
+        reason = out.error.strerror or str(out.error)
+        raise GoldenError(f"cannot write golden {target}: {reason}; the old golden (if any) "
+                          "is unchanged") from None
 
 
 def check_writable(path: Path, force: bool) -> None:
     if path.is_dir():
         raise GoldenError(f"golden path {path} is a directory; give a file name such as "
                           f"{path / 'golden.h5'}")
+    resolve_target(path)
     if path.exists() and not force:
         raise GoldenError(f"golden {path} already exists; pass --force to replace it")
 
 
 @contextlib.contextmanager
 def open_golden(path: str | Path) -> Iterator[Any]:
-    """Open a golden read-only after the checks every reader needs."""
+    """Open a golden read-only after the checks every reader needs. Unbounded: call it on
+    a file :func:`verify_golden` passed, or inside the verifying child."""
     import h5py
 
     p = Path(path)
-    if not p.exists():
-        raise GoldenError(f"golden {str(p)!r} not found; record one with "
-                          f"`snapshot-tool record MODEL --golden {p}`")
-    if p.is_dir() or not h5py.is_hdf5(str(p)):
-        raise GoldenError(f"{p} is not an HDF5 file, so not a snapshot-tool golden")
+    _check_path(p)
     try:
         f = h5py.File(p, "r")
     except OSError as exc:
         raise GoldenError(f"cannot open golden {p}: {exc}") from None
     try:
-        fmt = attr_str(f.attrs.get("format"))
+        fmt = f.attrs.get("format")
         if fmt != FORMAT:
             raise GoldenError(f"{p} is an HDF5 file but not a snapshot-tool golden "
-                              f"(format attribute {fmt!r})")
-        version = f.attrs.get("format_version")
-        try:
-            known = version is not None and int(version) in SUPPORTED_VERSIONS
-        except (TypeError, ValueError):
-            known = False
-        if not known:
-            raise GoldenError(
-                f"{p} has golden format version {version}, which this snapshot-tool does not "
-                f"read (supported: {', '.join(map(str, SUPPORTED_VERSIONS))}); upgrade "
-                "snapshot-tool or re-record the golden")
-        _refuse_links(f, p)
+                              f"(format attribute {attr_str(fmt)[:60]!r})")
+        validate.format_version(f, p, SUPPORTED_VERSIONS)
         yield f
     finally:
         f.close()
+
+
+def _check_path(p: Path) -> None:
+    import h5py
+
+    if not p.exists():
+        raise GoldenError(f"golden {str(p)!r} not found; record one with "
+                          f"`snapshot-tool record MODEL --golden {p}`")
+    if not p.is_file():
+        raise GoldenError(f"{p} is not a regular file, so not a snapshot-tool golden")
+    if not os.access(p, os.R_OK):
+        raise GoldenError(f"golden {p} is not readable (permission denied)")
+    try:
+        hdf5 = h5py.is_hdf5(str(p))
+    except OSError as exc:
+        raise GoldenError(f"cannot read golden {p}: {exc}") from None
+    if not hdf5:
+        raise GoldenError(f"{p} is not an HDF5 file, so not a snapshot-tool golden")
 
 
 def attr_str(v: Any) -> str:
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     return "" if v is None else str(v)
-
-
-def _refuse_links(f: Any, path: Path) -> None:
-    import h5py
-
-    # External links and virtual datasets make a golden depend on other files; a golden
-    # must be one self-contained artefact, so they are refused rather than followed.
-    def walk(group: Any, prefix: str) -> None:
-        for name in group:
-            link = group.get(name, getlink=True)
-            where = f"{prefix}/{name}"
-            if isinstance(link, (h5py.ExternalLink, h5py.SoftLink)):
-                raise GoldenError(f"{path}: {where} is a link; goldens must not contain links")
-            obj = group[name]
-            if isinstance(obj, h5py.Group):
-                walk(obj, where)
-            elif isinstance(obj, h5py.Dataset) and obj.is_virtual:
-                raise GoldenError(f"{path}: {where} is a virtual dataset; goldens must be "
-                                  "self-contained")
-
-    walk(f, "")
 
 
 def _decode(ds: Any, raw: Any) -> np.ndarray:
@@ -291,46 +372,11 @@ def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
     return arr
 
 
-# Bytes per block when verify streams a dataset: bounded memory for any golden size.
-STREAM_BYTES = 64 << 20
-
-
-def _stream_check(ds: Any, where: str, path: Path) -> None:
-    want = _want_sha(ds, where, path)
-    h = _hash_header(attr_str(ds.attrs.get("dtype")), tuple(ds.shape))
-    if ds.ndim == 0 or ds.shape[0] == 0:
-        _hash_body(h, _decode(ds, ds[()]))
-    else:
-        row_bytes = max(1, int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize)
-        step = max(1, STREAM_BYTES // row_bytes)
-        for start in range(0, ds.shape[0], step):
-            _hash_body(h, _decode(ds, ds[start:start + step]))
-    _check_sha(want, h.hexdigest(), where, path)
-
-
 def signature_groups(f: Any, path: Path) -> dict[str, Any]:
-    """Every signature's group, each checked for the layout every reader relies on."""
+    """Every signature's group (layout already checked by :func:`verify_golden`)."""
     if "signatures" in f:
-        groups = {name: f["signatures"][name] for name in f["signatures"]}
-        if not groups:
-            raise GoldenError(f"{path}: /signatures is empty")
-    else:
-        groups = {attr_str(f.attrs.get("signature")) or "serving_default": f}
-    for name, g in groups.items():
-        for required in ("inputs", "outputs"):
-            if required not in g:
-                where = "/" if g is f else f"/signatures/{name}/"
-                raise GoldenError(f"{path}: missing required group {where}{required}; the "
-                                  "golden is incomplete — re-record it")
-        _check_layout(g, "/" if g is f else f"/signatures/{name}/", path)
-    return groups
-
-
-def _check_root_ints(attrs: dict[str, Any], path: Path) -> None:
-    for key in ("batch_size", "num_samples", "seed"):
-        if key in attrs and not isinstance(attrs[key], int):
-            raise GoldenError(f"{path}: root attribute {key} is {attrs[key]!r}, not an "
-                              "integer; the golden is malformed — re-record it")
+        return {name: f["signatures"][name] for name in f["signatures"]}
+    return {attr_str(f.attrs.get("signature")) or "serving_default": f}
 
 
 def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGolden:
@@ -402,71 +448,129 @@ def malformed_is_golden_error(path: Path) -> Iterator[None]:
                           "re-record it") from None
 
 
-def _check_layout(g: Any, where: str, path: Path) -> None:
-    import h5py
+# Rows per block when a reader streams a dataset: bounded memory for any golden size.
+STREAM_BYTES = validate.STREAM_BYTES
 
-    for grp in ("inputs", "outputs"):
-        if not isinstance(g[grp], h5py.Group):
-            raise GoldenError(f"{path}: {where}{grp} is not a group; the golden is malformed")
-        for name in g[grp]:
-            if not isinstance(g[grp][name], h5py.Dataset):
-                raise GoldenError(f"{path}: {where}{grp}/{name} is not a dataset; the golden "
-                                  "is malformed")
-    if "metrics" in g:
-        for out in g["metrics"]:
-            for m in g["metrics"][out]:
-                ds = g["metrics"][out][m]
-                if not isinstance(ds, h5py.Dataset) or ds.shape != ():
-                    raise GoldenError(f"{path}: {where}metrics/{out}/{m} is not a scalar; "
-                                      "the golden is malformed")
-    if "latency" in g:
-        for key in g["latency"]:
-            if not key.startswith("batch_") or not key.removeprefix("batch_").isdigit():
-                raise GoldenError(f"{path}: {where}latency/{key} is not named batch_<n>; "
-                                  "the golden is malformed")
+READ_TIMEOUT_ENV = "SNAPSHOT_TOOL_READ_TIMEOUT"
+# Parsing and hashing run at well over 20 MB/s even on a slow, busy machine; a small golden
+# gets 15 s, far beyond the fraction of a second it needs.
+_BASE_TIMEOUT_S = 15.0
+_BYTES_PER_S = 20 << 20
 
 
-def read_golden(path: str | Path, *, check: bool = True) -> Golden:
-    """Read a whole golden into memory, verifying every checksum on the way. A sharded
-    golden (``G.h5.d/``) is read as the one golden its shards make up."""
+def read_timeout(path: Path) -> float:
+    text = os.environ.get(READ_TIMEOUT_ENV)
+    if text is not None:
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not value > 0:
+            raise GoldenError(f"{READ_TIMEOUT_ENV}={text!r} must be a positive number of "
+                              "seconds")
+        return value
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    return _BASE_TIMEOUT_S + size / _BYTES_PER_S
+
+
+def _identity(p: Path) -> tuple[int, ...]:
+    st = p.stat()
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def read_golden(path: str | Path, *, check: bool = True,
+                require_signature: bool = False) -> Golden:
+    """Read a whole golden into memory after :func:`verify_golden` passed it, verifying
+    every tensor checksum again on the way (the bytes read here are the bytes used)."""
     p = Path(path)
     if _sharded(p):
         from snapshot_tool.golden.sharded import read_sharded
 
-        return read_sharded(p, check=check)
+        return read_sharded(p, check=check, require_signature=require_signature)
+    _check_path(p)
+    before = _identity(p)
+    verify_golden(p, require_signature=require_signature)
     with malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
         sigs = {name: _read_signature(name, g, p, check)
                 for name, g in signature_groups(f, p).items()}
-        _check_root_ints(attrs, p)
+    if _identity(p) != before:
+        raise GoldenError(f"golden {p} changed while it was being read; run again once "
+                          "whatever writes it has finished")
     return Golden(p, attrs, sigs)
 
 
-def verify_golden(path: str | Path) -> tuple[int, int]:
-    """Schema and checksum check, streaming each tensor in blocks so memory stays bounded
-    whatever the golden's size. Returns (tensors checked, format version); raises
-    :class:`GoldenError` on the first problem."""
+def verify_golden(path: str | Path, *, require_signature: bool = False) -> validate.Verified:
+    """The one validation every reader relies on (schema, attribute types, sizes, links,
+    every checksum, the content digest and signature), in a child process under a time
+    bound. Raises :class:`GoldenError` on the first problem."""
     p = Path(path)
     if _sharded(p):
         from snapshot_tool.golden.sharded import verify_sharded
 
-        return verify_sharded(p)
-    checked = 0
-    with malformed_is_golden_error(p), open_golden(p) as f:
-        groups = signature_groups(f, p)
-        for name, g in groups.items():
-            prefix = "" if g is f else f"/signatures/{name}"
-            tensors = [(f"{prefix}/{grp}/{k}", g[grp][k])
-                       for grp in ("inputs", "outputs") for k in g[grp]]
-            if "labels" in g:
-                tensors.append((f"{prefix}/labels", g["labels"]))
-            for where, ds in tensors:
-                _stream_check(ds, where, p)
-                checked += 1
-        _check_root_ints({k: plain_attr(f.attrs[k]) for k in f.attrs}, p)
-        version = int(f.attrs["format_version"])
-    return checked, version
+        return verify_sharded(p, require_signature=require_signature)
+    _check_path(p)
+    doc = call_isolated("snapshot_tool.golden.io:_verify_in_child",
+                       [str(p), require_signature], timeout=read_timeout(p),
+                       what=f"reading golden {p}", errors={"GoldenError": GoldenError})
+    return validate.Verified(**doc)
 
+
+def _verify_in_child(path: str, require_signature: bool) -> dict[str, Any]:
+    try:
+        return verify_unbounded(Path(path), require_signature=require_signature)._asdict()
+    except (ChildFailed, GoldenError):
+        raise
+    except Exception as exc:
+        # h5py raises RuntimeError/OSError/KeyError... for damaged metadata, from anywhere.
+        raise GoldenError(f"{path}: cannot read the golden ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:300]}); the file is damaged — "
+                          "re-record it") from None
+
+
+_TENSOR_GROUPS = ("inputs", "outputs")
+
+
+def verify_unbounded(p: Path, *, require_signature: bool = False) -> validate.Verified:
+    """:func:`verify_golden` without the child process: call it only inside one."""
+
+    with malformed_is_golden_error(p), open_golden(p) as f:
+        version = validate.format_version(f, p, SUPPORTED_VERSIONS)
+        nodes = validate.walk(f, p)
+        validate.check_sizes(nodes, p)
+        validate.signature_root(nodes, p)
+        if version >= 2:
+            signed = validate.check_digest(nodes, p, require_signature=require_signature)
+        elif require_signature:
+            raise GoldenError(f"{p} is a format-{version} golden, which cannot be signed; "
+                              "re-record it with `snapshot-tool record --sign`")
+        else:
+            signed = False
+        tensors = datasets = 0
+        for where, node in nodes.items():
+            if node.children is not None:
+                continue
+            obj = node.obj
+            datasets += 1
+            parent = where.rsplit("/", 2)[-2] if where.count("/") >= 2 else ""
+            is_tensor = parent in _TENSOR_GROUPS or where.endswith("/labels") or (
+                where == "/labels")
+            if "sha256" not in node.attrs and version < 2 and not is_tensor:
+                continue  # format 1 kept no checksum on metrics and latency samples
+            want = attr_str(node.attrs.get("sha256"))
+            if not want:
+                raise GoldenError(f"{p}: {where} has no sha256 attribute; the golden is "
+                                  "incomplete — re-record it")
+            label = attr_str(node.attrs.get("dtype")) or model_dtype_label(
+                np.empty(0, obj.dtype))
+            got = validate.stream_sha(obj, where, p, _hash_header, _hash_body, _decode, label)
+            _check_sha(want, got, where, p)
+            tensors += is_tensor
+    return validate.Verified(tensors=tensors, version=version, datasets=datasets,
+                             signed=signed)
 
 
 def _sharded(p: Path) -> bool:

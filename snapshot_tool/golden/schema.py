@@ -13,6 +13,22 @@ Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would m
   variable-length bytes, or, when an element holds a NUL byte (serialized tf.Example
   records do), variable-length uint8 arrays with ``string_storage="vlen_uint8"``.
 
+- 2 (snapshot-tool 0.2): everything a verdict depends on is covered by one content digest,
+  root attr ``content_digest``, checked on every read; optionally signed, root attr
+  ``content_hmac`` (HMAC-SHA256 of the digest, key from ``SNAPSHOT_TOOL_HMAC_KEY``). Every
+  dataset carries ``sha256`` (metrics and latency samples too). Written with HDF5's
+  1.10 file format, which checksums the file's own metadata (superblock, object headers,
+  B-trees, heaps), so damage there is refused by HDF5 instead of being parsed. A version-1
+  reader would take a version-2 golden whose attributes were edited for intact; the
+  version number is also what tells a version-2 reader that a missing digest is damage,
+  not age. Version-1 goldens are still read, with the checks version 1 had.
+
+The content digest (see :mod:`snapshot_tool.golden.digest`) is the sha256 of an ordered
+manifest: one line per HDF5 object, ``<path> <sha256 of the object's kind, dtype, shape and
+every attribute>``, sorted by path. Tensor contents enter through each dataset's ``sha256``
+attribute, which every read checks against the data; so a writer streaming a tensor chunk
+by chunk hashes it as it goes and the digest is computed from metadata alone at the end.
+
 Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
 variable-length bytes, bfloat16 as its raw 16-bit patterns with ``dtype="bfloat16"`` (HDF5
 has no bfloat16 type, and a float32 widening would not be byte-for-byte what the model gave).
@@ -29,8 +45,13 @@ from typing import Any
 import numpy as np
 
 FORMAT = "snapshot-tool-golden"
-FORMAT_VERSION = 1
-SUPPORTED_VERSIONS = (1,)
+FORMAT_VERSION = 2
+SUPPORTED_VERSIONS = (1, 2)
+
+# Root attributes outside the digest: the digest itself and its signature.
+CONTENT_DIGEST = "content_digest"
+CONTENT_HMAC = "content_hmac"
+HMAC_KEY_ENV = "SNAPSHOT_TOOL_HMAC_KEY"
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ import numpy as np
 
 from snapshot_tool.errors import GoldenError
 from snapshot_tool.golden.schema import Golden, OutputMetrics, SignatureGolden, StoredMetric
+from snapshot_tool.golden.validate import Verified
 
 MANIFEST = "manifest.json"
 FORMAT = "snapshot-tool-sharded-golden"
@@ -331,13 +332,15 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
-def read_sharded(path: str | Path, *, check: bool = True) -> Golden:
+def read_sharded(path: str | Path, *, check: bool = True,
+                 require_signature: bool = False) -> Golden:
     """The whole sharded golden as one :class:`Golden`, every shard and digest checked."""
     from snapshot_tool.golden.io import read_golden
 
     p = Path(path)
     doc = load_manifest(p)
-    shards = [read_golden(f, check=check) for _, f in shard_paths(p)]
+    shards = [read_golden(f, check=check, require_signature=require_signature)
+              for _, f in shard_paths(p)]
     sigs: dict[str, SignatureGolden] = {}
     with _manifest_errors(p):
         for name in sorted(doc["signatures"]):
@@ -362,16 +365,19 @@ def read_sharded(path: str | Path, *, check: bool = True) -> Golden:
     return Golden(p, attrs, sigs)
 
 
-def verify_sharded(path: str | Path) -> tuple[int, int]:
+def verify_sharded(path: str | Path, *, require_signature: bool = False) -> Verified:
     """Manifest digest, every shard's file digest, then each shard's own verify."""
     from snapshot_tool.golden.io import verify_golden
 
-    checked = 0
-    version = 0
+    checked = datasets = version = 0
+    signed = True
     for _, f in shard_paths(path):
-        n, version = verify_golden(f)
-        checked += n
-    return checked, version
+        found = verify_golden(f, require_signature=require_signature)
+        checked += found.tensors
+        datasets += found.datasets
+        version = found.version
+        signed = signed and found.signed
+    return Verified(tensors=checked, version=version, datasets=datasets, signed=signed)
 
 
 def describe_sharded(path: str | Path) -> dict[str, Any]:

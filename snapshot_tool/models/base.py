@@ -178,6 +178,11 @@ class Model(ABC):
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; returns every output of the signature as a numpy array."""
 
+    def scan(self) -> dict[str, list[str]] | None:
+        """Per signature, the ops it runs that touch the file system or print (see
+        :mod:`snapshot_tool.models.scan`); None for a kind whose graph is not scanned."""
+        return None
+
 
 def to_numpy(value: Any) -> np.ndarray:
     arr = np.asarray(value.numpy() if hasattr(value, "numpy") else value)

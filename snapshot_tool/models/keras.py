@@ -112,6 +112,12 @@ class KerasModel(Model):
 
 
 def load_keras(path: Path) -> KerasModel:
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        # Keras says "File not found" for any file that is not a zip archive.
+        raise ModelError(f"cannot load Keras model {path}: it is not a .keras file (a .keras "
+                         "file is a zip archive written by model.save)")
     import_tf()
     start = time.perf_counter()
     try:

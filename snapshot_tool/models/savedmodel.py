@@ -103,6 +103,14 @@ class SavedModelTF2(Model):
     def signatures(self) -> dict[str, SignatureInfo]:
         return self._signatures
 
+    def scan(self) -> dict[str, list[str]]:
+        from snapshot_tool.models.scan import flagged, graph_ops
+
+        # The restored concrete function's graph, with the library of every function it
+        # calls: exactly what a call of the signature executes.
+        return {name: flagged(graph_ops(fn.graph.as_graph_def()))
+                for name, fn in sorted(self._functions.items())}
+
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = import_tf()
         fn = self._functions[signature]

@@ -130,6 +130,15 @@ class SavedModelTF1(Model):
     def signatures(self) -> dict[str, SignatureInfo]:
         return self._signatures
 
+    def scan(self) -> dict[str, list[str]]:
+        from snapshot_tool.models.scan import flagged, graph_ops
+
+        # Only what the fetches depend on runs in a Session: not the Saver's restore ops,
+        # not the main_op's table initializers reading assets (the loader ran those).
+        graph_def = self._session.graph.as_graph_def()
+        return {name: flagged(graph_ops(graph_def, [t for _, t in fetches]))
+                for name, fetches in sorted(self._fetch_names.items())}
+
     def _callable(self, signature: str) -> Any:
         # A callable skips session.run's per-call fetch/feed parsing; that overhead would
         # otherwise be measured as model latency.

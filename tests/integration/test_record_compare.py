@@ -115,7 +115,7 @@ def test_inputs_file_is_replayed_exactly(cli, dense_model: Path, tmp_path: Path)
         for key in ("python", "numpy", "tensorflow", "h5py", "platform", "cpu_model",
                     "logical_cpus", "threads"):
             assert key in env, key
-        assert len(f.attrs["model_digest"]) == 64 and f.attrs["format_version"] == 1
+        assert len(f.attrs["model_digest"]) == 64 and f.attrs["format_version"] == 2
         np.testing.assert_array_equal(f["inputs/features"][()], x.astype(np.float32))
         assert f["outputs/logits"].shape == (10, 3)
         assert f.attrs["batch_size"] == 3

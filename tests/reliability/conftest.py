@@ -31,6 +31,11 @@ class GoldenCase:
     changed: Path  # compare exits 1
     config: Path
 
+    @property
+    def digest(self) -> bool:
+        """Format 2 (content digest): verify must refuse whatever compare refuses."""
+        return self.name != "v1"
+
 
 @pytest.fixture(scope="session")
 def reliability_goldens(tmp_path_factory: pytest.TempPathFactory, dense_model: Path,

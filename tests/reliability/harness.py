@@ -75,10 +75,10 @@ class Tally:
     def add(self, verdict: str, case: str, detail: str = "") -> None:
         self.counts["tried"] += 1
         self.counts[verdict] += 1
-        if verdict not in ("clean_exit_2", "unchanged_verdict"):
+        if verdict not in ("clean_exit_2", "unchanged_verdict", "v1_unprotected"):
             self.failures.append(f"{verdict}: {case}: {detail}")
 
     def summary(self) -> str:
         keys = ("tried", "clean_exit_2", "unchanged_verdict", "wrong_verdict",
-                "inconsistent", "crash", "hang")
+                "inconsistent", "crash", "hang", "v1_unprotected")
         return ", ".join(f"{k} {self.counts[k]}" for k in keys)

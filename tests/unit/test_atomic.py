@@ -65,6 +65,6 @@ def test_non_regular_targets_refused(tmp_path: Path) -> None:
     link = tmp_path / "link"
     link.symlink_to(fifo)
     for target in (fifo, link, tmp_path):
-        with pytest.raises(SnapshotToolError, match="not a regular file|is a directory"):
+        with pytest.raises(SnapshotToolError, match=r"not a regular file|is a directory"):
             write_text(target, "x")
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["fifo", "link"]

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from snapshot_tool.errors import GoldenError, SnapshotToolError
-from snapshot_tool.isolate import ChildFailed, call
+from snapshot_tool.isolate import ChildFailed
+from snapshot_tool.isolate import call_isolated as call
 
 HERE = "tests.unit.test_isolate"
 

@@ -105,6 +105,19 @@ def graph_ops(graph_def: Any, fetches: Iterable[str] | None = None) -> set[str]:
     return ops
 
 
+def refuse_flagged(model: Any, allowed: Iterable[str]) -> None:
+    """Raise :class:`ModelError` naming the flagged ops a loaded model's signatures run,
+    unless each is in ``allowed``. Call it after loading and before any run."""
+    from snapshot_tool.errors import ModelError
+
+    found = model.scan()
+    if found is None:
+        return  # a kind whose graph cannot be scanned (TFLite, .keras): nothing to say
+    message = refusal(str(model.path), found, allowed)
+    if message is not None:
+        raise ModelError(message)
+
+
 def refusal(model: str, found: Mapping[str, list[str]], allowed: Iterable[str]) -> str | None:
     """The error message for a model whose signatures use flagged ops not in ``allowed``,
     or None when there is nothing to refuse."""
@@ -118,10 +131,36 @@ def refusal(model: str, found: Mapping[str, list[str]], allowed: Iterable[str]) 
                       for sig, sig_ops in sorted(bad.items()))
     return (f"model {model} runs ops that touch the file system or print ({where}); it was "
             f"not run. If that is intended, pass --allow-ops {','.join(ops)} or set "
-            f"[models] allow_ops in the config")
+            "[models] allow_ops in the config")
 
 
-def check_allowed_names(names: Iterable[str]) -> list[str]:
-    """Op names a user wrote in --allow-ops / allow_ops that the scan never flags (a typo
-    would otherwise silently allow nothing)."""
+def unknown_ops(names: Iterable[str]) -> list[str]:
+    """Op names a user allowed that the scan never flags: a typo would otherwise silently
+    allow nothing."""
     return sorted(n for n in names if n not in FLAGGED_OPS)
+
+
+def allowed_ops(cli: Iterable[str], config: Any) -> tuple[str, ...]:
+    """The ops a run allows: ``--allow-ops`` plus the config's ``[models] allow_ops``,
+    whose names are checked here (config parsing imports no model code)."""
+    from snapshot_tool.errors import ConfigError
+
+    if unknown := unknown_ops(config.allow_ops):
+        raise ConfigError(f"{config.source or 'config'}: [models] allow_ops names "
+                          f"{', '.join(unknown)}, which the scan never flags; see "
+                          "`snapshot-tool inspect MODEL --scan`")
+    return (*cli, *config.allow_ops)
+
+
+def parse_allow_ops(text: str | None) -> tuple[str, ...]:
+    """``--allow-ops OP,OP`` -> op names, each one the scan knows."""
+    from snapshot_tool.errors import SnapshotToolError
+
+    if text is None:
+        return ()
+    ops = tuple(op.strip() for op in text.split(",") if op.strip())
+    if unknown := unknown_ops(ops):
+        raise SnapshotToolError(f"--allow-ops names {', '.join(unknown)}, which the scan "
+                                "never flags (see `snapshot-tool inspect MODEL --scan`); "
+                                "op names are case-sensitive, e.g. ReadFile,PrintV2")
+    return ops

@@ -1,0 +1,356 @@
+"""Everything a golden must satisfy before any verdict is drawn from it: one function,
+:func:`validate`, run by ``verify`` and by every read (``compare``, ``show``).
+
+It bounds what it walks (object count, nesting depth, declared sizes against a budget and
+against the bytes actually stored) before reading any data, refuses links, aliases and
+virtual datasets, checks the type and range of every attribute a verdict uses, streams every
+dataset through its sha256, and, for format 2, checks the content digest and signature.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from snapshot_tool.errors import GoldenError
+from snapshot_tool.golden.schema import CONTENT_DIGEST, CONTENT_HMAC, HMAC_KEY_ENV
+
+# A real golden has a few dozen objects nested at most 5 deep
+# (/signatures/<sig>/latency/batch_<n>/samples_ns); these bounds are far above that and
+# far below what makes a walk slow or deep.
+MAX_OBJECTS = 100_000
+MAX_DEPTH = 16
+BUDGET_ENV = "SNAPSHOT_TOOL_MAX_GOLDEN_BYTES"
+DEFAULT_BUDGET = 16 << 30
+# gzip cannot expand data more than ~1032x; a dataset declaring more than this times what
+# it stores is a decompression bomb or a declared-but-never-written dataset.
+MAX_EXPANSION = 1100
+SMALL_BYTES = 1 << 20
+STREAM_BYTES = 64 << 20
+
+_SHA = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Verified(NamedTuple):
+    """What validation found: returned by ``verify`` (as JSON from the child process).
+    Indexes 0 and 1 are (tensors checked, format version), as verify always returned."""
+
+    tensors: int
+    version: int
+    datasets: int = 0
+    signed: bool = False
+
+
+def _bad(path: Path, what: str) -> GoldenError:
+    return GoldenError(f"{path}: {what}; the golden is damaged or was edited — re-record it")
+
+
+def budget() -> int:
+    text = os.environ.get(BUDGET_ENV)
+    if text is None:
+        return DEFAULT_BUDGET
+    try:
+        value = int(text)
+    except ValueError:
+        raise GoldenError(f"{BUDGET_ENV}={text!r} is not a whole number of bytes") from None
+    if value <= 0:
+        raise GoldenError(f"{BUDGET_ENV}={text!r} must be positive")
+    return value
+
+
+# --- attribute types ---------------------------------------------------------------------
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) or is_int(v)
+
+
+def _finite_nonneg(v: Any) -> bool:
+    return _is_float(v) and math.isfinite(float(v)) and float(v) >= 0
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def _nonneg_int(v: Any) -> bool:
+    return is_int(v) and int(v) >= 0
+
+
+# Attribute -> (test, what it must be). Attributes not listed are covered by the digest
+# (format 2) but not interpreted, so their type cannot mislead a verdict.
+ROOT_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_nonneg_int, "a non-negative integer"),
+    "batch_size": (lambda v: is_int(v) and int(v) >= 1, "a positive integer"),
+    "num_samples": (_nonneg_int, "a non-negative integer"),
+    "signature": (_str, "text"), "model_kind": (_str, "text"),
+    "tag": (lambda v: _str(v) and all(t.strip() for t in v.split(",")),
+            "a tag set such as 'serve'"),
+    "environment": (_str, "JSON text"),
+}
+TENSOR_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "dtype": (_str, "text"), "shape": (_str, "JSON text"),
+    "sha256": (lambda v: _str(v) and bool(_SHA.match(v)), "64 hex digits"),
+    "string_storage": (lambda v: v in ("vlen_bytes", "vlen_uint8"), "vlen_bytes or vlen_uint8"),
+    "spread": (_finite_nonneg, "a finite non-negative number"),
+    "batched": (_bool, "true or false"), "nondeterministic": (_bool, "true or false"),
+    "source": (_str, "text"),
+}
+METRIC_GROUP_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "task": (_str, "text"),
+    "threshold": (lambda v: _is_float(v) and math.isfinite(float(v)), "a finite number"),
+}
+METRIC_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "direction": (lambda v: v in ("higher", "lower"), "'higher' or 'lower'"),
+    "sha256": TENSOR_ATTRS["sha256"],
+}
+LATENCY_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    **{k: (_finite_nonneg, "a finite non-negative number")
+       for k in ("p50", "p90", "p99", "mean", "std", "cold_load_s", "first_call_s",
+                 "calibration")},
+    "warmup_calls": (_nonneg_int, "a non-negative integer"),
+    "sha256": TENSOR_ATTRS["sha256"],
+}
+
+
+def check_attrs(node: Node, rules: dict[str, tuple[Callable[[Any], bool], str]],
+                where: str = "", *, path: Path) -> None:
+    for key, (test, what) in rules.items():
+        if key in node.attrs and not test(node.attrs[key]):
+            raise _bad(path, f"attribute {key} of {where or node.where} is "
+                             f"{_short(node.attrs[key])}, not {what}")
+
+
+def _short(v: Any) -> str:
+    # repr keeps text quoted ("1" is not 1); numpy scalars print as the plain value.
+    text = repr(v.item() if isinstance(v, np.generic) else v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def format_version(f: Any, path: Path, supported: tuple[int, ...]) -> int:
+    """The golden's format version; strictly an integer HDF5 attribute (not "1", 1.9 or
+    True, each of which a lenient int() would have taken for a version)."""
+    version = f.attrs.get("format_version")
+    if not is_int(version) or int(version) not in supported:
+        raise GoldenError(
+            f"{path} has golden format version {_short(version)}, which this snapshot-tool "
+            f"does not read (supported: {', '.join(map(str, supported))}); upgrade "
+            "snapshot-tool or re-record the golden")
+    return int(version)
+
+
+# --- structure ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Node:
+    """One HDF5 object with its attributes, read once: h5py attribute reads are slow
+    (~0.1 ms each), and validation and the digest both need all of them."""
+
+    where: str  # "/" for the root, else "/a/b"
+    obj: Any
+    attrs: dict[str, Any]
+    children: tuple[str, ...] | None  # None for a dataset
+
+    def child(self, name: str) -> str:
+        return f"{self.where.rstrip('/')}/{name}"
+
+
+def walk(f: Any, path: Path) -> dict[str, Node]:
+    """Every object from the root down, each reached by exactly one hard link, by path.
+
+    Soft and external links, objects linked from two places (including cycles), virtual
+    datasets and committed datatypes are refused: a golden is one self-contained tree.
+    """
+    import h5py
+
+    if h5py.h5o.get_info(f.id).rc != 1:
+        raise _bad(path, "the root group is linked from inside the file")
+    nodes: dict[str, Node] = {}
+    stack: list[tuple[str, Any, int]] = [("/", f, 0)]
+    while stack:
+        where, obj, depth = stack.pop()
+        children: tuple[str, ...] | None = None
+        if isinstance(obj, h5py.Group):
+            if depth >= MAX_DEPTH:
+                raise _bad(path, f"{where} is nested more than {MAX_DEPTH} deep")
+            children = tuple(obj)
+        node = Node(where, obj, dict(obj.attrs.items()), children)
+        nodes[where] = node
+        if len(nodes) > MAX_OBJECTS:
+            raise _bad(path, f"it holds more than {MAX_OBJECTS} objects")
+        for name in children or ():
+            sub = node.child(name)
+            link = obj.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                raise _bad(path, f"{sub} is a {type(link).__name__}; goldens hold no links")
+            child = obj[name]
+            if h5py.h5o.get_info(child.id).rc != 1:
+                raise _bad(path, f"{sub} is linked from more than one place")
+            if isinstance(child, h5py.Dataset):
+                if child.is_virtual:
+                    raise _bad(path, f"{sub} is a virtual dataset; goldens are "
+                                     "self-contained")
+            elif not isinstance(child, h5py.Group):
+                raise _bad(path, f"{sub} is a {type(child).__name__}, not a group or dataset")
+            stack.append((sub, child, depth + 1))
+    return nodes
+
+
+def check_sizes(nodes: dict[str, Node], path: Path) -> None:
+    """Refuse before reading: a dataset declaring far more than it stores, or a golden
+    declaring more than the budget in total."""
+    limit = budget()
+    total = 0
+    for where, node in nodes.items():
+        if node.children is not None:
+            continue
+        obj = node.obj
+        count = math.prod(int(n) for n in obj.shape) if obj.shape else 1
+        # A variable-length element is at least a 16-byte heap reference once read.
+        declared = count * max(obj.dtype.itemsize, 16 if obj.dtype.kind == "O" else 0)
+        stored = obj.id.get_storage_size()
+        if declared > max(SMALL_BYTES, MAX_EXPANSION * stored):
+            raise _bad(path, f"{where} declares {declared} bytes but stores {stored}")
+        total += declared
+        if total > limit:
+            raise GoldenError(f"{path}: the golden declares more than {limit} bytes of data, "
+                              f"the read budget; raise {BUDGET_ENV} if it is really this large")
+
+
+def _group(nodes: dict[str, Node], where: str, path: Path) -> Node:
+    node = nodes[where]
+    if node.children is None:
+        raise _bad(path, f"{where} is not a group")
+    return node
+
+
+def _dataset(nodes: dict[str, Node], where: str, path: Path) -> Node:
+    node = nodes[where]
+    if node.children is not None:
+        raise _bad(path, f"{where} is not a dataset")
+    return node
+
+
+def signature_root(nodes: dict[str, Node], path: Path) -> None:
+    """The signature groups have the layout every reader relies on."""
+    root = nodes["/"]
+    check_attrs(root, ROOT_ATTRS, path=path)
+    if "/signatures" in nodes:
+        sigs = _group(nodes, "/signatures", path)
+        if not sigs.children:
+            raise _bad(path, "/signatures holds no signature")
+        for name in sigs.children:
+            _signature_layout(nodes, _group(nodes, sigs.child(name), path), path)
+    else:
+        _signature_layout(nodes, root, path)
+
+
+def _signature_layout(nodes: dict[str, Node], g: Node, path: Path) -> None:
+    assert g.children is not None
+    for grp in ("inputs", "outputs"):
+        if grp not in g.children:
+            raise GoldenError(f"{path}: missing required group {g.child(grp)}; the golden is "
+                              "incomplete — re-record it")
+        group = _group(nodes, g.child(grp), path)
+        for name in group.children or ():
+            check_attrs(_dataset(nodes, group.child(name), path), TENSOR_ATTRS, path=path)
+    if "labels" in g.children:
+        check_attrs(_dataset(nodes, g.child("labels"), path), TENSOR_ATTRS, path=path)
+    if "metrics" in g.children:
+        _metrics_layout(nodes, _group(nodes, g.child("metrics"), path), path)
+    if "latency" in g.children:
+        _latency_layout(nodes, _group(nodes, g.child("latency"), path), path)
+
+
+def _metrics_layout(nodes: dict[str, Node], mg: Node, path: Path) -> None:
+    for out in mg.children or ():
+        og = _group(nodes, mg.child(out), path)
+        check_attrs(og, METRIC_GROUP_ATTRS, path=path)
+        for m in og.children or ():
+            ds = _dataset(nodes, og.child(m), path)
+            if ds.obj.shape != () or ds.obj.dtype.kind not in "fiu":
+                raise _bad(path, f"{ds.where} is not a numeric scalar")
+            check_attrs(ds, METRIC_ATTRS, path=path)
+
+
+def _latency_layout(nodes: dict[str, Node], lg: Node, path: Path) -> None:
+    for key in lg.children or ():
+        size = key.removeprefix("batch_")
+        if not key.startswith("batch_") or not size.isdigit() or int(size) < 1:
+            raise _bad(path, f"{lg.child(key)} is not named batch_<n> with n >= 1")
+        bg = _group(nodes, lg.child(key), path)
+        if "samples_ns" not in (bg.children or ()):
+            raise _bad(path, f"{bg.where} holds no samples_ns")
+        stored = bg.attrs.get("batch_size", int(size))
+        if not is_int(stored) or int(stored) != int(size):
+            raise _bad(path, f"{bg.where} has batch_size {_short(stored)}")
+        ds = _dataset(nodes, bg.child("samples_ns"), path)
+        if ds.obj.ndim != 1 or ds.obj.shape[0] < 1 or ds.obj.dtype.kind not in "iu":
+            raise _bad(path, f"{ds.where} is not a non-empty list of integers")
+        check_attrs(ds, LATENCY_ATTRS, path=path)
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def stream_sha(ds: Any, where: str, path: Path,
+               header: Callable[[str, tuple[int, ...]], Any],
+               feed: Callable[[Any, Any], None], decode: Callable[[Any, Any], Any],
+               label: str) -> str:
+    """sha256 of a dataset read in blocks of about STREAM_BYTES: bounded memory."""
+    h = header(label, tuple(ds.shape))
+    if ds.ndim == 0 or ds.shape[0] == 0:
+        feed(h, decode(ds, ds[()]))
+    else:
+        row_bytes = max(1, math.prod(int(n) for n in ds.shape[1:]) * ds.dtype.itemsize)
+        step = max(1, STREAM_BYTES // row_bytes)
+        for start in range(0, ds.shape[0], step):
+            feed(h, decode(ds, ds[start:start + step]))
+    return str(h.hexdigest())
+
+
+def check_digest(nodes: dict[str, Node], path: Path, *, require_signature: bool) -> bool:
+    """Format 2: the content digest matches and, when signed and a key is set, the
+    signature too. Returns whether the golden is signed."""
+    from snapshot_tool.golden.digest import digest_of, hmac_key, signature_matches
+
+    root = nodes["/"].attrs
+    stored = root.get(CONTENT_DIGEST)
+    if not isinstance(stored, str) or not _SHA.match(stored):
+        raise _bad(path, f"it has no valid {CONTENT_DIGEST} attribute")
+    actual = digest_of((n.where, n.obj, n.attrs) for n in nodes.values())
+    if actual != stored:
+        raise _bad(path, f"its content digest does not match (stored {stored[:12]}…, actual "
+                         f"{actual[:12]}…): an attribute, a dataset or the layout changed "
+                         "after recording")
+    signature = root.get(CONTENT_HMAC)
+    signed = signature is not None
+    key = hmac_key()
+    if require_signature and not signed:
+        raise GoldenError(f"{path} is not signed, and a signed golden is required; record it "
+                          f"with `snapshot-tool record --sign` and {HMAC_KEY_ENV} set")
+    if require_signature and key is None:
+        raise GoldenError(f"a signed golden is required but {HMAC_KEY_ENV} is not set; set it "
+                          "to the key the golden was signed with")
+    if signed and key is not None:
+        if not isinstance(signature, str) or not signature_matches(actual, signature, key):
+            raise GoldenError(f"{path}: its signature does not match the key in "
+                              f"{HMAC_KEY_ENV}: it was signed with another key or changed "
+                              "since — do not trust it")
+    return signed
