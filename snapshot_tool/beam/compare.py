@@ -125,7 +125,11 @@ def _candidate(model_path: str | Path, tag: str, head: Golden, names: list[str],
 
     candidate_sigs: dict[str, str] = {}
     warnings: list[str] = []
+    from snapshot_tool.models.scan import allowed_ops, refuse_flagged
+
     with load_model(model_path, tag=tag) as model:
+        # Scanned in the driver, before any worker runs it.
+        refuse_flagged(model, allowed_ops((), cfg))
         warnings += [f"candidate: {n}" for n in model.notes]
         for name in names:
             sig, note = _candidate_signature(model, name, single=len(names) == 1)

@@ -59,7 +59,11 @@ def record_beam(model_path: str | Path, golden_path: str | Path, *,
 
     threads = fix_threads()
     progress("planning", 0, 1)
+    from snapshot_tool.models.scan import allowed_ops, refuse_flagged
+
     with load_model(model_path, tag=tag) as model:
+        # Scanned in the driver, before any worker runs it.
+        refuse_flagged(model, allowed_ops((), cfg))
         sigs = _signatures_to_record(model, signature)
         rows, extra_attrs, warnings = _plan(model, sigs, inputs, exclude, seed, num_samples,
                                             batch_size)

@@ -140,7 +140,10 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
 
     out: Outputs = {}
     notes: list[str] = []
+    from snapshot_tool.models.scan import refuse_flagged
+
     with load_model(path, tag=tag) as model:
+        refuse_flagged(model, ())  # candidates run here as in compare: seen before they run
         notes.extend(model.notes)
         for sig in names:
             sg = golden.signatures[sig]
