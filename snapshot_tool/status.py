@@ -82,7 +82,7 @@ def _model_state(model_path: str, digest: str, golden: Path, root: Path,
 
 def golden_status(root: str | Path = ".") -> list[GoldenStatus]:
     """Every golden under ``root`` (obtained files are listed with their golden)."""
-    from snapshot_tool.golden.io import open_golden
+    from snapshot_tool.golden.io import root_attrs
     from snapshot_tool.golden.schema import OBTAINED_SUFFIX, obtained_path, read_history
 
     base = Path(root)
@@ -95,8 +95,7 @@ def golden_status(root: str | Path = ".") -> list[GoldenStatus]:
         if path.name.endswith(OBTAINED_SUFFIX):
             continue
         try:
-            with open_golden(path) as f:
-                attrs = {k: f.attrs[k] for k in f.attrs}
+            attrs = root_attrs(path)  # bounded: one damaged file must not hang the listing
         except SnapshotToolError as exc:
             if "not a snapshot-tool golden" in str(exc):
                 continue  # some other HDF5 file: not ours to judge

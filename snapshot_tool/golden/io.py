@@ -519,6 +519,30 @@ def verify_golden(path: str | Path, *, require_signature: bool = False) -> valid
     return validate.Verified(**doc)
 
 
+def root_attrs(path: str | Path) -> dict[str, Any]:
+    """A golden's root attributes (text and numbers), read under the same time bound as
+    every read, without the full verification (``status`` lists many goldens)."""
+    p = Path(path)
+    _check_path(p)
+    attrs: dict[str, Any] = call_isolated(
+        "snapshot_tool.golden.io:_root_attrs_in_child", [str(p)], timeout=read_timeout(p),
+        what=f"reading golden {p}", errors={"GoldenError": GoldenError})
+    return attrs
+
+
+def _root_attrs_in_child(path: str) -> dict[str, Any]:
+    p = Path(path)
+    try:
+        with malformed_is_golden_error(p), open_golden(p) as f:
+            attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
+    except GoldenError:
+        raise
+    except Exception as exc:
+        raise GoldenError(f"{path}: cannot read the golden ({type(exc).__name__}); the file "
+                          "is damaged — re-record it") from None
+    return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in attrs.items()}
+
+
 def _verify_in_child(path: str, require_signature: bool) -> dict[str, Any]:
     try:
         return verify_unbounded(Path(path), require_signature=require_signature)._asdict()
