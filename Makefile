@@ -87,6 +87,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/latency_gate.py
 	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/large_goldens.py
 
 bench-beam: $(BEAM_STAMP)
 	$(BEAM_VENV)/bin/python benchmarks/beam_scaling.py
