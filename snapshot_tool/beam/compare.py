@@ -122,11 +122,10 @@ def _candidate(model_path: str | Path, tag: str, head: Golden, names: list[str],
     """The candidate's signature for each of the golden's, and the notes an in-process run
     gives on its interface, checked on the golden's first rows before any worker starts."""
     from snapshot_tool.models.load import load_model
+    from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 
     candidate_sigs: dict[str, str] = {}
     warnings: list[str] = []
-    from snapshot_tool.models.scan import allowed_ops, refuse_flagged
-
     with load_model(model_path, tag=tag) as model:
         # Scanned in the driver, before any worker runs it.
         refuse_flagged(model, allowed_ops((), cfg))
