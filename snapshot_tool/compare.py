@@ -34,7 +34,7 @@ from snapshot_tool.latency.measure import latency_sizes, slice_batch, timing_siz
 from snapshot_tool.models.base import Model, SignatureInfo, run_signature
 from snapshot_tool.models.load import load_model
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
-from snapshot_tool.names import output_prefix
+from snapshot_tool.names import output_prefix, qualified_name
 from snapshot_tool.progress import Progress, no_progress, stage_progress
 from snapshot_tool.tolerance import SPREAD_MARGIN, Tolerance, resolve
 
@@ -61,6 +61,9 @@ class ComparisonResult:
     config_source: str | None = None
     baseline_model: str | None = None
     obtained: str | None = None  # the obtained golden written for this comparison, if any
+    # Whether the golden holds several signatures (so names are "sig/out"); None: whether
+    # this result covers several.
+    multi_signature: bool | None = None
 
     @property
     def outputs_passed(self) -> bool:
@@ -88,6 +91,13 @@ class ComparisonResult:
     @property
     def passed(self) -> bool:
         return self.outputs_passed and self.metrics_passed and self.latency_passed
+
+    def qualified(self, signature: str, name: str) -> str:
+        """How every report names an output (or a latency batch) of ``signature``: the
+        names config tables and metric checks use too."""
+        multi = self.multi_signature
+        return qualified_name(signature, name,
+                              len(self.signatures) > 1 if multi is None else multi)
 
 
 def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str = "candidate",
@@ -622,7 +632,8 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                                 if latency_checks else None,
                                 latency_strict=latency_strict, warnings=tuple(warnings),
                                 config_source=cfg.source, baseline_model=str(baseline_model)
-                                if baseline_model is not None else None)
+                                if baseline_model is not None else None,
+                                multi_signature=len(golden.signatures) > 1)
         if save_obtained == "always" or (save_obtained == "on_failure" and not (
                 result.outputs_passed and result.metrics_passed)):
             try:

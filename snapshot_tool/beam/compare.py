@@ -111,7 +111,8 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
                               latency_mode=None, latency_strict=latency_strict,
                               warnings=tuple(warnings), config_source=cfg.source,
                               baseline_model=str(baseline_model)
-                              if baseline_model is not None else None)
+                              if baseline_model is not None else None,
+                              multi_signature=len(head.signatures) > 1)
     if save_obtained == "always" or (save_obtained == "on_failure" and not result.passed):
         result = replace(result, warnings=(*result.warnings, OBTAINED_NOTE))
     return result

@@ -30,18 +30,14 @@ def latency_table(result: ComparisonResult) -> RenderableType:
     from rich.table import Table
 
     mode = "side by side" if result.latency_mode == "side_by_side" else "vs stored baseline"
-    multi = len(result.signatures) > 1
     table = Table(title=f"Latency ({mode})", title_justify="left", header_style="bold")
-    if multi:
-        table.add_column("signature", no_wrap=True)
     for col in ("batch", "baseline p50/p90 ms", "candidate p50/p90 ms", "ratio [95% CI]",
                 "limit", "p", "verdict"):
         table.add_column(col, justify="left" if col == "verdict" else "right",
                          no_wrap=col in ("batch", "verdict"))
     for c in result.latency:
         table.add_row(
-            *([escape(c.signature)] if multi else []),
-            str(c.batch_size),
+            escape(result.qualified(c.signature, str(c.batch_size))),
             f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
             f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
             f"{fmt(c.ratio, '.3f')} [{fmt(c.ci_low, '.3f')}, {fmt(c.ci_high, '.3f')}]",
@@ -100,10 +96,7 @@ def outputs_table(result: ComparisonResult) -> RenderableType:
     from rich.markup import escape
     from rich.table import Table
 
-    multi = len(result.signatures) > 1
     table = Table(title="Outputs", title_justify="left", header_style="bold")
-    if multi:
-        table.add_column("signature", no_wrap=True)
     for col, justify in (("output", "left"), ("verdict", "left"), ("mismatched", "right"),
                          ("max abs", "right"), ("max rel", "right"),
                          ("worst: golden → candidate", "left"), ("tolerance", "left"),
@@ -112,18 +105,19 @@ def outputs_table(result: ComparisonResult) -> RenderableType:
         table.add_column(col, justify=justify,  # type: ignore[arg-type]
                          no_wrap=col in ("output", "verdict"))
     for d in result.outputs:
+        name = result.qualified(d.signature, d.name)
         if d.status in ("ok", "mismatch") or d.max_abs_diff is not None:
             # A float precision change carries numbers too (compared in the wider dtype).
             verdict = _verdict(d.passed) if d.status != "dtype_changed" else \
                 f"[bold red]DTYPE CHANGED[/] {escape(d.golden_dtype)}→{escape(d.candidate_dtype)}"
             mism = f"{d.mismatch_count}/{d.size} ({d.mismatch_fraction:.1%})"
-            row = [escape(d.name), verdict, mism, fmt(d.max_abs_diff), fmt(d.max_rel_diff),
-                   worst(d), _tol(d), fmt(d.required_atol)]
+            row = [escape(name), verdict, mism, fmt(d.max_abs_diff), fmt(d.max_rel_diff),
+                   escape(worst(d)), _tol(d), fmt(d.required_atol)]
         else:
             label = d.status.replace("_", " ").upper()
-            row = [escape(d.name), f"[bold red]{label}[/]", "—", "—", "—", escape(d.message),
+            row = [escape(name), f"[bold red]{label}[/]", "—", "—", "—", escape(d.message),
                    "—", "—"]
-        table.add_row(*([escape(d.signature)] if multi else []), *row)
+        table.add_row(*row)
     return table
 
 

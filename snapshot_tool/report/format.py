@@ -4,13 +4,9 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from snapshot_tool.diff import TensorDiff
-
-if TYPE_CHECKING:
-
-    pass
 
 
 def fmt(v: float | None, spec: str = ".3g") -> str:
@@ -24,12 +20,11 @@ def fmt(v: float | None, spec: str = ".3g") -> str:
 
 
 def worst(d: TensorDiff) -> str:
+    """The worst element as plain text: ``[i,j] golden → candidate``."""
     if d.worst_index is None:
         return "—"
-    from rich.markup import escape
-
     idx = ",".join(str(i) for i in d.worst_index)
-    return escape(f"[{idx}] {_short(d.worst_golden)} → {_short(d.worst_candidate)}")
+    return f"[{idx}] {_short(d.worst_golden)} → {_short(d.worst_candidate)}"
 
 
 def _short(v: Any) -> str:

@@ -23,16 +23,15 @@ def to_junit(result: ComparisonResult) -> str:
         detail = d.message or (f"{d.mismatch_count}/{d.size} elements outside atol {d.atol:g} "
                                f"rtol {d.rtol:g}; max abs {fmt(d.max_abs_diff)}, worst "
                                f"{worst(d)}")
-        cases.append(("outputs", f"{d.signature}/{d.name}" if d.signature else d.name,
-                      d.passed, detail))
+        cases.append(("outputs", result.qualified(d.signature, d.name), d.passed, detail))
     for m in result.metrics:
         cases.append(("metrics", f"{m.output}/{m.name}", m.passed,
                       f"golden {fmt(m.golden, '.6g')} candidate {fmt(m.candidate, '.6g')} "
                       f"limit {m.limit or 'none'}. {m.note}".strip()))
     for c in result.latency:
         failed = c.verdict == "fail" or (result.latency_strict and c.verdict == "inconclusive")
-        cases.append(("latency", f"{c.signature}/batch_{c.batch_size}" if c.signature
-                      else f"batch_{c.batch_size}", not failed,
+        cases.append(("latency", result.qualified(c.signature, f"batch_{c.batch_size}"),
+                      not failed,
                       f"{c.verdict}: ratio {fmt(c.ratio)} [{fmt(c.ci_low)}, "
                       f"{fmt(c.ci_high)}] limit {c.limit:.2f}. {c.note}".strip()))
     failures = 0

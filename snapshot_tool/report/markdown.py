@@ -24,7 +24,7 @@ def to_markdown(result: ComparisonResult) -> str:
              "| output | verdict | mismatched | max abs | max rel | atol to pass |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for d in result.outputs:
-        name = f"{d.signature}/{d.name}" if len(result.signatures) > 1 else d.name
+        name = result.qualified(d.signature, d.name)
         if d.status in ("ok", "mismatch"):
             lines.append(f"| {_md(name)} | {'pass' if d.passed else '**FAIL**'} | "
                          f"{d.mismatch_count}/{d.size} | {fmt(d.max_abs_diff)} | "
@@ -44,8 +44,7 @@ def to_markdown(result: ComparisonResult) -> str:
                   "| batch | baseline p50 ms | candidate p50 ms | ratio [95% CI] | limit | "
                   "verdict |", "| ---: | ---: | ---: | --- | ---: | --- |"]
         for c in result.latency:
-            label = f"{c.signature}/{c.batch_size}" if len(result.signatures) > 1 \
-                else str(c.batch_size)
+            label = result.qualified(c.signature, str(c.batch_size))
             lines.append(f"| {label} | {c.baseline.p50 / 1e6:.3f} | "
                          f"{c.candidate.p50 / 1e6:.3f} | {fmt(c.ratio)} [{fmt(c.ci_low)}, "
                          f"{fmt(c.ci_high)}] | {c.limit:.2f} | {c.verdict} |")

@@ -98,3 +98,28 @@ def test_junit_marks_only_failing_latency_batches() -> None:
         suite = ET.fromstring(to_junit(r).split("\n", 1)[1])
         failed = {c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None}
         assert failed == want
+
+
+@pytest.mark.parametrize("multi, want", [(False, "out"), (True, "embed/out")])
+def test_every_renderer_names_an_output_by_the_one_rule(multi: bool, want: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    from rich.console import Console
+
+    from snapshot_tool.report.junit import to_junit
+
+    d = compare_tensor("out", np.ones(3), np.zeros(3), resolve("out", "float64", Config()),
+                       signature="embed")
+    # --signature embed on a golden of two signatures still says "embed/out": the name
+    # follows the golden (it is what the config tables match), not how many were compared.
+    r = ComparisonResult(golden="g.h5", model="m", signatures=("embed",), outputs=(d,),
+                         multi_signature=multi)
+    suite = ET.fromstring(to_junit(r).split("\n", 1)[1])
+    assert [c.get("name") for c in suite.iter("testcase")] == [want]
+    assert f"| {want} | **FAIL** |" in to_markdown(r)
+    console = Console(record=True, width=200)
+    for item in console_renderables(r):
+        console.print(item)
+    assert f" {want} " in console.export_text()
+    # the worst element is plain text in JUnit (no console markup escapes)
+    assert "\\[" not in to_junit(r)
