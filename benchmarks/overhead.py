@@ -219,14 +219,15 @@ def time_parts(spec: ModelSpec, samples: int, batch: int, repeats: int, golden: 
 
 
 def h5_write(path: Path, arrays: Mapping[str, np.ndarray], gzip: bool) -> None:
-    """Write ``arrays`` with golden._write_tensor's dataset options and write_golden's fsync,
-    with or without the filter: the difference is the cost of shuffle+gzip alone."""
+    """Write ``arrays`` with the golden's dataset options and write_golden's fsync, with or
+    without the filter: the difference is the cost of the compression alone."""
     import h5py
 
-    opts: dict[str, Any] = ({"chunks": True, "compression": "gzip", "compression_opts": 4,
-                             "shuffle": True} if gzip else {})
+    from snapshot_tool.golden.io import dataset_options
+
     with h5py.File(path, "w") as f:
         for k, v in arrays.items():
+            opts = dataset_options(v.shape, v.dtype.itemsize) if gzip else {}
             f.create_dataset(k, data=v, **opts)
     with path.open("rb+") as fh:
         os.fsync(fh.fileno())

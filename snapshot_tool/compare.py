@@ -8,10 +8,10 @@ stored samples. The verdict is one :class:`ComparisonResult`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -110,8 +110,6 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
     shape is an interface change and an error: feeding the recorded data anyway would be
     casting or reshaping it into something the golden never saw.
     """
-    from snapshot_tool.inputs.files import conform
-
     want = {s.name for s in sig.inputs}
     recorded = _apply_renames(sg.inputs, want, renames or {})
     have = set(recorded)
@@ -128,7 +126,40 @@ def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str 
             f"signature {sig.name!r} of {who} {model.path} takes inputs "
             f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
             f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
+    fitted, cast = _conform(sig, feeds, model, who)
+    return fitted, "; ".join(n for n in (note, cast) if n)
+
+
+def _match_inputs(sig: SignatureInfo, have: set[str], model: Model, who: str
+                  ) -> tuple[dict[str, str], str]:
+    """The model's input names mapped to the golden's, and a note when a lone input was
+    renamed. One input under another name is accepted: converters and Keras reloads rename
+    a lone input (``keras_tensor_3`` vs ``input_layer_3``) without changing what it means.
+    A different set of inputs is an interface change and an error."""
+    want = {s.name for s in sig.inputs}
+    if want == have:
+        return {n: n for n in want}, ""
+    if len(want) == 1 and len(have) == 1:
+        (cand_name,), (gold_name,) = want, have
+        return {cand_name: gold_name}, (
+            f"{who}'s only input is named {cand_name!r}, the golden's {gold_name!r}; "
+            "fed the recorded input to it")
+    raise SignatureError(
+        f"signature {sig.name!r} of {who} {model.path} takes inputs "
+        f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
+        f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
+
+
+def _conform(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: Model, who: str
+             ) -> tuple[dict[str, np.ndarray], str]:
+    """Recorded inputs (keyed by the model's names) checked against the model's specs and
+    cast to its dtypes. A different kind of dtype or per-sample shape is an interface
+    change: feeding the recorded data anyway would be casting or reshaping it into
+    something the golden never saw."""
+    from snapshot_tool.inputs.files import conform
+
     fitted: dict[str, np.ndarray] = {}
+    note = ""
     for spec in sig.inputs:
         arr = feeds[spec.name]
         try:
@@ -262,8 +293,49 @@ def _prefix(golden: Golden, signature: str) -> str:
     return output_prefix(signature, len(golden.signatures) > 1)
 
 
-def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = ""
-                 ) -> tuple[str, float]:
+def _proxy(dtype: np.dtype[Any], shape: tuple[int, ...], unit: Callable[[], bool]
+           ) -> np.ndarray:
+    """One row standing in for a golden output when inferring its task without labels:
+    infer_task then looks only at the dtype, the per-row shape and whether the values lie
+    in [0, 1] (``unit``, asked only where it matters), so a streamed golden's output need
+    not be in memory for it."""
+    if not shape:
+        return np.zeros((), dtype=dtype)
+    rest = shape[1:]
+    if dtype.kind == "f" or dtype.name.startswith(("bfloat16", "float8")):
+        one_per_row = len(shape) <= 2 and int(np.prod(rest, dtype=np.int64)) == 1
+        fill = 0.5 if one_per_row and unit() else 2.0
+        return np.full((1, *rest), fill, dtype=dtype)
+    return np.zeros((1, *rest), dtype=dtype)
+
+
+@dataclass
+class OutputInfo:
+    """What task inference and metric names need of a golden output, without its values:
+    dtype, shape, its first row (metric names depend on nothing else) and whether every
+    finite value lies in [0, 1] (read lazily, once)."""
+
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    first: Callable[[], np.ndarray]
+    unit_of: Callable[[], bool]
+    _unit: bool | None = None
+
+    def unit(self) -> bool:
+        if self._unit is None:
+            self._unit = self.unit_of()
+        return self._unit
+
+
+def _array_info(arr: np.ndarray) -> OutputInfo:
+    from snapshot_tool.metrics.tasks import in_unit_interval
+
+    return OutputInfo(arr.dtype, tuple(arr.shape), lambda: arr[:1] if arr.ndim else arr,
+                      lambda: in_unit_interval(arr.astype(np.float64)))
+
+
+def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = "",
+                 info: OutputInfo | None = None) -> tuple[str, float]:
     from snapshot_tool.metrics.tasks import infer_task
 
     oc = config.output(key or name)
@@ -273,19 +345,25 @@ def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = ""
     threshold = config.decision_threshold(key or name)
     if not sg.output_attrs.get(name, {}).get("batched", True) and (oc is None or not oc.task):
         return "none", threshold
-    return infer_task(sg.outputs[name], None, oc.task if oc is not None else None), threshold
+    if oc is not None and oc.task is not None:
+        return infer_task(np.zeros(()), None, oc.task), threshold
+    info = info or _array_info(sg.outputs[name])
+    return infer_task(_proxy(info.dtype, info.shape, info.unit), None, None), threshold
 
 
-def _available_metrics(sg: SignatureGolden, config: Config, prefix: str = ""
-                       ) -> dict[str, set[str]]:
+def _available_metrics(sg: SignatureGolden, config: Config, prefix: str = "",
+                       infos: Mapping[str, OutputInfo] | None = None) -> dict[str, set[str]]:
     from snapshot_tool.metrics.agreement import agreement_metrics
 
+    infos = infos if infos is not None else {k: _array_info(v) for k, v in sg.outputs.items()}
     available: dict[str, set[str]] = {}
-    for name, g in sg.outputs.items():
-        task, threshold = _output_task(sg, name, config, prefix + name)
+    for name, info in infos.items():
+        task, threshold = _output_task(sg, name, config, prefix + name, info)
         names = set(sg.metrics[name].values) if name in sg.metrics else set()
-        # Agreement of the golden with itself yields exactly the names a candidate will get.
-        names |= set(agreement_metrics(g, g, task, threshold))
+        # Agreement of the golden with itself yields exactly the names a candidate will
+        # get; they depend on the task, dtype and shape only, so one row is enough.
+        first = info.first()
+        names |= set(agreement_metrics(first, first, task, threshold))
         available[prefix + name] = names
     return available
 
@@ -310,13 +388,18 @@ def _recorded_task_conflicts(golden: Golden, names: list[str], config: Config) -
     return notes
 
 
-def validate_metric_config(golden: Golden, names: list[str], config: Config) -> None:
+def validate_metric_config(golden: Golden, names: list[str], config: Config,
+                           infos: Mapping[str, Mapping[str, OutputInfo]] | None = None
+                           ) -> None:
+    """Check threshold names against what the golden offers (``infos``: per signature,
+    its outputs' metadata when the golden's tensors are not in memory)."""
     from snapshot_tool.metrics.thresholds import validate_thresholds
 
     available: dict[str, set[str]] = {}
     for sig in names:
         for out, metrics in _available_metrics(golden.signatures[sig], config,
-                                               _prefix(golden, sig)).items():
+                                               _prefix(golden, sig),
+                                               infos[sig] if infos else None).items():
             available.setdefault(out, set()).update(metrics)
     validate_thresholds(config, available)
 
@@ -538,7 +621,52 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     ``SNAPSHOT_TOOL_HMAC_KEY`` (for goldens from untrusted places). A candidate (or
     baseline) whose signatures read, write or list files or print is refused before it
     runs, unless each such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
+
+    A candidate whose outputs line up with the golden's is judged in one streaming pass
+    (:mod:`snapshot_tool.compare_stream`): the golden is read chunk by chunk, so memory
+    stays bounded by a few batches whatever its size. What needs whole arrays runs the
+    in-memory comparison: an obtained golden and error summaries (of failing outputs, or
+    all of them for --html), renamed or missing or retyped outputs, a sharded golden. After
+    a streamed pass that needs it, only outputs and metrics are redone; latency is kept.
     """
+    from snapshot_tool.compare_stream import compare_streaming, streamable
+
+    cfg = config if isinstance(config, Config) else load_config(config)
+    whole = dict(config=cfg, signature=signature, tag=tag, latency_strict=latency_strict,
+                 progress=progress, save_obtained=save_obtained, obtained_path=obtained_path,
+                 error_summaries=error_summaries, rename=rename,
+                 require_signature=require_signature, allow_ops=allow_ops)
+    if save_obtained == "always" or error_summaries is True or rename or cfg.rename \
+            or not streamable(golden_path):
+        return _compare_whole(model_path, golden_path, latency=latency,
+                              baseline_model=baseline_model, self_check=self_check,
+                              **whole)  # type: ignore[arg-type]
+    result = compare_streaming(
+        model_path, golden_path, config=cfg, signature=signature, tag=tag, latency=latency,
+        baseline_model=baseline_model, latency_strict=latency_strict, progress=progress,
+        self_check=self_check, require_signature=require_signature, allow_ops=allow_ops)
+    lined_up = all(d.status in ("ok", "mismatch") for d in result.outputs)
+    failed = not (result.outputs_passed and result.metrics_passed)
+    summaries = any(d.status == "mismatch" and d.max_abs_diff is not None
+                    for d in result.outputs)
+    if lined_up and not (failed and (save_obtained != "never" or summaries)):
+        return result
+    again = _compare_whole(model_path, golden_path, latency=False, baseline_model=None,
+                           self_check=False, **whole)  # type: ignore[arg-type]
+    return replace(again, latency=result.latency, latency_mode=result.latency_mode,
+                   warnings=tuple(dict.fromkeys(result.warnings + again.warnings)),
+                   baseline_model=result.baseline_model)
+
+
+def _compare_whole(model_path: str | Path, golden_path: str | Path, *,
+                   config: Config | str | Path | None, signature: str | None,
+                   tag: str | None, latency: bool, baseline_model: str | Path | None,
+                   latency_strict: bool, self_check: bool, progress: Progress,
+                   save_obtained: SaveObtained, obtained_path: str | Path | None,
+                   error_summaries: bool | None, rename: Mapping[str, str] | None,
+                   require_signature: bool = False, allow_ops: Sequence[str] = ()
+                   ) -> ComparisonResult:
+    """The comparison with every tensor of the golden and the candidate in memory."""
     golden: Golden = read_golden(golden_path, require_signature=require_signature)
     if tag is None:
         tag = str(golden.attrs.get("tag", "serve"))

@@ -64,16 +64,50 @@ def _scalar(v: Any) -> Any:
 
 
 def missing(name: str, golden: np.ndarray, signature: str = "") -> TensorDiff:
-    return TensorDiff(name=name, status="missing", signature=signature,
-                      golden_dtype=dtype_label(golden), golden_shape=tuple(golden.shape),
+    return missing_stored(name, dtype_label(golden), tuple(golden.shape), signature)
+
+
+def missing_stored(name: str, label: str, shape: tuple[int, ...], signature: str = ""
+                   ) -> TensorDiff:
+    """:func:`missing` of a golden output known by its dtype label and shape only."""
+    return TensorDiff(name=name, status="missing", signature=signature, golden_dtype=label,
+                      golden_shape=shape,
                       message="output is in the golden but the candidate does not produce it")
 
 
 def extra(name: str, candidate: np.ndarray, signature: str = "") -> TensorDiff:
-    return TensorDiff(name=name, status="extra", signature=signature,
-                      candidate_dtype=dtype_label(candidate),
-                      candidate_shape=tuple(candidate.shape),
+    return extra_stored(name, dtype_label(candidate), tuple(candidate.shape), signature)
+
+
+def extra_stored(name: str, label: str, shape: tuple[int, ...], signature: str = ""
+                 ) -> TensorDiff:
+    return TensorDiff(name=name, status="extra", signature=signature, candidate_dtype=label,
+                      candidate_shape=shape,
                       message="candidate produces an output the golden does not have")
+
+
+def base_fields(name: str, golden: tuple[str, tuple[int, ...]],
+                candidate: tuple[str, tuple[int, ...]], tol: Tolerance, signature: str = "",
+                spread: float | None = None) -> dict[str, Any]:
+    """The fields every diff of a golden and a candidate (dtype label, shape) shares."""
+    return dict(
+        name=name, signature=signature, golden_dtype=golden[0], candidate_dtype=candidate[0],
+        golden_shape=golden[1], candidate_shape=candidate[1],
+        size=int(np.prod(golden[1], dtype=np.int64)), atol=tol.atol, rtol=tol.rtol,
+        max_mismatch_fraction=tol.max_mismatch_fraction, nan_equal=tol.nan_equal,
+        exact=tol.exact, tolerance_source=tol.source, spread=spread)
+
+
+def structural(base: dict[str, Any]) -> TensorDiff | None:
+    """A dtype or shape change, decided before any value is looked at; None when golden
+    and candidate line up."""
+    if base["golden_dtype"] != base["candidate_dtype"]:
+        return TensorDiff(status="dtype_changed", **base,
+                          message=f"dtype {base['golden_dtype']} -> {base['candidate_dtype']}")
+    if base["golden_shape"] != base["candidate_shape"]:
+        return TensorDiff(status="shape_changed", **base,
+                          message=f"shape {base['golden_shape']} -> {base['candidate_shape']}")
+    return None
 
 
 def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,

@@ -18,18 +18,24 @@ import numpy as np
 from snapshot_tool import __version__
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.dtypes import dtype_label
-from snapshot_tool.errors import (
-    InputsError,
+from snapshot_tool.errors import InputsError, SignatureError
+from snapshot_tool.golden.io import _write_tensor as write_tensor
+from snapshot_tool.golden.io import (
+    check_writable,
+    golden_writer,
+    signature_group,
+    write_extras,
+    write_root_attrs,
 )
-from snapshot_tool.golden.io import check_writable, write_golden
 from snapshot_tool.golden.schema import LatencyRecord, OutputMetrics, SignatureGolden, StoredMetric
+from snapshot_tool.golden.stream import TensorAppender
 from snapshot_tool.inputs.batching import batches, num_rows
 from snapshot_tool.inputs.files import from_file
 from snapshot_tool.inputs.labels import LabelsSpec, load_labels, parse_spec
 from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.latency.measure import latency_sizes
-from snapshot_tool.models.base import Model, SignatureInfo, run_signature
+from snapshot_tool.models.base import Model, SignatureInfo, combine
 from snapshot_tool.models.load import load_model, model_digest
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import output_prefix
@@ -119,6 +125,96 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
                               progress=progress, sign=sign)
 
 
+class _OutputSink:
+    """One output of a signature being recorded, written as its batches come.
+
+    Outputs with a batch dimension are appended row block by row block to the golden (never
+    held whole); outputs without one (scalars, per-batch summaries) are kept and stacked, one
+    entry per batch. That is the decision run_signature's join makes, taken on the fly: an
+    output is batched while every batch's leading dimension equals the batch's rows.
+    """
+
+    def __init__(self, group: Any, name: str, rows: int, keep: bool) -> None:
+        self.name = name
+        self.appender = TensorAppender(group, name, rows)
+        self.group = group
+        self.stacked: list[np.ndarray] | None = None
+        self.rows: list[int] = []
+        self.kept: list[np.ndarray] | None = [] if keep else None
+        self.kind = ""
+
+    @property
+    def batched(self) -> bool:
+        return self.stacked is None
+
+    def add(self, value: np.ndarray, rows: int) -> None:
+        self.kind = self.kind or value.dtype.kind
+        self.rows.append(rows)
+        if self.kept is not None:
+            self.kept.append(value)
+        if self.stacked is None and value.ndim >= 1 and value.shape[0] == rows:
+            if not self.appender.fits(value):
+                raise SignatureError(
+                    f"output {self.name!r} changes its per-sample shape between batches "
+                    f"({self.appender.rest} and {value.shape[1:]}); record with one batch "
+                    "(--batch-size equal to --num-samples)")
+            self.appender.append(value)
+            return
+        if self.stacked is None:
+            # Not batched after all: the batches so far become entries of a stack.
+            done = self.appender.rows_so_far()
+            self.appender.discard()
+            prior = self.rows[:-1]
+            self.stacked = list(np.split(done, np.cumsum(prior)[:-1])) if prior else []
+        if any(p.shape != value.shape for p in self.stacked):
+            raise SignatureError(
+                f"output {self.name!r} has no batch dimension and changes shape between "
+                "batches; record with one batch (--batch-size equal to --num-samples)")
+        self.stacked.append(value)
+
+    def whole(self) -> np.ndarray:
+        """The output as one array (only when kept, for task metrics)."""
+        assert self.kept is not None
+        joined, _ = combine(self.name, self.kept, self.rows)
+        return joined
+
+    def finish(self, attrs: Mapping[str, Any]) -> RecordedOutput:
+        if self.stacked is None:
+            self.appender.finish(attrs)
+            return RecordedOutput("", self.name, self.appender.label, self.appender.shape)
+        arr = np.stack(self.stacked, axis=0)
+        write_tensor(self.group, self.name, arr, attrs)
+        return RecordedOutput("", self.name, dtype_label(arr), tuple(arr.shape))
+
+
+def _stream_outputs(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.ndarray],
+                    batch_size: int, group: Any, keep: bool, progress: Progress
+                    ) -> tuple[dict[str, _OutputSink], dict[str, np.ndarray]]:
+    """Run ``sig`` batch by batch, appending every output to ``group`` as it comes.
+    Returns the sinks (to finish once their attrs are known) and the first batch's outputs
+    (the determinism check reruns that batch against them)."""
+    total = num_rows(feeds)
+    sinks: dict[str, _OutputSink] = {}
+    first: dict[str, np.ndarray] = {}
+    done = 0
+    stage = f"recording {sig.name}"
+    progress(stage, 0, total)
+    for i, batch in enumerate(batches(feeds, batch_size)):
+        out = model.run(sig.name, batch)
+        n = num_rows(batch)
+        if i == 0:
+            first = out
+        for k, v in out.items():
+            if k not in sinks:
+                if i:
+                    raise SignatureError(f"output {k!r} appeared only after the first batch")
+                sinks[k] = _OutputSink(group, k, total, keep)
+            sinks[k].add(v, n)
+        done += n
+        progress(stage, done, total)
+    return sinks, first
+
+
 def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
                    signature: str | None, inputs: str | Path | None, seed: int,
                    num_samples: int, batch_size: int, force: bool, tag: str, cfg: Config,
@@ -127,77 +223,108 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
                    latency_batch_sizes: Sequence[int] | None, threads: dict[str, int],
                    progress: Progress, sign: bool) -> RecordResult:
     sigs = _signatures_to_record(model, signature)
+    several = len(sigs) > 1
     records: dict[str, SignatureGolden] = {}
+    groups: dict[str, Any] = {}
     recorded: list[RecordedOutput] = []
     warnings: list[str] = list(model.notes)
     used_samples = 0
-    for sig in sigs:
-        if inputs is not None:
-            feeds = from_file(sig, inputs, exclude=exclude)
-        else:
-            feeds = synthesize(sig, num_samples, seed)
-        # With --signature all the signatures may see different data; report the most.
-        used_samples = max(used_samples, num_rows(feeds))
-        outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
-                                         f"recording {sig.name}")
-        attrs: dict[str, dict[str, Any]] = {k: {"batched": bool(b)} for k, b in batched.items()}
-        spreads = measure_spread(model, sig, feeds, batch_size)
-        if spreads:
-            msg = spread_attrs(sig.name, spreads, {k: v.dtype.kind for k, v in outputs.items()},
-                               attrs)
-            warnings.append(msg)
-        metrics: dict[str, OutputMetrics] = {}
-        sig_labels = label_values
-        if label_values is not None and label_spec is not None:
-            rows = num_rows(feeds)
-            if label_values.shape[0] != rows and len(sigs) > 1:
-                # --signature all: labels describe the samples of the signatures that take
-                # them; a signature over other data (or none) is recorded without metrics.
-                warnings.append(f"labels {label_spec.source} have {label_values.shape[0]} rows "
-                                f"but signature {sig.name!r} ran {rows} samples; recorded it "
-                                "without labels or task metrics")
-                sig_labels = None
-            elif label_values.shape[0] != rows:
-                raise InputsError(
-                    f"labels {label_spec.source} have {label_values.shape[0]} rows but the "
-                    f"inputs have {rows} samples; give one label per sample")
-            else:
-                metrics = record_metrics(outputs, batched, label_values, cfg,
-                                         prefix=output_prefix(sig.name, len(sigs) > 1))
-                if not metrics:
-                    warnings.append(f"no output of {sig.name!r} could be scored against the "
-                                    "labels (set [outputs.NAME] task in the config to choose "
-                                    "one)")
-        records[sig.name] = SignatureGolden(
-            sig.name, feeds, outputs, attrs, labels=sig_labels,
-            labels_source=label_spec.source if label_spec and sig_labels is not None else "",
-            metrics=metrics)
-        recorded.extend(RecordedOutput(sig.name, k, dtype_label(v), tuple(v.shape))
-                        for k, v in sorted(outputs.items()))
-    if latency:
-        sizes = latency_sizes(latency_batch_sizes, batch_size)
+    # The golden is written while the model runs (temp file, renamed into place at the end),
+    # so outputs go to disk batch by batch instead of piling up in memory.
+    with golden_writer(golden, force=force, sign=sign) as f:
         for sig in sigs:
-            lat, notes = record_latency(model_path, tag, sig.name, records[sig.name].inputs,
-                                        sizes, progress)
-            warnings.extend(notes)
-            records[sig.name] = replace(records[sig.name], latency=lat)
-    root_attrs = {
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "tool_version": __version__,
-        "model_path": str(model_path),
-        "model_digest": model_digest(model_path),
-        "model_kind": model.kind,
-        "signature": sigs[0].name if len(sigs) == 1 else "all",
-        "seed": seed,
-        "num_samples": used_samples,
-        "batch_size": batch_size,
-        "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
-        "tag": tag,
-        "environment": json.dumps(environment(threads), sort_keys=True, default=str),
-    }
-    write_golden(golden, root_attrs, records, force=force, sign=sign)
+            if inputs is not None:
+                feeds = from_file(sig, inputs, exclude=exclude)
+            else:
+                feeds = synthesize(sig, num_samples, seed)
+            # With --signature all the signatures may see different data; report the most.
+            used_samples = max(used_samples, num_rows(feeds))
+            root = groups[sig.name] = signature_group(f, sig.name, several)
+            g_in = root.create_group("inputs")
+            for name, arr in sorted(feeds.items()):
+                write_tensor(g_in, name, arr)
+            sinks, first = _stream_outputs(model, sig, feeds, batch_size,
+                                           root.create_group("outputs"),
+                                           label_values is not None, progress)
+            attrs: dict[str, dict[str, Any]] = {k: {"batched": s.batched}
+                                                for k, s in sinks.items()}
+            spreads = measure_spread(model, sig, feeds, batch_size, first_outputs=first)
+            if spreads:
+                warnings.append(spread_attrs(sig.name, spreads,
+                                             {k: s.kind for k, s in sinks.items()}, attrs))
+            for k in sorted(sinks):
+                recorded.append(replace(sinks[k].finish(attrs[k]), signature=sig.name))
+            records[sig.name] = _labels_and_metrics(
+                sig, sinks, num_rows(feeds), label_spec, label_values, cfg, several, warnings)
+        if latency:
+            sizes = latency_sizes(latency_batch_sizes, batch_size)
+            for sig in sigs:
+                # Latency times batches of at most max(sizes) rows: only those come back.
+                lat, notes = record_latency(model_path, tag, sig.name,
+                                            _read_inputs(groups[sig.name], max(sizes)), sizes,
+                                            progress)
+                warnings.extend(notes)
+                records[sig.name] = replace(records[sig.name], latency=lat)
+        for sig in sigs:
+            write_extras(groups[sig.name], records[sig.name])
+        write_root_attrs(f, {
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "tool_version": __version__,
+            "model_path": str(model_path),
+            "model_digest": model_digest(model_path),
+            "model_kind": model.kind,
+            "signature": sigs[0].name if len(sigs) == 1 else "all",
+            "seed": seed,
+            "num_samples": used_samples,
+            "batch_size": batch_size,
+            "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+            "tag": tag,
+            "environment": json.dumps(environment(threads), sort_keys=True, default=str),
+        })
     return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,
                         batch_size, tuple(recorded), tuple(warnings))
+
+
+def _read_inputs(group: Any, rows: int) -> dict[str, np.ndarray]:
+    """The first ``rows`` rows of a signature's inputs as written: latency times batches of
+    at most that many, and the rest need not come back into memory."""
+    from snapshot_tool.golden.io import _decode as decode
+
+    g = group["inputs"]
+    return {k: decode(g[k], g[k][:rows] if g[k].ndim else g[k][()]) for k in g}
+
+
+def _labels_and_metrics(sig: SignatureInfo, sinks: Mapping[str, _OutputSink], rows: int,
+                        label_spec: LabelsSpec | None, label_values: np.ndarray | None,
+                        cfg: Config, several: bool, warnings: list[str]) -> SignatureGolden:
+    """The signature's labels and task metrics (its inputs and outputs are on disk)."""
+    metrics: dict[str, OutputMetrics] = {}
+    sig_labels = label_values
+    if label_values is not None and label_spec is not None:
+        if label_values.shape[0] != rows and several:
+            # --signature all: labels describe the samples of the signatures that take them;
+            # a signature over other data (or none) is recorded without metrics.
+            warnings.append(f"labels {label_spec.source} have {label_values.shape[0]} rows "
+                            f"but signature {sig.name!r} ran {rows} samples; recorded it "
+                            "without labels or task metrics")
+            sig_labels = None
+        elif label_values.shape[0] != rows:
+            raise InputsError(
+                f"labels {label_spec.source} have {label_values.shape[0]} rows but the "
+                f"inputs have {rows} samples; give one label per sample")
+        else:
+            # Labels come from a file already in memory; the outputs scored against them are
+            # kept for scikit-learn, which needs them whole.
+            outputs = {k: s.whole() for k, s in sinks.items()}
+            metrics = record_metrics(outputs, {k: s.batched for k, s in sinks.items()},
+                                     label_values, cfg, prefix=output_prefix(sig.name, several))
+            if not metrics:
+                warnings.append(f"no output of {sig.name!r} could be scored against the "
+                                "labels (set [outputs.NAME] task in the config to choose one)")
+    return SignatureGolden(
+        sig.name, {}, {}, labels=sig_labels,
+        labels_source=label_spec.source if label_spec and sig_labels is not None else "",
+        metrics=metrics)
 
 
 def record_latency(model_path: str | Path, tag: str, signature: str,
@@ -276,10 +403,14 @@ SPREAD_RUNS = 5
 
 
 def measure_spread(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.ndarray],
-                   batch_size: int) -> dict[str, float | None]:
+                   batch_size: int, first_outputs: Mapping[str, np.ndarray] | None = None
+                   ) -> dict[str, float | None]:
     """Run the first batch again; if any output changes, run it a few more times and
     return, per changed output, the largest difference seen between any two runs (None
     for non-numeric outputs, which have no distance).
+
+    ``first_outputs``, the first batch's outputs from the recording pass, stand in for one
+    run: a deterministic model then costs one extra batch, not two.
 
     A stateful or nondeterministic reference (dropout left on, unseeded random ops,
     counters) would otherwise fail every comparison, including against itself.
@@ -287,7 +418,8 @@ def measure_spread(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.ndar
     first = next(iter(batches(feeds, batch_size)), None)
     if first is None:
         return {}
-    runs = [model.run(sig.name, first), model.run(sig.name, first)]
+    runs = [dict(first_outputs) if first_outputs else model.run(sig.name, first),
+            model.run(sig.name, first)]
     changed = {k for k in runs[0] if not _same(runs[0][k], runs[1].get(k))}
     if not changed:
         return {}

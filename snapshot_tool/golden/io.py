@@ -15,6 +15,7 @@ import io
 import json
 import os
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,32 @@ def _as_bytes(item: Any) -> bytes:
     return bytes(item)
 
 
+# Bytes per HDF5 chunk. Chunks run along the sample axis (whole rows), so reading or
+# writing a block of rows touches only its own chunks; 256 KB keeps the per-chunk overhead
+# (index entries, the padding of the last chunk) small while a reader's block, a whole
+# number of chunks of every tensor, stays a few MB (benchmarks/golden_compression.py).
+CHUNK_BYTES = 1 << 18
+# shuffle + lzf: on float tensors the byte shuffle alone gets most of the saving (their
+# exponent bytes repeat), and lzf then costs a fraction of gzip's time for a golden still
+# smaller than the raw arrays; h5py ships lzf in every build, so plain h5py reads it
+# (benchmarks/golden_compression.py has the measurements; gzip-4 was the old default).
+COMPRESSION: dict[str, Any] = {"compression": "lzf", "shuffle": True}
+
+
+def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
+    """Rows per chunk of a tensor of ``shape``: ~CHUNK_BYTES of whole rows."""
+    row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
+    return max(1, min(shape[0], CHUNK_BYTES // row))
+
+
+def dataset_options(shape: tuple[int, ...], itemsize: int) -> dict[str, Any]:
+    """How a numeric tensor is stored: chunked along the sample axis and compressed.
+    Scalars and empty tensors cannot be chunked and are stored as they are."""
+    if len(shape) == 0 or 0 in shape:
+        return {}
+    return {"chunks": (chunk_rows(shape, itemsize), *shape[1:]), **COMPRESSION}
+
+
 def _write_tensor(group: Any, name: str, arr: np.ndarray,
                   extra: Mapping[str, Any] | None = None) -> None:
     import h5py
@@ -100,11 +127,8 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
             storage = "vlen_bytes"
     else:
         data = arr.view(np.uint16) if label == "bfloat16" else arr
-        kwargs: dict[str, Any] = {}
-        if data.ndim > 0 and data.size > 0:
-            kwargs = {"chunks": True, "compression": "gzip", "compression_opts": 4,
-                      "shuffle": True}
-        ds = group.create_dataset(name, data=data, **kwargs)
+        ds = group.create_dataset(name, data=data,
+                                  **dataset_options(data.shape, data.dtype.itemsize))
     ds.attrs["dtype"] = label
     if storage:
         ds.attrs["string_storage"] = storage
@@ -121,6 +145,12 @@ def _write_signature(root: Any, sg: SignatureGolden) -> None:
     g_out = root.create_group("outputs")
     for name, arr in sorted(sg.outputs.items()):
         _write_tensor(g_out, name, arr, sg.output_attrs.get(name, {}))
+    write_extras(root, sg)
+
+
+def write_extras(root: Any, sg: SignatureGolden) -> None:
+    """Everything of a signature but its inputs and outputs: labels, metrics, latency.
+    (A streaming record writes inputs and outputs itself, then this.)"""
     if sg.labels is not None:
         _write_tensor(root, "labels", sg.labels, {"source": sg.labels_source})
     if sg.metrics:
@@ -241,6 +271,30 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
 
 def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
                 signatures: Mapping[str, SignatureGolden], key: bytes | None) -> None:
+    with _open_for_write(tmp, target, key) as f:
+        write_root_attrs(f, attrs)
+        if len(signatures) == 1:
+            _write_signature(f, next(iter(signatures.values())))
+        else:
+            g = f.create_group("signatures")
+            for name, sg in sorted(signatures.items()):
+                _write_signature(g.create_group(name), sg)
+
+
+def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:
+    # Attributes of a golden being rewritten (accept, shards) may carry its old format,
+    # digest and signature; this file gets its own.
+    for k, v in attrs.items():
+        if k not in _WRITER_OWNED:
+            f.attrs[k] = v
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+
+
+@contextlib.contextmanager
+def _open_for_write(tmp: Path, target: Path, key: bytes | None) -> Iterator[Any]:
+    """The new golden's HDF5 file; its content digest (and signature) is written when the
+    block ends, over whatever the block wrote."""
     import h5py
 
     from snapshot_tool.golden.digest import content_digest, sign
@@ -248,19 +302,7 @@ def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
     out = _DroppingFile(tmp)
     try:
         with h5py.File(out, "w", libver=LIBVER) as f:
-            # Attributes of a golden being rewritten (accept, shards) may carry its old
-            # format, digest and signature; this file gets its own.
-            for k, v in attrs.items():
-                if k not in _WRITER_OWNED:
-                    f.attrs[k] = v
-            f.attrs["format"] = FORMAT
-            f.attrs["format_version"] = FORMAT_VERSION
-            if len(signatures) == 1:
-                _write_signature(f, next(iter(signatures.values())))
-            else:
-                g = f.create_group("signatures")
-                for name, sg in sorted(signatures.items()):
-                    _write_signature(g.create_group(name), sg)
+            yield f
             digest = content_digest(f)
             f.attrs[CONTENT_DIGEST] = digest
             if key is not None:
@@ -276,6 +318,33 @@ def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
                           "is unchanged") from None
 
 
+@contextlib.contextmanager
+def golden_writer(path: Path, *, force: bool, sign: bool = False) -> Iterator[Any]:
+    """An open HDF5 file that becomes the golden at ``path`` when the block ends cleanly
+    (:func:`write_golden`'s guarantees: temp file, digest, atomic replace), for a writer
+    that streams its tensors in (``record``)."""
+    from snapshot_tool.golden.digest import hmac_key
+
+    p = Path(path)
+    check_writable(p, force)
+    key = hmac_key() if sign else None
+    if sign and key is None:
+        raise GoldenError(f"--sign needs the signing key in the environment variable "
+                          f"{HMAC_KEY_ENV}")
+    with replacing(p) as tmp:
+        with _open_for_write(tmp, p, key) as f:
+            yield f
+        check_writable(p, force)
+
+
+def signature_group(f: Any, name: str, several: bool) -> Any:
+    """Where a signature's groups go: the root, or /signatures/<name> in a golden of several."""
+    if not several:
+        return f
+    parent = f["signatures"] if "signatures" in f else f.create_group("signatures")
+    return parent.create_group(name)
+
+
 def check_writable(path: Path, force: bool) -> None:
     if path.is_dir():
         raise GoldenError(f"golden path {path} is a directory; give a file name such as "
@@ -286,7 +355,7 @@ def check_writable(path: Path, force: bool) -> None:
 
 
 @contextlib.contextmanager
-def open_golden(path: str | Path) -> Iterator[Any]:
+def open_golden(path: str | Path, *, cache_bytes: int | None = None) -> Iterator[Any]:
     """Open a golden read-only after the checks every reader needs. Unbounded: call it on
     a file :func:`verify_golden` passed, or inside the verifying child."""
     import h5py
@@ -294,7 +363,7 @@ def open_golden(path: str | Path) -> Iterator[Any]:
     p = Path(path)
     _check_path(p)
     try:
-        f = h5py.File(p, "r")
+        f = h5py.File(p, "r", **({"rdcc_nbytes": cache_bytes} if cache_bytes else {}))
     except OSError as exc:
         raise GoldenError(f"cannot open golden {p}: {exc}") from None
     try:
@@ -383,11 +452,18 @@ def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGold
     prefix = "" if g.name == "/" else g.name
     inputs = {k: _read_tensor(g["inputs"][k], f"{prefix}/inputs/{k}", path, check)
               for k in g["inputs"]}
-    outputs: dict[str, np.ndarray] = {}
+    outputs = {k: _read_tensor(g["outputs"][k], f"{prefix}/outputs/{k}", path, check)
+               for k in g["outputs"]}
+    return replace(read_signature_extras(name, g, path, check), inputs=inputs, outputs=outputs)
+
+
+def read_signature_extras(name: str, g: Any, path: Path, check: bool) -> SignatureGolden:
+    """A signature's small parts (output attrs, labels, metrics, latency) without the values
+    of its inputs and outputs: what a reader that streams those needs up front."""
+    prefix = "" if g.name == "/" else g.name
     output_attrs: dict[str, dict[str, Any]] = {}
     for k in g["outputs"]:
         ds = g["outputs"][k]
-        outputs[k] = _read_tensor(ds, f"{prefix}/outputs/{k}", path, check)
         output_attrs[k] = {a: plain_attr(ds.attrs[a]) for a in ds.attrs
                            if a not in ("dtype", "shape", "sha256", "string_storage")}
     labels = None
@@ -404,8 +480,7 @@ def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGold
             ds = lg["samples_ns"]
             attrs = {a: plain_attr(ds.attrs[a]) for a in ds.attrs}
             latency[bs] = LatencyRecord(bs, np.asarray(ds[()], dtype=np.int64), attrs)
-    return SignatureGolden(name, inputs, outputs, output_attrs, labels, labels_source,
-                           metrics, latency)
+    return SignatureGolden(name, {}, {}, output_attrs, labels, labels_source, metrics, latency)
 
 
 def read_metrics(g: Any) -> dict[str, OutputMetrics]:

@@ -232,7 +232,9 @@ def agreement_partial(golden: np.ndarray, candidate: np.ndarray, task: str,
     gr, cr = _rows(g), _rows(c)
     if task == "classification":
         a.kind = "classification"
-        a.same = int(np.sum(_argmax_decisions(gr) == _argmax_decisions(cr)))
+        # Identical rows agree whatever their argmax (NaN rows decide -1 on both sides).
+        a.same = int(gr.shape[0]) if np.array_equal(gr, cr, equal_nan=True) else \
+            int(np.sum(_argmax_decisions(gr) == _argmax_decisions(cr)))
         a.cos = Cosines.of(_cosines(gr, cr))
     elif task == "binary":
         a.kind = "binary"

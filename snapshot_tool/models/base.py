@@ -228,7 +228,7 @@ def example_hint(info: SignatureInfo, message: str) -> str:
     return ""
 
 
-def _combine(name: str, parts: list[np.ndarray], rows: list[int]) -> tuple[np.ndarray, bool]:
+def combine(name: str, parts: list[np.ndarray], rows: list[int]) -> tuple[np.ndarray, bool]:
     """Join per-batch outputs. Outputs with a batch dimension are concatenated; outputs
     without one (scalars, per-batch summaries) are stacked, one entry per batch."""
     batched = all(p.ndim >= 1 and p.shape[0] == r for p, r in zip(parts, rows, strict=True))
@@ -268,6 +268,6 @@ def run_signature(model: Model, sig: SignatureInfo, inputs: Mapping[str, np.ndar
     combined: dict[str, np.ndarray] = {}
     batched: dict[str, bool] = {}
     for k, ps in parts.items():
-        combined[k], batched[k] = _combine(k, ps, rows)
+        combined[k], batched[k] = combine(k, ps, rows)
     return combined, batched
 

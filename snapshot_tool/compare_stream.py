@@ -1,0 +1,412 @@
+"""``compare`` in bounded memory: the golden streamed through the candidate block by block.
+
+The golden's inputs and outputs are read a few MB of rows at a time (whole chunks, see
+:func:`snapshot_tool.golden.stream.row_block`), the candidate runs the block's batches (the
+very batches an in-memory compare runs), and every per-output figure is folded into the
+mergeable accumulators that a Beam run merges across workers:
+:mod:`snapshot_tool.diff_merge` for the tensor diff and :mod:`snapshot_tool.metrics.mergeable`
+for agreement and task metrics. The verdict is the in-memory one; the mean abs error and
+metric averages may differ in their last bits (sums in another order). Every tensor's
+sha256 is checked on the same pass, once its last row has been read.
+
+What stays in memory besides a block: outputs without a batch dimension (one value per
+batch), labels, and for ROC AUC and the median absolute error the per-row scores or
+errors that :mod:`snapshot_tool.metrics.mergeable` keeps (8 bytes per row and class).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from snapshot_tool.compare import (
+    ComparisonResult,
+    OutputInfo,
+    _batch_size,
+    _candidate_signature,
+    _conform,
+    _fit_inputs,
+    _match_inputs,
+    _output_task,
+    _prefix,
+    _recorded_task_conflicts,
+    compare_latency,
+    output_tolerance,
+    validate_metric_config,
+)
+from snapshot_tool.config import Config, load_config
+from snapshot_tool.diff import TensorDiff, compare_tensor, extra_stored, missing_stored
+from snapshot_tool.dtypes import dtype_label
+from snapshot_tool.errors import ConfigError, InputsError, ModelError, SignatureError
+from snapshot_tool.golden.stream import (
+    StoredGolden,
+    StoredSignature,
+    StoredTensor,
+    StreamCheck,
+    open_stored,
+    row_block,
+)
+from snapshot_tool.latency.fingerprint import fix_threads
+from snapshot_tool.latency.measure import latency_sizes
+from snapshot_tool.models.base import Model, SignatureInfo, combine
+from snapshot_tool.models.load import load_model
+from snapshot_tool.models.scan import allowed_ops, refuse_flagged
+from snapshot_tool.progress import Progress
+from snapshot_tool.tolerance import Tolerance
+
+if TYPE_CHECKING:
+    from snapshot_tool.diff_merge import DiffPartial
+    from snapshot_tool.latency.gate import LatencyCheck
+    from snapshot_tool.metrics.mergeable import Agreement, Task
+    from snapshot_tool.metrics.tasks import MetricValue
+    from snapshot_tool.metrics.thresholds import MetricCheck
+
+
+def streamable(golden_path: str | Path) -> bool:
+    """A single-file golden streams; a sharded one (``G.h5.d/``) is read whole."""
+    return not Path(golden_path).is_dir()
+
+
+def compare_streaming(model_path: str | Path, golden_path: str | Path, *,
+                      config: Config | str | Path | None, signature: str | None,
+                      tag: str | None, latency: bool, baseline_model: str | Path | None,
+                      latency_strict: bool, progress: Progress, self_check: bool = False,
+                      require_signature: bool = False, allow_ops: Sequence[str] = ()
+                      ) -> ComparisonResult:
+    """:func:`snapshot_tool.compare.compare`'s verdict, streamed."""
+    with open_stored(golden_path, require_signature=require_signature) as stored:
+        return _compare_stored(stored, model_path, config=config, signature=signature,
+                               tag=tag, latency=latency, baseline_model=baseline_model,
+                               latency_strict=latency_strict, progress=progress,
+                               self_check=self_check, allow_ops=allow_ops)
+
+
+def _unit_interval(t: StoredTensor) -> bool:
+    """Every finite value of a stored tensor within [0, 1], read block by block."""
+    from snapshot_tool.metrics.tasks import in_unit_interval
+
+    if not t.shape:
+        return in_unit_interval(np.asarray(t.read(), dtype=np.float64))
+    step = max(1, (4 << 20) // t.row_bytes)
+    return all(in_unit_interval(t.read(a, a + step).astype(np.float64))
+               for a in range(0, t.rows, step))
+
+
+def _infos(stored: StoredGolden) -> dict[str, dict[str, OutputInfo]]:
+    def info(t: StoredTensor) -> OutputInfo:
+        return OutputInfo(t.dtype, t.shape, lambda: t.read(0, 1) if t.shape else t.read(),
+                          lambda: _unit_interval(t))
+
+    return {sig: {k: info(t) for k, t in ss.outputs.items()}
+            for sig, ss in stored.signatures.items()}
+
+
+def _compare_stored(stored: StoredGolden, model_path: str | Path, *,
+                    config: Config | str | Path | None, signature: str | None,
+                    tag: str | None, latency: bool, baseline_model: str | Path | None,
+                    latency_strict: bool, progress: Progress, self_check: bool,
+                    allow_ops: Sequence[str]) -> ComparisonResult:
+    golden = stored.meta
+    if tag is None:
+        tag = str(golden.attrs.get("tag", "serve"))
+    cfg = config if isinstance(config, Config) else load_config(config)
+    names = sorted(golden.signatures)
+    if signature is not None and signature != "all":
+        if signature not in golden.signatures:
+            raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
+                                 f"holds: {', '.join(names)}")
+        names = [signature]
+    warnings_early = _recorded_task_conflicts(golden, names, cfg)
+    qualified = [_prefix(golden, sig) + out for sig in names
+                 for out in stored.signatures[sig].outputs]
+    warnings_early += [
+        f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
+        f"{', '.join(sorted(qualified))}); check the name" for pattern in
+        cfg.unmatched_outputs(qualified)]
+    infos = _infos(stored)
+    # Threshold names are checked against what the golden offers before any model runs.
+    try:
+        validate_metric_config(golden, names, cfg, infos)
+    except ConfigError as exc:
+        if warnings_early:
+            raise ConfigError(f"{exc} ({warnings_early[0]})") from None
+        raise
+    metric_checks: list[MetricCheck] = []
+    latency_checks: list[LatencyCheck] = []
+    threads = fix_threads()
+    with contextlib.ExitStack() as stack:
+        model = stack.enter_context(load_model(model_path, tag=tag))
+        refuse_flagged(model, allowed_ops(allow_ops, cfg))
+        baseline: Model | None = None
+        if self_check and (baseline_model is not None or not latency):
+            warnings_early.append("--self-check corrects the stored latency baseline; it was "
+                                  "ignored because " + ("of --no-latency" if not latency else
+                                                        "--baseline-model times side by side"))
+        if baseline_model is not None and not latency:
+            warnings_early.append("--baseline-model is only used to time latency; it was "
+                                  "ignored because of --no-latency")
+        elif baseline_model is not None:
+            try:
+                baseline = stack.enter_context(load_model(baseline_model, tag=tag))
+                refuse_flagged(baseline, allowed_ops(allow_ops, cfg))
+            except ModelError as exc:
+                raise ModelError(f"--baseline-model: {exc}") from None
+        batch_size = _batch_size(golden)
+        diffs: list[TensorDiff] = []
+        warnings: list[str] = warnings_early + [f"candidate: {n}" for n in model.notes]
+        if baseline is not None:
+            warnings.extend(f"baseline model: {n}" for n in baseline.notes)
+        timed: list[tuple[str, SignatureInfo]] = []
+        for name in names:
+            ss = stored.signatures[name]
+            sig, note = _candidate_signature(model, name, single=len(names) == 1)
+            if note:
+                warnings.append(note)
+            run = _SignatureRun(model, sig, ss, cfg, name, _prefix(golden, name),
+                                infos[name], batch_size)
+            sig_diffs, sig_metrics, notes = run.compare(progress)
+            warnings.extend(notes)
+            diffs.extend(sig_diffs)
+            metric_checks.extend(sig_metrics)
+            timed.append((name, sig))
+        # Latency only once every outputs run is over, as in record; it times the first
+        # batches only, so just those rows come back into memory.
+        for name, sig in timed if latency else []:
+            ss = stored.signatures[name]
+            sizes = sorted(ss.meta.latency) or latency_sizes(None, batch_size)
+            head = replace(ss.meta, inputs=ss.head(max(sizes)))
+            feeds, _ = _fit_inputs(sig, head, model)
+            lat, notes = compare_latency(golden, head, feeds, model, sig.name, baseline, cfg,
+                                         threads, progress, model_path=model_path, tag=tag,
+                                         self_check=self_check)
+            if len(names) > 1:
+                notes = [f"{name}: {n}" for n in notes]
+            latency_checks.extend(lat)
+            warnings.extend(notes)
+        return ComparisonResult(
+            golden=str(golden.path), model=str(model_path), signatures=tuple(names),
+            outputs=tuple(diffs), metrics=tuple(metric_checks), latency=tuple(latency_checks),
+            latency_mode=("side_by_side" if baseline is not None else "stored")
+            if latency_checks else None,
+            latency_strict=latency_strict, warnings=tuple(warnings), config_source=cfg.source,
+            baseline_model=str(baseline_model) if baseline_model is not None else None)
+
+
+@dataclass
+class _Output:
+    """One golden output while the candidate's batches come in.
+
+    ``streamed`` outputs (a batch dimension over the golden's rows) are folded block by
+    block into ``diff``/``agree``/``task``; the others (scalars, one value per batch) are
+    small and are joined and diffed whole at the end, as in memory.
+    """
+
+    name: str
+    golden: StoredTensor
+    tol: Tolerance
+    spread: float | None
+    task: str
+    threshold: float
+    streamed: bool
+    scored: bool  # task metrics against the golden's labels
+    diff: DiffPartial | None = None
+    agree: Agreement | None = None
+    score: Task | None = None
+    block: list[np.ndarray] = field(default_factory=list)  # this block's candidate batches
+    parts: list[np.ndarray] = field(default_factory=list)  # non-streamed candidate values
+    rows: list[int] = field(default_factory=list)
+    shapes: list[tuple[int, ...]] = field(default_factory=list)
+    unbatched: bool = False  # the candidate gave a value without the batch dimension
+    label: str = ""
+
+
+class _SignatureRun:
+    """One signature of a compare: the golden streamed through the candidate."""
+
+    def __init__(self, model: Model, sig: SignatureInfo, stored: StoredSignature,
+                 cfg: Config, name: str, prefix: str, infos: Mapping[str, OutputInfo],
+                 batch_size: int) -> None:
+        self.model, self.sig, self.stored, self.cfg = model, sig, stored, cfg
+        self.name, self.prefix, self.batch_size = name, prefix, batch_size
+        names, self.note = _match_inputs(sig, set(stored.inputs), model, "candidate")
+        self.inputs = {c: stored.inputs[g] for c, g in names.items()}
+        self.total = next(iter(self.inputs.values())).rows if self.inputs else 0
+        labels = stored.meta.labels
+        # Labels of another length fail task metrics in memory too (no candidate values).
+        self.labels = labels if labels is not None and labels.ndim and \
+            labels.shape[0] == self.total else None
+        self.outputs = {k: self._output(k, t, infos[k])
+                        for k, t in sorted(stored.outputs.items())}
+        self.extras: dict[str, list[tuple[str, tuple[int, ...], int]]] = {}
+        self.checks = {t.where: StreamCheck(t, t.path) for t in (
+            *self.inputs.values(), *(o.golden for o in self.outputs.values()))}
+        self.whole: dict[str, np.ndarray] = {}
+
+    def _output(self, k: str, t: StoredTensor, info: OutputInfo) -> _Output:
+        meta = self.stored.meta
+        tol, spread = output_tolerance(meta, k, t.label, self.cfg, self.prefix)
+        task, threshold = _output_task(meta, k, self.cfg, self.prefix + k, info)
+        streamed = (self.total > 0 and len(t.shape) >= 1 and t.shape[0] == self.total
+                    and bool(meta.output_attrs.get(k, {}).get("batched", True)))
+        return _Output(k, t, tol, spread, task, threshold, streamed,
+                       scored=k in meta.metrics and self.labels is not None)
+
+    def compare(self, progress: Progress
+                ) -> tuple[list[TensorDiff], list[MetricCheck], list[str]]:
+        notes = [self.note] if self.note else []
+        for o in self.outputs.values():
+            if not o.streamed:
+                self.whole[o.name] = o.golden.read()
+                self.checks[o.golden.where].feed(self.whole[o.name], 0)
+        streamed = {k: o.golden for k, o in self.outputs.items() if o.streamed}
+        block = row_block({**self.inputs, **streamed}, self.batch_size)
+        stage = f"comparing {self.name}"
+        progress(stage, 0, self.total)
+        for a in range(0, self.total, block) if self.total else [0]:
+            b = min(a + block, self.total)
+            ins = {c: self._read(t, a, b) for c, t in self.inputs.items()}
+            for s in range(a, b, self.batch_size) if self.total else [0]:
+                e = min(s + self.batch_size, b)
+                feeds, cast = _conform(self.sig, {c: v[s - a:e - a] for c, v in ins.items()},
+                                       self.model, "candidate")
+                if cast and cast not in notes:
+                    notes.append(cast)
+                for k, v in self.model.run(self.sig.name, feeds).items():
+                    self._take(k, v, e - s)
+                progress(stage, e, self.total)
+            del ins
+            self._fold(a, b, {k: self._read(t, a, b) for k, t in streamed.items()})
+        for check in self.checks.values():
+            check.check()
+        diffs, metrics = self._verdicts()
+        return diffs, metrics, notes
+
+    def _read(self, t: StoredTensor, a: int, b: int) -> np.ndarray:
+        block = t.read(a, b)
+        self.checks[t.where].feed(block, a)
+        return block
+
+    def _take(self, k: str, v: np.ndarray, rows: int) -> None:
+        o = self.outputs.get(k)
+        if o is None:
+            self.extras.setdefault(k, []).append((dtype_label(v), tuple(v.shape), rows))
+            return
+        o.rows.append(rows)
+        o.shapes.append(tuple(v.shape))
+        o.label = o.label or dtype_label(v)
+        if not o.streamed:
+            o.parts.append(v)
+        elif o.unbatched or v.ndim == 0 or v.shape[0] != rows:
+            o.unbatched = True  # no batch dimension after all: a shape change, values aside
+            o.block = []
+        elif o.block and v.shape[1:] != o.block[0].shape[1:]:
+            raise SignatureError(
+                f"output {k!r} changes its per-sample shape between batches "
+                f"({o.block[0].shape[1:]} and {v.shape[1:]}); record with one batch "
+                "(--batch-size equal to --num-samples)")
+        else:
+            o.block.append(v)
+
+    def _fold(self, a: int, b: int, gold: Mapping[str, np.ndarray]) -> None:
+        """Fold the block's rows [a, b) of every streamed output into its accumulators."""
+        from snapshot_tool.diff_merge import merge, partial_diff
+        from snapshot_tool.metrics.mergeable import (
+            agreement_partial,
+            merge_agreement,
+            merge_task,
+            task_partial,
+        )
+
+        for k, g in gold.items():
+            o = self.outputs[k]
+            if o.unbatched or not o.block:
+                continue
+            c = o.block[0] if len(o.block) == 1 else np.concatenate(o.block, axis=0)
+            o.block = []
+            part = partial_diff(k, g, c, o.tol, row_start=a, total_rows=self.total,
+                                signature=self.name, spread=o.spread)
+            o.diff = part if o.diff is None else merge(o.diff, part)
+            if g.shape != c.shape or dtype_label(g) != dtype_label(c):
+                continue  # reported as a structural change; no metric compares such arrays
+            agree = agreement_partial(g, c, o.task, o.threshold)
+            o.agree = agree if o.agree is None else merge_agreement(o.agree, agree)
+            if o.scored and self.labels is not None:
+                score = task_partial(c, self.labels[a:b], o.task, o.threshold)
+                o.score = score if o.score is None else merge_task(o.score, score)
+
+    def _verdicts(self) -> tuple[list[TensorDiff], list[MetricCheck]]:
+        from snapshot_tool.diff_merge import finish
+        from snapshot_tool.metrics.agreement import agreement_metrics
+        from snapshot_tool.metrics.mergeable import finish_agreement, finish_task
+        from snapshot_tool.metrics.tasks import task_metrics
+
+        diffs: list[TensorDiff] = []
+        checks: list[MetricCheck] = []
+        for k, o in self.outputs.items():
+            agree: dict[str, MetricValue] = {}
+            task: dict[str, MetricValue] = {}
+            if not o.rows:
+                diffs.append(missing_stored(k, o.golden.label, o.golden.shape, self.name))
+            elif not o.streamed:
+                cand, _ = combine(k, o.parts, o.rows)
+                diffs.append(compare_tensor(k, self.whole[k], cand, o.tol, self.name,
+                                            o.spread, False))
+                if diffs[-1].status in ("ok", "mismatch"):
+                    agree = agreement_metrics(self.whole[k], cand, o.task, o.threshold)
+                    if o.scored and self.labels is not None:
+                        with contextlib.suppress(InputsError):
+                            task = task_metrics(cand, self.labels, o.task, o.threshold)
+            elif o.unbatched or o.diff is None:
+                diffs.append(self._unbatched(o))
+            else:
+                diffs.append(finish(o.diff))
+                if diffs[-1].status in ("ok", "mismatch"):
+                    agree = finish_agreement(o.agree) if o.agree is not None else {}
+                    if o.score is not None:
+                        # As in memory: labels that do not fit the output give no values,
+                        # which check_all reports as metrics the candidate lacks.
+                        with contextlib.suppress(InputsError):
+                            task = finish_task(o.score)
+            checks.extend(self._metric_checks(k, task, agree))
+        for k in sorted(self.extras):
+            parts = self.extras[k]
+            batched = all(len(sh) >= 1 and sh[0] == r for _, sh, r in parts)
+            shape = ((sum(r for *_, r in parts), *parts[0][1][1:]) if batched
+                     else (len(parts), *parts[0][1]))
+            diffs.append(extra_stored(k, parts[0][0], shape, self.name))
+        return diffs, checks
+
+    def _unbatched(self, o: _Output) -> TensorDiff:
+        """A streamed golden output the candidate returned without its batch dimension: the
+        stack of its per-batch values, as the in-memory join makes it, cannot line up."""
+        from snapshot_tool.diff import base_fields, structural
+
+        if len(set(o.shapes)) > 1:
+            raise SignatureError(
+                f"output {o.name!r} has no batch dimension and changes shape between "
+                "batches; record with one batch (--batch-size equal to --num-samples)")
+        shape = (len(o.shapes), *o.shapes[0])
+        base = base_fields(o.name, (o.golden.label, o.golden.shape), (o.label, shape),
+                           o.tol, self.name, o.spread)
+        return structural(base) or TensorDiff(
+            status="shape_changed", **base,
+            message=f"output has no batch dimension in the candidate (shape {shape})")
+
+    def _metric_checks(self, k: str, task: dict[str, MetricValue],
+                       agree: dict[str, MetricValue]) -> list[MetricCheck]:
+        from snapshot_tool.metrics.tasks import MetricValue
+        from snapshot_tool.metrics.thresholds import check_all
+
+        meta = self.stored.meta
+        golden_values = {m: MetricValue(m, v.value, v.direction)  # type: ignore[arg-type]
+                         for m, v in (meta.metrics[k].values.items()
+                                      if k in meta.metrics else ())}
+        if not (golden_values or agree):
+            return []
+        return check_all(self.prefix + k, golden_values, task, agree, self.cfg)
+

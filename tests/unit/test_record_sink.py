@@ -1,0 +1,54 @@
+"""record's streamed outputs are joined exactly as run_signature joins them in memory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from snapshot_tool.errors import SignatureError
+from snapshot_tool.golden.io import _decode as decode
+from snapshot_tool.models.base import combine
+from snapshot_tool.record import _OutputSink
+
+
+def _sink_vs_combine(tmp_path: Path, parts: list[np.ndarray], rows: list[int]) -> None:
+    want, batched = combine("out", parts, rows)
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        sink = _OutputSink(f, "out", sum(rows), keep=True)
+        for p, r in zip(parts, rows, strict=True):
+            sink.add(p, r)
+        rec = sink.finish({"batched": sink.batched})
+        got = decode(f["out"], f["out"][()])
+        assert sink.batched == batched
+        assert rec.shape == want.shape and got.shape == want.shape
+        assert np.array_equal(got, want)
+        assert np.array_equal(sink.whole(), want)
+
+
+def test_batched_output_is_appended(tmp_path: Path) -> None:
+    rows = [16, 16, 5]
+    _sink_vs_combine(tmp_path, [np.full((r, 3), i, np.float32) for i, r in enumerate(rows)],
+                     rows)
+
+
+def test_a_fixed_shape_output_turns_into_a_stack_when_a_short_batch_shows_it(
+        tmp_path: Path) -> None:
+    # (16, 2) every batch: it looked batched until the last, short batch.
+    rows = [16, 16, 4]
+    _sink_vs_combine(tmp_path, [np.full((16, 2), i, np.float32) for i in range(3)], rows)
+
+
+def test_one_value_per_batch_is_stacked(tmp_path: Path) -> None:
+    rows = [8, 8, 3]
+    _sink_vs_combine(tmp_path, [np.float32(i) * np.ones(()) for i in range(3)], rows)
+
+
+def test_a_changing_per_sample_shape_is_refused(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        sink = _OutputSink(f, "out", 32, keep=False)
+        sink.add(np.zeros((16, 3), np.float32), 16)
+        with pytest.raises(SignatureError, match="per-sample shape"):
+            sink.add(np.zeros((16, 4), np.float32), 16)
