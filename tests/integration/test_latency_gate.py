@@ -148,3 +148,23 @@ def test_self_check_without_the_golden_model_falls_back(cli, tmp_path: Path) -> 
     assert any("--self-check skipped" in w and "no longer on disk" in w
                for w in doc["warnings"])
     assert doc["latency"]["batches"][0]["machine_factor"] is None
+
+
+def test_self_check_refuses_a_changed_golden_model(cli, tmp_path: Path) -> None:
+    from tests.fixtures.models import save_matmul_chain
+
+    model = save_matmul_chain(tmp_path / "m", depth=2)
+    golden = tmp_path / "g.h5"
+    assert cli("record", model, "--golden", golden, "--num-samples", "8",
+               "--latency-batch-sizes", "1").code == 0
+    # Another file in the SavedModel directory changes its digest: re-exported or retrained
+    # in place, it is no longer the model the stored samples describe.
+    (model / "assets").mkdir(exist_ok=True)
+    (model / "assets" / "note.txt").write_text("changed after record\n")
+    wide = tmp_path / "wide.toml"
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
+    res = cli("compare", model, "--golden", golden, "--self-check", "--config", wide,
+              "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert any("--self-check skipped" in w and "sha256 differs" in w for w in doc["warnings"])
