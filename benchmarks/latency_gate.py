@@ -29,18 +29,19 @@ It is also what a careful user sets for latency goldens, and the fingerprint rec
 
 **Stored mode** (``--stored``) runs the real CLI, one process per command as in CI: a chain
 model is saved as a SavedModel with slower variants (``--slowdowns``, default 1.3x and 1.5x:
-depth in proportion, the actual slowdown then measured interleaved in bare TensorFlow at each
-batch size with the tool's own thread settings); ``--goldens`` goldens are recorded from the
-unchanged model in separate processes; then ``--trials`` rounds each run ``compare
---self-check`` of the unchanged model (a re-export: same weights, other files) and of each
-slower variant against every golden, in a rotated order. Each compare reports, per batch
-size, the stored ratio as recorded (``uncorrected_ratio``, and the verdict the plain stored
-gate gives on those samples), the machine factor from the self-check, and the corrected
-(side-by-side) ratio and verdict. It prints, per golden and batch size, the median stored
-ratio of the unchanged model, the fail counts of the slowdowns with and without the
-correction, and the load average over the run. The plain figures come from the same runs as
-the corrected ones (the plain measurement is made first in each run, as a compare without
-``--self-check`` makes it), so both gates are seen on the same machine states.
+depth grown until the slowdown, timed in bare TensorFlow in ABBA rounds at each batch size
+with the tool's own thread settings, reaches the target at every batch size); ``--goldens``
+goldens are recorded from the unchanged model in separate processes; then ``--trials``
+rounds each run ``compare --self-check`` of the unchanged model (a re-export: same weights,
+other files) and of each slower variant against every golden, in a rotated order. Each
+compare reports, per batch size, the stored ratio as recorded (``uncorrected_ratio``, and
+the verdict the plain stored gate gives on those samples), the machine factor from the self-
+check, and the corrected (side-by-side) ratio and verdict. It prints, per golden and batch
+size, the median stored ratio of the unchanged model, the fail counts of the slowdowns with
+and without the correction, and the load average over the run. The plain figures come from
+the same runs as the corrected ones (the plain measurement is made first in each run, as a
+compare without ``--self-check`` makes it), so both gates are seen on the same machine
+states.
 
 Not part of the test suite: it takes a few minutes (``--stored``: ~30 s per command on a
 loaded 2-core box).
@@ -301,6 +302,15 @@ def _loaded_fn(tf: Any, path: Path, bs: int) -> Callable[[], object]:
     return lambda: {k: v.numpy() for k, v in fn(x=x).items()}
 
 
+def abba_ratio(tf: Any, base: Path, path: Path, bs: int) -> float:
+    """Slowdown of ``path`` over ``base`` in bare TensorFlow, timed in ABBA rounds with the
+    min of each side's two calls (the side-by-side gate's estimator: on a loaded box the
+    plain median of alternating calls moved by 2x between two runs)."""
+    check = gate_side_by_side(_loaded_fn(tf, base, bs), _loaded_fn(tf, path, bs), bs, 0.0,
+                              rounds=40)
+    return check.ratio
+
+
 def slow_variant(tf: Any, root: Path, base: Path, target: float) -> tuple[int, Path]:
     """A variant at least ``target`` times slower than ``base`` at every stored batch size
     in bare TensorFlow (interleaved calls): depth grows from ``target`` x the base depth
@@ -308,8 +318,7 @@ def slow_variant(tf: Any, root: Path, base: Path, target: float) -> tuple[int, P
     depth = round(STORED_BASE_DEPTH * target)
     for _ in range(4):
         path = save_chain(tf, root / f"slow_{target:g}_{depth}", depth)
-        worst = min(bare_ratio(_loaded_fn(tf, base, bs), _loaded_fn(tf, path, bs), calls=100)
-                    for bs in STORED_SIZES)
+        worst = min(abba_ratio(tf, base, path, bs) for bs in STORED_SIZES)
         if worst >= target:
             break
         # Extra layers add time linearly; scale them by how far the worst size fell short.
@@ -349,8 +358,7 @@ def stored_main(args: argparse.Namespace) -> int:
               f"[{STORED_WIDTH} x {STORED_WIDTH}] + tanh), batch sizes {STORED_SIZES}")
         true: dict[str, dict[int, float]] = {}
         for name, path in models.items():
-            true[name] = {bs: bare_ratio(_loaded_fn(tf, base, bs), _loaded_fn(tf, path, bs),
-                                         calls=200) for bs in STORED_SIZES}
+            true[name] = {bs: abba_ratio(tf, base, path, bs) for bs in STORED_SIZES}
             depth = STORED_BASE_DEPTH if name == "unchanged" else depths[float(name[:-1])]
             print(f"  {name:<9} depth {depth:>3}: bare-TF slowdown "
                   + ", ".join(f"batch {bs} {r:.3f}x" for bs, r in true[name].items()))
