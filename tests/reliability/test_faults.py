@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,17 @@ from tests.reliability.harness import run_cli
 
 # A writer that builds a golden big enough (~24 MB of incompressible float32) that the
 # write takes a while, so kills land inside it. No TensorFlow: the write is what is tested.
+# With a fourth argument (a marker path) it stops at the rename that would publish the
+# golden: it creates the marker, then waits to be killed with its temp file complete. That
+# kill lands inside the write on any machine, however fast or loaded.
 WRITER = textwrap.dedent("""\
     import sys
+    if len(sys.argv) > 4:
+        import os, time
+        def _hold(src, dst):
+            open(sys.argv[4], "w").close()
+            time.sleep(600)
+        os.replace = _hold
     import numpy as np
     from snapshot_tool.golden.io import write_golden
     from snapshot_tool.golden.schema import SignatureGolden
@@ -51,45 +61,64 @@ def _temps(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
 
 
-def _kill_during_write(golden: Path, rng: random.Random, rows: int) -> str:
-    """Start a writer, kill -9 it at a random point (half of the trials inside the write,
-    once its temp file exists), and say whether it finished first."""
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(golden), "1", str(rows)],
+def _wait_for(what: str, ready: Callable[[], bool], proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 120
+    while not ready() and proc.poll() is None:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the writer never {what}")
+        time.sleep(0.002)
+
+
+def _kill_during_write(golden: Path, rng: random.Random, rows: int, *, hold: bool) -> str:
+    """Start a writer and kill -9 it: held at its rename (``hold``), or at a random point
+    (half of those once its temp file exists). Says whether the golden was "replaced" or
+    "kept", judged by the golden's inode after the writer is dead, not by when the kill
+    was sent: a writer can finish between any check and the kill, and the rename is the
+    only moment that matters."""
+    inode = golden.stat().st_ino
+    marker = golden.parent / "at_rename.marker"
+    extra = [str(marker)] if hold else []
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(golden), "1", str(rows), *extra],
                             env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        if rng.random() < 0.5:
-            deadline = time.monotonic() + 60
-            while not _temps(golden.parent) and proc.poll() is None:
-                if time.monotonic() > deadline:
-                    raise AssertionError("the writer never created its temp file")
-                time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.6))
-        finished = proc.poll() is not None
+        if hold:
+            _wait_for("reached its rename", marker.exists, proc)
+            assert proc.poll() is None, "the held writer exited"
+        else:
+            if rng.random() < 0.5:
+                _wait_for("created its temp file", lambda: bool(_temps(golden.parent)), proc)
+            time.sleep(rng.uniform(0.0, 0.6))
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.wait(timeout=60)
-    return "finished" if finished and proc.returncode == 0 else "killed"
+        marker.unlink(missing_ok=True)
+    return "replaced" if golden.stat().st_ino != inode else "kept"
 
 
 def _kill_trials(tmp_path: Path, trials: int, seed: int) -> None:
     golden = tmp_path / "g.h5"
     _write_small(golden)
-    old = golden.read_bytes()
     rng = random.Random(seed)
-    killed = 0
-    for _ in range(trials):
-        outcome = _kill_during_write(golden, rng, rows=40_000)
-        if outcome == "killed":
-            killed += 1
+    kept = 0
+    for trial in range(trials):
+        old = golden.read_bytes()
+        hold = trial % 4 == 0
+        outcome = _kill_during_write(golden, rng, rows=40_000, hold=hold)
+        if outcome == "kept":
+            kept += 1
             assert golden.read_bytes() == old, "a killed writer changed the old golden"
         else:
-            old = golden.read_bytes()
+            # Renamed before the kill: the new golden must be whole.
+            assert run_cli("verify", golden).code == 0, "a renamed golden is incomplete"
+        if hold:
+            assert outcome == "kept", "a writer held before its rename replaced the golden"
+            assert _temps(tmp_path), "the writer held at its rename left no temp file"
         # The next run cleans what the dead writer left behind.
         _write_small(golden, seed=2)
         assert _temps(tmp_path) == [], "a dead writer's temp file survived the next run"
         assert run_cli("verify", golden).code == 0
-        old = golden.read_bytes()
-    assert killed >= trials // 2, f"only {killed} of {trials} kills landed before the end"
+    # The held trials alone are a quarter; the random ones add more on a slow machine.
+    assert kept >= trials // 4, f"only {kept} of {trials} kills landed before the rename"
 
 
 def test_kill_9_during_golden_write(tmp_path: Path) -> None:
