@@ -235,9 +235,12 @@ def test_calibrate_is_positive_and_validates() -> None:
 def test_measure_trivial_callable() -> None:
     calls: list[int] = []
     seen: list[tuple[int, int]] = []
+    # Real clock, generous caps: 50 trivial calls end the timing at once on any machine,
+    # and a loaded one that stretches them cannot reach max_time_s (which would stop the
+    # timed calls short of min_samples) before they are done.
     m = measure(
-        lambda: calls.append(1), 4, min_samples=50, min_time_s=0.01, max_time_s=0.5,
-        cold_load_s=1.25, progress=lambda d, t: seen.append((d, t)),
+        lambda: calls.append(1), 4, min_samples=50, min_time_s=0.01, max_time_s=60.0,
+        warmup_max_time_s=0.5, cold_load_s=1.25, progress=lambda d, t: seen.append((d, t)),
     )
     assert m.samples_ns.dtype == np.int64
     assert m.samples_ns.size >= 50
