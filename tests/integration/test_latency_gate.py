@@ -18,7 +18,8 @@ class _SteadyClock:
     calibration reads it): each reading advances 10 ms, so every call "takes" 10 ms whatever
     the machine's load. The models still run for real; only their timings are fixed, so
     the latency plumbing (record, show, stored compare, self-check) is checked with exact
-    verdicts. A loaded 2-core box made the real record and compare differ by 10x and more.
+    verdicts. Real timings of this ~0.3 ms call under a load average of 10-17 on 2 cores
+    are mostly the machine's queue, and the verdicts these tests asserted then flickered.
     """
 
     STEP_NS = 10_000_000
@@ -62,7 +63,8 @@ def cpu_clock(monkeypatch: pytest.MonkeyPatch) -> None:
 def chains(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("chains")
     return {"base": save_matmul_chain(root / "base", depth=4),
-            "slow": save_matmul_chain(root / "slow", depth=40)}
+            # ~6x the base's CPU time at batch 1, ~10x at batch 8 (see save_matmul_chain)
+            "slow": save_matmul_chain(root / "slow", depth=40, width=512)}
 
 
 def test_record_stores_latency_baselines(cli, chains, tmp_path: Path,
@@ -110,10 +112,10 @@ def test_side_by_side_gate_catches_a_slowdown(cli, chains, tmp_path: Path,
     golden = tmp_path / "g.h5"
     assert cli("record", chains["base"], "--golden", golden, "--num-samples", "16",
                "--batch-size", "8", "--no-latency").code == 0
-    # Identical outputs, 10x the matmuls: outputs pass, latency fails at every batch size.
+    # Identical outputs, 6-10x the time: outputs pass, latency fails at every batch size.
     # Timed in CPU time (cpu_clock), which load does not inflate. A run the gate calls
     # inconclusive at some batch size (noise it rightly refuses to judge) is repeated, up to
-    # 3 runs; a pass at any batch size is the gate missing a 10x slowdown and fails at once,
+    # 3 runs; a pass at any batch size is the gate missing a 6x slowdown and fails at once,
     # and so does never getting a verdict.
     for _ in range(3):
         res = cli("compare", chains["slow"], "--golden", golden, "--baseline-model",
@@ -123,12 +125,12 @@ def test_side_by_side_gate_catches_a_slowdown(cli, chains, tmp_path: Path,
         lat = doc["latency"]
         assert lat["mode"] == "side_by_side"
         verdicts = [b["verdict"] for b in lat["batches"]]
-        assert "pass" not in verdicts, f"the gate passed a 10x slowdown: {lat}"
+        assert "pass" not in verdicts, f"the gate passed a 6x slowdown: {lat}"
         assert res.code == (1 if "fail" in verdicts else 0), res  # only a fail fails
         if set(verdicts) == {"fail"}:
             break
     else:
-        pytest.fail(f"3 runs of a 10x slowdown never failed at every batch size: {lat}")
+        pytest.fail(f"3 runs of a 6x slowdown never failed at every batch size: {lat}")
     assert lat["verdict"] == "fail"
     assert all(b["ci_low"] > b["limit"] for b in lat["batches"])
     # The baseline against itself never fails.
