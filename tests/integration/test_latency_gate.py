@@ -218,7 +218,8 @@ def test_self_check_without_the_golden_model_falls_back(cli, tmp_path: Path,
     assert doc["latency"]["batches"][0]["machine_factor"] is None
 
 
-def test_self_check_refuses_a_changed_golden_model(cli, tmp_path: Path) -> None:
+def test_self_check_refuses_a_changed_golden_model(cli, tmp_path: Path,
+                                                  steady_clock: _SteadyClock) -> None:
     from tests.fixtures.models import save_matmul_chain
 
     model = save_matmul_chain(tmp_path / "m", depth=2)
