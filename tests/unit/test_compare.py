@@ -1,0 +1,107 @@
+"""compare.py's orchestration on a numpy-only model: no TensorFlow, milliseconds per case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snapshot_tool.compare import ComparisonResult, compare
+from snapshot_tool.config import parse_config
+from snapshot_tool.errors import ConfigError, SignatureError
+from snapshot_tool.golden.io import read_golden
+from snapshot_tool.record import record
+from tests.fakes import FakeModel, fake_model_dir, use_fake_models
+
+
+@pytest.fixture()
+def models(monkeypatch: pytest.MonkeyPatch) -> dict[str, dict[str, Any]]:
+    """Keyword arguments of the FakeModel loaded from a folder, by the folder's name."""
+    kwargs: dict[str, dict[str, Any]] = {}
+    use_fake_models(monkeypatch, lambda p: FakeModel(p, **kwargs.get(p.name, {})))
+    return kwargs
+
+
+@pytest.fixture()
+def golden(models: dict[str, dict[str, Any]], tmp_path: Path) -> Path:
+    path = tmp_path / "g.h5"
+    record(fake_model_dir(tmp_path, "reference"), path, num_samples=8, batch_size=4,
+           latency=False)
+    return path
+
+
+def _compare(golden: Path, models: dict[str, dict[str, Any]], **model: Any
+             ) -> ComparisonResult:
+    options = {k: model.pop(k) for k in list(model) if k not in ("bias", "signatures")}
+    models["candidate"] = model
+    candidate = fake_model_dir(golden.parent, "candidate")
+    return compare(candidate, golden, **{"latency": False, **options})
+
+
+def test_the_same_model_passes(golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    result = _compare(golden, models)
+    assert result.passed and {d.name for d in result.outputs} == {"y", "score"}
+    assert result.latency_mode is None and not result.multi_signature
+
+
+def test_a_shifted_model_fails_with_the_atol_that_would_pass(
+        golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    result = _compare(golden, models, bias=0.01)
+    assert not result.passed
+    y = next(d for d in result.outputs if d.name == "y")
+    # 0.01 in float32 arithmetic: close to, not exactly, 0.01
+    assert y.required_atol == pytest.approx(0.01, rel=1e-3)
+    loose = parse_config({"defaults": {"atol": 0.05}})
+    assert _compare(golden, models, bias=0.01, config=loose).passed
+
+
+def test_agreement_metrics_are_checked_without_labels(
+        golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    config = parse_config({"metrics": {"correlation": {"min": 0.999}}})
+    result = _compare(golden, models, config=config)
+    # score is a regression-like output (one value per row); y's two columns read as class
+    # scores, whose agreement metrics are top-1 and cosine instead.
+    assert {(m.output, m.name) for m in result.metrics if m.limit} == {("score", "correlation")}
+    assert ("y", "top1_agreement") in {(m.output, m.name) for m in result.metrics}
+    assert result.metrics_passed
+
+
+def test_config_mistakes_are_found_before_any_model_runs(
+        golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    result = _compare(golden, models, config=parse_config({"outputs": {"logits": {"atol": 1}}}))
+    assert any("matches no output" in w for w in result.warnings)
+    models["candidate"] = {"signatures": ()}  # would fail if it ran
+    with pytest.raises(ConfigError, match="acuracy"):
+        compare(golden.parent / "candidate", golden, latency=False,
+                config=parse_config({"metrics": {"acuracy": {"max_drop": 0.1}}}))
+
+
+def test_an_unknown_signature_is_refused(golden: Path, models: dict[str, dict[str, Any]]
+                                         ) -> None:
+    with pytest.raises(SignatureError, match="has no signature 'embed'"):
+        _compare(golden, models, signature="embed")
+
+
+def test_a_renamed_single_signature_is_compared_with_a_note(
+        golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    result = _compare(golden, models, signatures=("serve",))
+    assert result.passed
+    assert any("compared its only signature 'serve'" in w for w in result.warnings)
+
+
+def test_obtained_golden_is_written_on_failure(golden: Path, models: dict[str, dict[str, Any]]
+                                              ) -> None:
+    obtained_path = golden.parent / "o.h5"
+    result = _compare(golden, models, bias=1.0, save_obtained="on_failure",
+                      obtained_path=obtained_path)
+    assert result.obtained == str(obtained_path)
+    obtained = read_golden(obtained_path)
+    assert obtained.attrs["obtained_from"] == str(golden)
+    assert obtained.attrs["model_kind"] == "fake"
+
+
+def test_stored_latency_is_skipped_with_a_note_when_absent(
+        golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    result = _compare(golden, models, latency=True)
+    assert result.latency == () and any("no latency baseline" in w for w in result.warnings)
