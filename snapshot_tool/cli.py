@@ -491,59 +491,11 @@ def show(
     if as_json:
         print(json.dumps(info, indent=2, default=str))
         return
-    from rich.markup import escape
-    from rich.table import Table
+    from snapshot_tool.report.console import show_renderables
 
     out = _stdout()
-    attrs = info["attrs"]
-    out.print(f"[bold]{escape(str(info['path']))}[/]  format v{attrs.get('format_version')}  "
-              f"recorded {attrs.get('created')} by snapshot-tool {attrs.get('tool_version')}")
-    out.print(f"model {escape(str(attrs.get('model_path')))}  "
-              f"(sha256 {str(attrs.get('model_digest'))[:12]}…)"
-              f"  seed {attrs.get('seed')}  samples {attrs.get('num_samples')}  "
-              f"batch {attrs.get('batch_size')}  "
-              f"inputs {escape(str(attrs.get('inputs_source')))}")
-    for sig, entry in info["signatures"].items():
-        table = Table(title=f"signature {escape(sig)}", title_justify="left",
-                      header_style="bold")
-        for col in ("kind", "name", "dtype", "shape", "sha256"):
-            table.add_column(col)
-        for kind in ("inputs", "outputs"):
-            for t in entry[kind]:
-                table.add_row(kind[:-1], escape(t["name"]), t["dtype"],
-                              str(tuple(t["shape"])), t["sha256"][:12])
-        if "labels" in entry:
-            lab = entry["labels"]
-            table.add_row("labels", escape(lab["source"]), lab["dtype"], str(tuple(lab["shape"])),
-                          lab.get("sha256", "")[:12])
-        out.print(table)
-        for extra_renderable in _show_extras(entry):
-            out.print(extra_renderable)
-
-
-def _show_extras(entry: dict[str, Any]) -> list[Any]:
-    from rich.table import Table
-
-    items: list[Any] = []
-    if "metrics" in entry:
-        t = Table(title="metrics", title_justify="left", header_style="bold")
-        for col in ("output", "task", "metric", "value", "better"):
-            t.add_column(col)
-        for out_name, m in entry["metrics"].items():
-            for name, v in m["values"].items():
-                t.add_row(out_name, m["task"], name, f"{v['value']:.6g}", v["direction"])
-        items.append(t)
-    if "latency" in entry:
-        t = Table(title="latency", title_justify="left", header_style="bold")
-        for col in ("batch", "samples", "p50 ms", "p90 ms", "p99 ms", "warm-up calls"):
-            t.add_column(col, justify="right")
-        for key, a in sorted(entry["latency"].items(),
-                             key=lambda kv: int(kv[0].removeprefix("batch_"))):
-            t.add_row(key.removeprefix("batch_"), str(a.get("samples")),
-                      *(f"{float(a.get(p, 0)) / 1e6:.3f}" for p in ("p50", "p90", "p99")),
-                      str(a.get("warmup_calls", "")))
-        items.append(t)
-    return items
+    for item in show_renderables(info):
+        out.print(item)
 
 
 @app.command()
@@ -562,39 +514,18 @@ def inspect(
         loaded = load_model(model, tag=tag)
         sigs = loaded.signatures
         found = loaded.scan() if scan else None
+    from snapshot_tool.report.console import inspect_doc, inspect_renderables
+
     if as_json:
-        doc: dict[str, Any] = {"model": str(model), "kind": loaded.kind, "signatures": {
-            name: {"method_name": s.method_name,
-                   "inputs": [_spec_json(t) for t in s.inputs],
-                   "outputs": [_spec_json(t) for t in s.outputs]}
-            for name, s in sorted(sigs.items())}, "notes": list(loaded.notes)}
-        if scan:
-            # null: this kind of model is not scanned; [] per signature: nothing flagged.
-            doc["scan"] = found
-        print(json.dumps(doc, indent=2))
+        print(json.dumps(inspect_doc(str(model), loaded.kind, sigs, loaded.notes,
+                                     scanned=scan, scan=found), indent=2))
         return
     out = _stdout()
-    from rich.markup import escape
-
-    out.print(f"[bold]{escape(str(model))}[/] ({loaded.kind}): {len(sigs)} signature(s)")
-    for name, s in sorted(sigs.items()):
-        method = f"  method {s.method_name}" if s.method_name else ""
-        out.print(f"\n[bold]{escape(name)}[/]{method}")
-        for kind, specs in (("in ", s.inputs), ("out", s.outputs)):
-            for t in specs:
-                out.print(f"  {kind} {t.describe()}{_SHAPE_SOURCES.get(t.shape_source, '')}",
-                          markup=False)
-        if scan:
-            out.print(f"  scan {_scan_text(found, name)}", markup=False)
+    lines = {name: _scan_text(found, name) for name in sigs} if scan else None
+    for item in inspect_renderables(str(model), loaded.kind, sigs, lines):
+        out.print(item)
     for note in loaded.notes:
         out.print(f"\nnote: {note}", markup=False, soft_wrap=True)
-
-
-# What inspect adds after a shape the model's own signature did not state.
-_SHAPE_SOURCES = {
-    "graph": "   (shape from the graph: the signature_def has no tensor_shape)",
-    "unknown": "   (no tensor_shape in the signature_def, none in the graph: any shape is fed)",
-}
 
 
 def _scan_text(found: dict[str, list[str]] | None, signature: str) -> str:
@@ -606,12 +537,6 @@ def _scan_text(found: dict[str, list[str]] | None, signature: str) -> str:
     if not ops:
         return "clean: no op touches the file system or prints"
     return "FLAGGED: " + ", ".join(f"{op} ({FLAGGED_OPS[op]})" for op in ops)
-
-
-def _spec_json(t: Any) -> dict[str, Any]:
-    return {"name": t.name, "dtype": t.dtype,
-            "shape": None if t.shape is None else list(t.shape),
-            "shape_source": t.shape_source}
 
 
 @app.command()

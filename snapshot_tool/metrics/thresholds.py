@@ -115,60 +115,67 @@ def check_metric(
     if kind == "agreement" and _has_drop(threshold):
         raise _agreement_drop_error(name)
 
-    passed = True
-    notes: list[str] = []
     nan_note = f"candidate is NaN, golden was {_num(g)}" if g_finite and g is not None \
         else "candidate is NaN"
+    drop_ok, drop_notes = _check_drop(name, g, c, direction, threshold, nan_note)
+    bound_ok, bound_notes = _check_bounds(name, c, threshold, nan_note)
+    return done(_limit_text(threshold), drop_ok and bound_ok, drop_notes + bound_notes)
 
-    if _has_drop(threshold):
-        if g is None:
-            passed = False
-            notes.append(f"the golden has no {name!r} to measure a drop from; re-record the "
-                         "golden (record --force) or remove the drop limit")
-        elif c_nan and not math.isnan(g):
-            passed = False
-            notes.append(nan_note)
-        elif math.isnan(g):
-            notes.append("golden is NaN; drop limits not evaluated")
-        else:
-            drop = (g - c if direction == "higher" else c - g) if g != c else 0.0
-            if threshold.max_drop is not None and not _within(drop, threshold.max_drop):
-                passed = False
-                notes.append(f"{name} dropped by {_num(drop)} (limit {_num(threshold.max_drop)});"
-                             f" to accept, set max_drop = {_suggest(drop, up=True)}")
-            mrd = threshold.max_relative_drop
-            if mrd is not None:
-                if g == 0:
-                    notes.append("golden is 0, so max_relative_drop was applied as an absolute "
-                                 "drop limit")
-                    if not _within(drop, mrd):
-                        passed = False
-                        notes.append(f"{name} dropped by {_num(drop)} from 0 (limit {_num(mrd)});"
-                                     f" to accept, set max_relative_drop = "
-                                     f"{_suggest(drop, up=True)}")
-                else:
-                    rel = drop / abs(g)
-                    if not _within(rel, mrd):
-                        passed = False
-                        notes.append(f"{name} dropped by {_num(rel * 100)}% of {_num(g)} (limit "
-                                     f"{_num(mrd * 100)}%); to accept, set max_relative_drop = "
-                                     f"{_suggest(rel, up=True)}")
 
-    if threshold.min is not None or threshold.max is not None:
-        if c_nan:
+def _check_drop(name: str, g: float | None, c: float, direction: Direction,
+                threshold: MetricThreshold, nan_note: str) -> tuple[bool, list[str]]:
+    """``max_drop`` and ``max_relative_drop``: (passed, notes)."""
+    if not _has_drop(threshold):
+        return True, []
+    if g is None:
+        return False, [f"the golden has no {name!r} to measure a drop from; re-record the "
+                       "golden (record --force) or remove the drop limit"]
+    if math.isnan(c) and not math.isnan(g):
+        return False, [nan_note]
+    if math.isnan(g):
+        return True, ["golden is NaN; drop limits not evaluated"]
+    passed = True
+    notes: list[str] = []
+    drop = (g - c if direction == "higher" else c - g) if g != c else 0.0
+    if threshold.max_drop is not None and not _within(drop, threshold.max_drop):
+        passed = False
+        notes.append(f"{name} dropped by {_num(drop)} (limit {_num(threshold.max_drop)});"
+                     f" to accept, set max_drop = {_suggest(drop, up=True)}")
+    mrd = threshold.max_relative_drop
+    if mrd is None:
+        return passed, notes
+    if g == 0:
+        notes.append("golden is 0, so max_relative_drop was applied as an absolute drop limit")
+        if not _within(drop, mrd):
             passed = False
-            notes.append(nan_note)
-        else:
-            if threshold.min is not None and not _within(threshold.min, c):
-                passed = False
-                notes.append(f"{name} {_num(c)} is below min {_num(threshold.min)}; to accept, "
-                             f"set min = {_suggest(c, up=False)}")
-            if threshold.max is not None and not _within(c, threshold.max):
-                passed = False
-                notes.append(f"{name} {_num(c)} is above max {_num(threshold.max)}; to accept, "
-                             f"set max = {_suggest(c, up=True)}")
+            notes.append(f"{name} dropped by {_num(drop)} from 0 (limit {_num(mrd)}); to "
+                         f"accept, set max_relative_drop = {_suggest(drop, up=True)}")
+        return passed, notes
+    rel = drop / abs(g)
+    if not _within(rel, mrd):
+        passed = False
+        notes.append(f"{name} dropped by {_num(rel * 100)}% of {_num(g)} (limit "
+                     f"{_num(mrd * 100)}%); to accept, set max_relative_drop = "
+                     f"{_suggest(rel, up=True)}")
+    return passed, notes
 
-    return done(_limit_text(threshold), passed, notes)
+
+def _check_bounds(name: str, c: float, threshold: MetricThreshold, nan_note: str
+                  ) -> tuple[bool, list[str]]:
+    """``min`` and ``max`` of the candidate's value: (passed, notes)."""
+    if threshold.min is None and threshold.max is None:
+        return True, []
+    if math.isnan(c):
+        return False, [nan_note]
+    notes: list[str] = []
+    if threshold.min is not None and not _within(threshold.min, c):
+        notes.append(f"{name} {_num(c)} is below min {_num(threshold.min)}; to accept, "
+                     f"set min = {_suggest(c, up=False)}")
+    if threshold.max is not None and not _within(c, threshold.max):
+        notes.append(f"{name} {_num(c)} is above max {_num(threshold.max)}; to accept, "
+                     f"set max = {_suggest(c, up=True)}")
+    return not notes, notes
+
 
 
 def check_all(

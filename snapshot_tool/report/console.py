@@ -4,20 +4,21 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from snapshot_tool.diff import TensorDiff
 from snapshot_tool.metrics.thresholds import round_sig
 from snapshot_tool.report.format import fmt, worst
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
     from rich.console import RenderableType
 
     from snapshot_tool.accept import AcceptPlan
     from snapshot_tool.api import ComparisonResult
+    from snapshot_tool.models.base import SignatureInfo, TensorSpec
     from snapshot_tool.status import GoldenStatus
 
 
@@ -288,3 +289,113 @@ def _age(days: float | None) -> str:
         return f"{days:.0f} d"
     hours = days * 24
     return f"{hours:.0f} h" if hours >= 1 else f"{hours * 60:.0f} min"
+
+
+# --- show and inspect ------------------------------------------------------------------------
+
+
+def show_renderables(info: Mapping[str, Any]) -> list[RenderableType]:
+    """What ``show`` prints of :func:`snapshot_tool.golden.describe.describe_golden`'s dict."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    attrs = info["attrs"]
+    items: list[RenderableType] = [
+        f"[bold]{escape(str(info['path']))}[/]  format v{attrs.get('format_version')}  "
+        f"recorded {attrs.get('created')} by snapshot-tool {attrs.get('tool_version')}",
+        f"model {escape(str(attrs.get('model_path')))}  "
+        f"(sha256 {str(attrs.get('model_digest'))[:12]}…)"
+        f"  seed {attrs.get('seed')}  samples {attrs.get('num_samples')}  "
+        f"batch {attrs.get('batch_size')}  "
+        f"inputs {escape(str(attrs.get('inputs_source')))}"]
+    for sig, entry in info["signatures"].items():
+        table = Table(title=f"signature {escape(sig)}", title_justify="left",
+                      header_style="bold")
+        for col in ("kind", "name", "dtype", "shape", "sha256"):
+            table.add_column(col)
+        for kind in ("inputs", "outputs"):
+            for t in entry[kind]:
+                table.add_row(kind[:-1], escape(t["name"]), t["dtype"],
+                              str(tuple(t["shape"])), t["sha256"][:12])
+        if "labels" in entry:
+            lab = entry["labels"]
+            table.add_row("labels", escape(lab["source"]), lab["dtype"], str(tuple(lab["shape"])),
+                          lab.get("sha256", "")[:12])
+        items.append(table)
+        items.extend(_show_extras(entry))
+    return items
+
+
+def _show_extras(entry: Mapping[str, Any]) -> list[RenderableType]:
+    from rich.table import Table
+
+    items: list[RenderableType] = []
+    if "metrics" in entry:
+        t = Table(title="metrics", title_justify="left", header_style="bold")
+        for col in ("output", "task", "metric", "value", "better"):
+            t.add_column(col)
+        for out_name, m in entry["metrics"].items():
+            for name, v in m["values"].items():
+                t.add_row(out_name, m["task"], name, f"{v['value']:.6g}", v["direction"])
+        items.append(t)
+    if "latency" in entry:
+        t = Table(title="latency", title_justify="left", header_style="bold")
+        for col in ("batch", "samples", "p50 ms", "p90 ms", "p99 ms", "warm-up calls"):
+            t.add_column(col, justify="right")
+        for key, a in sorted(entry["latency"].items(),
+                             key=lambda kv: int(kv[0].removeprefix("batch_"))):
+            t.add_row(key.removeprefix("batch_"), str(a.get("samples")),
+                      *(f"{float(a.get(p, 0)) / 1e6:.3f}" for p in ("p50", "p90", "p99")),
+                      str(a.get("warmup_calls", "")))
+        items.append(t)
+    return items
+
+
+# What inspect adds after a shape the model's own signature did not state.
+_SHAPE_SOURCES = {
+    "graph": "   (shape from the graph: the signature_def has no tensor_shape)",
+    "unknown": "   (no tensor_shape in the signature_def, none in the graph: any shape is fed)",
+}
+
+
+def inspect_doc(model: str, kind: str, signatures: Mapping[str, SignatureInfo],
+                notes: Sequence[str], *, scanned: bool = False,
+                scan: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """``inspect --json``: a model's signatures with their inputs and outputs; with
+    ``scanned`` (``--scan``) the flagged ops per signature as ``scan``."""
+    doc: dict[str, Any] = {"model": model, "kind": kind, "signatures": {
+        name: {"method_name": s.method_name,
+               "inputs": [_spec_json(t) for t in s.inputs],
+               "outputs": [_spec_json(t) for t in s.outputs]}
+        for name, s in sorted(signatures.items())}, "notes": list(notes)}
+    if scanned:
+        # null: this kind of model is not scanned; [] per signature: nothing flagged.
+        doc["scan"] = None if scan is None else dict(scan)
+    return doc
+
+
+def _spec_json(t: TensorSpec) -> dict[str, Any]:
+    return {"name": t.name, "dtype": t.dtype,
+            "shape": None if t.shape is None else list(t.shape),
+            "shape_source": t.shape_source}
+
+
+def inspect_renderables(model: str, kind: str, signatures: Mapping[str, SignatureInfo],
+                        scan_lines: Mapping[str, str] | None = None) -> list[RenderableType]:
+    """What ``inspect`` prints: each signature with its inputs and outputs, and with
+    ``--scan`` its line of ``scan_lines``."""
+    from rich.markup import escape
+    from rich.text import Text
+
+    items: list[RenderableType] = [
+        f"[bold]{escape(model)}[/] ({kind}): {len(signatures)} signature(s)"]
+    for name, s in sorted(signatures.items()):
+        method = f"  method {s.method_name}" if s.method_name else ""
+        items.append(f"\n[bold]{escape(name)}[/]{method}")
+        for io, specs in (("in ", s.inputs), ("out", s.outputs)):
+            # Spec text is printed as is: a name such as "x[0]" is not console markup.
+            items.extend(Text(f"  {io} {t.describe()}{_SHAPE_SOURCES.get(t.shape_source, '')}")
+                         for t in specs)
+        if scan_lines is not None:
+            items.append(Text(f"  scan {scan_lines.get(name, '')}"))
+    return items
