@@ -194,7 +194,8 @@ def _compare_stored(stored: StoredGolden, model_path: str | Path, *,
             latency_mode=("side_by_side" if baseline is not None else "stored")
             if latency_checks else None,
             latency_strict=latency_strict, warnings=tuple(warnings), config_source=cfg.source,
-            baseline_model=str(baseline_model) if baseline_model is not None else None)
+            baseline_model=str(baseline_model) if baseline_model is not None else None,
+            multi_signature=len(golden.signatures) > 1)
 
 
 @dataclass

@@ -42,7 +42,7 @@ def _compare(golden: Path, models: dict[str, dict[str, Any]], **model: Any
 def test_the_same_model_passes(golden: Path, models: dict[str, dict[str, Any]]) -> None:
     result = _compare(golden, models)
     assert result.passed and {d.name for d in result.outputs} == {"y", "score"}
-    assert result.latency_mode is None and not result.multi_signature
+    assert result.latency_mode is None and result.multi_signature is False
 
 
 def test_a_shifted_model_fails_with_the_atol_that_would_pass(
