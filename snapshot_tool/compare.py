@@ -658,6 +658,45 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
                    baseline_model=result.baseline_model)
 
 
+
+def selected_signatures(golden: Golden, signature: str | None) -> list[str]:
+    """The golden's signatures a compare judges: all, or the one --signature names."""
+    names = sorted(golden.signatures)
+    if signature is None or signature == "all":
+        return names
+    if signature not in golden.signatures:
+        raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
+                             f"holds: {', '.join(names)}")
+    return [signature]
+
+
+def open_models(stack: contextlib.ExitStack[bool | None], model_path: str | Path,
+                baseline_model: str | Path | None, *, tag: str, allowed: tuple[str, ...],
+                latency: bool, self_check: bool, warnings: list[str]
+                ) -> tuple[Model, Model | None]:
+    """Load the candidate and, when it will be timed, the baseline; both scanned first.
+
+    Options that latency settings make moot are reported in ``warnings``, not refused.
+    """
+    model = stack.enter_context(load_model(model_path, tag=tag))
+    refuse_flagged(model, allowed)
+    if self_check and (baseline_model is not None or not latency):
+        warnings.append("--self-check corrects the stored latency baseline; it was "
+                        "ignored because " + ("of --no-latency" if not latency else
+                                              "--baseline-model times side by side"))
+    if baseline_model is None:
+        return model, None
+    if not latency:
+        warnings.append("--baseline-model is only used to time latency; it was "
+                        "ignored because of --no-latency")
+        return model, None
+    try:
+        baseline = stack.enter_context(load_model(baseline_model, tag=tag))
+        refuse_flagged(baseline, allowed)
+    except ModelError as exc:
+        raise ModelError(f"--baseline-model: {exc}") from None
+    return model, baseline
+
 def _compare_whole(model_path: str | Path, golden_path: str | Path, *,
                    config: Config | str | Path | None, signature: str | None,
                    tag: str | None, latency: bool, baseline_model: str | Path | None,
@@ -673,12 +712,7 @@ def _compare_whole(model_path: str | Path, golden_path: str | Path, *,
     cfg = config if isinstance(config, Config) else load_config(config)
     if rename:
         cfg = replace(cfg, rename={**cfg.rename, **rename})
-    names = sorted(golden.signatures)
-    if signature is not None and signature != "all":
-        if signature not in golden.signatures:
-            raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
-                                 f"holds: {', '.join(names)}")
-        names = [signature]
+    names = selected_signatures(golden, signature)
     warnings_early = _check_renames(golden, names, cfg, rename or {})
     warnings_early += _recorded_task_conflicts(golden, names, cfg)
     qualified = [_prefix(golden, sig) + out for sig in names
@@ -698,22 +732,9 @@ def _compare_whole(model_path: str | Path, golden_path: str | Path, *,
     latency_checks: list[LatencyCheck] = []
     threads = fix_threads()
     with contextlib.ExitStack() as stack:
-        model = stack.enter_context(load_model(model_path, tag=tag))
-        refuse_flagged(model, allowed_ops(allow_ops, cfg))
-        baseline: Model | None = None
-        if self_check and (baseline_model is not None or not latency):
-            warnings_early.append("--self-check corrects the stored latency baseline; it was "
-                                  "ignored because " + ("of --no-latency" if not latency else
-                                                        "--baseline-model times side by side"))
-        if baseline_model is not None and not latency:
-            warnings_early.append("--baseline-model is only used to time latency; it was "
-                                  "ignored because of --no-latency")
-        elif baseline_model is not None:
-            try:
-                baseline = stack.enter_context(load_model(baseline_model, tag=tag))
-                refuse_flagged(baseline, allowed_ops(allow_ops, cfg))
-            except ModelError as exc:
-                raise ModelError(f"--baseline-model: {exc}") from None
+        model, baseline = open_models(stack, model_path, baseline_model, tag=tag,
+                                       allowed=allowed_ops(allow_ops, cfg), latency=latency,
+                                       self_check=self_check, warnings=warnings_early)
         batch_size = _batch_size(golden)
         diffs: list[TensorDiff] = []
         candidate_outputs: dict[str, tuple[dict[str, np.ndarray], dict[str, bool]]] = {}

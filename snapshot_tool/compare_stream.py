@@ -36,13 +36,15 @@ from snapshot_tool.compare import (
     _prefix,
     _recorded_task_conflicts,
     compare_latency,
+    open_models,
     output_tolerance,
+    selected_signatures,
     validate_metric_config,
 )
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra_stored, missing_stored
 from snapshot_tool.dtypes import dtype_label
-from snapshot_tool.errors import ConfigError, InputsError, ModelError, SignatureError
+from snapshot_tool.errors import ConfigError, InputsError, SignatureError
 from snapshot_tool.golden.stream import (
     StoredGolden,
     StoredSignature,
@@ -54,8 +56,7 @@ from snapshot_tool.golden.stream import (
 from snapshot_tool.latency.fingerprint import fix_threads
 from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, combine
-from snapshot_tool.models.load import load_model
-from snapshot_tool.models.scan import allowed_ops, refuse_flagged
+from snapshot_tool.models.scan import allowed_ops
 from snapshot_tool.progress import Progress
 from snapshot_tool.tolerance import Tolerance
 
@@ -115,12 +116,7 @@ def _compare_stored(stored: StoredGolden, model_path: str | Path, *,
     if tag is None:
         tag = str(golden.attrs.get("tag", "serve"))
     cfg = config if isinstance(config, Config) else load_config(config)
-    names = sorted(golden.signatures)
-    if signature is not None and signature != "all":
-        if signature not in golden.signatures:
-            raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
-                                 f"holds: {', '.join(names)}")
-        names = [signature]
+    names = selected_signatures(golden, signature)
     warnings_early = _recorded_task_conflicts(golden, names, cfg)
     qualified = [_prefix(golden, sig) + out for sig in names
                  for out in stored.signatures[sig].outputs]
@@ -140,22 +136,9 @@ def _compare_stored(stored: StoredGolden, model_path: str | Path, *,
     latency_checks: list[LatencyCheck] = []
     threads = fix_threads()
     with contextlib.ExitStack() as stack:
-        model = stack.enter_context(load_model(model_path, tag=tag))
-        refuse_flagged(model, allowed_ops(allow_ops, cfg))
-        baseline: Model | None = None
-        if self_check and (baseline_model is not None or not latency):
-            warnings_early.append("--self-check corrects the stored latency baseline; it was "
-                                  "ignored because " + ("of --no-latency" if not latency else
-                                                        "--baseline-model times side by side"))
-        if baseline_model is not None and not latency:
-            warnings_early.append("--baseline-model is only used to time latency; it was "
-                                  "ignored because of --no-latency")
-        elif baseline_model is not None:
-            try:
-                baseline = stack.enter_context(load_model(baseline_model, tag=tag))
-                refuse_flagged(baseline, allowed_ops(allow_ops, cfg))
-            except ModelError as exc:
-                raise ModelError(f"--baseline-model: {exc}") from None
+        model, baseline = open_models(stack, model_path, baseline_model, tag=tag,
+                                       allowed=allowed_ops(allow_ops, cfg), latency=latency,
+                                       self_check=self_check, warnings=warnings_early)
         batch_size = _batch_size(golden)
         diffs: list[TensorDiff] = []
         warnings: list[str] = warnings_early + [f"candidate: {n}" for n in model.notes]

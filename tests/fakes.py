@@ -71,6 +71,8 @@ def use_fake_models(monkeypatch: Any, make: Callable[[Path], Model]) -> None:
     def load(path: str | Path, tag: str = "serve") -> Model:
         return make(Path(path))
 
-    for mod in (record_mod, compare_mod, stream_mod):
+    # Both compare paths load their models through compare.open_models.
+    for mod in (record_mod, compare_mod):
         monkeypatch.setattr(mod, "load_model", load)
+    for mod in (record_mod, compare_mod, stream_mod):
         monkeypatch.setattr(mod, "fix_threads", lambda: dict(THREADS))
