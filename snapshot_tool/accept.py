@@ -28,7 +28,6 @@ from snapshot_tool.golden.schema import (
     Golden,
     SignatureGolden,
     obtained_path,
-    with_history,
 )
 from snapshot_tool.names import qualified_name
 
@@ -252,10 +251,10 @@ def accept(obtained_file: str | Path, golden: str | Path | None = None,
     sigs = {sig: _merge_signature(g.signatures[sig], o.signatures[sig],
                                   {out for s, out in the_plan.chosen if s == sig})
             for sig in g.signatures}
-    attrs = {k: v for k, v in g.attrs.items() if k not in ("format", "format_version")}
+    info, taken = g.info, o.info
     if the_plan.whole:
-        attrs.update({k: o.attrs[k] for k in _MODEL_ATTRS if k in o.attrs})
-    attrs.pop(OBTAINED_FROM_ATTR, None)
+        info = replace(info, **{k: getattr(taken, k) for k in _MODEL_ATTRS})
+    info = replace(info, obtained_from="")
     entry = {
         "action": "accept",
         "when": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -263,10 +262,10 @@ def accept(obtained_file: str | Path, golden: str | Path | None = None,
         "reason": reason,
         "outputs": [c.name for c in the_plan.selected],
         "from": the_plan.obtained.name,
-        "model_path": str(o.attrs.get("model_path", "")),
-        "model_digest": str(o.attrs.get("model_digest", "")),
+        "model_path": taken.model_path,
+        "model_digest": taken.model_digest,
     }
-    write_golden(the_plan.golden, with_history(attrs, entry), sigs, force=True)
+    write_golden(the_plan.golden, info.with_history(entry).to_attrs(), sigs, force=True)
     if keep_obtained is False or (keep_obtained is None and the_plan.whole):
         try:
             the_plan.obtained.unlink()

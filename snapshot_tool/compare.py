@@ -20,12 +20,12 @@ from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
 from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label, less_precise
 from snapshot_tool.errors import (
     ConfigError,
-    GoldenError,
     InputsError,
     ModelError,
     SignatureError,
     SnapshotToolError,
 )
+from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import read_golden
 from snapshot_tool.golden.schema import Golden, SignatureGolden
 from snapshot_tool.inputs.batching import num_rows
@@ -259,7 +259,7 @@ def output_tolerance(sg: SignatureGolden, name: str, dtype: str, config: Config,
                      prefix: str = "") -> tuple[Tolerance, float | None]:
     """The tolerance an output is judged with, and the run-to-run spread recorded for it."""
     tol = resolve(prefix + name, dtype, config)
-    spread = sg.output_attrs.get(name, {}).get("spread")
+    spread = sg.info(name).spread
     if spread is not None and float(spread) > 0 and not tol.exact:
         # The reference itself moved this much between identical calls; a candidate
         # cannot be held to a tighter bound than the golden's own run-to-run noise.
@@ -343,7 +343,7 @@ def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = "",
         om = sg.metrics[name]
         return om.task, om.threshold
     threshold = config.decision_threshold(key or name)
-    if not sg.output_attrs.get(name, {}).get("batched", True) and (oc is None or not oc.task):
+    if not sg.info(name).batched and (oc is None or not oc.task):
         return "none", threshold
     if oc is not None and oc.task is not None:
         return infer_task(np.zeros(()), None, oc.task), threshold
@@ -416,7 +416,7 @@ def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
     checks: list[MetricCheck] = []
     for name in sorted(sg.outputs):
         task, threshold = _output_task(sg, name, config, prefix + name)
-        golden_values = {k: MetricValue(k, v.value, v.direction)  # type: ignore[arg-type]
+        golden_values = {k: MetricValue(k, v.value, v.direction)
                          for k, v in (sg.metrics[name].values.items()
                                       if name in sg.metrics else ())}
         cand_task: dict[str, MetricValue] = {}
@@ -496,13 +496,13 @@ def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
     """
     from snapshot_tool.models.load import model_digest
 
-    where = str(golden.attrs.get("model_path", "") or "")
+    where = golden.info.model_path
     if not where:
         return None, "the golden records no model_path"
     path = Path(where)
     if not path.exists():
         return None, f"the golden's model {where} is no longer on disk"
-    want = str(golden.attrs.get("model_digest", "") or "")
+    want = golden.info.model_digest
     if want and model_digest(path) != want:
         return None, (f"the model at {where} is not the one the golden was recorded from "
                       "(its files' sha256 differs)")
@@ -525,12 +525,11 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
     """
     from snapshot_tool.latency.fingerprint import calibrate, environment_fingerprint
     from snapshot_tool.latency.gate import SelfCheck, gate_stored
-    from snapshot_tool.latency.measure import Measurement, model_timer
-    from snapshot_tool.latency.stats import summarize
+    from snapshot_tool.latency.measure import from_record, model_timer
 
     checks: list[LatencyCheck] = []
     notes: list[str] = []
-    golden_kind = str(golden.attrs.get("model_kind", kind))
+    golden_kind = golden.info.model_kind or kind
     fingerprint = environment_fingerprint(dict(threads))
     own: Path | None = None
     if self_check:
@@ -550,19 +549,14 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
                 notes.append(f"latency at batch size {bs} skipped: the golden holds only "
                              f"{num_rows(feeds)} samples")
                 continue
-            stored = Measurement(
-                batch_size=bs, samples_ns=rec.samples_ns,
-                warmup_calls=int(rec.attrs.get("warmup_calls", 0)),
-                first_call_s=float(rec.attrs.get("first_call_s", 0.0)),
-                cold_load_s=float(rec.attrs.get("cold_load_s", 0.0)),
-                stats=summarize(rec.samples_ns))
+            stored = from_record(rec)
             stage = stage_progress(progress, f"latency batch {bs}")
             pair: SelfCheck | None = None
             if mine is not None:
                 pair = (lambda b=own_batch: mine.run(sg.signature, b),
                         lambda b=batch: copy.run(signature, b))
             check = gate_stored(
-                stored, golden.environment, float(rec.attrs.get("calibration", 0.0)),
+                stored, golden.environment, rec.calibration,
                 model_timer(copy, signature, batch, bs, progress=stage),
                 bs, config.latency.stored_max_drift, fingerprint=fingerprint,
                 calibration_s=calibration, self_check=pair,
@@ -580,15 +574,7 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
 
 
 def _batch_size(golden: Golden) -> int:
-    value = golden.attrs.get("batch_size", 16)
-    try:
-        size = int(value)
-    except (TypeError, ValueError):
-        size = 0
-    if size < 1:
-        raise GoldenError(f"{golden.path}: root attribute batch_size is {value!r}, not a "
-                          "positive integer; the golden is malformed — re-record it")
-    return size
+    return golden.info.batch_size  # checked when the golden was read
 
 
 def compare(model_path: str | Path, golden_path: str | Path, *,
@@ -708,7 +694,7 @@ def _compare_whole(model_path: str | Path, golden_path: str | Path, *,
     """The comparison with every tensor of the golden and the candidate in memory."""
     golden: Golden = read_golden(golden_path, require_signature=require_signature)
     if tag is None:
-        tag = str(golden.attrs.get("tag", "serve"))
+        tag = golden.info.tag
     cfg = config if isinstance(config, Config) else load_config(config)
     if rename:
         cfg = replace(cfg, rename={**cfg.rename, **rename})
@@ -812,7 +798,7 @@ def write_obtained(golden: Golden,
 
     from snapshot_tool import __version__
     from snapshot_tool.golden.io import write_golden
-    from snapshot_tool.golden.schema import HISTORY_ATTR, OBTAINED_FROM_ATTR
+    from snapshot_tool.golden.schema import RootInfo
     from snapshot_tool.golden.schema import obtained_path as default_path
     from snapshot_tool.models.load import model_digest
 
@@ -827,17 +813,16 @@ def write_obtained(golden: Golden,
             name, dict(sg.inputs), dict(outputs),
             # The golden's per-output notes (run-to-run spread) describe the model family's
             # noise, which a candidate shares; "batched" is the candidate's own.
-            {k: {**sg.output_attrs.get(k, {}), "batched": bool(b)} for k, b in batched.items()},
+            {k: {**sg.output_attrs.get(k, {}), **schema.OutputInfo(batched=bool(b)).to_attrs()}
+             for k, b in batched.items()},
             labels=sg.labels, labels_source=sg.labels_source,
             metrics=_obtained_metrics(sg, outputs))
-    attrs = {k: v for k, v in golden.attrs.items()
-             if k not in ("format", "format_version", HISTORY_ATTR)}
-    attrs.update({
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "tool_version": __version__, "model_path": str(model_path),
-        "model_digest": model_digest(model_path), "model_kind": model.kind,
-        OBTAINED_FROM_ATTR: str(golden.path)})
-    return write_golden(target, attrs, sigs, force=True)
+    info = replace(RootInfo.from_attrs(golden.attrs, golden.path), history="",
+                   created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                   tool_version=__version__, model_path=str(model_path),
+                   model_digest=model_digest(model_path), model_kind=model.kind,
+                   obtained_from=str(golden.path))
+    return write_golden(target, info.to_attrs(), sigs, force=True)
 
 
 def _obtained_metrics(sg: SignatureGolden, outputs: Mapping[str, np.ndarray]

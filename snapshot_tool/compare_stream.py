@@ -236,7 +236,7 @@ class _SignatureRun:
         tol, spread = output_tolerance(meta, k, t.label, self.cfg, self.prefix)
         task, threshold = _output_task(meta, k, self.cfg, self.prefix + k, info)
         streamed = (self.total > 0 and len(t.shape) >= 1 and t.shape[0] == self.total
-                    and bool(meta.output_attrs.get(k, {}).get("batched", True)))
+                    and meta.info(k).batched)
         return _Output(k, t, tol, spread, task, threshold, streamed,
                        scored=k in meta.metrics and self.labels is not None)
 
@@ -387,7 +387,7 @@ class _SignatureRun:
         from snapshot_tool.metrics.thresholds import check_all
 
         meta = self.stored.meta
-        golden_values = {m: MetricValue(m, v.value, v.direction)  # type: ignore[arg-type]
+        golden_values = {m: MetricValue(m, v.value, v.direction)
                          for m, v in (meta.metrics[k].values.items()
                                       if k in meta.metrics else ())}
         if not (golden_values or agree):

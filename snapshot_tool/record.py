@@ -7,7 +7,6 @@ baselines all go into one golden, written atomically by :mod:`snapshot_tool.gold
 from __future__ import annotations
 
 import datetime as _dt
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,7 +26,16 @@ from snapshot_tool.golden.io import (
     write_extras,
     write_root_attrs,
 )
-from snapshot_tool.golden.schema import LatencyRecord, OutputMetrics, SignatureGolden, StoredMetric
+from snapshot_tool.golden.schema import (
+    INPUTS,
+    OUTPUTS,
+    LatencyRecord,
+    OutputInfo,
+    OutputMetrics,
+    RootInfo,
+    SignatureGolden,
+    StoredMetric,
+)
 from snapshot_tool.golden.stream import TensorAppender
 from snapshot_tool.inputs.batching import batches, num_rows
 from snapshot_tool.inputs.files import from_file
@@ -240,14 +248,13 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
             # With --signature all the signatures may see different data; report the most.
             used_samples = max(used_samples, num_rows(feeds))
             root = groups[sig.name] = signature_group(f, sig.name, several)
-            g_in = root.create_group("inputs")
+            g_in = root.create_group(INPUTS)
             for name, arr in sorted(feeds.items()):
                 write_tensor(g_in, name, arr)
             sinks, first = _stream_outputs(model, sig, feeds, batch_size,
-                                           root.create_group("outputs"),
+                                           root.create_group(OUTPUTS),
                                            label_values is not None, progress)
-            attrs: dict[str, dict[str, Any]] = {k: {"batched": s.batched}
-                                                for k, s in sinks.items()}
+            attrs = {k: OutputInfo(batched=s.batched).to_attrs() for k, s in sinks.items()}
             spreads = measure_spread(model, sig, feeds, batch_size, first_outputs=first)
             if spreads:
                 warnings.append(spread_attrs(sig.name, spreads,
@@ -267,20 +274,20 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
                 records[sig.name] = replace(records[sig.name], latency=lat)
         for sig in sigs:
             write_extras(groups[sig.name], records[sig.name])
-        write_root_attrs(f, {
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "tool_version": __version__,
-            "model_path": str(model_path),
-            "model_digest": model_digest(model_path),
-            "model_kind": model.kind,
-            "signature": sigs[0].name if len(sigs) == 1 else "all",
-            "seed": seed,
-            "num_samples": used_samples,
-            "batch_size": batch_size,
-            "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
-            "tag": tag,
-            "environment": json.dumps(environment(threads), sort_keys=True, default=str),
-        })
+        write_root_attrs(f, RootInfo(
+            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            tool_version=__version__,
+            model_path=str(model_path),
+            model_digest=model_digest(model_path),
+            model_kind=model.kind,
+            signature=sigs[0].name if len(sigs) == 1 else "all",
+            tag=tag,
+            seed=seed,
+            num_samples=used_samples,
+            batch_size=batch_size,
+            inputs_source=str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+            environment=environment(threads),
+        ).to_attrs())
     return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,
                         batch_size, tuple(recorded), tuple(warnings))
 
@@ -338,7 +345,7 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
     after the calibration workload, exactly as ``compare`` does in stored mode.
     """
     from snapshot_tool.latency.fingerprint import calibrate
-    from snapshot_tool.latency.measure import time_model
+    from snapshot_tool.latency.measure import time_model, to_record
 
     calibration = calibrate()
     with load_model(model_path, tag=tag) as copy:
@@ -347,15 +354,10 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
             progress=lambda bs: stage_progress(progress, f"latency {signature} batch {bs}"))
     records: dict[int, LatencyRecord] = {}
     for bs, m in measured.items():
-        attrs: dict[str, Any] = {
-            "p50": m.stats.p50, "p90": m.stats.p90, "p99": m.stats.p99, "mean": m.stats.mean,
-            "std": m.stats.std, "warmup_calls": m.warmup_calls, "cold_load_s": m.cold_load_s,
-            "first_call_s": m.first_call_s, "calibration": calibration,
-            "warmup_stable": m.warmup_stable}
         if not m.warmup_stable:
             notes.append(f"latency at batch size {bs}: warm-up did not settle within its time "
                          "cap; the machine may be busy")
-        records[bs] = LatencyRecord(bs, m.samples_ns, attrs)
+        records[bs] = to_record(m, calibration)
     return records, notes
 
 
@@ -442,9 +444,7 @@ def spread_attrs(signature: str, spreads: Mapping[str, float | None],
     return the warning that says what compare will do about them. ``kinds`` maps an output
     to its numpy dtype kind."""
     for k, spread in spreads.items():
-        attrs.setdefault(k, {})["nondeterministic"] = True
-        if spread is not None:
-            attrs[k]["spread"] = spread
+        attrs.setdefault(k, {}).update(OutputInfo.noise_attrs(spread))
     widened = sorted(k for k in spreads if kinds[k] in "fc")
     exact = sorted(k for k in spreads if kinds[k] not in "fc")
     msg = (f"signature {signature!r} is not deterministic: output(s) "

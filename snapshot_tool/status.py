@@ -83,7 +83,7 @@ def _model_state(model_path: str, digest: str, golden: Path, root: Path,
 def golden_status(root: str | Path = ".") -> list[GoldenStatus]:
     """Every golden under ``root`` (obtained files are listed with their golden)."""
     from snapshot_tool.golden.io import root_attrs
-    from snapshot_tool.golden.schema import OBTAINED_SUFFIX, obtained_path, read_history
+    from snapshot_tool.golden.schema import OBTAINED_SUFFIX, RootInfo, obtained_path
 
     base = Path(root)
     if not base.is_dir():
@@ -95,24 +95,20 @@ def golden_status(root: str | Path = ".") -> list[GoldenStatus]:
         if path.name.endswith(OBTAINED_SUFFIX):
             continue
         try:
-            attrs = root_attrs(path)  # bounded: one damaged file must not hang the listing
+            # bounded: one damaged file must not hang the listing
+            info = RootInfo.from_attrs(root_attrs(path), path)
         except SnapshotToolError as exc:
             if "not a snapshot-tool golden" in str(exc):
                 continue  # some other HDF5 file: not ours to judge
             found.append(GoldenStatus(path, None, "", None, "", "", "unknown", None, 0,
                                       problem=str(exc)))
             continue
-        text = {k: v.decode("utf-8", "replace") if isinstance(v, bytes) else v
-                for k, v in attrs.items()}
-        created = str(text.get("created", ""))
-        model = str(text.get("model_path", ""))
-        digest = str(text.get("model_digest", ""))
         pending = obtained_path(path)
-        version = text.get("format_version")
         found.append(GoldenStatus(
-            path=path, format_version=int(version) if version is not None else None,
-            created=created, age_days=_age_days(created, now), model_path=model,
-            model_digest=digest, model_state=_model_state(model, digest, path, base, cache),
+            path=path, format_version=info.format_version, created=info.created,
+            age_days=_age_days(info.created, now), model_path=info.model_path,
+            model_digest=info.model_digest,
+            model_state=_model_state(info.model_path, info.model_digest, path, base, cache),
             obtained=pending if pending.exists() else None,
-            accepted=len(read_history(text))))
+            accepted=len(info.history_entries)))
     return found

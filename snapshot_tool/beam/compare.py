@@ -76,7 +76,7 @@ def compare_beam(model_path: str | Path, golden_path: str | Path, *,
     shapes = _shapes(describe_golden(p))
     head = _with_facts(head, shapes, p)
     if tag is None:
-        tag = str(head.attrs.get("tag", "serve"))
+        tag = head.info.tag
     cfg = config if isinstance(config, Config) else load_config(config)
     if rename:
         cfg = replace(cfg, rename={**cfg.rename, **rename})
@@ -226,7 +226,7 @@ def _range_rows(head: Golden, names: list[str], ranges: int, batch_size: int) ->
     """Rows per range of a single-file golden: about ``ranges`` ranges, whole batches."""
     rows = max((next(iter(head.signatures[n].inputs.values())).shape[0]
                 if head.signatures[n].inputs else 0) for n in names)
-    total = int(head.attrs.get("num_samples", rows) or rows)
+    total = head.info.num_samples or rows
     per = math.ceil(max(total, 1) / max(ranges, 1))
     return max(batch_size, math.ceil(per / batch_size) * batch_size)
 
@@ -265,7 +265,7 @@ def _metric_checks(head: Golden, sig: str, diffs: list[TensorDiff],
     comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
     checks: list[MetricCheck] = []
     for name in sorted(sg.outputs):
-        golden_values = {k: MetricValue(k, v.value, v.direction)  # type: ignore[arg-type]
+        golden_values = {k: MetricValue(k, v.value, v.direction)
                          for k, v in (sg.metrics[name].values.items()
                                       if name in sg.metrics else ())}
         cand_task: dict[str, MetricValue] = {}

@@ -17,7 +17,7 @@ import numpy as np
 
 from snapshot_tool.diff_merge import DiffPartial, merge, partial_diff
 from snapshot_tool.errors import SnapshotToolError
-from snapshot_tool.golden.schema import SignatureGolden
+from snapshot_tool.golden.schema import OutputInfo, SignatureGolden
 from snapshot_tool.golden.sharded import RowRange, ShardEntry, read_range, write_shard
 from snapshot_tool.metrics.mergeable import (
     Agreement,
@@ -185,7 +185,7 @@ class CompareJob:
                ) -> OutputPartial:
         plan = self.plans[(r.signature, name)]
         g = sg.outputs[name]
-        batched = sg.output_attrs.get(name, {}).get("batched", True)
+        batched = sg.info(name).batched
         start = r.global_start if batched else r.global_start // self.batch_size
         tol = plan.tol_for_dtype.get(_label(c), plan.tol)
         diff = partial_diff(name, g, c, tol, row_start=start, total_rows=plan.total_rows,
@@ -274,7 +274,8 @@ class RecordJob:
             with loaded.lock:
                 outputs, batched = run_signature(loaded.model, loaded.model.signatures[name],
                                                  feeds, self.batch_size)
-            attrs = {k: {"batched": bool(b)} | dict(self.output_attrs.get(name, {}).get(k, {}))
+            attrs = {k: OutputInfo(batched=bool(b)).to_attrs()
+                     | dict(self.output_attrs.get(name, {}).get(k, {}))
                      for k, b in batched.items()}
             sigs[name] = SignatureGolden(name, feeds, outputs, attrs, rows,
                                          self.labels_source if rows is not None else "")

@@ -191,7 +191,7 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
     if output is not None and Path(output).exists() and not force:
         raise InputsError(f"{output} exists; pass --force to replace it")
     golden = read_golden(golden_path)
-    tag = tag or str(golden.attrs.get("tag", "serve"))
+    tag = tag or golden.info.tag
     names = sorted(golden.signatures)
     if signature is not None and signature != "all":
         if signature not in golden.signatures:

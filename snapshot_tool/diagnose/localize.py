@@ -63,7 +63,7 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
     from snapshot_tool.inputs.batching import num_rows
 
     rows = num_rows(feeds)
-    batched = {k for k in sg.outputs if sg.output_attrs.get(k, {}).get("batched", True)
+    batched = {k for k in sg.outputs if sg.info(k).batched
                and (output is None or k == output)}
     for start in range(0, max(rows, 1), batch_size):
         stop = min(start + batch_size, rows)
@@ -97,14 +97,14 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     from snapshot_tool.models.load import load_model
 
     golden = read_golden(golden_path)
-    tag = tag or str(golden.attrs.get("tag", "serve"))
+    tag = tag or golden.info.tag
     cfg = config if not isinstance(config, (str, Path)) and config is not None \
         else load_config(config)
     if rename:
         cfg = replace(cfg, rename={**cfg.rename, **rename})
     sig_name = _signature(golden, signature, result)
     sg = golden.signatures[sig_name]
-    base_path = baseline_model or golden.attrs.get("model_path")
+    base_path = baseline_model or golden.info.model_path
     ident = dict(signature=sig_name, candidate_model=str(model_path),
                  golden_model=str(base_path or ""))
     if baseline_model is not None and not Path(baseline_model).exists():

@@ -3,23 +3,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
+from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import (
-    attr_str,
     malformed_is_golden_error,
     open_golden,
-    plain_attr,
     signature_groups,
     verify_golden,
 )
+from snapshot_tool.golden.schema import OutputMetrics, TensorRecord
 
 
 def describe_golden(path: str | Path) -> dict[str, Any]:
-    """What a golden holds, without loading tensors: for ``show``."""
+    """What a golden holds, without loading tensors: for ``show``. Root and latency
+    attributes are shown as stored (a newer golden's extra attributes included)."""
     from snapshot_tool.golden.sharded import describe_sharded, is_sharded
 
     p = Path(path)
@@ -28,38 +28,46 @@ def describe_golden(path: str | Path) -> dict[str, Any]:
     # What show prints is what compare would use: a golden compare refuses is refused here.
     verify_golden(p)
     with malformed_is_golden_error(p), open_golden(p) as f:
-        attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
-        if isinstance(attrs.get("environment"), str):
-            with contextlib.suppress(json.JSONDecodeError):
-                attrs["environment"] = json.loads(attrs["environment"])
-        sigs: dict[str, Any] = {}
-        for name, g in signature_groups(f, p).items():
-            entry: dict[str, Any] = {}
-            for grp in ("inputs", "outputs"):
-                entry[grp] = [
-                    {"name": k, "dtype": attr_str(g[grp][k].attrs.get("dtype")),
-                     "shape": list(g[grp][k].shape),
-                     "sha256": attr_str(g[grp][k].attrs.get("sha256"))}
-                    for k in g[grp]]
-            if "labels" in g:
-                entry["labels"] = {"shape": list(g["labels"].shape),
-                                   "dtype": attr_str(g["labels"].attrs.get("dtype")),
-                                   "source": attr_str(g["labels"].attrs.get("source")),
-                                   "sha256": attr_str(g["labels"].attrs.get("sha256"))}
-            if "metrics" in g:
-                entry["metrics"] = {
-                    out: {"task": attr_str(g["metrics"][out].attrs.get("task")),
-                          "values": {m: {"value": float(g["metrics"][out][m][()]),
-                                         "direction": attr_str(
-                                             g["metrics"][out][m].attrs.get("direction"))}
-                                     for m in g["metrics"][out]}}
-                    for out in g["metrics"]}
-            if "latency" in g:
-                entry["latency"] = {
-                    key: {a: plain_attr(g["latency"][key]["samples_ns"].attrs[a])
-                          for a in g["latency"][key]["samples_ns"].attrs}
-                    | {"samples": int(g["latency"][key]["samples_ns"].shape[0])}
-                    for key in g["latency"]}
-            sigs[name] = entry
-    return {"path": str(p), "attrs": attrs, "signatures": sigs}
+        sigs = {name: _describe_signature(g, p) for name, g in signature_groups(f, p).items()}
+        return {"path": str(p), "attrs": _root(f.attrs), "signatures": sigs}
 
+
+def _root(stored: Any) -> dict[str, Any]:
+    attrs = {k: schema.plain(v) for k, v in stored.items()}
+    env = attrs.get("environment")
+    if isinstance(env, str):
+        try:
+            attrs["environment"] = json.loads(env)
+        except json.JSONDecodeError:
+            pass  # shown as stored
+    return attrs
+
+
+def _tensor(name: str, ds: Any) -> dict[str, Any]:
+    rec = TensorRecord.from_attrs(ds.attrs, tuple(ds.shape))
+    return {"name": name, "dtype": rec.dtype, "shape": list(rec.shape), "sha256": rec.sha256}
+
+
+def _describe_signature(g: Any, path: Path) -> dict[str, Any]:
+    entry: dict[str, Any] = {grp: [_tensor(k, ds) for k, ds in g[grp].items()]
+                             for grp in schema.TENSOR_GROUPS}
+    if schema.LABELS in g:
+        ds = g[schema.LABELS]
+        labels = _tensor(schema.LABELS, ds)
+        entry["labels"] = {"shape": labels["shape"], "dtype": labels["dtype"],
+                           "source": schema.text(ds.attrs.get(schema.LABELS_SOURCE)),
+                           "sha256": labels["sha256"]}
+    if schema.METRICS in g:
+        entry["metrics"] = {}
+        for out, mg in g[schema.METRICS].items():
+            om = OutputMetrics.from_stored(
+                mg.attrs, {m: (float(mg[m][()]), mg[m].attrs) for m in mg}, f"{path}: {out}")
+            entry["metrics"][out] = {"task": om.task, "values": {
+                m: {"value": v.value, "direction": v.direction} for m, v in om.values.items()}}
+    if schema.LATENCY in g:
+        entry["latency"] = {}
+        for key, lg in g[schema.LATENCY].items():
+            ds = lg[schema.SAMPLES]
+            entry["latency"][key] = ({a: schema.plain(v) for a, v in ds.attrs.items()}
+                                     | {"samples": int(ds.shape[0])})
+    return entry

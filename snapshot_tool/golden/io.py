@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -24,7 +23,7 @@ import numpy as np
 from snapshot_tool.atomic import replacing, resolve_target
 from snapshot_tool.dtypes import dtype_label as model_dtype_label
 from snapshot_tool.errors import GoldenError
-from snapshot_tool.golden import validate
+from snapshot_tool.golden import schema, validate
 from snapshot_tool.golden.schema import (
     CONTENT_DIGEST,
     CONTENT_HMAC,
@@ -35,10 +34,15 @@ from snapshot_tool.golden.schema import (
     Golden,
     LatencyRecord,
     OutputMetrics,
+    RootInfo,
     SignatureGolden,
-    StoredMetric,
+    TensorRecord,
 )
 from snapshot_tool.isolate import ChildFailed, call_isolated
+
+# Attribute helpers under the names the sharded golden reader uses.
+plain_attr = schema.plain
+attr_str = schema.text
 
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
@@ -119,30 +123,30 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
             flat[:] = [np.frombuffer(b, dtype=np.uint8) for b in items]
             ds = group.create_dataset(name, data=flat.reshape(arr.shape),
                                       dtype=h5py.vlen_dtype(np.uint8))
-            storage = "vlen_uint8"
+            storage = schema.VLEN_UINT8
         else:
             flat[:] = items
             ds = group.create_dataset(name, data=flat.reshape(arr.shape),
                                       dtype=h5py.vlen_dtype(bytes))
-            storage = "vlen_bytes"
+            storage = schema.VLEN_BYTES
     else:
         data = arr.view(np.uint16) if label == "bfloat16" else arr
         ds = group.create_dataset(name, data=data,
                                   **dataset_options(data.shape, data.dtype.itemsize))
-    ds.attrs["dtype"] = label
-    if storage:
-        ds.attrs["string_storage"] = storage
-    ds.attrs["shape"] = json.dumps(list(arr.shape))
-    ds.attrs["sha256"] = digest
-    for k, v in (extra or {}).items():
-        ds.attrs[k] = v
+    _set_attrs(ds, TensorRecord(label, tuple(arr.shape), digest, storage).to_attrs())
+    _set_attrs(ds, extra or {})
+
+
+def _set_attrs(obj: Any, attrs: Mapping[str, Any]) -> None:
+    for k, v in attrs.items():
+        obj.attrs[k] = v
 
 
 def _write_signature(root: Any, sg: SignatureGolden) -> None:
-    g_in = root.create_group("inputs")
+    g_in = root.create_group(schema.INPUTS)
     for name, arr in sorted(sg.inputs.items()):
         _write_tensor(g_in, name, arr)
-    g_out = root.create_group("outputs")
+    g_out = root.create_group(schema.OUTPUTS)
     for name, arr in sorted(sg.outputs.items()):
         _write_tensor(g_out, name, arr, sg.output_attrs.get(name, {}))
     write_extras(root, sg)
@@ -152,28 +156,26 @@ def write_extras(root: Any, sg: SignatureGolden) -> None:
     """Everything of a signature but its inputs and outputs: labels, metrics, latency.
     (A streaming record writes inputs and outputs itself, then this.)"""
     if sg.labels is not None:
-        _write_tensor(root, "labels", sg.labels, {"source": sg.labels_source})
+        _write_tensor(root, schema.LABELS, sg.labels, {schema.LABELS_SOURCE: sg.labels_source})
     if sg.metrics:
-        g_m = root.create_group("metrics")
+        g_m = root.create_group(schema.METRICS)
         for out_name, om in sorted(sg.metrics.items()):
             g = g_m.create_group(out_name)
-            g.attrs["task"] = om.task
-            g.attrs["threshold"] = om.threshold
+            _set_attrs(g, om.group_attrs())
             for metric, sm in sorted(om.values.items()):
                 value = np.float64(sm.value)
                 ds = g.create_dataset(metric, data=value)
-                ds.attrs["direction"] = sm.direction
-                ds.attrs["sha256"] = tensor_sha256(np.asarray(value))
+                _set_attrs(ds, om.metric_attrs(sm))
+                ds.attrs[schema.SHA256] = tensor_sha256(np.asarray(value))
     if sg.latency:
-        g_l = root.create_group("latency")
+        g_l = root.create_group(schema.LATENCY)
         for bs, rec in sorted(sg.latency.items()):
-            g = g_l.create_group(f"batch_{bs}")
+            g = g_l.create_group(schema.latency_group(bs))
             samples = np.asarray(rec.samples_ns, dtype=np.int64)
-            ds = g.create_dataset("samples_ns", data=samples)
-            for k, v in rec.attrs.items():
-                ds.attrs[k] = v
-            ds.attrs["sha256"] = tensor_sha256(samples)
-            g.attrs["batch_size"] = bs
+            ds = g.create_dataset(schema.SAMPLES, data=samples)
+            _set_attrs(ds, rec.attrs)
+            ds.attrs[schema.SHA256] = tensor_sha256(samples)
+            _set_attrs(g, rec.group_attrs())
 
 
 class _DroppingFile(io.RawIOBase):
@@ -240,7 +242,8 @@ class _DroppingFile(io.RawIOBase):
 # damaged metadata is refused by HDF5 itself rather than parsed. Readable by HDF5 >= 1.10
 # (h5py >= 2.7); "latest" would lock out every reader older than this one's HDF5.
 LIBVER = ("v110", "v110")
-_WRITER_OWNED = frozenset({"format", "format_version", CONTENT_DIGEST, CONTENT_HMAC})
+_WRITER_OWNED = frozenset({schema.FORMAT_ATTR, schema.FORMAT_VERSION_ATTR, CONTENT_DIGEST,
+                           CONTENT_HMAC})
 
 
 def write_golden(path: str | Path, attrs: Mapping[str, Any],
@@ -276,7 +279,7 @@ def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
         if len(signatures) == 1:
             _write_signature(f, next(iter(signatures.values())))
         else:
-            g = f.create_group("signatures")
+            g = f.create_group(schema.SIGNATURES)
             for name, sg in sorted(signatures.items()):
                 _write_signature(g.create_group(name), sg)
 
@@ -287,8 +290,8 @@ def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:
     for k, v in attrs.items():
         if k not in _WRITER_OWNED:
             f.attrs[k] = v
-    f.attrs["format"] = FORMAT
-    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs[schema.FORMAT_ATTR] = FORMAT
+    f.attrs[schema.FORMAT_VERSION_ATTR] = FORMAT_VERSION
 
 
 @contextlib.contextmanager
@@ -341,7 +344,8 @@ def signature_group(f: Any, name: str, several: bool) -> Any:
     """Where a signature's groups go: the root, or /signatures/<name> in a golden of several."""
     if not several:
         return f
-    parent = f["signatures"] if "signatures" in f else f.create_group("signatures")
+    parent = f[schema.SIGNATURES] if schema.SIGNATURES in f else \
+        f.create_group(schema.SIGNATURES)
     return parent.create_group(name)
 
 
@@ -367,10 +371,10 @@ def open_golden(path: str | Path, *, cache_bytes: int | None = None) -> Iterator
     except OSError as exc:
         raise GoldenError(f"cannot open golden {p}: {exc}") from None
     try:
-        fmt = f.attrs.get("format")
+        fmt, _ = schema.format_of(f.attrs)
         if fmt != FORMAT:
             raise GoldenError(f"{p} is an HDF5 file but not a snapshot-tool golden "
-                              f"(format attribute {attr_str(fmt)[:60]!r})")
+                              f"(format attribute {fmt[:60]!r})")
         validate.format_version(f, p, SUPPORTED_VERSIONS)
         yield f
     finally:
@@ -395,24 +399,22 @@ def _check_path(p: Path) -> None:
         raise GoldenError(f"{p} is not an HDF5 file, so not a snapshot-tool golden")
 
 
-def attr_str(v: Any) -> str:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    return "" if v is None else str(v)
+def _record(ds: Any) -> TensorRecord:
+    return TensorRecord.from_attrs(ds.attrs, tuple(ds.shape))
 
 
 def _decode(ds: Any, raw: Any) -> np.ndarray:
     """Stored representation -> the tensor as recorded (strings as bytes, bfloat16)."""
-    label = attr_str(ds.attrs.get("dtype"))
-    if label == "string":
-        byte_arrays = attr_str(ds.attrs.get("string_storage")) == "vlen_uint8"
+    rec = _record(ds)
+    if rec.dtype == "string":
+        byte_arrays = rec.string_storage == schema.VLEN_UINT8
         raw_arr = np.asarray(raw, dtype=object) if np.ndim(raw) else None
         arr = np.empty(np.shape(raw) if raw_arr is not None else (), dtype=object)
         items = raw_arr.reshape(-1) if raw_arr is not None else [raw]
         arr.reshape(-1)[:] = [np.asarray(x, dtype=np.uint8).tobytes() if byte_arrays
                               else _as_bytes(x) for x in items] if arr.size else []
         return arr
-    if label == "bfloat16":
+    if rec.dtype == "bfloat16":
         import ml_dtypes
 
         return np.asarray(raw, dtype=np.uint16).view(ml_dtypes.bfloat16)
@@ -420,11 +422,11 @@ def _decode(ds: Any, raw: Any) -> np.ndarray:
 
 
 def _want_sha(ds: Any, where: str, path: Path) -> str:
-    want = attr_str(ds.attrs.get("sha256"))
-    if not want:
+    rec = _record(ds)
+    if not rec.sha256:
         raise GoldenError(f"{path}: {where} has no sha256 attribute; the golden is "
                           "incomplete — re-record it")
-    return want
+    return rec.sha256
 
 
 def _check_sha(want: str, got: str, where: str, path: Path) -> None:
@@ -434,26 +436,27 @@ def _check_sha(want: str, got: str, where: str, path: Path) -> None:
 
 
 def _read_tensor(ds: Any, where: str, path: Path, check: bool) -> np.ndarray:
+    rec = _record(ds)
     arr = _decode(ds, ds[()])
     if check:
-        want = _want_sha(ds, where, path)
-        _check_sha(want, tensor_sha256(arr, attr_str(ds.attrs.get("dtype"))), where, path)
+        _check_sha(_want_sha(ds, where, path), tensor_sha256(arr, rec.dtype), where, path)
     return arr
 
 
 def signature_groups(f: Any, path: Path) -> dict[str, Any]:
     """Every signature's group (layout already checked by :func:`verify_golden`)."""
-    if "signatures" in f:
-        return {name: f["signatures"][name] for name in f["signatures"]}
-    return {attr_str(f.attrs.get("signature")) or "serving_default": f}
+    if schema.SIGNATURES in f:
+        return {name: f[schema.SIGNATURES][name] for name in f[schema.SIGNATURES]}
+    return {schema.root_signature(f.attrs) or "serving_default": f}
 
 
 def _read_signature(name: str, g: Any, path: Path, check: bool) -> SignatureGolden:
     prefix = "" if g.name == "/" else g.name
-    inputs = {k: _read_tensor(g["inputs"][k], f"{prefix}/inputs/{k}", path, check)
-              for k in g["inputs"]}
-    outputs = {k: _read_tensor(g["outputs"][k], f"{prefix}/outputs/{k}", path, check)
-               for k in g["outputs"]}
+    g_in, g_out = g[schema.INPUTS], g[schema.OUTPUTS]
+    inputs = {k: _read_tensor(g_in[k], f"{prefix}/{schema.INPUTS}/{k}", path, check)
+              for k in g_in}
+    outputs = {k: _read_tensor(g_out[k], f"{prefix}/{schema.OUTPUTS}/{k}", path, check)
+               for k in g_out}
     return replace(read_signature_extras(name, g, path, check), inputs=inputs, outputs=outputs)
 
 
@@ -461,49 +464,37 @@ def read_signature_extras(name: str, g: Any, path: Path, check: bool) -> Signatu
     """A signature's small parts (output attrs, labels, metrics, latency) without the values
     of its inputs and outputs: what a reader that streams those needs up front."""
     prefix = "" if g.name == "/" else g.name
-    output_attrs: dict[str, dict[str, Any]] = {}
-    for k in g["outputs"]:
-        ds = g["outputs"][k]
-        output_attrs[k] = {a: plain_attr(ds.attrs[a]) for a in ds.attrs
-                           if a not in ("dtype", "shape", "sha256", "string_storage")}
+    g_out = g[schema.OUTPUTS]
+    # Output attributes are kept as stored (a newer writer's extras survive a rewrite);
+    # schema.OutputInfo reads them.
+    output_attrs = {k: {a: schema.plain(v) for a, v in g_out[k].attrs.items()
+                        if a not in schema.TENSOR_ATTRS} for k in g_out}
     labels = None
     labels_source = ""
-    if "labels" in g:
-        labels = _read_tensor(g["labels"], f"{prefix}/labels", path, check)
-        labels_source = attr_str(g["labels"].attrs.get("source"))
-    metrics = read_metrics(g)
-    latency: dict[int, LatencyRecord] = {}
-    if "latency" in g:
-        for key in g["latency"]:
-            lg = g["latency"][key]
-            bs = int(lg.attrs.get("batch_size", key.removeprefix("batch_")))
-            ds = lg["samples_ns"]
-            attrs = {a: plain_attr(ds.attrs[a]) for a in ds.attrs}
-            latency[bs] = LatencyRecord(bs, np.asarray(ds[()], dtype=np.int64), attrs)
-    return SignatureGolden(name, {}, {}, output_attrs, labels, labels_source, metrics, latency)
+    if schema.LABELS in g:
+        labels = _read_tensor(g[schema.LABELS], f"{prefix}/{schema.LABELS}", path, check)
+        labels_source = schema.text(g[schema.LABELS].attrs.get(schema.LABELS_SOURCE))
+    return SignatureGolden(name, {}, {}, output_attrs, labels, labels_source,
+                           read_metrics(g, f"{path}: {prefix}/{schema.METRICS}"),
+                           _read_latency(g))
 
 
-def read_metrics(g: Any) -> dict[str, OutputMetrics]:
+def read_metrics(g: Any, where: str = "metrics") -> dict[str, OutputMetrics]:
     """A signature group's recorded task metrics (small: read without its tensors)."""
-    metrics: dict[str, OutputMetrics] = {}
-    if "metrics" in g:
-        for out_name in g["metrics"]:
-            mg = g["metrics"][out_name]
-            values = {m: StoredMetric(float(mg[m][()]), attr_str(mg[m].attrs.get("direction")))
-                      for m in mg}
-            metrics[out_name] = OutputMetrics(
-                task=attr_str(mg.attrs.get("task")),
-                threshold=float(mg.attrs.get("threshold", 0.5)),
-                values=values)
-    return metrics
+    if schema.METRICS not in g:
+        return {}
+    return {out: OutputMetrics.from_stored(
+                mg.attrs, {m: (float(mg[m][()]), mg[m].attrs) for m in mg}, f"{where}/{out}")
+            for out, mg in g[schema.METRICS].items()}
 
 
-def plain_attr(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return v.decode("utf-8", "replace")
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
+def _read_latency(g: Any) -> dict[int, LatencyRecord]:
+    if schema.LATENCY not in g:
+        return {}
+    records = (LatencyRecord.from_stored(key, lg.attrs, lg[schema.SAMPLES][()],
+                                         lg[schema.SAMPLES].attrs)
+               for key, lg in g[schema.LATENCY].items())
+    return {rec.batch_size: rec for rec in records}
 
 
 @contextlib.contextmanager
@@ -569,12 +560,13 @@ def read_golden(path: str | Path, *, check: bool = True,
     before = _identity(p)
     verify_golden(p, require_signature=require_signature)
     with malformed_is_golden_error(p), open_golden(p) as f:
-        attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
+        attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
         sigs = {name: _read_signature(name, g, p, check)
                 for name, g in signature_groups(f, p).items()}
     if _identity(p) != before:
         raise GoldenError(f"golden {p} changed while it was being read; run again once "
                           "whatever writes it has finished")
+        RootInfo.from_attrs(attrs, p)  # the root's numbers are checked once, here
     return Golden(p, attrs, sigs)
 
 
@@ -630,9 +622,6 @@ def _verify_in_child(path: str, require_signature: bool) -> dict[str, Any]:
                           "re-record it") from None
 
 
-_TENSOR_GROUPS = ("inputs", "outputs")
-
-
 def verify_unbounded(p: Path, *, require_signature: bool = False) -> validate.Verified:
     """:func:`verify_golden` without the child process: call it only inside one."""
 
@@ -655,15 +644,14 @@ def verify_unbounded(p: Path, *, require_signature: bool = False) -> validate.Ve
             obj = node.obj
             datasets += 1
             parent = where.rsplit("/", 2)[-2] if where.count("/") >= 2 else ""
-            is_tensor = parent in _TENSOR_GROUPS or where.endswith("/labels") or (
-                where == "/labels")
-            if "sha256" not in node.attrs and version < 2 and not is_tensor:
+            is_tensor = parent in schema.TENSOR_GROUPS or where.endswith(f"/{schema.LABELS}")
+            if schema.SHA256 not in node.attrs and version < 2 and not is_tensor:
                 continue  # format 1 kept no checksum on metrics and latency samples
-            want = attr_str(node.attrs.get("sha256"))
+            want = schema.text(node.attrs.get(schema.SHA256))
             if not want:
                 raise GoldenError(f"{p}: {where} has no sha256 attribute; the golden is "
                                   "incomplete — re-record it")
-            label = attr_str(node.attrs.get("dtype")) or model_dtype_label(
+            label = schema.text(node.attrs.get(schema.DTYPE)) or model_dtype_label(
                 np.empty(0, obj.dtype))
             got = validate.stream_sha(obj, where, p, _hash_header, _hash_body, _decode, label)
             _check_sha(want, got, where, p)

@@ -1,17 +1,62 @@
-"""The golden file's schema: its format version, its history, and the typed records a
-golden is read into and written from.
+"""The golden file's schema: its layout, its format history, and the typed records a golden
+is read into and written from. This is the only module that names an HDF5 attribute, group
+or dataset of a golden; :mod:`.io` moves them in and out of the file.
 
-Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would misread):
+In memory a golden keeps its attributes as read (plain dicts: a newer writer's extra
+attributes survive a rewrite, and sharded goldens carry them in their manifest); the typed
+records here are the one way code reads or builds them: :class:`RootInfo` for the root,
+:class:`OutputInfo` per output, :class:`TensorRecord` per tensor, :class:`OutputMetrics`
+and :class:`LatencyRecord`.
 
-- 1 (snapshot-tool 0.1): root attrs ``format``, ``format_version``, ``created``,
-  ``tool_version``, ``model_path``, ``model_digest``, ``signature``, ``seed``,
-  ``environment`` (JSON); groups ``/inputs``, ``/outputs`` (attrs dtype, shape, sha256),
-  optional ``/labels``, ``/metrics/<output>/<metric>``, ``/latency/batch_<n>/samples_ns``.
+Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would misread; every
+newer reader keeps reading version 1):
+
+- 1 (snapshot-tool 0.1). Layout::
+
+      /                      root attributes (RootInfo)
+      /inputs/<name>         the exact inputs fed                    (TensorRecord)
+      /outputs/<name>        the reference outputs                   (TensorRecord + OutputInfo)
+      /labels                optional ground truth                   (TensorRecord + source)
+      /metrics/<output>      group attrs task, threshold (decision threshold of binary tasks)
+      /metrics/<output>/<metric>         float64 scalar; attr direction ("higher" | "lower")
+      /latency/batch_<n>     group attr batch_size
+      /latency/batch_<n>/samples_ns      int64 per-call times; attrs p50, p90, p99, mean, std
+                             (ns), warmup_calls, warmup_stable, cold_load_s, first_call_s,
+                             calibration (s of the calibration workload on that machine)
+
+  Root attributes: ``format`` ("snapshot-tool-golden"), ``format_version``, ``created`` (UTC
+  ISO), ``tool_version``, ``model_path``, ``model_digest`` (sha256 over the model's files),
+  ``model_kind`` (saved_model | saved_model_tf1 | tflite | keras), ``signature`` (the name,
+  or "all"), ``tag`` (the SavedModel tag set), ``seed``, ``num_samples``, ``batch_size``,
+  ``inputs_source`` (the inputs file, or "synthesized(seed=N)") and ``environment`` (JSON:
+  python, numpy, tensorflow, h5py, platform, machine, CPU model, logical and usable CPUs,
+  cgroup CPU quota, thread settings). Goldens written before ``model_kind``, ``tag``,
+  ``num_samples``, ``batch_size`` or ``inputs_source`` existed read with the defaults below.
+  Added without a version bump (a version-1 reader ignores root attributes it does not
+  know, and keeps them when it rewrites a golden): ``history`` (JSON list of what was done
+  to the golden after recording, oldest first: ``action`` "accept", ``when``, ``who``,
+  ``reason``, ``outputs``, ``from``, ``model_path``, ``model_digest``) and, in an obtained
+  golden (``compare --save-obtained``), ``obtained_from`` (the golden it was compared with).
+  A shard golden of a sharded golden (``G.h5.d/``, see :mod:`.sharded`) adds
+  ``shard_index``, ``shard_count``, ``row_start`` and ``row_stop`` (its rows in the whole).
+
+  Every tensor dataset carries ``dtype`` (TensorFlow's name: "float32", "bfloat16",
+  "string", ...), ``shape`` (JSON list) and ``sha256`` (over dtype, shape and contents);
+  inputs and labels too, because compare replays them. An output adds ``batched`` (False:
+  the output has no batch dimension and was stacked one entry per batch), and, when two
+  runs of the same batch differed, ``nondeterministic`` = True and, for numeric outputs,
+  ``spread`` (the largest difference seen between runs; compare widens atol by a margin of
+  it). ``/labels`` adds ``source`` (the ``--labels`` argument).
+
   A golden of several signatures (``record --signature all``) keeps one such set of groups
-  per signature under ``/signatures/<name>/`` and sets the root ``signature`` attr to "all".
-  Inputs and labels carry a sha256 too, because compare replays them. Strings are
-  variable-length bytes, or, when an element holds a NUL byte (serialized tf.Example
-  records do), variable-length uint8 arrays with ``string_storage="vlen_uint8"``.
+  per signature under ``/signatures/<name>/`` and sets the root ``signature`` to "all".
+
+  Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
+  variable-length bytes (``string_storage="vlen_bytes"``) or, when an element holds a NUL
+  byte (serialized tf.Example records do), variable-length uint8 arrays
+  (``string_storage="vlen_uint8"``); bfloat16 as its raw 16-bit patterns with
+  ``dtype="bfloat16"`` (HDF5 has no bfloat16 type, and a float32 widening would not be
+  byte-for-byte what the model gave).
 
 - 2 (snapshot-tool 0.2): everything a verdict depends on is covered by one content digest,
   root attr ``content_digest``, checked on every read; optionally signed, root attr
@@ -28,21 +73,19 @@ manifest: one line per HDF5 object, ``<path> <sha256 of the object's kind, dtype
 every attribute>``, sorted by path. Tensor contents enter through each dataset's ``sha256``
 attribute, which every read checks against the data; so a writer streaming a tensor chunk
 by chunk hashes it as it goes and the digest is computed from metadata alone at the end.
-
-Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
-variable-length bytes, bfloat16 as its raw 16-bit patterns with ``dtype="bfloat16"`` (HDF5
-has no bfloat16 type, and a float32 widening would not be byte-for-byte what the model gave).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+
+from snapshot_tool.errors import GoldenError
 
 FORMAT = "snapshot-tool-golden"
 FORMAT_VERSION = 2
@@ -53,11 +96,216 @@ CONTENT_DIGEST = "content_digest"
 CONTENT_HMAC = "content_hmac"
 HMAC_KEY_ENV = "SNAPSHOT_TOOL_HMAC_KEY"
 
+# Attributes every reader looks up by name (the rest are named by the typed records below).
+FORMAT_ATTR = "format"
+FORMAT_VERSION_ATTR = "format_version"
+SIGNATURE_ATTR = "signature"
+DTYPE = "dtype"
+SHA256 = "sha256"
+# Root attributes a shard golden of a sharded golden (``G.h5.d/``) adds to the golden's own:
+# where its rows sit in the whole.
+SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP = "shard_index", "shard_count", "row_start", \
+    "row_stop"
+
+# Groups and datasets of the layout.
+SIGNATURES = "signatures"
+INPUTS = "inputs"
+OUTPUTS = "outputs"
+LABELS = "labels"
+METRICS = "metrics"
+LATENCY = "latency"
+SAMPLES = "samples_ns"
+TENSOR_GROUPS = (INPUTS, OUTPUTS)
+
+Direction = Literal["higher", "lower"]
+
+
+def plain(value: Any) -> Any:
+    """An attribute as a plain Python value: text as str, numpy scalars as Python ones."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def text(value: Any) -> str:
+    """A text attribute (missing: "")."""
+    value = plain(value)
+    return "" if value is None else str(value)
+
+
+def latency_group(batch_size: int) -> str:
+    return f"batch_{batch_size}"
+
+
+def latency_group_size(name: str) -> int | None:
+    """``batch_8`` -> 8; None for a name that is not a latency group."""
+    digits = name.removeprefix("batch_")
+    return int(digits) if name.startswith("batch_") and digits.isdigit() else None
+
+
+# --- root ----------------------------------------------------------------------------------
+
+_ROOT_INTS = ("seed", "num_samples", "batch_size")
+_OPTIONAL_ROOT = ("history", "obtained_from")
+
+
+@dataclass(frozen=True)
+class RootInfo:
+    """The root attributes: where, how and from what a golden was recorded."""
+
+    created: str = ""
+    tool_version: str = ""
+    model_path: str = ""
+    model_digest: str = ""
+    model_kind: str = ""  # "" in goldens recorded before it was stored: unknown
+    signature: str = ""
+    tag: str = "serve"
+    seed: int = 0
+    num_samples: int = 0
+    batch_size: int = 16
+    inputs_source: str = ""
+    environment: Mapping[str, Any] = field(default_factory=dict)
+    format_version: int = FORMAT_VERSION
+    history: str = ""  # JSON list (see read_history); written only when there is one
+    obtained_from: str = ""  # obtained goldens only
+    # Root attributes this version does not know (a newer writer's), kept as they were.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {**self.extra, "format": FORMAT}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "extra" or (f.name in _OPTIONAL_ROOT and not value):
+                continue
+            attrs[f.name] = (json.dumps(dict(value), sort_keys=True, default=str)
+                             if f.name == "environment" else value)
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], path: Path) -> RootInfo:
+        """The root attributes, checked: a malformed number is a :class:`GoldenError`."""
+        values = {k: plain(v) for k, v in attrs.items()}
+        for key in _ROOT_INTS:
+            if key in values and not isinstance(values[key], int):
+                raise GoldenError(f"{path}: root attribute {key} is {values[key]!r}, not an "
+                                  "integer; the golden is malformed — re-record it")
+        if values.get("batch_size", 1) < 1:
+            raise GoldenError(f"{path}: root attribute batch_size is {values['batch_size']!r}, "
+                              "not a positive integer; the golden is malformed — re-record it")
+        known = {f.name for f in fields(cls)} - {"environment", "extra"}
+        kwargs: dict[str, Any] = {k: v if k in _ROOT_INTS else str(v)
+                                  for k, v in values.items() if k in known}
+        kwargs["format_version"] = int(values.get("format_version", FORMAT_VERSION))
+        extra = {k: v for k, v in attrs.items()
+                 if k not in known and k not in ("format", "environment")}
+        return cls(**kwargs, environment=parse_environment(values.get("environment")),
+                   extra=extra)
+
+    @property
+    def history_entries(self) -> list[dict[str, Any]]:
+        return read_history(self.to_attrs())
+
+    def with_history(self, entry: Mapping[str, Any]) -> RootInfo:
+        """This root with ``entry`` appended to its history."""
+        return replace(self, history=with_history(self.to_attrs(), entry)[HISTORY_ATTR])
+
+
+def parse_environment(value: Any) -> dict[str, Any]:
+    """The ``environment`` attribute (JSON) as a dict; {} when missing or unreadable, since
+    it only ever explains a difference and never decides one."""
+    try:
+        parsed = json.loads(value) if isinstance(value, str) else {}
+    except json.JSONDecodeError:
+        return {}
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def root_signature(attrs: Mapping[str, Any]) -> str:
+    """The root ``signature`` attribute, unchecked (to find a single signature's groups)."""
+    return text(attrs.get(SIGNATURE_ATTR))
+
+
+def format_of(attrs: Mapping[str, Any]) -> tuple[str, Any]:
+    """The root's ``format`` and ``format_version`` as stored (unchecked)."""
+    return text(attrs.get(FORMAT_ATTR)), plain(attrs.get(FORMAT_VERSION_ATTR))
+
+
+# --- tensors -------------------------------------------------------------------------------
+
+VLEN_BYTES = "vlen_bytes"
+VLEN_UINT8 = "vlen_uint8"
+
+
+@dataclass(frozen=True)
+class TensorRecord:
+    """The attributes every stored tensor carries."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    sha256: str
+    string_storage: str = ""  # strings only: VLEN_BYTES or VLEN_UINT8
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"dtype": self.dtype}
+        if self.string_storage:
+            attrs["string_storage"] = self.string_storage
+        attrs["shape"] = json.dumps(list(self.shape))
+        attrs["sha256"] = self.sha256
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], shape: tuple[int, ...]) -> TensorRecord:
+        """``shape`` is the dataset's (the attribute only repeats it for plain h5py users)."""
+        return cls(text(attrs.get("dtype")), shape, text(attrs.get("sha256")),
+                   text(attrs.get("string_storage")))
+
+
+TENSOR_ATTRS = frozenset({"dtype", "shape", "sha256", "string_storage"})
+
+
+@dataclass(frozen=True)
+class OutputInfo:
+    """What record learned about an output besides its values."""
+
+    batched: bool = True
+    nondeterministic: bool = False
+    spread: float | None = None  # None: deterministic, or not numeric
+
+    def to_attrs(self) -> dict[str, Any]:
+        attrs: dict[str, Any] = {"batched": bool(self.batched)}
+        if self.nondeterministic:
+            attrs |= self.noise_attrs(self.spread)
+        return attrs
+
+    @staticmethod
+    def noise_attrs(spread: float | None) -> dict[str, Any]:
+        """The attributes that mark an output nondeterministic (``spread``: None when it is
+        not numeric)."""
+        attrs: dict[str, Any] = {"nondeterministic": True}
+        if spread is not None:
+            attrs["spread"] = float(spread)
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> OutputInfo:
+        spread = plain(attrs.get("spread"))
+        return cls(batched=bool(plain(attrs.get("batched", True))),
+                   nondeterministic=bool(plain(attrs.get("nondeterministic", False))),
+                   spread=None if spread is None else float(spread))
+
+
+LABELS_SOURCE = "source"
+
+
+# --- metrics -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class StoredMetric:
     value: float
-    direction: str  # "higher" | "lower"
+    direction: Direction
 
 
 @dataclass(frozen=True)
@@ -68,12 +316,113 @@ class OutputMetrics:
     threshold: float
     values: dict[str, StoredMetric]
 
+    def group_attrs(self) -> dict[str, Any]:
+        return {"task": self.task, "threshold": self.threshold}
+
+    @staticmethod
+    def metric_attrs(metric: StoredMetric) -> dict[str, Any]:
+        return {"direction": metric.direction}
+
+    @classmethod
+    def from_stored(cls, group_attrs: Mapping[str, Any],
+                    metrics: Mapping[str, tuple[float, Mapping[str, Any]]], where: str
+                    ) -> OutputMetrics:
+        """From a metrics group's attributes and its (value, attributes) per metric."""
+        return cls(task=text(group_attrs.get("task")),
+                   threshold=float(plain(group_attrs.get("threshold", 0.5))),
+                   values={name: StoredMetric(float(value), _direction(attrs, f"{where}/{name}"))
+                           for name, (value, attrs) in metrics.items()})
+
+
+def _direction(attrs: Mapping[str, Any], where: str) -> Direction:
+    return direction(attrs.get("direction"), where)
+
+
+def direction(value: Any, where: str) -> Direction:
+    """A stored metric direction, checked."""
+    name = text(value)
+    if name == "higher":
+        return "higher"
+    if name == "lower":
+        return "lower"
+    raise GoldenError(f"{where} has direction {name!r}, not 'higher' or 'lower'; the "
+                      "golden is malformed — re-record it")
+
+
+# --- latency -------------------------------------------------------------------------------
+
+_LATENCY_FLOATS = ("p50", "p90", "p99", "mean", "std", "cold_load_s", "first_call_s",
+                   "calibration")
+
 
 @dataclass(frozen=True)
 class LatencyRecord:
+    """One ``/latency/batch_<n>``: raw per-call samples and the attributes of how they were
+    taken (``attrs``, as stored; read them through the properties)."""
+
     batch_size: int
     samples_ns: np.ndarray
     attrs: dict[str, Any]
+
+    @classmethod
+    def of(cls, batch_size: int, samples_ns: np.ndarray, *, p50: float, p90: float,
+           p99: float, mean: float, std: float, warmup_calls: int, cold_load_s: float,
+           first_call_s: float, calibration: float, warmup_stable: bool) -> LatencyRecord:
+        """``p50``..``std`` in ns; ``calibration``: seconds of the calibration workload on the
+        recording machine (0: not measured)."""
+        return cls(batch_size, samples_ns, {
+            "p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(mean),
+            "std": float(std), "warmup_calls": int(warmup_calls),
+            "cold_load_s": float(cold_load_s), "first_call_s": float(first_call_s),
+            "calibration": float(calibration), "warmup_stable": bool(warmup_stable)})
+
+    def _float(self, key: str) -> float:
+        return float(plain(self.attrs.get(key, 0.0)))
+
+    @property
+    def p50(self) -> float:
+        return self._float("p50")
+
+    @property
+    def p90(self) -> float:
+        return self._float("p90")
+
+    @property
+    def p99(self) -> float:
+        return self._float("p99")
+
+    @property
+    def warmup_calls(self) -> int:
+        return int(plain(self.attrs.get("warmup_calls", 0)))
+
+    @property
+    def cold_load_s(self) -> float:
+        return self._float("cold_load_s")
+
+    @property
+    def first_call_s(self) -> float:
+        return self._float("first_call_s")
+
+    @property
+    def calibration(self) -> float:
+        return self._float("calibration")
+
+    @property
+    def warmup_stable(self) -> bool:
+        return bool(plain(self.attrs.get("warmup_stable", True)))
+
+    def group_attrs(self) -> dict[str, Any]:
+        return {"batch_size": self.batch_size}
+
+    @classmethod
+    def from_stored(cls, group: str, group_attrs: Mapping[str, Any], samples: np.ndarray,
+                    samples_attrs: Mapping[str, Any]) -> LatencyRecord:
+        size = plain(group_attrs.get("batch_size", latency_group_size(group)))
+        return cls(int(size), np.asarray(samples, dtype=np.int64),
+                   {k: plain(v) for k, v in samples_attrs.items()})
+
+
+# --- in memory -----------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -89,26 +438,26 @@ class SignatureGolden:
     metrics: dict[str, OutputMetrics] = field(default_factory=dict)
     latency: dict[int, LatencyRecord] = field(default_factory=dict)
 
+    def info(self, output: str) -> OutputInfo:
+        return OutputInfo.from_attrs(self.output_attrs.get(output, {}))
+
 
 @dataclass(frozen=True)
 class Golden:
     path: Path
-    attrs: dict[str, Any]
+    attrs: dict[str, Any]  # the root attributes as stored; read them through ``info``
     signatures: dict[str, SignatureGolden]
 
     @property
+    def info(self) -> RootInfo:
+        return RootInfo.from_attrs(self.attrs, self.path)
+
+    @property
     def environment(self) -> dict[str, Any]:
-        env = self.attrs.get("environment", "{}")
-        try:
-            parsed = json.loads(env) if isinstance(env, str) else {}
-        except json.JSONDecodeError:
-            return {}
-        return parsed if isinstance(parsed, dict) else {}
+        return parse_environment(self.attrs.get("environment"))
 
 
-
-# --- attributes added in format 1 without a version bump ---------------------------------------
-# A version-1 reader ignores root attributes it does not know, so these need no bump.
+# --- history and obtained goldens ----------------------------------------------------------
 
 #: Root attr: JSON list of what was done to the golden after it was recorded, oldest first;
 #: each entry has ``action`` ("accept"), ``when`` (UTC ISO), ``who`` (user@host),
@@ -131,7 +480,7 @@ def obtained_path(golden: str | Path) -> Path:
 def read_history(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The history entries of a golden's root attributes (empty if it has none or if the
     attribute is not a JSON list of objects, which an old or hand-edited golden may hold)."""
-    raw = attrs.get(HISTORY_ATTR)
+    raw = plain(attrs.get(HISTORY_ATTR))
     if not isinstance(raw, str):
         return []
     try:

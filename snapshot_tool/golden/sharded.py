@@ -43,16 +43,23 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import GoldenError
-from snapshot_tool.golden.schema import Golden, OutputMetrics, SignatureGolden, StoredMetric
+from snapshot_tool.golden.schema import (
+    ROW_START,
+    ROW_STOP,
+    SHARD_COUNT,
+    SHARD_INDEX,
+    Golden,
+    OutputMetrics,
+    SignatureGolden,
+    StoredMetric,
+    direction,
+)
 from snapshot_tool.golden.validate import Verified
 
 MANIFEST = "manifest.json"
 FORMAT = "snapshot-tool-sharded-golden"
 MANIFEST_VERSION = 1
 SUPPORTED_MANIFEST_VERSIONS = (1,)
-# Root attributes a shard golden adds to the golden's own: where its rows sit in the whole.
-SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP = "shard_index", "shard_count", "row_start", \
-    "row_stop"
 
 
 @dataclass(frozen=True)
@@ -180,7 +187,7 @@ def slice_signature(sg: SignatureGolden, start: int, stop: int, batch_size: int
     """Rows ``[start, stop)`` of a signature (``start`` a whole number of batches), without
     the whole-run values (metrics, latency) that the manifest carries."""
     def rows(name: str, arr: np.ndarray) -> np.ndarray:
-        if sg.output_attrs.get(name, {}).get("batched", True):
+        if sg.info(name).batched:
             return arr[start:stop]
         return arr[start // batch_size:-(-stop // batch_size)]
 
@@ -229,7 +236,7 @@ def write_sharded(target: str | Path, golden: Golden, rows_per_shard: int, *,
     writes its shards in parallel with :func:`write_shard` instead)."""
     dest = Path(target)
     check_writable_dir(dest, force)
-    batch = int(golden.attrs.get("batch_size", 1))
+    batch = golden.info.batch_size
     step = max(batch, rows_per_shard - rows_per_shard % batch)
     rows = max(next(iter(sg.inputs.values())).shape[0] if sg.inputs else 0
                for sg in golden.signatures.values())
@@ -324,7 +331,7 @@ def _manifest_errors(path: Path) -> Iterator[None]:
 
 def _metrics_from(doc: Mapping[str, Any]) -> dict[str, OutputMetrics]:
     return {out: OutputMetrics(str(m["task"]), float(m["threshold"]), {
-        name: StoredMetric(float(v["value"]), str(v["direction"]))
+        name: StoredMetric(float(v["value"]), direction(v["direction"], f"{MANIFEST}: {out}"))
         for name, v in m["values"].items()}) for out, m in doc.items()}
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ from snapshot_tool.golden.io import (
     signature_groups,
     verify_golden,
 )
-from snapshot_tool.golden.schema import Golden, SignatureGolden
+from snapshot_tool.golden.schema import Golden, SignatureGolden, TensorRecord
 
 # HDF5's chunk cache per dataset: a few of our 256 KB chunks, so a block read that
 # straddles a chunk boundary (goldens written with other chunk shapes) finds the partial
@@ -162,10 +161,8 @@ class TensorAppender:
         self._flush(final=True)
         assert self._hash is not None
         ds = self._ds
-        ds.attrs["dtype"] = self.label
-        ds.attrs["shape"] = json.dumps(list(self.shape))
-        ds.attrs["sha256"] = self._hash.hexdigest()
-        for k, v in (extra or {}).items():
+        attrs = TensorRecord(self.label, tuple(self.shape), self._hash.hexdigest()).to_attrs()
+        for k, v in {**attrs, **(extra or {})}.items():
             ds.attrs[k] = v
 
 

@@ -25,6 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from snapshot_tool.errors import InputsError
+from snapshot_tool.golden.schema import LatencyRecord
 from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.latency.stats import IntArray, LatencyStats, summarize
 
@@ -297,3 +298,19 @@ def timing_sizes(sizes: Sequence[int], inputs: Mapping[str, np.ndarray]) -> list
     it meets first). A signature without inputs is the same call at any "batch size"."""
     ordered = sorted(set(sizes))
     return ordered[:1] if not inputs else ordered
+
+
+def to_record(m: Measurement, calibration: float) -> LatencyRecord:
+    """What the golden keeps of a measurement."""
+    return LatencyRecord.of(
+        m.batch_size, m.samples_ns, p50=m.stats.p50, p90=m.stats.p90, p99=m.stats.p99,
+        mean=m.stats.mean, std=m.stats.std, warmup_calls=m.warmup_calls,
+        cold_load_s=m.cold_load_s, first_call_s=m.first_call_s, calibration=calibration,
+        warmup_stable=m.warmup_stable)
+
+
+def from_record(rec: LatencyRecord) -> Measurement:
+    """A stored baseline as a measurement (its statistics recomputed from the samples)."""
+    return Measurement(batch_size=rec.batch_size, samples_ns=rec.samples_ns,
+                       warmup_calls=rec.warmup_calls, first_call_s=rec.first_call_s,
+                       cold_load_s=rec.cold_load_s, stats=summarize(rec.samples_ns))

@@ -649,7 +649,7 @@ def history_rows(attrs: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def golden_page(golden: Golden) -> str:
-    attrs = golden.attrs
+    attrs = golden.info.to_attrs()
     body = [f"<h1>Golden {_e(golden.path)}</h1>",
             _table(["attribute", "value"], [
                 [_e(k), _e(attrs[k])] for k in
@@ -687,7 +687,7 @@ def golden_page(golden: Golden) -> str:
             body.append("<h3>Latency</h3>" + _table(
                 ["batch", "samples", "p50 ms", "p90 ms", "p99 ms"],
                 [[str(bs), str(rec.samples_ns.size),
-                  *(f"{float(rec.attrs.get(p, 0.0)) / 1e6:.3f}" for p in ("p50", "p90", "p99"))]
+                  *(f"{p / 1e6:.3f}" for p in (rec.p50, rec.p90, rec.p99))]
                  for bs, rec in sorted(sg.latency.items())], numeric=(0, 1, 2, 3, 4))
                 + f'<div class="plots">{lat}</div>')
     return _page(f"snapshot-tool golden {golden.path}", body)
