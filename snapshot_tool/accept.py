@@ -24,8 +24,10 @@ import numpy as np
 
 from snapshot_tool.errors import GoldenError, SnapshotToolError
 from snapshot_tool.golden.schema import (
+    MODEL_ORIGIN,
     OBTAINED_FROM_ATTR,
     Golden,
+    HistoryEntry,
     SignatureGolden,
     obtained_path,
 )
@@ -200,7 +202,7 @@ def _metric_changes(golden: Golden, obtained: Golden, chosen: set[tuple[str, str
 # Root attributes that say which model a golden is of: they move with a whole accept only.
 # The environment stays: it describes where the golden's latency samples were taken, and
 # those are kept (an obtained golden has none).
-_MODEL_ATTRS = ("created", "tool_version", "model_path", "model_digest", "model_kind")
+_MODEL_ATTRS = MODEL_ORIGIN
 
 
 def plan(obtained_file: str | Path, golden_file: str | Path | None = None,
@@ -255,17 +257,13 @@ def accept(obtained_file: str | Path, golden: str | Path | None = None,
     if the_plan.whole:
         info = replace(info, **{k: getattr(taken, k) for k in _MODEL_ATTRS})
     info = replace(info, obtained_from="")
-    entry = {
-        "action": "accept",
-        "when": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "who": who(),
-        "reason": reason,
-        "outputs": [c.name for c in the_plan.selected],
-        "from": the_plan.obtained.name,
-        "model_path": taken.model_path,
-        "model_digest": taken.model_digest,
-    }
-    write_golden(the_plan.golden, info.with_history(entry).to_attrs(), sigs, force=True)
+    entry = HistoryEntry(
+        action="accept", when=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        who=who(), reason=reason, outputs=tuple(c.name for c in the_plan.selected),
+        source=the_plan.obtained.name, model_path=taken.model_path,
+        model_digest=taken.model_digest)
+    write_golden(the_plan.golden, info.with_history(entry.to_json()).to_attrs(), sigs,
+                 force=True)
     if keep_obtained is False or (keep_obtained is None and the_plan.whole):
         try:
             the_plan.obtained.unlink()

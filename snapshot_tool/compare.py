@@ -813,7 +813,7 @@ def write_obtained(golden: Golden,
             name, dict(sg.inputs), dict(outputs),
             # The golden's per-output notes (run-to-run spread) describe the model family's
             # noise, which a candidate shares; "batched" is the candidate's own.
-            {k: {**sg.output_attrs.get(k, {}), **schema.OutputInfo(batched=bool(b)).to_attrs()}
+            {k: {**sg.output_attrs.get(k, {}), **schema.OutputRecord(batched=bool(b)).to_attrs()}
              for k, b in batched.items()},
             labels=sg.labels, labels_source=sg.labels_source,
             metrics=_obtained_metrics(sg, outputs))

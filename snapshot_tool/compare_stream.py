@@ -114,7 +114,7 @@ def _compare_stored(stored: StoredGolden, model_path: str | Path, *,
                     allow_ops: Sequence[str]) -> ComparisonResult:
     golden = stored.meta
     if tag is None:
-        tag = str(golden.attrs.get("tag", "serve"))
+        tag = golden.info.tag
     cfg = config if isinstance(config, Config) else load_config(config)
     names = selected_signatures(golden, signature)
     warnings_early = _recorded_task_conflicts(golden, names, cfg)

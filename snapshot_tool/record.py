@@ -30,8 +30,8 @@ from snapshot_tool.golden.schema import (
     INPUTS,
     OUTPUTS,
     LatencyRecord,
-    OutputInfo,
     OutputMetrics,
+    OutputRecord,
     RootInfo,
     SignatureGolden,
     StoredMetric,
@@ -254,7 +254,7 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
             sinks, first = _stream_outputs(model, sig, feeds, batch_size,
                                            root.create_group(OUTPUTS),
                                            label_values is not None, progress)
-            attrs = {k: OutputInfo(batched=s.batched).to_attrs() for k, s in sinks.items()}
+            attrs = {k: OutputRecord(batched=s.batched).to_attrs() for k, s in sinks.items()}
             spreads = measure_spread(model, sig, feeds, batch_size, first_outputs=first)
             if spreads:
                 warnings.append(spread_attrs(sig.name, spreads,
@@ -297,7 +297,7 @@ def _read_inputs(group: Any, rows: int) -> dict[str, np.ndarray]:
     at most that many, and the rest need not come back into memory."""
     from snapshot_tool.golden.io import _decode as decode
 
-    g = group["inputs"]
+    g = group[INPUTS]
     return {k: decode(g[k], g[k][:rows] if g[k].ndim else g[k][()]) for k in g}
 
 
@@ -444,7 +444,7 @@ def spread_attrs(signature: str, spreads: Mapping[str, float | None],
     return the warning that says what compare will do about them. ``kinds`` maps an output
     to its numpy dtype kind."""
     for k, spread in spreads.items():
-        attrs.setdefault(k, {}).update(OutputInfo.noise_attrs(spread))
+        attrs.setdefault(k, {}).update(OutputRecord.noise_attrs(spread))
     widened = sorted(k for k in spreads if kinds[k] in "fc")
     exact = sorted(k for k in spreads if kinds[k] not in "fc")
     msg = (f"signature {signature!r} is not deterministic: output(s) "

@@ -7,7 +7,6 @@ shards' accumulators, and moves the sharded golden into place.
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +19,7 @@ from snapshot_tool.beam.work import RecordJob, RecordPartial, Shard, execute
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.errors import InputsError, SnapshotToolError
 from snapshot_tool.golden import sharded
-from snapshot_tool.golden.schema import OutputMetrics
+from snapshot_tool.golden.schema import OutputMetrics, OutputRecord, RootInfo
 from snapshot_tool.names import output_prefix
 from snapshot_tool.progress import Progress, no_progress
 from snapshot_tool.record import RecordedOutput, RecordResult
@@ -106,15 +105,14 @@ def _root_attrs(model_path: str | Path, kind: str, sigs: list[SignatureInfo], se
     from snapshot_tool.latency.fingerprint import environment
     from snapshot_tool.models.load import model_digest
 
-    return {
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "tool_version": __version__, "model_path": str(model_path),
-        "model_digest": model_digest(model_path), "model_kind": kind,
-        "signature": sigs[0].name if len(sigs) == 1 else "all", "seed": seed,
-        "num_samples": rows, "batch_size": batch_size,
-        "inputs_source": str(inputs) if inputs is not None else f"synthesized(seed={seed})",
-        "tag": tag,
-        "environment": json.dumps(environment(threads), sort_keys=True, default=str)}
+    return RootInfo(
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        tool_version=__version__, model_path=str(model_path),
+        model_digest=model_digest(model_path), model_kind=kind,
+        signature=sigs[0].name if len(sigs) == 1 else "all", seed=seed,
+        num_samples=rows, batch_size=batch_size,
+        inputs_source=str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+        tag=tag, environment=environment(threads)).writer_attrs()
 
 
 def _shards(rows: int, shards: int, batch_size: int) -> list[Shard]:
@@ -214,7 +212,8 @@ def _signature_infos(sigs: list[SignatureInfo], results: dict[tuple[str, str], A
     for sig in sigs:
         parts: dict[str, RecordPartial] = {out: v for (s, out), v in results.items()
                                            if s == sig.name and isinstance(v, RecordPartial)}
-        output_attrs = {out: {"batched": p.batched} | extra[sig.name].get(out, {})
+        output_attrs = {out: OutputRecord(batched=p.batched).to_attrs()
+                        | extra[sig.name].get(out, {})
                         for out, p in sorted(parts.items())}
         metrics: dict[str, OutputMetrics] = {}
         if label_values is not None:

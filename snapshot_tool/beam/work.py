@@ -17,7 +17,7 @@ import numpy as np
 
 from snapshot_tool.diff_merge import DiffPartial, merge, partial_diff
 from snapshot_tool.errors import SnapshotToolError
-from snapshot_tool.golden.schema import OutputInfo, SignatureGolden
+from snapshot_tool.golden.schema import OutputRecord, SignatureGolden
 from snapshot_tool.golden.sharded import RowRange, ShardEntry, read_range, write_shard
 from snapshot_tool.metrics.mergeable import (
     Agreement,
@@ -274,7 +274,7 @@ class RecordJob:
             with loaded.lock:
                 outputs, batched = run_signature(loaded.model, loaded.model.signatures[name],
                                                  feeds, self.batch_size)
-            attrs = {k: OutputInfo(batched=bool(b)).to_attrs()
+            attrs = {k: OutputRecord(batched=bool(b)).to_attrs()
                      | dict(self.output_attrs.get(name, {}).get(k, {}))
                      for k, b in batched.items()}
             sigs[name] = SignatureGolden(name, feeds, outputs, attrs, rows,

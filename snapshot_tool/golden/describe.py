@@ -34,10 +34,10 @@ def describe_golden(path: str | Path) -> dict[str, Any]:
 
 def _root(stored: Any) -> dict[str, Any]:
     attrs = {k: schema.plain(v) for k, v in stored.items()}
-    env = attrs.get("environment")
+    env = attrs.get(schema.ENVIRONMENT)
     if isinstance(env, str):
         try:
-            attrs["environment"] = json.loads(env)
+            attrs[schema.ENVIRONMENT] = json.loads(env)
         except json.JSONDecodeError:
             pass  # shown as stored
     return attrs

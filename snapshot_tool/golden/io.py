@@ -40,10 +40,6 @@ from snapshot_tool.golden.schema import (
 )
 from snapshot_tool.isolate import ChildFailed, call_isolated
 
-# Attribute helpers under the names the sharded golden reader uses.
-plain_attr = schema.plain
-attr_str = schema.text
-
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
     """A content hash that also covers dtype and shape, so a reshape or cast is caught."""
@@ -242,8 +238,6 @@ class _DroppingFile(io.RawIOBase):
 # damaged metadata is refused by HDF5 itself rather than parsed. Readable by HDF5 >= 1.10
 # (h5py >= 2.7); "latest" would lock out every reader older than this one's HDF5.
 LIBVER = ("v110", "v110")
-_WRITER_OWNED = frozenset({schema.FORMAT_ATTR, schema.FORMAT_VERSION_ATTR, CONTENT_DIGEST,
-                           CONTENT_HMAC})
 
 
 def write_golden(path: str | Path, attrs: Mapping[str, Any],
@@ -288,7 +282,7 @@ def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:
     # Attributes of a golden being rewritten (accept, shards) may carry its old format,
     # digest and signature; this file gets its own.
     for k, v in attrs.items():
-        if k not in _WRITER_OWNED:
+        if k not in schema.WRITER_OWNED:
             f.attrs[k] = v
     f.attrs[schema.FORMAT_ATTR] = FORMAT
     f.attrs[schema.FORMAT_VERSION_ATTR] = FORMAT_VERSION
@@ -466,7 +460,7 @@ def read_signature_extras(name: str, g: Any, path: Path, check: bool) -> Signatu
     prefix = "" if g.name == "/" else g.name
     g_out = g[schema.OUTPUTS]
     # Output attributes are kept as stored (a newer writer's extras survive a rewrite);
-    # schema.OutputInfo reads them.
+    # schema.OutputRecord reads them.
     output_attrs = {k: {a: schema.plain(v) for a, v in g_out[k].attrs.items()
                         if a not in schema.TENSOR_ATTRS} for k in g_out}
     labels = None
@@ -566,7 +560,7 @@ def read_golden(path: str | Path, *, check: bool = True,
     if _identity(p) != before:
         raise GoldenError(f"golden {p} changed while it was being read; run again once "
                           "whatever writes it has finished")
-        RootInfo.from_attrs(attrs, p)  # the root's numbers are checked once, here
+    RootInfo.from_attrs(attrs, p)  # the root's numbers are checked once, here
     return Golden(p, attrs, sigs)
 
 
@@ -601,7 +595,7 @@ def _root_attrs_in_child(path: str) -> dict[str, Any]:
     p = Path(path)
     try:
         with malformed_is_golden_error(p), open_golden(p) as f:
-            attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
+            attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
     except GoldenError:
         raise
     except Exception as exc:

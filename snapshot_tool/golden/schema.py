@@ -5,7 +5,7 @@ or dataset of a golden; :mod:`.io` moves them in and out of the file.
 In memory a golden keeps its attributes as read (plain dicts: a newer writer's extra
 attributes survive a rewrite, and sharded goldens carry them in their manifest); the typed
 records here are the one way code reads or builds them: :class:`RootInfo` for the root,
-:class:`OutputInfo` per output, :class:`TensorRecord` per tensor, :class:`OutputMetrics`
+:class:`OutputRecord` per output, :class:`TensorRecord` per tensor, :class:`OutputMetrics`
 and :class:`LatencyRecord`.
 
 Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would misread; every
@@ -15,7 +15,7 @@ newer reader keeps reading version 1):
 
       /                      root attributes (RootInfo)
       /inputs/<name>         the exact inputs fed                    (TensorRecord)
-      /outputs/<name>        the reference outputs                   (TensorRecord + OutputInfo)
+      /outputs/<name>        the reference outputs                   (TensorRecord + OutputRecord)
       /labels                optional ground truth                   (TensorRecord + source)
       /metrics/<output>      group attrs task, threshold (decision threshold of binary tasks)
       /metrics/<output>/<metric>         float64 scalar; attr direction ("higher" | "lower")
@@ -78,7 +78,9 @@ by chunk hashes it as it goes and the digest is computed from metadata alone at 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import math
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -96,16 +98,43 @@ CONTENT_DIGEST = "content_digest"
 CONTENT_HMAC = "content_hmac"
 HMAC_KEY_ENV = "SNAPSHOT_TOOL_HMAC_KEY"
 
-# Attributes every reader looks up by name (the rest are named by the typed records below).
+# Attribute names. The typed records below read and write most of them; these constants are
+# for code that must name one (validation, sharding, ``show``): nothing else spells them.
 FORMAT_ATTR = "format"
 FORMAT_VERSION_ATTR = "format_version"
-SIGNATURE_ATTR = "signature"
-DTYPE = "dtype"
-SHA256 = "sha256"
+# root
+CREATED, TOOL_VERSION, MODEL_PATH, MODEL_DIGEST, MODEL_KIND = (
+    "created", "tool_version", "model_path", "model_digest", "model_kind")
+SIGNATURE_ATTR, TAG, SEED, NUM_SAMPLES, BATCH_SIZE = (
+    "signature", "tag", "seed", "num_samples", "batch_size")
+INPUTS_SOURCE, ENVIRONMENT = "inputs_source", "environment"
+# every tensor
+DTYPE, SHAPE, SHA256, STRING_STORAGE = "dtype", "shape", "sha256", "string_storage"
+# outputs
+BATCHED, NONDETERMINISTIC, SPREAD = "batched", "nondeterministic", "spread"
+# /labels
+LABELS_SOURCE = "source"
+# /metrics/<output> (group) and /metrics/<output>/<metric>
+TASK, THRESHOLD, DIRECTION = "task", "threshold", "direction"
+# /latency/batch_<n>/samples_ns (its group carries BATCH_SIZE)
+P50, P90, P99, MEAN, STD = "p50", "p90", "p99", "mean", "std"
+WARMUP_CALLS, WARMUP_STABLE, COLD_LOAD_S, FIRST_CALL_S, CALIBRATION = (
+    "warmup_calls", "warmup_stable", "cold_load_s", "first_call_s", "calibration")
 # Root attributes a shard golden of a sharded golden (``G.h5.d/``) adds to the golden's own:
 # where its rows sit in the whole.
 SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP = "shard_index", "shard_count", "row_start", \
     "row_stop"
+# In memory only: a sharded golden read whole carries the number of its shards among its
+# root attributes.
+SHARDS = "shards"
+# What ``show`` and the HTML page print of the root, in this order.
+SUMMARY_ROOT = (FORMAT_VERSION_ATTR, CREATED, TOOL_VERSION, MODEL_PATH, MODEL_DIGEST,
+                MODEL_KIND, SIGNATURE_ATTR, SEED, NUM_SAMPLES, BATCH_SIZE, INPUTS_SOURCE)
+# The root attributes that say which model a golden's outputs came from and when.
+MODEL_ORIGIN = (CREATED, TOOL_VERSION, MODEL_PATH, MODEL_DIGEST, MODEL_KIND)
+
+# Root attributes the writer sets itself, whatever it is handed.
+WRITER_OWNED = frozenset({FORMAT_ATTR, FORMAT_VERSION_ATTR, CONTENT_DIGEST, CONTENT_HMAC})
 
 # Groups and datasets of the layout.
 SIGNATURES = "signatures"
@@ -135,14 +164,17 @@ def text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+LATENCY_GROUP_PREFIX = "batch_"
+
+
 def latency_group(batch_size: int) -> str:
-    return f"batch_{batch_size}"
+    return f"{LATENCY_GROUP_PREFIX}{batch_size}"
 
 
 def latency_group_size(name: str) -> int | None:
     """``batch_8`` -> 8; None for a name that is not a latency group."""
-    digits = name.removeprefix("batch_")
-    return int(digits) if name.startswith("batch_") and digits.isdigit() else None
+    digits = name.removeprefix(LATENCY_GROUP_PREFIX)
+    return int(digits) if name.startswith(LATENCY_GROUP_PREFIX) and digits.isdigit() else None
 
 
 # --- root ----------------------------------------------------------------------------------
@@ -172,6 +204,10 @@ class RootInfo:
     obtained_from: str = ""  # obtained goldens only
     # Root attributes this version does not know (a newer writer's), kept as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def writer_attrs(self) -> dict[str, Any]:
+        """What a writer is handed: every root attribute but the ones it sets itself."""
+        return {k: v for k, v in self.to_attrs().items() if k not in WRITER_OWNED}
 
     def to_attrs(self) -> dict[str, Any]:
         attrs: dict[str, Any] = {**self.extra, "format": FORMAT}
@@ -266,7 +302,7 @@ TENSOR_ATTRS = frozenset({"dtype", "shape", "sha256", "string_storage"})
 
 
 @dataclass(frozen=True)
-class OutputInfo:
+class OutputRecord:
     """What record learned about an output besides its values."""
 
     batched: bool = True
@@ -289,14 +325,11 @@ class OutputInfo:
         return attrs
 
     @classmethod
-    def from_attrs(cls, attrs: Mapping[str, Any]) -> OutputInfo:
+    def from_attrs(cls, attrs: Mapping[str, Any]) -> OutputRecord:
         spread = plain(attrs.get("spread"))
         return cls(batched=bool(plain(attrs.get("batched", True))),
                    nondeterministic=bool(plain(attrs.get("nondeterministic", False))),
                    spread=None if spread is None else float(spread))
-
-
-LABELS_SOURCE = "source"
 
 
 # --- metrics -------------------------------------------------------------------------------
@@ -422,6 +455,72 @@ class LatencyRecord:
                    {k: plain(v) for k, v in samples_attrs.items()})
 
 
+# --- value types: what each attribute a verdict uses must hold ---------------------------
+
+
+def is_int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_float(v: Any) -> bool:
+    return isinstance(v, (float, np.floating)) or is_int(v)
+
+
+def _finite_nonneg(v: Any) -> bool:
+    return _is_float(v) and math.isfinite(float(v)) and float(v) >= 0
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def _nonneg_int(v: Any) -> bool:
+    return is_int(v) and int(v) >= 0
+
+
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+#: Attribute -> (test, what it must be), checked by :mod:`.validate` on every read.
+#: Attributes not listed are covered by the digest (format 2) but not interpreted, so their
+#: type cannot mislead a verdict.
+Rules = dict[str, tuple[Callable[[Any], bool], str]]
+ROOT_RULES: Rules = {
+    SEED: (_nonneg_int, "a non-negative integer"),
+    BATCH_SIZE: (lambda v: is_int(v) and int(v) >= 1, "a positive integer"),
+    NUM_SAMPLES: (_nonneg_int, "a non-negative integer"),
+    SIGNATURE_ATTR: (_str, "text"), MODEL_KIND: (_str, "text"),
+    TAG: (lambda v: _str(v) and all(t.strip() for t in v.split(",")),
+          "a tag set such as 'serve'"),
+    ENVIRONMENT: (_str, "JSON text"),
+}
+TENSOR_RULES: Rules = {
+    DTYPE: (_str, "text"), SHAPE: (_str, "JSON text"),
+    SHA256: (lambda v: _str(v) and bool(SHA256_HEX.match(v)), "64 hex digits"),
+    STRING_STORAGE: (lambda v: v in (VLEN_BYTES, VLEN_UINT8), f"{VLEN_BYTES} or {VLEN_UINT8}"),
+    SPREAD: (_finite_nonneg, "a finite non-negative number"),
+    BATCHED: (_bool, "true or false"), NONDETERMINISTIC: (_bool, "true or false"),
+    LABELS_SOURCE: (_str, "text"),
+}
+METRIC_GROUP_RULES: Rules = {
+    TASK: (_str, "text"),
+    THRESHOLD: (lambda v: _is_float(v) and math.isfinite(float(v)), "a finite number"),
+}
+METRIC_RULES: Rules = {
+    DIRECTION: (lambda v: v in ("higher", "lower"), "'higher' or 'lower'"),
+    SHA256: TENSOR_RULES[SHA256],
+}
+LATENCY_RULES: Rules = {
+    **{k: (_finite_nonneg, "a finite non-negative number")
+       for k in (P50, P90, P99, MEAN, STD, COLD_LOAD_S, FIRST_CALL_S, CALIBRATION)},
+    WARMUP_CALLS: (_nonneg_int, "a non-negative integer"),
+    SHA256: TENSOR_RULES[SHA256],
+}
+
+
 # --- in memory -----------------------------------------------------------------------------
 
 
@@ -438,8 +537,8 @@ class SignatureGolden:
     metrics: dict[str, OutputMetrics] = field(default_factory=dict)
     latency: dict[int, LatencyRecord] = field(default_factory=dict)
 
-    def info(self, output: str) -> OutputInfo:
-        return OutputInfo.from_attrs(self.output_attrs.get(output, {}))
+    def info(self, output: str) -> OutputRecord:
+        return OutputRecord.from_attrs(self.output_attrs.get(output, {}))
 
 
 @dataclass(frozen=True)
@@ -475,6 +574,34 @@ def obtained_path(golden: str | Path) -> Path:
     p = Path(golden)
     stem = p.name.removesuffix(".h5") if p.name.endswith(".h5") else p.name
     return p.with_name(stem + OBTAINED_SUFFIX)
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One entry of the ``history`` root attribute (stored as a JSON object)."""
+
+    action: str
+    when: str
+    who: str = ""
+    reason: str = ""
+    outputs: tuple[str, ...] = ()
+    source: str = ""  # JSON key "from": the obtained file's name
+    model_path: str = ""
+    model_digest: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"action": self.action, "when": self.when, "who": self.who,
+                "reason": self.reason, "outputs": list(self.outputs), "from": self.source,
+                "model_path": self.model_path, "model_digest": self.model_digest}
+
+    @classmethod
+    def from_json(cls, entry: Mapping[str, Any]) -> HistoryEntry:
+        """Lenient: a hand-edited entry's missing or odd fields read as empty."""
+        outputs = entry.get("outputs")
+        return cls(**{k: str(entry.get(k, "")) for k in
+                      ("action", "when", "who", "reason", "model_path", "model_digest")},
+                   source=str(entry.get("from", "")),
+                   outputs=tuple(map(str, outputs)) if isinstance(outputs, list) else ())
 
 
 def read_history(attrs: Mapping[str, Any]) -> list[dict[str, Any]]:

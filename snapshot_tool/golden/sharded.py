@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import GoldenError
+from snapshot_tool.golden import schema
 from snapshot_tool.golden.schema import (
     ROW_START,
     ROW_STOP,
@@ -51,8 +52,6 @@ from snapshot_tool.golden.schema import (
     Golden,
     OutputMetrics,
     SignatureGolden,
-    StoredMetric,
-    direction,
 )
 from snapshot_tool.golden.validate import Verified
 
@@ -206,8 +205,8 @@ def signature_info_of(output_attrs: Mapping[str, Mapping[str, Any]], labels_sour
                       metrics: Mapping[str, OutputMetrics]) -> dict[str, Any]:
     return {"output_attrs": {k: dict(v) for k, v in output_attrs.items()},
             "labels_source": labels_source,
-            "metrics": {out: {"task": om.task, "threshold": om.threshold,
-                              "values": {m: {"value": v.value, "direction": v.direction}
+            "metrics": {out: {**om.group_attrs(),
+                              "values": {m: {"value": v.value, **om.metric_attrs(v)}
                                          for m, v in om.values.items()}}
                         for out, om in metrics.items()}}
 
@@ -226,7 +225,7 @@ def write_shard(staging: Path, index: int, count: int, row_start: int,
     path = staging / shard_name(index, count)
     write_golden(path, dict(attrs) | {SHARD_INDEX: index, SHARD_COUNT: count,
                                       ROW_START: row_start, ROW_STOP: row_stop,
-                                      "num_samples": row_stop - row_start}, signatures)
+                                      schema.NUM_SAMPLES: row_stop - row_start}, signatures)
     return shard_entry(path, row_start, row_stop)
 
 
@@ -330,9 +329,10 @@ def _manifest_errors(path: Path) -> Iterator[None]:
 
 
 def _metrics_from(doc: Mapping[str, Any]) -> dict[str, OutputMetrics]:
-    return {out: OutputMetrics(str(m["task"]), float(m["threshold"]), {
-        name: StoredMetric(float(v["value"]), direction(v["direction"], f"{MANIFEST}: {out}"))
-        for name, v in m["values"].items()}) for out, m in doc.items()}
+    # The manifest keeps each metrics group's attributes, and each metric's beside its value.
+    return {out: OutputMetrics.from_stored(
+                m, {name: (float(v["value"]), v) for name, v in m["values"].items()},
+                f"{MANIFEST}: {out}") for out, m in doc.items()}
 
 
 def _concat(parts: list[np.ndarray]) -> np.ndarray:
@@ -368,7 +368,7 @@ def read_sharded(path: str | Path, *, check: bool = True,
                     [lab for lab in labels if lab is not None]),
                 labels_source=str(info.get("labels_source", "")),
                 metrics=_metrics_from(info.get("metrics", {})))
-        attrs = dict(doc["attrs"]) | {"shards": len(shards)}
+        attrs = dict(doc["attrs"]) | {schema.SHARDS: len(shards)}
     return Golden(p, attrs, sigs)
 
 
@@ -398,7 +398,7 @@ def describe_sharded(path: str | Path) -> dict[str, Any]:
     info = described[0]
     with _manifest_errors(p):
         for name, entry in info["signatures"].items():
-            for grp in ("inputs", "outputs"):
+            for grp in schema.TENSOR_GROUPS:
                 for i, t in enumerate(entry[grp]):
                     t["shape"][0:1] = [sum(d["signatures"][name][grp][i]["shape"][0]
                                            for d in described)] if t["shape"] else []
@@ -415,9 +415,10 @@ def describe_sharded(path: str | Path) -> dict[str, Any]:
         for key in (SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP):
             attrs.pop(key, None)
         attrs |= doc["attrs"]
-        if isinstance(attrs.get("environment"), str):
+        env = attrs.get(schema.ENVIRONMENT)
+        if isinstance(env, str):
             with contextlib.suppress(json.JSONDecodeError):
-                attrs["environment"] = json.loads(attrs["environment"])
+                attrs[schema.ENVIRONMENT] = json.loads(env)
     return {"path": str(p), "attrs": attrs, "signatures": info["signatures"],
             "shards": [vars(e) for e in shard_entries(doc, p)]}
 
@@ -450,11 +451,11 @@ def row_ranges(path: str | Path, signature: str, rows_per_range: int) -> list[Ro
 
     with malformed_is_golden_error(p), open_golden(p) as f:
         g = signature_groups(f, p)[signature]
-        names = list(g["inputs"])
+        names = list(g[schema.INPUTS])
         if not names:
             raise GoldenError(f"{p}: signature {signature!r} takes no inputs, so there are no "
                               "rows to split between workers; compare it in-process")
-        rows = int(g["inputs"][names[0]].shape[0])
+        rows = int(g[schema.INPUTS][names[0]].shape[0])
     step = max(1, rows_per_range)
     return [RowRange(str(p), signature, a, min(a + step, rows), a)
             for a in range(0, rows, step)]
@@ -477,31 +478,31 @@ def read_range(r: RowRange, batch_size: int) -> SignatureGolden:
 def _slice(p: Path, r: RowRange, batch_size: int) -> SignatureGolden:
     from snapshot_tool.golden.io import (
         _decode,
-        attr_str,
         malformed_is_golden_error,
         open_golden,
-        plain_attr,
         signature_groups,
     )
 
     with malformed_is_golden_error(p), open_golden(p) as f:
         g = signature_groups(f, p)[r.signature]
-        inputs = {k: _decode(g["inputs"][k], g["inputs"][k][r.start:r.stop])
-                  for k in g["inputs"]}
+        g_in, g_out = g[schema.INPUTS], g[schema.OUTPUTS]
+        inputs = {k: _decode(g_in[k], g_in[k][r.start:r.stop]) for k in g_in}
         outputs: dict[str, np.ndarray] = {}
         attrs: dict[str, dict[str, Any]] = {}
-        for k in g["outputs"]:
-            ds = g["outputs"][k]
-            attrs[k] = {a: plain_attr(ds.attrs[a]) for a in ds.attrs
-                        if a not in ("dtype", "shape", "sha256", "string_storage")}
+        for k in g_out:
+            ds = g_out[k]
+            attrs[k] = {a: schema.plain(v) for a, v in ds.attrs.items()
+                        if a not in schema.TENSOR_ATTRS}
             # An output without a batch dimension holds one entry per batch.
-            a, b = (r.start, r.stop) if attrs[k].get("batched", True) else (
+            a, b = (r.start, r.stop) if schema.OutputRecord.from_attrs(attrs[k]).batched else (
                 r.start // batch_size, -(-r.stop // batch_size))
             outputs[k] = _decode(ds, ds[a:b])
         labels = None
-        if "labels" in g:
-            labels = _decode(g["labels"], g["labels"][r.start:r.stop])
-        source = attr_str(g["labels"].attrs.get("source")) if "labels" in g else ""
+        source = ""
+        if schema.LABELS in g:
+            lab = g[schema.LABELS]
+            labels = _decode(lab, lab[r.start:r.stop])
+            source = schema.text(lab.attrs.get(schema.LABELS_SOURCE))
     return SignatureGolden(r.signature, inputs, outputs, attrs, labels, source)
 
 
@@ -512,7 +513,6 @@ def read_head(path: str | Path, rows: int) -> Golden:
     from snapshot_tool.golden.io import (
         malformed_is_golden_error,
         open_golden,
-        plain_attr,
         read_metrics,
         signature_groups,
     )
@@ -527,7 +527,7 @@ def read_head(path: str | Path, rows: int) -> Golden:
         sigs = {}
         for name in sorted(infos):
             part = _slice(first, RowRange(str(first), name, 0, rows, 0), int(
-                attrs.get("batch_size", 1)))
+                attrs.get(schema.BATCH_SIZE, 1)))
             with _manifest_errors(p):
                 sigs[name] = SignatureGolden(
                     name, part.inputs, part.outputs,
@@ -536,9 +536,9 @@ def read_head(path: str | Path, rows: int) -> Golden:
                     _metrics_from(infos[name].get("metrics", {})))
         return Golden(p, attrs, sigs)
     with malformed_is_golden_error(p), open_golden(p) as f:
-        attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
+        attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
         metrics = {name: read_metrics(g) for name, g in signature_groups(f, p).items()}
-    batch = int(attrs.get("batch_size", 1))
+    batch = int(attrs.get(schema.BATCH_SIZE, 1))
     sigs = {name: _slice(p, RowRange(str(p), name, 0, rows, 0), batch) for name in metrics}
     return Golden(p, attrs, {name: SignatureGolden(
         name, sg.inputs, sg.outputs, sg.output_attrs, sg.labels, sg.labels_source,
@@ -560,7 +560,7 @@ def output_blocks(path: str | Path, signature: str, output: str) -> Iterator[np.
     files = [f for _, f in shard_paths(p)] if is_sharded(p) else [p]
     for file in files:
         with malformed_is_golden_error(file), open_golden(file) as f:
-            ds = signature_groups(f, file)[signature]["outputs"][output]
+            ds = signature_groups(f, file)[signature][schema.OUTPUTS][output]
             if ds.ndim == 0:
                 yield _decode(ds, ds[()])
                 continue

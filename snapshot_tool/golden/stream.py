@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.dtypes import dtype_label, numpy_dtype
+from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import (
     _check_sha as check_sha,
 )
@@ -42,12 +43,10 @@ from snapshot_tool.golden.io import (
     _write_tensor as write_tensor,
 )
 from snapshot_tool.golden.io import (
-    attr_str,
     chunk_rows,
     dataset_options,
     malformed_is_golden_error,
     open_golden,
-    plain_attr,
     read_signature_extras,
     signature_groups,
     verify_golden,
@@ -253,7 +252,8 @@ class StoredGolden:
 
 
 def _stored(ds: Any, where: str, path: Path) -> StoredTensor:
-    return StoredTensor(where, ds, attr_str(ds.attrs.get("dtype")), tuple(ds.shape), path)
+    return StoredTensor(where, ds, schema.text(ds.attrs.get(schema.DTYPE)), tuple(ds.shape),
+                        path)
 
 
 @contextlib.contextmanager
@@ -269,14 +269,14 @@ def open_stored(path: str | Path, *, require_signature: bool = False
     verify_golden(p, require_signature=require_signature)
     with open_golden(p, cache_bytes=CACHE_BYTES) as f:
         with malformed_is_golden_error(p):
-            attrs = {k: plain_attr(f.attrs[k]) for k in f.attrs}
+            attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
             sigs: dict[str, StoredSignature] = {}
             for name, g in signature_groups(f, p).items():
                 prefix = "" if g.name == "/" else g.name
-                inputs = {k: _stored(g["inputs"][k], f"{prefix}/inputs/{k}", p)
-                          for k in g["inputs"]}
-                outputs = {k: _stored(g["outputs"][k], f"{prefix}/outputs/{k}", p)
-                           for k in g["outputs"]}
+                g_in, g_out = g[schema.INPUTS], g[schema.OUTPUTS]
+                inputs = {k: _stored(g_in[k], f"{prefix}/{schema.INPUTS}/{k}", p) for k in g_in}
+                outputs = {k: _stored(g_out[k], f"{prefix}/{schema.OUTPUTS}/{k}", p)
+                           for k in g_out}
                 for t in (*inputs.values(), *outputs.values()):
                     want_sha(t.ds, t.where, p)  # a missing checksum is refused up front
                 meta = read_signature_extras(name, g, p, check=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from snapshot_tool.errors import GoldenError
-from snapshot_tool.golden.schema import CONTENT_DIGEST, CONTENT_HMAC, HMAC_KEY_ENV
+from snapshot_tool.golden import schema
+from snapshot_tool.golden.schema import CONTENT_DIGEST, CONTENT_HMAC, HMAC_KEY_ENV, is_int
 
 # A real golden has a few dozen objects nested at most 5 deep
 # (/signatures/<sig>/latency/batch_<n>/samples_ns); these bounds are far above that and
@@ -34,9 +34,6 @@ DEFAULT_BUDGET = 16 << 30
 MAX_EXPANSION = 1100
 SMALL_BYTES = 1 << 20
 STREAM_BYTES = 64 << 20
-
-_SHA = re.compile(r"^[0-9a-f]{64}$")
-
 
 class Verified(NamedTuple):
     """What validation found: returned by ``verify`` (as JSON from the child process).
@@ -68,67 +65,7 @@ def budget() -> int:
 # --- attribute types ---------------------------------------------------------------------
 
 
-def is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_float(v: Any) -> bool:
-    return isinstance(v, (float, np.floating)) or is_int(v)
-
-
-def _finite_nonneg(v: Any) -> bool:
-    return _is_float(v) and math.isfinite(float(v)) and float(v) >= 0
-
-
-def _str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _bool(v: Any) -> bool:
-    return isinstance(v, (bool, np.bool_))
-
-
-def _nonneg_int(v: Any) -> bool:
-    return is_int(v) and int(v) >= 0
-
-
-# Attribute -> (test, what it must be). Attributes not listed are covered by the digest
-# (format 2) but not interpreted, so their type cannot mislead a verdict.
-ROOT_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (_nonneg_int, "a non-negative integer"),
-    "batch_size": (lambda v: is_int(v) and int(v) >= 1, "a positive integer"),
-    "num_samples": (_nonneg_int, "a non-negative integer"),
-    "signature": (_str, "text"), "model_kind": (_str, "text"),
-    "tag": (lambda v: _str(v) and all(t.strip() for t in v.split(",")),
-            "a tag set such as 'serve'"),
-    "environment": (_str, "JSON text"),
-}
-TENSOR_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "dtype": (_str, "text"), "shape": (_str, "JSON text"),
-    "sha256": (lambda v: _str(v) and bool(_SHA.match(v)), "64 hex digits"),
-    "string_storage": (lambda v: v in ("vlen_bytes", "vlen_uint8"), "vlen_bytes or vlen_uint8"),
-    "spread": (_finite_nonneg, "a finite non-negative number"),
-    "batched": (_bool, "true or false"), "nondeterministic": (_bool, "true or false"),
-    "source": (_str, "text"),
-}
-METRIC_GROUP_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "task": (_str, "text"),
-    "threshold": (lambda v: _is_float(v) and math.isfinite(float(v)), "a finite number"),
-}
-METRIC_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "direction": (lambda v: v in ("higher", "lower"), "'higher' or 'lower'"),
-    "sha256": TENSOR_ATTRS["sha256"],
-}
-LATENCY_ATTRS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    **{k: (_finite_nonneg, "a finite non-negative number")
-       for k in ("p50", "p90", "p99", "mean", "std", "cold_load_s", "first_call_s",
-                 "calibration")},
-    "warmup_calls": (_nonneg_int, "a non-negative integer"),
-    "sha256": TENSOR_ATTRS["sha256"],
-}
-
-
-def check_attrs(node: Node, rules: dict[str, tuple[Callable[[Any], bool], str]],
+def check_attrs(node: Node, rules: schema.Rules,
                 where: str = "", *, path: Path) -> None:
     for key, (test, what) in rules.items():
         if key in node.attrs and not test(node.attrs[key]):
@@ -145,7 +82,7 @@ def _short(v: Any) -> str:
 def format_version(f: Any, path: Path, supported: tuple[int, ...]) -> int:
     """The golden's format version; strictly an integer HDF5 attribute (not "1", 1.9 or
     True, each of which a lenient int() would have taken for a version)."""
-    version = f.attrs.get("format_version")
+    version = f.attrs.get(schema.FORMAT_VERSION_ATTR)
     if not is_int(version) or int(version) not in supported:
         raise GoldenError(
             f"{path} has golden format version {_short(version)}, which this snapshot-tool "
@@ -250,11 +187,11 @@ def _dataset(nodes: dict[str, Node], where: str, path: Path) -> Node:
 def signature_root(nodes: dict[str, Node], path: Path) -> None:
     """The signature groups have the layout every reader relies on."""
     root = nodes["/"]
-    check_attrs(root, ROOT_ATTRS, path=path)
-    if "/signatures" in nodes:
-        sigs = _group(nodes, "/signatures", path)
+    check_attrs(root, schema.ROOT_RULES, path=path)
+    if root.child(schema.SIGNATURES) in nodes:
+        sigs = _group(nodes, root.child(schema.SIGNATURES), path)
         if not sigs.children:
-            raise _bad(path, "/signatures holds no signature")
+            raise _bad(path, f"{sigs.where} holds no signature")
         for name in sigs.children:
             _signature_layout(nodes, _group(nodes, sigs.child(name), path), path)
     else:
@@ -263,47 +200,49 @@ def signature_root(nodes: dict[str, Node], path: Path) -> None:
 
 def _signature_layout(nodes: dict[str, Node], g: Node, path: Path) -> None:
     assert g.children is not None
-    for grp in ("inputs", "outputs"):
+    for grp in schema.TENSOR_GROUPS:
         if grp not in g.children:
             raise GoldenError(f"{path}: missing required group {g.child(grp)}; the golden is "
                               "incomplete — re-record it")
         group = _group(nodes, g.child(grp), path)
         for name in group.children or ():
-            check_attrs(_dataset(nodes, group.child(name), path), TENSOR_ATTRS, path=path)
-    if "labels" in g.children:
-        check_attrs(_dataset(nodes, g.child("labels"), path), TENSOR_ATTRS, path=path)
-    if "metrics" in g.children:
-        _metrics_layout(nodes, _group(nodes, g.child("metrics"), path), path)
-    if "latency" in g.children:
-        _latency_layout(nodes, _group(nodes, g.child("latency"), path), path)
+            check_attrs(_dataset(nodes, group.child(name), path), schema.TENSOR_RULES, path=path)
+    if schema.LABELS in g.children:
+        check_attrs(_dataset(nodes, g.child(schema.LABELS), path), schema.TENSOR_RULES,
+                    path=path)
+    if schema.METRICS in g.children:
+        _metrics_layout(nodes, _group(nodes, g.child(schema.METRICS), path), path)
+    if schema.LATENCY in g.children:
+        _latency_layout(nodes, _group(nodes, g.child(schema.LATENCY), path), path)
 
 
 def _metrics_layout(nodes: dict[str, Node], mg: Node, path: Path) -> None:
     for out in mg.children or ():
         og = _group(nodes, mg.child(out), path)
-        check_attrs(og, METRIC_GROUP_ATTRS, path=path)
+        check_attrs(og, schema.METRIC_GROUP_RULES, path=path)
         for m in og.children or ():
             ds = _dataset(nodes, og.child(m), path)
             if ds.obj.shape != () or ds.obj.dtype.kind not in "fiu":
                 raise _bad(path, f"{ds.where} is not a numeric scalar")
-            check_attrs(ds, METRIC_ATTRS, path=path)
+            check_attrs(ds, schema.METRIC_RULES, path=path)
 
 
 def _latency_layout(nodes: dict[str, Node], lg: Node, path: Path) -> None:
     for key in lg.children or ():
-        size = key.removeprefix("batch_")
-        if not key.startswith("batch_") or not size.isdigit() or int(size) < 1:
-            raise _bad(path, f"{lg.child(key)} is not named batch_<n> with n >= 1")
+        size = schema.latency_group_size(key)
+        if size is None or size < 1:
+            raise _bad(path, f"{lg.child(key)} is not named {schema.LATENCY_GROUP_PREFIX}<n> "
+                             "with n >= 1")
         bg = _group(nodes, lg.child(key), path)
-        if "samples_ns" not in (bg.children or ()):
-            raise _bad(path, f"{bg.where} holds no samples_ns")
-        stored = bg.attrs.get("batch_size", int(size))
-        if not is_int(stored) or int(stored) != int(size):
-            raise _bad(path, f"{bg.where} has batch_size {_short(stored)}")
-        ds = _dataset(nodes, bg.child("samples_ns"), path)
+        if schema.SAMPLES not in (bg.children or ()):
+            raise _bad(path, f"{bg.where} holds no {schema.SAMPLES}")
+        stored = bg.attrs.get(schema.BATCH_SIZE, size)
+        if not is_int(stored) or int(stored) != size:
+            raise _bad(path, f"{bg.where} has {schema.BATCH_SIZE} {_short(stored)}")
+        ds = _dataset(nodes, bg.child(schema.SAMPLES), path)
         if ds.obj.ndim != 1 or ds.obj.shape[0] < 1 or ds.obj.dtype.kind not in "iu":
             raise _bad(path, f"{ds.where} is not a non-empty list of integers")
-        check_attrs(ds, LATENCY_ATTRS, path=path)
+        check_attrs(ds, schema.LATENCY_RULES, path=path)
 
 
 # --- data --------------------------------------------------------------------------------
@@ -332,7 +271,7 @@ def check_digest(nodes: dict[str, Node], path: Path, *, require_signature: bool)
 
     root = nodes["/"].attrs
     stored = root.get(CONTENT_DIGEST)
-    if not isinstance(stored, str) or not _SHA.match(stored):
+    if not isinstance(stored, str) or not schema.SHA256_HEX.match(stored):
         raise _bad(path, f"it has no valid {CONTENT_DIGEST} attribute")
     actual = digest_of((n.where, n.obj, n.attrs) for n in nodes.values())
     if actual != stored:

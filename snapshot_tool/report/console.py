@@ -299,15 +299,18 @@ def show_renderables(info: Mapping[str, Any]) -> list[RenderableType]:
     from rich.markup import escape
     from rich.table import Table
 
-    attrs = info["attrs"]
+    from snapshot_tool.golden import schema as s
+
+    # The root attributes as stored (None when an old golden lacks one).
+    attr = info["attrs"].get
     items: list[RenderableType] = [
-        f"[bold]{escape(str(info['path']))}[/]  format v{attrs.get('format_version')}  "
-        f"recorded {attrs.get('created')} by snapshot-tool {attrs.get('tool_version')}",
-        f"model {escape(str(attrs.get('model_path')))}  "
-        f"(sha256 {str(attrs.get('model_digest'))[:12]}…)"
-        f"  seed {attrs.get('seed')}  samples {attrs.get('num_samples')}  "
-        f"batch {attrs.get('batch_size')}  "
-        f"inputs {escape(str(attrs.get('inputs_source')))}"]
+        f"[bold]{escape(str(info['path']))}[/]  format v{attr(s.FORMAT_VERSION_ATTR)}  "
+        f"recorded {attr(s.CREATED)} by snapshot-tool {attr(s.TOOL_VERSION)}",
+        f"model {escape(str(attr(s.MODEL_PATH)))}  "
+        f"(sha256 {str(attr(s.MODEL_DIGEST))[:12]}…)"
+        f"  seed {attr(s.SEED)}  samples {attr(s.NUM_SAMPLES)}  "
+        f"batch {attr(s.BATCH_SIZE)}  "
+        f"inputs {escape(str(attr(s.INPUTS_SOURCE)))}"]
     for sig, entry in info["signatures"].items():
         table = Table(title=f"signature {escape(sig)}", title_justify="left",
                       header_style="bold")
@@ -329,6 +332,8 @@ def show_renderables(info: Mapping[str, Any]) -> list[RenderableType]:
 def _show_extras(entry: Mapping[str, Any]) -> list[RenderableType]:
     from rich.table import Table
 
+    from snapshot_tool.golden import schema as s
+
     items: list[RenderableType] = []
     if "metrics" in entry:
         t = Table(title="metrics", title_justify="left", header_style="bold")
@@ -342,11 +347,12 @@ def _show_extras(entry: Mapping[str, Any]) -> list[RenderableType]:
         t = Table(title="latency", title_justify="left", header_style="bold")
         for col in ("batch", "samples", "p50 ms", "p90 ms", "p99 ms", "warm-up calls"):
             t.add_column(col, justify="right")
+        # Each entry holds a latency dataset's attributes as stored, plus "samples".
         for key, a in sorted(entry["latency"].items(),
-                             key=lambda kv: int(kv[0].removeprefix("batch_"))):
-            t.add_row(key.removeprefix("batch_"), str(a.get("samples")),
-                      *(f"{float(a.get(p, 0)) / 1e6:.3f}" for p in ("p50", "p90", "p99")),
-                      str(a.get("warmup_calls", "")))
+                             key=lambda kv: int(kv[0].removeprefix(s.LATENCY_GROUP_PREFIX))):
+            t.add_row(key.removeprefix(s.LATENCY_GROUP_PREFIX), str(a.get("samples")),
+                      *(f"{float(a.get(p, 0)) / 1e6:.3f}" for p in (s.P50, s.P90, s.P99)),
+                      str(a.get(s.WARMUP_CALLS, "")))
         items.append(t)
     return items
 

@@ -649,20 +649,18 @@ def history_rows(attrs: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def golden_page(golden: Golden) -> str:
+    from snapshot_tool.golden.schema import SUMMARY_ROOT, HistoryEntry
+
     attrs = golden.info.to_attrs()
     body = [f"<h1>Golden {_e(golden.path)}</h1>",
             _table(["attribute", "value"], [
-                [_e(k), _e(attrs[k])] for k in
-                ("format_version", "created", "tool_version", "model_path", "model_digest",
-                 "model_kind", "signature", "seed", "num_samples", "batch_size",
-                 "inputs_source") if k in attrs])]
+                [_e(k), _e(attrs[k])] for k in SUMMARY_ROOT if k in attrs])]
     history = history_rows(attrs)
     if history:
         body.append("<h2>History</h2>" + _table(
             ["when", "who", "action", "outputs", "reason"],
-            [[_e(h.get("when", "")), _e(h.get("who", "")), _e(h.get("action", "")),
-              _e(", ".join(h.get("outputs", []))), _e(h.get("reason", ""))]
-             for h in history]))
+            [[_e(h.when), _e(h.who), _e(h.action), _e(", ".join(h.outputs)), _e(h.reason)]
+             for h in map(HistoryEntry.from_json, history)]))
     for si, (sig_name, sg) in enumerate(sorted(golden.signatures.items())):
         body.append(f"<h2>Signature {_e(sig_name)}</h2>")
         rows = [[kind, _e(n), _e(arr.dtype), _e(tuple(arr.shape))]
