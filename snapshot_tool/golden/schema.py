@@ -5,18 +5,20 @@ or dataset of a golden; :mod:`.io` moves them in and out of the file.
 In memory a golden keeps its attributes as read (plain dicts: a newer writer's extra
 attributes survive a rewrite, and sharded goldens carry them in their manifest); the typed
 records here are the one way code reads or builds them: :class:`RootInfo` for the root,
-:class:`OutputRecord` per output, :class:`TensorRecord` per tensor, :class:`OutputMetrics`
-and :class:`LatencyRecord`.
+:class:`OutputRecord` per output, :class:`TensorRecord` per tensor, :class:`OutputMetrics`,
+:class:`LatencyRecord` and :class:`HistoryEntry`; code that must name an attribute uses
+the constants below, and the ``*_RULES`` tables say what each one must hold. A unit test
+(``tests/unit/golden/test_schema_owner.py``) fails when another module spells one.
 
 Format history (bump ``FORMAT_VERSION`` on any change a version-1 reader would misread; every
 newer reader keeps reading version 1):
 
 - 1 (snapshot-tool 0.1). Layout::
 
-      /                      root attributes (RootInfo)
-      /inputs/<name>         the exact inputs fed                    (TensorRecord)
-      /outputs/<name>        the reference outputs                   (TensorRecord + OutputRecord)
-      /labels                optional ground truth                   (TensorRecord + source)
+      /                      root attributes                     (RootInfo)
+      /inputs/<name>         the exact inputs fed                (TensorRecord)
+      /outputs/<name>        the reference outputs               (TensorRecord + OutputRecord)
+      /labels                optional ground truth               (TensorRecord + source)
       /metrics/<output>      group attrs task, threshold (decision threshold of binary tasks)
       /metrics/<output>/<metric>         float64 scalar; attr direction ("higher" | "lower")
       /latency/batch_<n>     group attr batch_size

@@ -58,8 +58,8 @@ def spelled_attributes(source: str) -> list[tuple[int, str]]:
             hit = _is_attrs(node.value) and _literal(node.slice)
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
             method, owner = node.func.attr, node.func.value
-            hit = _literal(_first_arg(node)) and (method in _KEYED and _is_attrs(owner)
-                                                  or method in _H5_CREATE)
+            keyed = method in _KEYED and _is_attrs(owner)
+            hit = _literal(_first_arg(node)) and (keyed or method in _H5_CREATE)
         elif isinstance(node, ast.Compare):
             hit = _literal(node.left) and any(
                 isinstance(op, (ast.In, ast.NotIn)) and _is_attrs(right)
