@@ -198,7 +198,9 @@ def to_numpy(value: Any) -> np.ndarray:
 
 # Lines of a TensorFlow error message that say where, not what.
 _NOISE_PREFIXES = ("Graph execution error", "Detected at node", "Node:", "File ", "[[",
-                   "Traceback", "Detected unsupported operations")
+                   "Traceback", "Detected unsupported operations",
+                   # Saved functions lose their Python stack; TF says so in place of it.
+                   "<stack traces unavailable>")
 
 
 def first_line(exc: BaseException) -> str:

@@ -4,6 +4,7 @@ model, so they can be compared against a golden recorded from the export.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -131,12 +132,28 @@ def load_keras(path: Path) -> KerasModel:
         raise ModelError(f"cannot load Keras model {path}: Keras is not importable "
                          f"({exc}); install it with `pip install keras`") from None
     except Exception as exc:
-        detail = first_line(exc)
-        if "safe_mode" in str(exc):
-            # Keras suggests safe_mode=False, which a gate must not do to a file it is
-            # handed; the export runs the same model without deserializing Python code.
-            detail = (f"{detail.split('safe_mode')[0].rstrip(' .,;(')}; snapshot-tool keeps "
-                      "safe mode on: export the model with model.export(DIR) and use DIR")
-        raise ModelError(f"cannot load Keras model {path}: {detail}") from None
+        raise ModelError(f"cannot load Keras model {path}: {_load_failure(exc)}") from None
     return KerasModel(path, model, time.perf_counter() - start)
 
+
+# The export is a SavedModel: it runs the same computation without Keras deserializing
+# Python code or needing the training project's classes importable.
+_EXPORT_ADVICE = "export the model with model.export(DIR) and use DIR"
+
+
+def _load_failure(exc: Exception) -> str:
+    """Why Keras could not load a file, in one line that says what to do about it."""
+    text = str(exc)
+    if "safe_mode" in text:
+        # Keras suggests safe_mode=False, which a gate must not do to a file it is handed.
+        reason = first_line(exc).split("safe_mode")[0].rstrip(" .,;(")
+        return f"{reason}; snapshot-tool keeps safe mode on: {_EXPORT_ADVICE}"
+    missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    if missing:
+        # Keras wraps this in a page-long "could not be deserialized properly" message
+        # whose first line does not name the class at all.
+        return (f"it uses the custom class or function {missing.group(1)!r}, which is not "
+                "registered in this process (the training code's "
+                "@keras.saving.register_keras_serializable); "
+                f"{_EXPORT_ADVICE}")
+    return first_line(exc)

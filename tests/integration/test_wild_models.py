@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -321,3 +322,35 @@ def test_object_string_arrays_in_npz_say_how_to_store_strings(cli, flex: dict[st
     res = cli("record", flex["saved"], "--golden", tmp_path / "g.h5", "--no-latency",
               "--inputs", kinds.write_tfrecord(tmp_path / "ex.tfrecord", records))
     assert res.code == 0, res
+
+
+# --- Keras files that cannot be loaded safely, inputs a model refuses ------------------------
+
+
+@pytest.mark.parametrize("builder, fragments", [
+    (wild.save_keras_lambda, ("Lambda", "safe mode on", "model.export(DIR)")),
+    (wild.save_keras_custom_layer, ("'Doubler'",
+                                    "register_keras_serializable", "model.export(DIR)")),
+])
+def test_keras_files_needing_python_code_say_to_export(cli, builder: Any,
+                                                       fragments: tuple[str, ...],
+                                                       tmp_path: Path) -> None:
+    model = builder(tmp_path / "model.keras")
+    for command in ("inspect", "record"):
+        args = [command, model] + (["--golden", tmp_path / "g.h5"] if command == "record" else [])
+        assert_usage_error(cli(*args), "cannot load Keras model", *fragments)
+    assert not (tmp_path / "g.h5").exists()
+
+
+def test_input_a_model_rejects_shows_the_reason_not_tf_noise(cli, tmp_path: Path) -> None:
+    model = wild.export_embedding(tmp_path / "embed", vocabulary=50)
+    ok = tmp_path / "ok.npz"
+    np.savez(ok, tokens=np.arange(14, dtype=np.int32).reshape(2, 7))
+    assert cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency",
+               "--inputs", ok).code == 0
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, tokens=np.full((2, 7), 150, np.int32))
+    res = cli("record", model, "--golden", tmp_path / "g2.h5", "--no-latency", "--inputs", bad)
+    # The reason is TF's own words for the failing gather, not its "<stack traces ...>" line.
+    assert_usage_error(res, "rejected its inputs", "150 is not in [0, 50)")
+    assert "stack traces" not in res.stderr
