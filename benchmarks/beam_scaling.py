@@ -117,8 +117,8 @@ def main() -> None:
     args = ap.parse_args()
     from snapshot_tool.beam.compare import compare_beam
     from snapshot_tool.beam.record import record_beam
-    from snapshot_tool.compare import compare
-    from snapshot_tool.record import record
+    from snapshot_tool.compare import CompareOptions, compare
+    from snapshot_tool.record import RecordOptions, record
 
     with tempfile.TemporaryDirectory(prefix="bench-beam-") as tmp:
         folder = Path(tmp)
@@ -135,9 +135,9 @@ def main() -> None:
             flags = [f"direct_num_workers={workers}", "direct_running_mode=multi_processing"]
             golden = folder / f"g{workers}.h5.d"
             beam[("record", workers)], _ = _timed(lambda f=flags, g=golden: record_beam(
-                model, g, shards=args.shards, beam_args=f, **common))
+                model, g, RecordOptions(**common), shards=args.shards, beam_args=f))
             beam[("compare", workers)], result = _timed(lambda f=flags, g=golden: compare_beam(
-                candidate, g, latency=False, beam_args=f))
+                candidate, g, CompareOptions(latency=False), beam_args=f))
             assert result.passed == inproc.passed
             rows += [(f"beam record, {workers} worker(s)", beam[("record", workers)]),
                      (f"beam compare, {workers} worker(s)", beam[("compare", workers)])]

@@ -10,26 +10,36 @@ this module is the stable import path.
 from __future__ import annotations
 
 from snapshot_tool.compare import (
+    CompareOptions,
     ComparisonResult,
     compare,
-    compare_metrics,
     compare_outputs,
-    validate_metric_config,
+    compare_with,
 )
 from snapshot_tool.diagnose.calibrate import Calibration, CandidateVerdict, calibrate
 from snapshot_tool.diagnose.divergence import Localization, Step
 from snapshot_tool.diagnose.localize import localize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
+from snapshot_tool.metrics.thresholds import compare_metrics, validate_metric_config
 from snapshot_tool.models.base import run_signature
 from snapshot_tool.progress import Progress
-from snapshot_tool.record import RecordedOutput, RecordResult, measure_spread, record
+from snapshot_tool.record import (
+    RecordedOutput,
+    RecordOptions,
+    RecordResult,
+    measure_spread,
+    record,
+    record_with,
+)
 
 __all__ = [
     "Calibration",
     "CandidateVerdict",
+    "CompareOptions",
     "ComparisonResult",
     "Localization",
     "Progress",
+    "RecordOptions",
     "RecordResult",
     "RecordedOutput",
     "Step",
@@ -37,11 +47,13 @@ __all__ = [
     "compare",
     "compare_metrics",
     "compare_outputs",
+    "compare_with",
     "environment",
     "fix_threads",
     "localize",
     "measure_spread",
     "record",
+    "record_with",
     "run_signature",
     "validate_metric_config",
 ]

@@ -130,70 +130,83 @@ BeamArgOpt = Annotated[list[str] | None, typer.Option(
                        "runner=DataflowRunner, direct_num_workers=2.", metavar="KEY=VALUE")]
 
 
+RecordSignatureOpt = Annotated[str | None, typer.Option(
+    "--signature", help="Signature to record (default: serving_default, else serve, else the "
+                        "only one); 'all' records every one.")]
+InputsOpt = Annotated[Path | None, typer.Option(
+    "--inputs", help="Inputs file: .npz or .h5 (arrays named like the inputs), or .tfrecord of "
+                     "tf.train.Example for a signature taking serialized examples. "
+                     "Default: synthesized from the signature with --seed.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for synthesized inputs.")]
+NumSamplesOpt = Annotated[int, typer.Option("--num-samples", help="Samples to synthesize.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Samples per model call.")]
+LabelsOpt = Annotated[str | None, typer.Option(
+    "--labels", help="Ground truth for task metrics: FILE[:KEY] (.npz/.h5). A KEY of the "
+                     "--inputs file is not fed to the model.", metavar="FILE[:KEY]")]
+RecordConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="Config with [outputs.NAME] task/threshold overrides for metrics.")]
+RecordLatencyOpt = Annotated[bool, typer.Option(
+    "--latency/--no-latency", help="Measure latency baselines.")]
+LatencySizesOpt = Annotated[str | None, typer.Option(
+    "--latency-batch-sizes", help="Comma-separated batch sizes to time (default: 1 and "
+                                  "--batch-size).", metavar="N,N")]
+ForceOpt = Annotated[bool, typer.Option("--force/--no-force",
+                                        help="Replace an existing golden.")]
+ShardsOpt = Annotated[int, typer.Option(
+    "--shards", help="With --runner beam: shard goldens to write (the golden is a directory, "
+                     "G.h5.d).")]
+SignOpt = Annotated[bool, typer.Option(
+    "--sign/--no-sign", help="Sign the golden with the HMAC key in the environment variable "
+                             "SNAPSHOT_TOOL_HMAC_KEY, for `compare --require-signature`.")]
+
+
 @app.command()
 def record(
     model: ModelArg,
     golden: GoldenOpt,
-    signature: Annotated[str | None, typer.Option(
-        help="Signature to record (default: serving_default, else serve, else the only "
-             "one); 'all' records every one.")] = None,
-    inputs: Annotated[Path | None, typer.Option(
-        help="Inputs file: .npz or .h5 (arrays named like the inputs), or .tfrecord of "
-             "tf.train.Example for a signature taking serialized examples. "
-             "Default: synthesized from the signature with --seed.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for synthesized inputs.")] = 0,
-    num_samples: Annotated[int, typer.Option(help="Samples to synthesize.")] = 64,
-    batch_size: Annotated[int, typer.Option(help="Samples per model call.")] = 16,
-    labels: Annotated[str | None, typer.Option(
-        help="Ground truth for task metrics: FILE[:KEY] (.npz/.h5). A KEY of the --inputs "
-             "file is not fed to the model.", metavar="FILE[:KEY]")] = None,
-    config: Annotated[Path | None, typer.Option(
-        help="Config with [outputs.NAME] task/threshold overrides for metrics.")] = None,
-    latency: Annotated[bool, typer.Option(
-        "--latency/--no-latency", help="Measure latency baselines.")] = True,
-    latency_batch_sizes: Annotated[str | None, typer.Option(
-        help="Comma-separated batch sizes to time (default: 1 and --batch-size).",
-        metavar="N,N")] = None,
-    force: Annotated[bool, typer.Option(help="Replace an existing golden.")] = False,
+    signature: RecordSignatureOpt = None,
+    inputs: InputsOpt = None,
+    seed: SeedOpt = 0,
+    num_samples: NumSamplesOpt = 64,
+    batch_size: BatchSizeOpt = 16,
+    labels: LabelsOpt = None,
+    config: RecordConfigOpt = None,
+    latency: RecordLatencyOpt = True,
+    latency_batch_sizes: LatencySizesOpt = None,
+    force: ForceOpt = False,
     tag: TagOpt = "serve",
     quiet: QuietOpt = False,
     runner: RunnerOpt = "in-process",
     beam_arg: BeamArgOpt = None,
-    shards: Annotated[int, typer.Option(
-        help="With --runner beam: shard goldens to write (the golden is a directory, "
-             "G.h5.d).")] = 8,
-    sign: Annotated[bool, typer.Option(
-        help="Sign the golden with the HMAC key in the environment variable "
-             "SNAPSHOT_TOOL_HMAC_KEY, for `compare --require-signature`.")] = False,
+    shards: ShardsOpt = 8,
+    sign: SignOpt = False,
     allow_ops: AllowOpsOpt = None,
 ) -> None:
     """Run a known-good MODEL over fixed inputs and write a golden file."""
     with user_errors(), progress_bar(not quiet) as progress:
         _check_runner(runner, beam_arg)
         from snapshot_tool.models.scan import parse_allow_ops
+        from snapshot_tool.record import RecordOptions
 
-        allowed = parse_allow_ops(allow_ops)
-        if runner == "beam" and (sign or allowed):
-            raise SnapshotToolError("--sign and --allow-ops are not available with "
-                                    "--runner beam yet")
+        options = RecordOptions(
+            signature=signature, inputs=inputs, seed=seed, num_samples=num_samples,
+            batch_size=batch_size, force=force, tag=tag, labels=labels, config=config,
+            latency=latency, latency_batch_sizes=_sizes(latency_batch_sizes), sign=sign,
+            allow_ops=parse_allow_ops(allow_ops))
         if runner == "beam":
             from snapshot_tool.beam.record import record_beam
 
-            result = record_beam(model, golden, signature=signature, inputs=inputs,
-                                 seed=seed, num_samples=num_samples, batch_size=batch_size,
-                                 force=force, tag=tag, labels=labels, config=config,
-                                 latency=latency, beam_args=beam_arg or (), shards=shards,
-                                 progress=progress)
+            result = record_beam(model, golden, options, beam_args=beam_arg or (),
+                                 shards=shards, progress=progress)
         else:
-            from snapshot_tool.api import record as do_record
+            from snapshot_tool.api import record_with
 
-            result = do_record(model, golden, signature=signature, inputs=inputs, seed=seed,
-                               num_samples=num_samples, batch_size=batch_size, force=force,
-                               tag=tag, labels=labels, config=config, latency=latency,
-                               latency_batch_sizes=_sizes(latency_batch_sizes),
-                               progress=progress, sign=sign, allow_ops=allowed)
-    if quiet:
-        return
+            result = record_with(model, golden, options, progress)
+    if not quiet:
+        _print_recorded(result)
+
+
+def _print_recorded(result: Any) -> None:
     from rich.markup import escape
 
     out = _stdout()
@@ -206,121 +219,150 @@ def record(
         _stderr().print(f"[yellow]warning:[/] {escape(w)}")
 
 
+CompareConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", help="Tolerance config (snapshot.toml). Default: ./snapshot.toml, else "
+                     "[tool.snapshot-tool] in ./pyproject.toml.")]
+CompareSignatureOpt = Annotated[str | None, typer.Option(
+    "--signature", help="Check only this signature of the golden.")]
+BaselineOpt = Annotated[Path | None, typer.Option(
+    "--baseline-model", help="Known-good model to time side by side with MODEL (the latency "
+                             "gate). Without it, latency is checked against the golden's "
+                             "stored samples.")]
+CheckLatencyOpt = Annotated[bool, typer.Option("--latency/--no-latency",
+                                               help="Check latency.")]
+StrictOpt = Annotated[bool, typer.Option(
+    "--latency-strict/--no-latency-strict",
+    help="Treat an inconclusive latency verdict as a failure (exit 1).")]
+SelfCheckOpt = Annotated[bool, typer.Option(
+    "--self-check", help="Stored latency mode: re-time the golden's own model (its "
+    "model_path, if unchanged) beside MODEL and correct the stored baseline by how much "
+    "the machine moved since record.")]
+JsonReportOpt = Annotated[Path | None, typer.Option(
+    "--report-json", help="Write the full result as JSON here.")]
+JunitOpt = Annotated[Path | None, typer.Option(
+    "--junit", help="Write a JUnit XML report here (one test case per check).")]
+MarkdownOpt = Annotated[Path | None, typer.Option(
+    "--markdown", help="Write a Markdown summary here (for PR comments and CI job "
+                       "summaries).")]
+CompareTagOpt = Annotated[str | None, typer.Option(
+    "--tag", help="SavedModel tag set (comma-separated). Default: the one the golden was "
+                  "recorded with.")]
+LocalizeOpt = Annotated[bool, typer.Option(
+    "--localize", help="When outputs fail, re-run the golden's model (--baseline-model, else "
+                       "the golden's model_path) and MODEL on the first failing batch and "
+                       "report the first diverging layer/op/tensor.")]
+HtmlOpt = Annotated[Path | None, typer.Option(
+    "--html", help="Write a self-contained HTML report with plots here (needs the html "
+                   "extra: matplotlib).")]
+SaveObtainedOpt = Annotated[bool | None, typer.Option(
+    "--save-obtained/--no-save-obtained",
+    help="Write the candidate's own golden (G.obtained.h5 beside G.h5) for review and "
+         "`snapshot-tool accept`. Default: only when outputs or metrics fail.",
+    show_default=False)]
+MapOpt = Annotated[list[str] | None, typer.Option(
+    "--map", metavar="OLD=NEW",
+    help="The candidate calls the golden's input or output OLD by the name NEW (a "
+         "converter renamed it). Repeatable; adds to the config's [rename] table.")]
+
+
 @app.command()
 def compare(
     model: ModelArg,
     golden: GoldenOpt,
-    config: Annotated[Path | None, typer.Option(
-        help="Tolerance config (snapshot.toml). Default: ./snapshot.toml, else "
-             "[tool.snapshot-tool] in ./pyproject.toml.")] = None,
-    signature: Annotated[str | None, typer.Option(
-        help="Check only this signature of the golden.")] = None,
-    baseline_model: Annotated[Path | None, typer.Option(
-        help="Known-good model to time side by side with MODEL (the latency gate). Without "
-             "it, latency is checked against the golden's stored samples.")] = None,
-    latency: Annotated[bool, typer.Option(
-        "--latency/--no-latency", help="Check latency.")] = True,
-    latency_strict: Annotated[bool, typer.Option(
-        help="Treat an inconclusive latency verdict as a failure (exit 1).")] = False,
-    self_check: Annotated[bool, typer.Option(
-        "--self-check", help="Stored latency mode: re-time the golden's own model (its "
-        "model_path, if unchanged) beside MODEL and correct the stored baseline by how much "
-        "the machine moved since record.")] = False,
-    report_json: Annotated[Path | None, typer.Option(
-        help="Write the full result as JSON here.")] = None,
-    junit: Annotated[Path | None, typer.Option(
-        help="Write a JUnit XML report here (one test case per check).")] = None,
-    markdown: Annotated[Path | None, typer.Option(
-        help="Write a Markdown summary here (for PR comments and CI job summaries).")] = None,
-    tag: Annotated[str | None, typer.Option(
-        "--tag", help="SavedModel tag set (comma-separated). Default: the one the golden "
-                      "was recorded with.")] = None,
-    localize: Annotated[bool, typer.Option(
-        "--localize", help="When outputs fail, re-run the golden's model (--baseline-model, "
-                           "else the golden's model_path) and MODEL on the first failing "
-                           "batch and report the first diverging layer/op/tensor.")] = False,
-    html: Annotated[Path | None, typer.Option(
-        "--html", help="Write a self-contained HTML report with plots here (needs the html "
-                       "extra: matplotlib).")] = None,
-    save_obtained: Annotated[bool | None, typer.Option(
-        "--save-obtained/--no-save-obtained",
-        help="Write the candidate's own golden (G.obtained.h5 beside G.h5) for review and "
-             "`snapshot-tool accept`. Default: only when outputs or metrics fail.",
-        show_default=False)] = None,
+    config: CompareConfigOpt = None,
+    signature: CompareSignatureOpt = None,
+    baseline_model: BaselineOpt = None,
+    latency: CheckLatencyOpt = True,
+    latency_strict: StrictOpt = False,
+    self_check: SelfCheckOpt = False,
+    report_json: JsonReportOpt = None,
+    junit: JunitOpt = None,
+    markdown: MarkdownOpt = None,
+    tag: CompareTagOpt = None,
+    localize: LocalizeOpt = False,
+    html: HtmlOpt = None,
+    save_obtained: SaveObtainedOpt = None,
     quiet: QuietOpt = False,
     runner: RunnerOpt = "in-process",
     beam_arg: BeamArgOpt = None,
-    rename: Annotated[list[str] | None, typer.Option(
-        "--map", metavar="OLD=NEW",
-        help="The candidate calls the golden's input or output OLD by the name NEW (a "
-             "converter renamed it). Repeatable; adds to the config's [rename] table.")] = None,
+    rename: MapOpt = None,
     require_signature: RequireSignatureOpt = False,
     allow_ops: AllowOpsOpt = None,
 ) -> None:
     """Replay the golden's inputs through candidate MODEL and judge it. Exit 1 on regression."""
     with user_errors():
         _check_runner(runner, beam_arg)
-        from snapshot_tool.api import compare as do_compare
+        from snapshot_tool.compare import CompareOptions
+        from snapshot_tool.config import parse_renames
         from snapshot_tool.models.scan import parse_allow_ops
 
         allowed = parse_allow_ops(allow_ops)
-        if runner == "beam" and (require_signature or allowed):
-            raise SnapshotToolError("--require-signature and --allow-ops are not available "
-                                    "with --runner beam yet")
-        from snapshot_tool.compare import SaveObtained
-        from snapshot_tool.config import parse_renames
-        from snapshot_tool.report.console import console_renderables, verdict_lines
-        from snapshot_tool.report.json import to_json
-        from snapshot_tool.report.junit import to_junit
-        from snapshot_tool.report.markdown import to_markdown
-
         if html is not None:
             from snapshot_tool.report.html import require_matplotlib
 
             require_matplotlib()  # before the model runs, not after
-        mode: SaveObtained = "on_failure" if save_obtained is None else \
-            "always" if save_obtained else "never"
-        renames = parse_renames(rename or [])
-        with progress_bar(not quiet) as progress:
+        options = CompareOptions(
+            config=config, signature=signature, tag=tag, latency=latency,
             # Without latency, --baseline-model serves --localize only; compare would
             # otherwise warn that it was ignored.
-            timing_baseline = baseline_model if latency or not localize else None
-            if runner == "beam":
-                from snapshot_tool.beam.compare import compare_beam
+            baseline_model=baseline_model if latency or not localize else None,
+            latency_strict=latency_strict, self_check=self_check,
+            save_obtained="on_failure" if save_obtained is None else
+            "always" if save_obtained else "never",
+            error_summaries=True if html is not None else None,
+            rename=parse_renames(rename or []), require_signature=require_signature,
+            allow_ops=allowed)
+        with progress_bar(not quiet) as progress:
+            result = _run_compare(model, golden, options, runner, beam_arg or [], progress)
+        where = _localize(model, golden, options, baseline_model, result) if localize \
+            else None
+        _write_reports(result, where, report_json=report_json, junit=junit,
+                       markdown=markdown, html=html)
+    _print_compared(result, where, quiet)
+    raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
 
-                result = compare_beam(model, golden, config=config, signature=signature,
-                                      tag=tag, latency=latency, baseline_model=timing_baseline,
-                                      latency_strict=latency_strict,
-                                      beam_args=beam_arg or (), progress=progress,
-                                      rename=renames, save_obtained=mode,
-                                      error_summaries=True if html is not None else None)
-            else:
-                result = do_compare(model, golden, config=config, signature=signature,
-                                    tag=tag, latency=latency, baseline_model=timing_baseline,
-                                    latency_strict=latency_strict, self_check=self_check,
-                                    progress=progress, save_obtained=mode,
-                                    error_summaries=True if html is not None else None,
-                                    rename=renames, require_signature=require_signature,
-                                    allow_ops=allowed)
-        where = _localize(model, golden, config, signature, tag, baseline_model, result,
-                          renames) if localize else None
-        if report_json is not None:
-            doc = to_json(result)
-            if where is not None:
-                from snapshot_tool.diagnose.render import localization_to_json
 
-                doc["localization"] = localization_to_json(where)
-            _write_text(report_json, json.dumps(doc, indent=2) + "\n")
-        if junit is not None:
-            _write_text(junit, to_junit(result))
-        if markdown is not None:
-            _write_text(markdown, to_markdown(result) + _localization_markdown(where))
-        if html is not None:
-            from snapshot_tool.report.html import comparison_page
+def _run_compare(model: Path, golden: Path, options: Any, runner: str, beam_args: list[str],
+                 progress: Callable[[str, int, int], None]) -> Any:
+    if runner == "beam":
+        from snapshot_tool.beam.compare import compare_beam
 
-            _write_text(html, comparison_page(result, obtained=result.obtained,
-                                              localization=where))
-        _append_step_summary(to_markdown(result) + _localization_markdown(where))
+        return compare_beam(model, golden, options, beam_args=beam_args, progress=progress)
+    from snapshot_tool.api import compare_with
+
+    return compare_with(model, golden, options, progress)
+
+
+def _write_reports(result: Any, where: Any, *, report_json: Path | None, junit: Path | None,
+                   markdown: Path | None, html: Path | None) -> None:
+    """Every report asked for, each written whole, and the CI job summary."""
+    from snapshot_tool.report.junit import to_junit
+    from snapshot_tool.report.markdown import to_markdown
+
+    if report_json is not None:
+        from snapshot_tool.report.json import to_json
+
+        doc = to_json(result)
+        if where is not None:
+            from snapshot_tool.diagnose.render import localization_to_json
+
+            doc["localization"] = localization_to_json(where)
+        _write_text(report_json, json.dumps(doc, indent=2) + "\n")
+    if junit is not None:
+        _write_text(junit, to_junit(result))
+    if markdown is not None:
+        _write_text(markdown, to_markdown(result) + _localization_markdown(where))
+    if html is not None:
+        from snapshot_tool.report.html import comparison_page
+
+        _write_text(html, comparison_page(result, obtained=result.obtained,
+                                          localization=where))
+    _append_step_summary(to_markdown(result) + _localization_markdown(where))
+
+
+def _print_compared(result: Any, where: Any, quiet: bool) -> None:
+    from snapshot_tool.report.console import console_renderables, verdict_lines
+
     out = _stdout()
     quiet_lines = [] if result.passed else verdict_lines(result)
     for item in quiet_lines if quiet else console_renderables(result):
@@ -332,7 +374,6 @@ def compare(
 
         # Plain print: tensor names hold brackets that rich would read as markup.
         print("\n".join(localization_lines(where)))
-    raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
 
 
 def _append_step_summary(markdown: str) -> None:
@@ -360,9 +401,8 @@ def _localization_markdown(where: Any) -> str:
     return f"\n### Where it diverges (--localize)\n\n```\n{body}\n```\n"
 
 
-def _localize(model: Path, golden: Path, config: Path | None, signature: str | None,
-              tag: str | None, baseline_model: Path | None, result: Any,
-              renames: dict[str, str]) -> Any:
+def _localize(model: Path, golden: Path, options: Any, baseline_model: Path | None,
+              result: Any) -> Any:
     """Localization is advice on top of the verdict: whatever stops it (a model the golden's
     model_path no longer points at, an untraceable kind) is reported, never turned into an
     exit code of its own."""
@@ -372,8 +412,9 @@ def _localize(model: Path, golden: Path, config: Path | None, signature: str | N
     if result.outputs_passed:
         return Localization("passed", "every output is within tolerance; nothing to localize")
     try:
-        return do_localize(model, golden, baseline_model=baseline_model, config=config,
-                           signature=signature, tag=tag, result=result, rename=renames)
+        return do_localize(model, golden, baseline_model=baseline_model, config=options.config,
+                           signature=options.signature, tag=options.tag, result=result,
+                           rename=dict(options.rename))
     except SnapshotToolError as exc:
         return Localization("unsupported", str(exc))
 
@@ -438,7 +479,7 @@ def _check_runner(runner: str, beam_args: list[str] | None) -> None:
         raise SnapshotToolError("--beam-arg needs --runner beam")
 
 
-def _sizes(text: str | None) -> list[int] | None:
+def _sizes(text: str | None) -> tuple[int, ...] | None:
     if text is None:
         return None
     try:
@@ -448,7 +489,7 @@ def _sizes(text: str | None) -> list[int] | None:
                                 "integers such as 1,16") from None
     if not sizes or min(sizes) < 1:
         raise SnapshotToolError(f"--latency-batch-sizes {text!r}: sizes must be positive")
-    return sizes
+    return tuple(sizes)
 
 
 def _write_text(path: Path, text: str) -> None:

@@ -8,35 +8,43 @@ stored samples. The verdict is one :class:`ComparisonResult`.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
-from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label, less_precise
-from snapshot_tool.errors import (
-    ConfigError,
-    InputsError,
-    ModelError,
-    SignatureError,
-    SnapshotToolError,
-)
+from snapshot_tool.dtypes import dtype_label
+from snapshot_tool.errors import ConfigError, InputsError, ModelError, SnapshotToolError
 from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import read_golden
 from snapshot_tool.golden.schema import Golden, SignatureGolden
 from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.latency.fingerprint import fix_threads
 from snapshot_tool.latency.measure import latency_sizes, slice_batch, timing_sizes
-from snapshot_tool.models.base import Model, SignatureInfo, run_signature
+from snapshot_tool.matching import (
+    candidate_signature,
+    check_renames,
+    fit_inputs,
+    output_names,
+    select_signatures,
+)
+from snapshot_tool.metrics.tasks import OutputInfo
+from snapshot_tool.metrics.thresholds import (
+    compare_metrics,
+    recorded_task_conflicts,
+    validate_metric_config,
+)
+from snapshot_tool.models.base import Model, run_signature
 from snapshot_tool.models.load import load_model
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
-from snapshot_tool.names import output_prefix, qualified_name
+from snapshot_tool.names import output_prefix, qualified_name, signature_prefix
 from snapshot_tool.progress import Progress, no_progress, stage_progress
-from snapshot_tool.tolerance import SPREAD_MARGIN, Tolerance, resolve
+from snapshot_tool.tolerance import judged_tolerance
 
 if TYPE_CHECKING:
     from snapshot_tool.golden.schema import OutputMetrics
@@ -45,6 +53,35 @@ if TYPE_CHECKING:
 
 
 SaveObtained = Literal["never", "on_failure", "always"]
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """What a compare is asked to do, besides which candidate and which golden: built once
+    (by :func:`compare`, the CLI or a caller) and handed whole to the in-memory, streaming
+    and Beam runs, so none of them re-forwards a parameter list. The defaults are
+    :func:`compare`'s; see it for what each option means."""
+
+    config: Config | str | Path | None = None
+    signature: str | None = None
+    tag: str | None = None  # None: the tag set the golden was recorded with
+    latency: bool = True
+    baseline_model: str | Path | None = None
+    latency_strict: bool = False
+    self_check: bool = False
+    save_obtained: SaveObtained = "never"
+    obtained_path: str | Path | None = None
+    error_summaries: bool | None = None
+    # Golden input/output name -> the candidate's (--map); adds to the config's [rename].
+    rename: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    require_signature: bool = False
+    allow_ops: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: a caller's dict or list changed later must not change
+        # what a run (or a second run with the same options) is asked to do.
+        object.__setattr__(self, "rename", MappingProxyType(dict(self.rename)))
+        object.__setattr__(self, "allow_ops", tuple(self.allow_ops))
 
 
 @dataclass(frozen=True)
@@ -100,140 +137,6 @@ class ComparisonResult:
                               len(self.signatures) > 1 if multi is None else multi)
 
 
-def _fit_inputs(sig: SignatureInfo, sg: SignatureGolden, model: Model, who: str = "candidate",
-                renames: Mapping[str, str] | None = None) -> tuple[dict[str, np.ndarray], str]:
-    """The golden's stored inputs keyed by the model's input names, checked against its specs.
-
-    One input under another name is accepted with a note: converters and Keras reloads
-    rename a lone input (``keras_tensor_3`` vs ``input_layer_3``) without changing what it
-    means. A different set of inputs, a different kind of dtype or a different per-sample
-    shape is an interface change and an error: feeding the recorded data anyway would be
-    casting or reshaping it into something the golden never saw.
-    """
-    want = {s.name for s in sig.inputs}
-    recorded = _apply_renames(sg.inputs, want, renames or {})
-    have = set(recorded)
-    note = ""
-    if want == have:
-        feeds = dict(recorded)
-    elif len(want) == 1 and len(have) == 1:
-        (cand_name,), (gold_name,) = want, have
-        feeds = {cand_name: recorded[gold_name]}
-        note = (f"{who}'s only input is named {cand_name!r}, the golden's {gold_name!r}; "
-                "fed the recorded input to it")
-    else:
-        raise SignatureError(
-            f"signature {sig.name!r} of {who} {model.path} takes inputs "
-            f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
-            f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
-    fitted, cast = _conform(sig, feeds, model, who)
-    return fitted, "; ".join(n for n in (note, cast) if n)
-
-
-def _match_inputs(sig: SignatureInfo, have: set[str], model: Model, who: str
-                  ) -> tuple[dict[str, str], str]:
-    """The model's input names mapped to the golden's, and a note when a lone input was
-    renamed. One input under another name is accepted: converters and Keras reloads rename
-    a lone input (``keras_tensor_3`` vs ``input_layer_3``) without changing what it means.
-    A different set of inputs is an interface change and an error."""
-    want = {s.name for s in sig.inputs}
-    if want == have:
-        return {n: n for n in want}, ""
-    if len(want) == 1 and len(have) == 1:
-        (cand_name,), (gold_name,) = want, have
-        return {cand_name: gold_name}, (
-            f"{who}'s only input is named {cand_name!r}, the golden's {gold_name!r}; "
-            "fed the recorded input to it")
-    raise SignatureError(
-        f"signature {sig.name!r} of {who} {model.path} takes inputs "
-        f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
-        f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
-
-
-def _conform(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: Model, who: str
-             ) -> tuple[dict[str, np.ndarray], str]:
-    """Recorded inputs (keyed by the model's names) checked against the model's specs and
-    cast to its dtypes. A different kind of dtype or per-sample shape is an interface
-    change: feeding the recorded data anyway would be casting or reshaping it into
-    something the golden never saw."""
-    from snapshot_tool.inputs.files import conform
-
-    fitted: dict[str, np.ndarray] = {}
-    note = ""
-    for spec in sig.inputs:
-        arr = feeds[spec.name]
-        try:
-            fitted[spec.name] = conform(spec, arr, f"{who} {model.path}")
-        except InputsError as exc:
-            raise SignatureError(f"{exc} (the golden's recorded input; the {who}'s interface "
-                                 "changed)") from None
-        if fitted[spec.name].dtype != arr.dtype:
-            note = (note + "; " if note else "") + (
-                f"{who} input {spec.name!r} is {spec.dtype}, the golden recorded "
-                f"{dtype_label(arr)}; the recorded values were cast")
-    return fitted, note
-
-
-def _apply_renames(golden: Mapping[str, np.ndarray], model_names: set[str],
-                   renames: Mapping[str, str]) -> dict[str, np.ndarray]:
-    """The golden's tensors keyed by the model's names: a rename OLD -> NEW applies where
-    the model has NEW and not OLD (so the same mapping serves a candidate that renamed and a
-    baseline model that did not)."""
-    out: dict[str, np.ndarray] = {}
-    for name, arr in golden.items():
-        new = renames.get(name)
-        out[new if new is not None and new in model_names and name not in model_names
-            else name] = arr
-    return out
-
-
-def output_names(sg: SignatureGolden, candidate: set[str], renames: Mapping[str, str]
-                 ) -> tuple[dict[str, str], list[str]]:
-    """The golden's name for each candidate output whose name differs, and notes on it.
-
-    Explicit renames (``[rename]``, ``--map``) apply first. Then a lone output under another
-    name is matched with a note, as a lone input is: converters without a SignatureDef call
-    every output ``output_0``.. whatever the SavedModel called it. Several renamed outputs
-    are never guessed (the pairing is ambiguous); the note on missing + extra outputs says
-    how to map them.
-    """
-    mapping = {new: old for old, new in renames.items()
-               if old in sg.outputs and new in candidate and old not in candidate}
-    matched = {mapping.get(name, name) for name in candidate}
-    notes: list[str] = []
-    missing_names = sorted(set(sg.outputs) - matched)
-    extra_names = sorted(matched - set(sg.outputs))
-    if len(sg.outputs) == 1 and len(matched) == 1 and missing_names and extra_names:
-        (gold,), (cand,) = missing_names, extra_names
-        notes.append(f"candidate's only output is named {cand!r}, the golden's {gold!r}; "
-                     f"compared them (say so with --map {gold}={cand} to keep this explicit)")
-        return {cand: gold}, notes
-    if missing_names and extra_names:
-        notes.append(
-            f"outputs {', '.join(missing_names)} are missing and {', '.join(extra_names)} are "
-            "new: if the candidate renamed them, map each golden name to the candidate's with "
-            f"--map OLD=NEW (e.g. --map {missing_names[0]}={extra_names[0]}) or a [rename] "
-            "table in the config")
-    return mapping, notes
-
-
-def _check_renames(golden: Golden, names: list[str], cfg: Config,
-                   explicit: Mapping[str, str]) -> list[str]:
-    """``--map`` naming a tensor the golden lacks is an error (it was typed for this
-    golden); a config ``[rename]`` entry only a warning, since one config may serve several
-    goldens, as for ``[outputs.*]`` tables."""
-    known = {t for sig in names for t in (*golden.signatures[sig].inputs,
-                                          *golden.signatures[sig].outputs)}
-    have = ", ".join(sorted(known))
-    for old, new in explicit.items():
-        if old not in known:
-            raise ConfigError(f"--map {old}={new}: the golden has no input or output {old!r}; "
-                              f"it has: {have}")
-    return [f"config [rename] {old!r} = {new!r} names no input or output of the golden (it "
-            f"has: {have}); check the name" for old, new in cfg.rename.items()
-            if old not in known and old not in explicit]
-
-
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
                     config: Config, signature: str, prefix: str = "", *,
                     summary: bool | None = None) -> list[TensorDiff]:
@@ -255,183 +158,308 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
     return diffs
 
 
-def output_tolerance(sg: SignatureGolden, name: str, dtype: str, config: Config,
-                     prefix: str = "") -> tuple[Tolerance, float | None]:
-    """The tolerance an output is judged with, and the run-to-run spread recorded for it."""
-    tol = resolve(prefix + name, dtype, config)
-    spread = sg.info(name).spread
-    if spread is not None and float(spread) > 0 and not tol.exact:
-        # The reference itself moved this much between identical calls; a candidate
-        # cannot be held to a tighter bound than the golden's own run-to-run noise.
-        tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
-                      source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
-    return tol, None if spread is None else float(spread)
+def compare(model_path: str | Path, golden_path: str | Path, *,
+            config: Config | str | Path | None = None, signature: str | None = None,
+            tag: str | None = None, latency: bool = True,
+            baseline_model: str | Path | None = None, latency_strict: bool = False,
+            self_check: bool = False,
+            progress: Progress = no_progress, save_obtained: SaveObtained = "never",
+            obtained_path: str | Path | None = None,
+            error_summaries: bool | None = None,
+            rename: Mapping[str, str] | None = None, require_signature: bool = False,
+            allow_ops: Sequence[str] = ()) -> ComparisonResult:
+    """Replay a golden's inputs through a candidate and judge it against the golden.
+
+    ``self_check`` (stored latency mode) re-times the golden's own model beside the
+    candidate and corrects the stored baseline by how much the machine moved since record.
+
+    ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
+    graph per tag set, and comparing another graph than the recorded one is never meant.
+
+    ``save_obtained``: write the candidate's own golden over the same inputs and labels
+    (``G.obtained.h5`` beside ``G.h5``, or ``obtained_path``) "always", or "on_failure" of
+    the outputs or metrics (what ``accept`` can take from it; a latency failure alone is
+    not). ``error_summaries``: True gives every numeric output an error summary (the HTML
+    report's plots); None only failing ones.
+    ``rename`` maps golden input/output names to the candidate's (``--map``); it extends and
+    overrides the config's ``[rename]`` table.
+
+    ``require_signature`` refuses a golden not signed with the key in
+    ``SNAPSHOT_TOOL_HMAC_KEY`` (for goldens from untrusted places). A candidate (or
+    baseline) whose signatures read, write or list files or print is refused before it
+    runs, unless each such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
+
+    The options go into one :class:`CompareOptions`; :func:`compare_with` runs it.
+    """
+    return compare_with(model_path, golden_path, CompareOptions(
+        config=config, signature=signature, tag=tag, latency=latency,
+        baseline_model=baseline_model, latency_strict=latency_strict, self_check=self_check,
+        save_obtained=save_obtained, obtained_path=obtained_path,
+        error_summaries=error_summaries, rename=rename or {},
+        require_signature=require_signature, allow_ops=tuple(allow_ops)), progress)
 
 
-def judged_tolerance(sg: SignatureGolden, name: str, golden_dtype: str, candidate_dtype: str,
-                     config: Config, prefix: str = "") -> tuple[Tolerance, float | None]:
-    """:func:`output_tolerance` for a candidate output of ``candidate_dtype``: a float
-    precision change is judged with the less precise dtype's defaults."""
-    coarse = _tolerance_dtype(golden_dtype, candidate_dtype)
-    tol, spread = output_tolerance(sg, name, coarse, config, prefix)
-    if coarse != golden_dtype:
-        tol = replace(tol, source=tol.source.replace(
-            "dtype default", f"{coarse} default (the less precise dtype)"))
-    return tol, spread
+def compare_with(model_path: str | Path, golden_path: str | Path, options: CompareOptions,
+                 progress: Progress = no_progress) -> ComparisonResult:
+    """:func:`compare`, its options in one value.
+
+    A candidate whose outputs line up with the golden's is judged in one streaming pass
+    (:mod:`snapshot_tool.compare_stream`): the golden is read chunk by chunk, so memory
+    stays bounded by a few batches whatever its size. What needs whole arrays runs the
+    in-memory comparison: an obtained golden and error summaries (of failing outputs, or
+    all of them for --html), renamed or missing or retyped outputs, a sharded golden. After
+    a streamed pass that needs it, only outputs and metrics are redone; latency is kept.
+    """
+    from snapshot_tool.compare_stream import compare_streaming
+
+    options = replace(options, config=loaded_config(options))  # read once, whatever runs
+    if not _streams(golden_path, options):
+        return _compare_whole(model_path, golden_path, options, progress)
+    result = compare_streaming(model_path, golden_path, options, progress)
+    if not _wants_whole_arrays(result, options):
+        return result
+    again = _compare_whole(model_path, golden_path, replace(
+        options, latency=False, baseline_model=None, self_check=False), progress)
+    return replace(again, latency=result.latency, latency_mode=result.latency_mode,
+                   warnings=tuple(dict.fromkeys(result.warnings + again.warnings)),
+                   baseline_model=result.baseline_model)
 
 
-def _tolerance_dtype(was: str, now: str) -> str:
-    """The dtype whose defaults judge an output: its own, or for a float precision change the
-    less precise of the two, since the comparison can be no finer than the coarser side
-    (config values still win)."""
-    if was == now or was not in FLOAT_PRECISION or now not in FLOAT_PRECISION:
-        return was
-    return less_precise(was, now)
+def loaded_config(options: CompareOptions) -> Config:
+    """The options' config, read from its file (or found) unless it is one already."""
+    config = options.config
+    return config if isinstance(config, Config) else load_config(config)
 
 
-def _prefix(golden: Golden, signature: str) -> str:
-    return output_prefix(signature, len(golden.signatures) > 1)
+def _streams(golden_path: str | Path, options: CompareOptions) -> bool:
+    """Whether to stream the golden: not when every array is wanted whole anyway (an obtained
+    golden always, error summaries of every output), nor when outputs are renamed (the
+    streamed pass pairs outputs by name), nor for a sharded golden."""
+    from snapshot_tool.compare_stream import streamable
+
+    whole = (options.save_obtained == "always" or options.error_summaries is True
+             or bool(options.rename) or bool(loaded_config(options).rename))
+    return not whole and streamable(golden_path)
 
 
-def _proxy(dtype: np.dtype[Any], shape: tuple[int, ...], unit: Callable[[], bool]
-           ) -> np.ndarray:
-    """One row standing in for a golden output when inferring its task without labels:
-    infer_task then looks only at the dtype, the per-row shape and whether the values lie
-    in [0, 1] (``unit``, asked only where it matters), so a streamed golden's output need
-    not be in memory for it."""
-    if not shape:
-        return np.zeros((), dtype=dtype)
-    rest = shape[1:]
-    if dtype.kind == "f" or dtype.name.startswith(("bfloat16", "float8")):
-        one_per_row = len(shape) <= 2 and int(np.prod(rest, dtype=np.int64)) == 1
-        fill = 0.5 if one_per_row and unit() else 2.0
-        return np.full((1, *rest), fill, dtype=dtype)
-    return np.zeros((1, *rest), dtype=dtype)
+def _wants_whole_arrays(streamed: ComparisonResult, options: CompareOptions) -> bool:
+    """After a streamed pass: outputs that did not line up (missing, extra, retyped) are
+    reported from whole arrays, as is a failure that asks for an obtained golden or for the
+    error summaries of failing outputs."""
+    lined_up = all(d.status in ("ok", "mismatch") for d in streamed.outputs)
+    failed = not (streamed.outputs_passed and streamed.metrics_passed)
+    summaries = any(d.status == "mismatch" and d.max_abs_diff is not None
+                    for d in streamed.outputs)
+    return not lined_up or (failed and (options.save_obtained != "never" or summaries))
 
 
-@dataclass
-class OutputInfo:
-    """What task inference and metric names need of a golden output, without its values:
-    dtype, shape, its first row (metric names depend on nothing else) and whether every
-    finite value lies in [0, 1] (read lazily, once)."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a compare settles from the golden and its options before any model runs."""
 
-    dtype: np.dtype[Any]
-    shape: tuple[int, ...]
-    first: Callable[[], np.ndarray]
-    unit_of: Callable[[], bool]
-    _unit: bool | None = None
+    config: Config  # with --map merged into its [rename] table
+    tag: str
+    names: tuple[str, ...]  # the golden's signatures to compare
+    warnings: tuple[str, ...]  # about the config, in the order a user should read them
+    multi: bool  # the golden holds several signatures, so outputs are named "sig/out"
 
-    def unit(self) -> bool:
-        if self._unit is None:
-            self._unit = self.unit_of()
-        return self._unit
+    def prefix(self, signature: str) -> str:
+        return output_prefix(signature, self.multi)
 
 
-def _array_info(arr: np.ndarray) -> OutputInfo:
-    from snapshot_tool.metrics.tasks import in_unit_interval
-
-    return OutputInfo(arr.dtype, tuple(arr.shape), lambda: arr[:1] if arr.ndim else arr,
-                      lambda: in_unit_interval(arr.astype(np.float64)))
-
-
-def _output_task(sg: SignatureGolden, name: str, config: Config, key: str = "",
-                 info: OutputInfo | None = None) -> tuple[str, float]:
-    from snapshot_tool.metrics.tasks import infer_task
-
-    oc = config.output(key or name)
-    if name in sg.metrics:
-        om = sg.metrics[name]
-        return om.task, om.threshold
-    threshold = config.decision_threshold(key or name)
-    if not sg.info(name).batched and (oc is None or not oc.task):
-        return "none", threshold
-    if oc is not None and oc.task is not None:
-        return infer_task(np.zeros(()), None, oc.task), threshold
-    info = info or _array_info(sg.outputs[name])
-    return infer_task(_proxy(info.dtype, info.shape, info.unit), None, None), threshold
-
-
-def _available_metrics(sg: SignatureGolden, config: Config, prefix: str = "",
-                       infos: Mapping[str, OutputInfo] | None = None) -> dict[str, set[str]]:
-    from snapshot_tool.metrics.agreement import agreement_metrics
-
-    infos = infos if infos is not None else {k: _array_info(v) for k, v in sg.outputs.items()}
-    available: dict[str, set[str]] = {}
-    for name, info in infos.items():
-        task, threshold = _output_task(sg, name, config, prefix + name, info)
-        names = set(sg.metrics[name].values) if name in sg.metrics else set()
-        # Agreement of the golden with itself yields exactly the names a candidate will
-        # get; they depend on the task, dtype and shape only, so one row is enough.
-        first = info.first()
-        names |= set(agreement_metrics(first, first, task, threshold))
-        available[prefix + name] = names
-    return available
+def prepare(golden: Golden, options: CompareOptions,
+            outputs: Mapping[str, Iterable[str]] | None = None,
+            infos: Mapping[str, Mapping[str, OutputInfo]] | None = None) -> Prepared:
+    """Config, tag set and signatures of a compare, and every config mistake found before a
+    model runs: renames and ``[outputs.*]`` tables naming nothing, task settings the golden
+    overrides, thresholds no output could meet (an error). ``outputs`` and ``infos``: per
+    signature, its output names and metadata, when the golden's tensors are not in memory."""
+    cfg = loaded_config(options)
+    if options.rename:
+        cfg = replace(cfg, rename={**cfg.rename, **options.rename})
+    tag = options.tag if options.tag is not None else golden.info.tag
+    names = select_signatures(golden, options.signature)
+    warnings = check_renames(golden, names, cfg, options.rename)
+    warnings += recorded_task_conflicts(golden, names, cfg)
+    warnings += _unmatched_tables(golden, names, cfg, outputs)
+    try:
+        validate_metric_config(golden, names, cfg, infos)
+    except ConfigError as exc:
+        if warnings:
+            raise ConfigError(f"{exc} ({warnings[0]})") from None
+        raise
+    return Prepared(cfg, tag, tuple(names), tuple(warnings), len(golden.signatures) > 1)
 
 
-def _recorded_task_conflicts(golden: Golden, names: list[str], config: Config) -> list[str]:
-    """Task and decision threshold are fixed when metrics are recorded; a compare-time
-    config that says otherwise has no effect, and the user should hear so."""
+def _unmatched_tables(golden: Golden, names: Sequence[str], cfg: Config,
+                      outputs: Mapping[str, Iterable[str]] | None) -> list[str]:
+    qualified = [signature_prefix(golden, sig) + out for sig in names for out in (
+        outputs[sig] if outputs is not None else golden.signatures[sig].outputs)]
+    return [f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
+            f"{', '.join(sorted(qualified))}); check the name"
+            for pattern in cfg.unmatched_outputs(qualified)]
+
+
+@dataclass(frozen=True)
+class Models:
+    """The models of a compare, loaded and scanned, and what a user should hear of them."""
+
+    candidate: Model
+    baseline: Model | None  # --baseline-model, when latency is timed side by side
+    warnings: tuple[str, ...]
+    threads: Mapping[str, int]  # the thread pools' sizes, pinned before any model loaded
+
+
+def load_models(stack: contextlib.ExitStack, model_path: str | Path, options: CompareOptions,
+                prepared: Prepared) -> Models:
+    """The candidate and the side-by-side baseline, open until ``stack`` closes; each is
+    scanned (refused if it touches files or prints) before it runs."""
+    threads = fix_threads()
+    model = stack.enter_context(load_model(model_path, tag=prepared.tag))
+    refuse_flagged(model, allowed_ops(options.allow_ops, prepared.config))
+    notes = _ignored_options(options)
+    baseline: Model | None = None
+    if options.baseline_model is not None and options.latency:
+        try:
+            baseline = stack.enter_context(load_model(options.baseline_model, tag=prepared.tag))
+            refuse_flagged(baseline, allowed_ops(options.allow_ops, prepared.config))
+        except ModelError as exc:
+            raise ModelError(f"--baseline-model: {exc}") from None
+    notes += [f"candidate: {n}" for n in model.notes]
+    if baseline is not None:
+        notes += [f"baseline model: {n}" for n in baseline.notes]
+    return Models(model, baseline, tuple(notes), threads)
+
+
+def _ignored_options(options: CompareOptions) -> list[str]:
     notes: list[str] = []
-    for sig in names:
-        for out, om in golden.signatures[sig].metrics.items():
-            oc = config.output(_prefix(golden, sig) + out)
-            if oc is None:
-                continue
-            if oc.task is not None and oc.task != om.task:
-                notes.append(f"output {out!r}: the config says task {oc.task!r} but the golden's "
-                             f"metrics were recorded as {om.task!r}; re-record with --config "
-                             "to change it")
-            if oc.threshold is not None and oc.threshold != om.threshold:
-                notes.append(f"output {out!r}: the config's threshold {oc.threshold:g} differs "
-                             f"from the {om.threshold:g} the golden's metrics were recorded "
-                             "with; the recorded one applies (re-record with --config)")
+    if options.self_check and (options.baseline_model is not None or not options.latency):
+        notes.append("--self-check corrects the stored latency baseline; it was ignored "
+                     "because " + ("of --no-latency" if not options.latency else
+                                   "--baseline-model times side by side"))
+    if options.baseline_model is not None and not options.latency:
+        notes.append("--baseline-model is only used to time latency; it was ignored because "
+                     "of --no-latency")
     return notes
 
 
-def validate_metric_config(golden: Golden, names: list[str], config: Config,
-                           infos: Mapping[str, Mapping[str, OutputInfo]] | None = None
-                           ) -> None:
-    """Check threshold names against what the golden offers (``infos``: per signature,
-    its outputs' metadata when the golden's tensors are not in memory)."""
-    from snapshot_tool.metrics.thresholds import validate_thresholds
-
-    available: dict[str, set[str]] = {}
-    for sig in names:
-        for out, metrics in _available_metrics(golden.signatures[sig], config,
-                                               _prefix(golden, sig),
-                                               infos[sig] if infos else None).items():
-            available.setdefault(out, set()).update(metrics)
-    validate_thresholds(config, available)
+# (the golden's signature, its golden, the candidate's signature, the inputs fed to it)
+Timed = tuple[str, SignatureGolden, str, Mapping[str, np.ndarray]]
 
 
-def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
-                    diffs: list[TensorDiff], config: Config, prefix: str = ""
-                    ) -> list[MetricCheck]:
-    """Task metrics on the golden's labels and agreement metrics against its outputs."""
-    from snapshot_tool.metrics.agreement import agreement_metrics
-    from snapshot_tool.metrics.tasks import MetricValue, task_metrics
-    from snapshot_tool.metrics.thresholds import check_all
+def time_signatures(golden: Golden, timed: Iterable[Timed], models: Models,
+                    prepared: Prepared, options: CompareOptions, model_path: str | Path,
+                    progress: Progress) -> tuple[list[LatencyCheck], list[str]]:
+    """Latency checks of the compared signatures (none with ``latency`` off), once every
+    outputs run is over, as in record. ``timed`` is read only when latency is on."""
+    checks: list[LatencyCheck] = []
+    notes: list[str] = []
+    if not options.latency:
+        return checks, notes
+    for name, sg, signature, feeds in timed:
+        lat, more = compare_latency(golden, sg, feeds, models.candidate, signature,
+                                    models.baseline, prepared.config, models.threads, progress,
+                                    model_path=model_path, tag=prepared.tag,
+                                    self_check=options.self_check)
+        checks.extend(lat)
+        notes.extend(f"{name}: {n}" if len(prepared.names) > 1 else n for n in more)
+    return checks, notes
 
-    comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
-    checks: list[MetricCheck] = []
-    for name in sorted(sg.outputs):
-        task, threshold = _output_task(sg, name, config, prefix + name)
-        golden_values = {k: MetricValue(k, v.value, v.direction)
-                         for k, v in (sg.metrics[name].values.items()
-                                      if name in sg.metrics else ())}
-        cand_task: dict[str, MetricValue] = {}
-        cand_agree: dict[str, MetricValue] = {}
-        if name in comparable:
-            if golden_values and sg.labels is not None:
-                try:
-                    cand_task = task_metrics(candidate[name], sg.labels, task, threshold)
-                except InputsError:
-                    cand_task = {}  # reported by check_all as a metric the candidate lacks
-            cand_agree = agreement_metrics(sg.outputs[name], candidate[name], task, threshold)
-        if golden_values or cand_agree:
-            checks.extend(check_all(prefix + name, golden_values, cand_task, cand_agree,
-                                    config))
-    return checks
+
+def judged(golden: str, model_path: str | Path, prepared: Prepared, options: CompareOptions,
+           *, outputs: Sequence[TensorDiff], metrics: Sequence[MetricCheck],
+           warnings: Sequence[str], latency: Sequence[LatencyCheck] = (),
+           side_by_side: bool = False) -> ComparisonResult:
+    """The :class:`ComparisonResult` of a compare, however it ran."""
+    baseline = options.baseline_model
+    return ComparisonResult(
+        golden=golden, model=str(model_path), signatures=prepared.names,
+        outputs=tuple(outputs), metrics=tuple(metrics), latency=tuple(latency),
+        latency_mode=("side_by_side" if side_by_side else "stored") if latency else None,
+        latency_strict=options.latency_strict, warnings=tuple(warnings),
+        config_source=prepared.config.source,
+        baseline_model=str(baseline) if baseline is not None else None,
+        multi_signature=prepared.multi)
+
+
+@dataclass(frozen=True)
+class _WholeRun:
+    """One signature of an in-memory compare: the candidate's outputs, judged."""
+
+    name: str
+    signature: str  # the candidate's
+    feeds: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]  # by the golden's names; kept for an obtained golden only
+    batched: dict[str, bool]
+    diffs: list[TensorDiff]
+    metrics: list[MetricCheck]
+    notes: list[str]
+
+
+def _compare_whole(model_path: str | Path, golden_path: str | Path, options: CompareOptions,
+                   progress: Progress) -> ComparisonResult:
+    """The comparison with every tensor of the golden and the candidate in memory."""
+    golden: Golden = read_golden(golden_path, require_signature=options.require_signature)
+    prepared = prepare(golden, options)
+    with contextlib.ExitStack() as stack:
+        models = load_models(stack, model_path, options, prepared)
+        runs = [_run_whole(golden, name, models.candidate, prepared, options, progress)
+                for name in prepared.names]
+        latency, notes = time_signatures(
+            golden, [(r.name, golden.signatures[r.name], r.signature, r.feeds) for r in runs],
+            models, prepared, options, model_path, progress)
+        result = judged(
+            str(golden.path), model_path, prepared, options,
+            outputs=[d for r in runs for d in r.diffs],
+            metrics=[m for r in runs for m in r.metrics], latency=latency,
+            warnings=[*prepared.warnings, *models.warnings, *(n for r in runs for n in r.notes),
+                      *notes], side_by_side=models.baseline is not None)
+        if not wants_obtained(result, options):
+            return result
+        return _with_obtained(result, golden, runs, models.candidate, model_path, options)
+
+
+def _run_whole(golden: Golden, name: str, model: Model, prepared: Prepared,
+               options: CompareOptions, progress: Progress) -> _WholeRun:
+    sg = golden.signatures[name]
+    cfg = prepared.config
+    sig, note = candidate_signature(model, name, single=len(prepared.names) == 1)
+    feeds, fit_note = fit_inputs(sig, sg, model, renames=cfg.rename)
+    outputs, batched = run_signature(model, sig, feeds, golden.info.batch_size, progress,
+                                     f"comparing {name}")
+    renamed, name_notes = output_names(sg, set(outputs), cfg.rename)
+    outputs = {renamed.get(k, k): v for k, v in outputs.items()}
+    batched = {renamed.get(k, k): v for k, v in batched.items()}
+    diffs = compare_outputs(sg, outputs, cfg, name, prepared.prefix(name),
+                            summary=options.error_summaries)
+    metrics = compare_metrics(sg, outputs, diffs, cfg, prepared.prefix(name))
+    keep = options.save_obtained != "never"  # else the outputs need not outlive this run
+    return _WholeRun(name, sig.name, feeds, outputs if keep else {}, batched if keep else {},
+                     diffs, metrics, [n for n in (note, fit_note) if n] + name_notes)
+
+
+def wants_obtained(result: ComparisonResult, options: CompareOptions) -> bool:
+    """Whether the run should write the candidate's own golden: always, or on a failure of
+    the outputs or metrics (what ``accept`` can take from it; a latency failure alone is
+    not)."""
+    return options.save_obtained == "always" or (
+        options.save_obtained == "on_failure"
+        and not (result.outputs_passed and result.metrics_passed))
+
+
+def _with_obtained(result: ComparisonResult, golden: Golden, runs: Sequence[_WholeRun],
+                   model: Model, model_path: str | Path, options: CompareOptions
+                   ) -> ComparisonResult:
+    try:
+        written = write_obtained(golden, {r.name: (r.outputs, r.batched) for r in runs},
+                                 model, model_path, options.obtained_path)
+    except (SnapshotToolError, OSError) as exc:
+        # The obtained golden is a convenience; a read-only goldens folder must not turn the
+        # gate's verdict (exit 1) into an input error (exit 2).
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        return replace(result, warnings=(*result.warnings,
+                                         f"obtained golden not written: {why}"))
+    return replace(result, obtained=str(written))
 
 
 def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
@@ -465,13 +493,13 @@ def _side_by_side_latency(golden: Golden, sg: SignatureGolden,
 
     checks: list[LatencyCheck] = []
     notes: list[str] = []
-    bsig, note = _candidate_signature(baseline, sg.signature, single=True)
+    bsig, note = candidate_signature(baseline, sg.signature, single=True)
     if note:
         notes.append(f"baseline model: {note}")
-    base_feeds, note = _fit_inputs(bsig, sg, baseline, "baseline model", config.rename)
+    base_feeds, note = fit_inputs(bsig, sg, baseline, "baseline model", config.rename)
     if note:
         notes.append(note)
-    sizes = sorted(sg.latency) or latency_sizes(None, _batch_size(golden))
+    sizes = sorted(sg.latency) or latency_sizes(None, golden.info.batch_size)
     for bs in timing_sizes(sizes, feeds):
         batch = slice_batch(feeds, bs)
         base_batch = slice_batch(base_feeds, bs)
@@ -573,217 +601,6 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
     return [replace(c, signature=sg.signature) for c in checks], notes
 
 
-def _batch_size(golden: Golden) -> int:
-    return golden.info.batch_size  # checked when the golden was read
-
-
-def compare(model_path: str | Path, golden_path: str | Path, *,
-            config: Config | str | Path | None = None, signature: str | None = None,
-            tag: str | None = None, latency: bool = True,
-            baseline_model: str | Path | None = None, latency_strict: bool = False,
-            self_check: bool = False,
-            progress: Progress = no_progress, save_obtained: SaveObtained = "never",
-            obtained_path: str | Path | None = None,
-            error_summaries: bool | None = None,
-            rename: Mapping[str, str] | None = None, require_signature: bool = False,
-            allow_ops: Sequence[str] = ()) -> ComparisonResult:
-    """Replay a golden's inputs through a candidate and judge it against the golden.
-
-    ``self_check`` (stored latency mode) re-times the golden's own model beside the
-    candidate and corrects the stored baseline by how much the machine moved since record.
-
-    ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
-    graph per tag set, and comparing another graph than the recorded one is never meant.
-
-    ``save_obtained``: write the candidate's own golden over the same inputs and labels
-    (``G.obtained.h5`` beside ``G.h5``, or ``obtained_path``) "always", or "on_failure" of
-    the outputs or metrics (what ``accept`` can take from it; a latency failure alone is
-    not). ``error_summaries``: True gives every numeric output an error summary (the HTML
-    report's plots); None only failing ones.
-    ``rename`` maps golden input/output names to the candidate's (``--map``); it extends and
-    overrides the config's ``[rename]`` table.
-
-    ``require_signature`` refuses a golden not signed with the key in
-    ``SNAPSHOT_TOOL_HMAC_KEY`` (for goldens from untrusted places). A candidate (or
-    baseline) whose signatures read, write or list files or print is refused before it
-    runs, unless each such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
-
-    A candidate whose outputs line up with the golden's is judged in one streaming pass
-    (:mod:`snapshot_tool.compare_stream`): the golden is read chunk by chunk, so memory
-    stays bounded by a few batches whatever its size. What needs whole arrays runs the
-    in-memory comparison: an obtained golden and error summaries (of failing outputs, or
-    all of them for --html), renamed or missing or retyped outputs, a sharded golden. After
-    a streamed pass that needs it, only outputs and metrics are redone; latency is kept.
-    """
-    from snapshot_tool.compare_stream import compare_streaming, streamable
-
-    cfg = config if isinstance(config, Config) else load_config(config)
-    whole = dict(config=cfg, signature=signature, tag=tag, latency_strict=latency_strict,
-                 progress=progress, save_obtained=save_obtained, obtained_path=obtained_path,
-                 error_summaries=error_summaries, rename=rename,
-                 require_signature=require_signature, allow_ops=allow_ops)
-    if save_obtained == "always" or error_summaries is True or rename or cfg.rename \
-            or not streamable(golden_path):
-        return _compare_whole(model_path, golden_path, latency=latency,
-                              baseline_model=baseline_model, self_check=self_check,
-                              **whole)  # type: ignore[arg-type]
-    result = compare_streaming(
-        model_path, golden_path, config=cfg, signature=signature, tag=tag, latency=latency,
-        baseline_model=baseline_model, latency_strict=latency_strict, progress=progress,
-        self_check=self_check, require_signature=require_signature, allow_ops=allow_ops)
-    lined_up = all(d.status in ("ok", "mismatch") for d in result.outputs)
-    failed = not (result.outputs_passed and result.metrics_passed)
-    summaries = any(d.status == "mismatch" and d.max_abs_diff is not None
-                    for d in result.outputs)
-    if lined_up and not (failed and (save_obtained != "never" or summaries)):
-        return result
-    again = _compare_whole(model_path, golden_path, latency=False, baseline_model=None,
-                           self_check=False, **whole)  # type: ignore[arg-type]
-    return replace(again, latency=result.latency, latency_mode=result.latency_mode,
-                   warnings=tuple(dict.fromkeys(result.warnings + again.warnings)),
-                   baseline_model=result.baseline_model)
-
-
-
-def selected_signatures(golden: Golden, signature: str | None) -> list[str]:
-    """The golden's signatures a compare judges: all, or the one --signature names."""
-    names = sorted(golden.signatures)
-    if signature is None or signature == "all":
-        return names
-    if signature not in golden.signatures:
-        raise SignatureError(f"golden {golden.path} has no signature {signature!r}; it "
-                             f"holds: {', '.join(names)}")
-    return [signature]
-
-
-def open_models(stack: contextlib.ExitStack[bool | None], model_path: str | Path,
-                baseline_model: str | Path | None, *, tag: str, allowed: tuple[str, ...],
-                latency: bool, self_check: bool, warnings: list[str]
-                ) -> tuple[Model, Model | None]:
-    """Load the candidate and, when it will be timed, the baseline; both scanned first.
-
-    Options that latency settings make moot are reported in ``warnings``, not refused.
-    """
-    model = stack.enter_context(load_model(model_path, tag=tag))
-    refuse_flagged(model, allowed)
-    if self_check and (baseline_model is not None or not latency):
-        warnings.append("--self-check corrects the stored latency baseline; it was "
-                        "ignored because " + ("of --no-latency" if not latency else
-                                              "--baseline-model times side by side"))
-    if baseline_model is None:
-        return model, None
-    if not latency:
-        warnings.append("--baseline-model is only used to time latency; it was "
-                        "ignored because of --no-latency")
-        return model, None
-    try:
-        baseline = stack.enter_context(load_model(baseline_model, tag=tag))
-        refuse_flagged(baseline, allowed)
-    except ModelError as exc:
-        raise ModelError(f"--baseline-model: {exc}") from None
-    return model, baseline
-
-def _compare_whole(model_path: str | Path, golden_path: str | Path, *,
-                   config: Config | str | Path | None, signature: str | None,
-                   tag: str | None, latency: bool, baseline_model: str | Path | None,
-                   latency_strict: bool, self_check: bool, progress: Progress,
-                   save_obtained: SaveObtained, obtained_path: str | Path | None,
-                   error_summaries: bool | None, rename: Mapping[str, str] | None,
-                   require_signature: bool = False, allow_ops: Sequence[str] = ()
-                   ) -> ComparisonResult:
-    """The comparison with every tensor of the golden and the candidate in memory."""
-    golden: Golden = read_golden(golden_path, require_signature=require_signature)
-    if tag is None:
-        tag = golden.info.tag
-    cfg = config if isinstance(config, Config) else load_config(config)
-    if rename:
-        cfg = replace(cfg, rename={**cfg.rename, **rename})
-    names = selected_signatures(golden, signature)
-    warnings_early = _check_renames(golden, names, cfg, rename or {})
-    warnings_early += _recorded_task_conflicts(golden, names, cfg)
-    qualified = [_prefix(golden, sig) + out for sig in names
-                 for out in golden.signatures[sig].outputs]
-    warnings_early += [
-        f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
-        f"{', '.join(sorted(qualified))}); check the name" for pattern in
-        cfg.unmatched_outputs(qualified)]
-    # Threshold names are checked against what the golden offers before any model runs.
-    try:
-        validate_metric_config(golden, names, cfg)
-    except ConfigError as exc:
-        if warnings_early:
-            raise ConfigError(f"{exc} ({warnings_early[0]})") from None
-        raise
-    metric_checks: list[MetricCheck] = []
-    latency_checks: list[LatencyCheck] = []
-    threads = fix_threads()
-    with contextlib.ExitStack() as stack:
-        model, baseline = open_models(stack, model_path, baseline_model, tag=tag,
-                                       allowed=allowed_ops(allow_ops, cfg), latency=latency,
-                                       self_check=self_check, warnings=warnings_early)
-        batch_size = _batch_size(golden)
-        diffs: list[TensorDiff] = []
-        candidate_outputs: dict[str, tuple[dict[str, np.ndarray], dict[str, bool]]] = {}
-        timed: list[tuple[str, str, dict[str, np.ndarray]]] = []
-        warnings: list[str] = warnings_early + [
-            f"candidate: {n}" for n in model.notes]
-        if baseline is not None:
-            warnings.extend(f"baseline model: {n}" for n in baseline.notes)
-        for name in names:
-            sg = golden.signatures[name]
-            sig, note = _candidate_signature(model, name, single=len(names) == 1)
-            if note:
-                warnings.append(note)
-            feeds, note = _fit_inputs(sig, sg, model, renames=cfg.rename)
-            if note:
-                warnings.append(note)
-            outputs, batched = run_signature(model, sig, feeds, batch_size, progress,
-                                             f"comparing {name}")
-            renamed, notes = output_names(sg, set(outputs), cfg.rename)
-            warnings.extend(notes)
-            outputs = {renamed.get(k, k): v for k, v in outputs.items()}
-            batched = {renamed.get(k, k): v for k, v in batched.items()}
-            if save_obtained != "never":
-                candidate_outputs[name] = (outputs, batched)
-            sig_diffs = compare_outputs(sg, outputs, cfg, name, _prefix(golden, name),
-                                        summary=error_summaries)
-            diffs.extend(sig_diffs)
-            metric_checks.extend(compare_metrics(sg, outputs, sig_diffs, cfg,
-                                                 _prefix(golden, name)))
-            timed.append((name, sig.name, feeds))
-        # Latency only once every outputs run is over, as in record.
-        for name, sig_name, feeds in timed if latency else []:
-            lat, notes = compare_latency(golden, golden.signatures[name], feeds, model,
-                                         sig_name, baseline, cfg, threads, progress,
-                                         model_path=model_path, tag=tag, self_check=self_check)
-            if len(names) > 1:
-                notes = [f"{name}: {n}" for n in notes]
-            latency_checks.extend(lat)
-            warnings.extend(notes)
-        result = ComparisonResult(golden=str(golden.path), model=str(model_path),
-                                signatures=tuple(names), outputs=tuple(diffs),
-                                metrics=tuple(metric_checks), latency=tuple(latency_checks),
-                                latency_mode=("side_by_side" if baseline is not None else "stored")
-                                if latency_checks else None,
-                                latency_strict=latency_strict, warnings=tuple(warnings),
-                                config_source=cfg.source, baseline_model=str(baseline_model)
-                                if baseline_model is not None else None,
-                                multi_signature=len(golden.signatures) > 1)
-        if save_obtained == "always" or (save_obtained == "on_failure" and not (
-                result.outputs_passed and result.metrics_passed)):
-            try:
-                written = write_obtained(golden, candidate_outputs, model, model_path,
-                                         obtained_path)
-            except (SnapshotToolError, OSError) as exc:
-                # The obtained golden is a convenience; a read-only goldens folder must not
-                # turn the gate's verdict (exit 1) into an input error (exit 2).
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-                return replace(result, warnings=(*result.warnings,
-                                                 f"obtained golden not written: {why}"))
-            result = replace(result, obtained=str(written))
-        return result
-
-
 def write_obtained(golden: Golden,
                    candidate: Mapping[str, tuple[dict[str, np.ndarray], dict[str, bool]]],
                    model: Model, model_path: str | Path,
@@ -845,15 +662,3 @@ def _obtained_metrics(sg: SignatureGolden, outputs: Mapping[str, np.ndarray]
     return metrics
 
 
-def _candidate_signature(model: Model, name: str, *, single: bool
-                         ) -> tuple[SignatureInfo, str]:
-    if name in model.signatures:
-        return model.signatures[name], ""
-    if single and len(model.signatures) == 1:
-        # A converted model (TFLite, Keras file) often names its one signature differently.
-        only = next(iter(model.signatures.values()))
-        return only, (f"candidate has no signature {name!r}; compared its only signature "
-                      f"{only.name!r} instead")
-    raise SignatureError(
-        f"candidate {model.path} has no signature {name!r} recorded in the golden; it has: "
-        f"{', '.join(sorted(model.signatures)) or '(none)'}")

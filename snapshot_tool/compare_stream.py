@@ -17,7 +17,7 @@ errors that :mod:`snapshot_tool.metrics.mergeable` keeps (8 bytes per row and cl
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,44 +25,35 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from snapshot_tool.compare import (
+    CompareOptions,
     ComparisonResult,
-    OutputInfo,
-    _batch_size,
-    _candidate_signature,
-    _conform,
-    _fit_inputs,
-    _match_inputs,
-    _output_task,
-    _prefix,
-    _recorded_task_conflicts,
-    compare_latency,
-    open_models,
-    output_tolerance,
-    selected_signatures,
-    validate_metric_config,
+    Prepared,
+    Timed,
+    judged,
+    load_models,
+    prepare,
+    time_signatures,
 )
-from snapshot_tool.config import Config, load_config
 from snapshot_tool.diff import TensorDiff, compare_tensor, extra_stored, missing_stored
 from snapshot_tool.dtypes import dtype_label
-from snapshot_tool.errors import ConfigError, InputsError, SignatureError
+from snapshot_tool.errors import InputsError, SignatureError
 from snapshot_tool.golden.stream import (
     StoredGolden,
-    StoredSignature,
     StoredTensor,
     StreamCheck,
     open_stored,
     row_block,
 )
-from snapshot_tool.latency.fingerprint import fix_threads
 from snapshot_tool.latency.measure import latency_sizes
+from snapshot_tool.matching import candidate_signature, conform_inputs, fit_inputs, match_inputs
+from snapshot_tool.metrics.tasks import OutputInfo, output_task
+from snapshot_tool.metrics.thresholds import output_checks, recorded_values
 from snapshot_tool.models.base import Model, SignatureInfo, combine
-from snapshot_tool.models.scan import allowed_ops
 from snapshot_tool.progress import Progress
-from snapshot_tool.tolerance import Tolerance
+from snapshot_tool.tolerance import Tolerance, output_tolerance
 
 if TYPE_CHECKING:
     from snapshot_tool.diff_merge import DiffPartial
-    from snapshot_tool.latency.gate import LatencyCheck
     from snapshot_tool.metrics.mergeable import Agreement, Task
     from snapshot_tool.metrics.tasks import MetricValue
     from snapshot_tool.metrics.thresholds import MetricCheck
@@ -73,18 +64,11 @@ def streamable(golden_path: str | Path) -> bool:
     return not Path(golden_path).is_dir()
 
 
-def compare_streaming(model_path: str | Path, golden_path: str | Path, *,
-                      config: Config | str | Path | None, signature: str | None,
-                      tag: str | None, latency: bool, baseline_model: str | Path | None,
-                      latency_strict: bool, progress: Progress, self_check: bool = False,
-                      require_signature: bool = False, allow_ops: Sequence[str] = ()
-                      ) -> ComparisonResult:
+def compare_streaming(model_path: str | Path, golden_path: str | Path,
+                      options: CompareOptions, progress: Progress) -> ComparisonResult:
     """:func:`snapshot_tool.compare.compare`'s verdict, streamed."""
-    with open_stored(golden_path, require_signature=require_signature) as stored:
-        return _compare_stored(stored, model_path, config=config, signature=signature,
-                               tag=tag, latency=latency, baseline_model=baseline_model,
-                               latency_strict=latency_strict, progress=progress,
-                               self_check=self_check, allow_ops=allow_ops)
+    with open_stored(golden_path, require_signature=options.require_signature) as stored:
+        return _compare_stored(stored, model_path, options, progress)
 
 
 def _unit_interval(t: StoredTensor) -> bool:
@@ -107,78 +91,44 @@ def _infos(stored: StoredGolden) -> dict[str, dict[str, OutputInfo]]:
             for sig, ss in stored.signatures.items()}
 
 
-def _compare_stored(stored: StoredGolden, model_path: str | Path, *,
-                    config: Config | str | Path | None, signature: str | None,
-                    tag: str | None, latency: bool, baseline_model: str | Path | None,
-                    latency_strict: bool, progress: Progress, self_check: bool,
-                    allow_ops: Sequence[str]) -> ComparisonResult:
+def _compare_stored(stored: StoredGolden, model_path: str | Path, options: CompareOptions,
+                    progress: Progress) -> ComparisonResult:
     golden = stored.meta
-    if tag is None:
-        tag = golden.info.tag
-    cfg = config if isinstance(config, Config) else load_config(config)
-    names = selected_signatures(golden, signature)
-    warnings_early = _recorded_task_conflicts(golden, names, cfg)
-    qualified = [_prefix(golden, sig) + out for sig in names
-                 for out in stored.signatures[sig].outputs]
-    warnings_early += [
-        f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
-        f"{', '.join(sorted(qualified))}); check the name" for pattern in
-        cfg.unmatched_outputs(qualified)]
     infos = _infos(stored)
-    # Threshold names are checked against what the golden offers before any model runs.
-    try:
-        validate_metric_config(golden, names, cfg, infos)
-    except ConfigError as exc:
-        if warnings_early:
-            raise ConfigError(f"{exc} ({warnings_early[0]})") from None
-        raise
-    metric_checks: list[MetricCheck] = []
-    latency_checks: list[LatencyCheck] = []
-    threads = fix_threads()
+    prepared = prepare(golden, options, {k: s.outputs for k, s in stored.signatures.items()},
+                       infos)
+    diffs: list[TensorDiff] = []
+    metrics: list[MetricCheck] = []
+    warnings = list(prepared.warnings)
+    timed: list[tuple[str, SignatureInfo]] = []
     with contextlib.ExitStack() as stack:
-        model, baseline = open_models(stack, model_path, baseline_model, tag=tag,
-                                       allowed=allowed_ops(allow_ops, cfg), latency=latency,
-                                       self_check=self_check, warnings=warnings_early)
-        batch_size = _batch_size(golden)
-        diffs: list[TensorDiff] = []
-        warnings: list[str] = warnings_early + [f"candidate: {n}" for n in model.notes]
-        if baseline is not None:
-            warnings.extend(f"baseline model: {n}" for n in baseline.notes)
-        timed: list[tuple[str, SignatureInfo]] = []
-        for name in names:
-            ss = stored.signatures[name]
-            sig, note = _candidate_signature(model, name, single=len(names) == 1)
-            if note:
-                warnings.append(note)
-            run = _SignatureRun(model, sig, ss, cfg, name, _prefix(golden, name),
-                                infos[name], batch_size)
+        models = load_models(stack, model_path, options, prepared)
+        warnings += models.warnings
+        for name in prepared.names:
+            run = _SignatureRun(models.candidate, stored, name, prepared, infos[name])
             sig_diffs, sig_metrics, notes = run.compare(progress)
-            warnings.extend(notes)
-            diffs.extend(sig_diffs)
-            metric_checks.extend(sig_metrics)
-            timed.append((name, sig))
-        # Latency only once every outputs run is over, as in record; it times the first
-        # batches only, so just those rows come back into memory.
-        for name, sig in timed if latency else []:
-            ss = stored.signatures[name]
-            sizes = sorted(ss.meta.latency) or latency_sizes(None, batch_size)
-            head = replace(ss.meta, inputs=ss.head(max(sizes)))
-            feeds, _ = _fit_inputs(sig, head, model)
-            lat, notes = compare_latency(golden, head, feeds, model, sig.name, baseline, cfg,
-                                         threads, progress, model_path=model_path, tag=tag,
-                                         self_check=self_check)
-            if len(names) > 1:
-                notes = [f"{name}: {n}" for n in notes]
-            latency_checks.extend(lat)
-            warnings.extend(notes)
-        return ComparisonResult(
-            golden=str(golden.path), model=str(model_path), signatures=tuple(names),
-            outputs=tuple(diffs), metrics=tuple(metric_checks), latency=tuple(latency_checks),
-            latency_mode=("side_by_side" if baseline is not None else "stored")
-            if latency_checks else None,
-            latency_strict=latency_strict, warnings=tuple(warnings), config_source=cfg.source,
-            baseline_model=str(baseline_model) if baseline_model is not None else None,
-            multi_signature=len(golden.signatures) > 1)
+            diffs += sig_diffs
+            metrics += sig_metrics
+            warnings += notes
+            timed.append((name, run.sig))
+        latency, notes = time_signatures(golden, _heads(stored, timed, models.candidate),
+                                         models, prepared, options, model_path, progress)
+        return judged(str(golden.path), model_path, prepared, options, outputs=diffs,
+                      metrics=metrics, latency=latency, warnings=warnings + notes,
+                      side_by_side=models.baseline is not None)
+
+
+def _heads(stored: StoredGolden, timed: Iterable[tuple[str, SignatureInfo]], model: Model
+           ) -> Iterator[Timed]:
+    """What latency times of each signature: it times the first batches only, so just
+    those rows of the golden's inputs come back into memory."""
+    batch_size = stored.meta.info.batch_size
+    for name, sig in timed:
+        ss = stored.signatures[name]
+        sizes = sorted(ss.meta.latency) or latency_sizes(None, batch_size)
+        head = replace(ss.meta, inputs=ss.head(max(sizes)))
+        feeds, _ = fit_inputs(sig, head, model)
+        yield name, head, sig.name, feeds
 
 
 @dataclass
@@ -212,12 +162,15 @@ class _Output:
 class _SignatureRun:
     """One signature of a compare: the golden streamed through the candidate."""
 
-    def __init__(self, model: Model, sig: SignatureInfo, stored: StoredSignature,
-                 cfg: Config, name: str, prefix: str, infos: Mapping[str, OutputInfo],
-                 batch_size: int) -> None:
-        self.model, self.sig, self.stored, self.cfg = model, sig, stored, cfg
-        self.name, self.prefix, self.batch_size = name, prefix, batch_size
-        names, self.note = _match_inputs(sig, set(stored.inputs), model, "candidate")
+    def __init__(self, model: Model, golden: StoredGolden, name: str, prepared: Prepared,
+                 infos: Mapping[str, OutputInfo]) -> None:
+        stored = golden.signatures[name]
+        self.sig, sig_note = candidate_signature(model, name, single=len(prepared.names) == 1)
+        self.model, self.stored, self.cfg = model, stored, prepared.config
+        self.name, self.prefix = name, prepared.prefix(name)
+        self.batch_size = golden.meta.info.batch_size
+        names, note = match_inputs(self.sig, set(stored.inputs), model, "candidate")
+        self.notes = [n for n in (sig_note, note) if n]
         self.inputs = {c: stored.inputs[g] for c, g in names.items()}
         self.total = next(iter(self.inputs.values())).rows if self.inputs else 0
         labels = stored.meta.labels
@@ -234,7 +187,7 @@ class _SignatureRun:
     def _output(self, k: str, t: StoredTensor, info: OutputInfo) -> _Output:
         meta = self.stored.meta
         tol, spread = output_tolerance(meta, k, t.label, self.cfg, self.prefix)
-        task, threshold = _output_task(meta, k, self.cfg, self.prefix + k, info)
+        task, threshold = output_task(meta, k, self.cfg, self.prefix + k, info)
         streamed = (self.total > 0 and len(t.shape) >= 1 and t.shape[0] == self.total
                     and meta.info(k).batched)
         return _Output(k, t, tol, spread, task, threshold, streamed,
@@ -242,7 +195,7 @@ class _SignatureRun:
 
     def compare(self, progress: Progress
                 ) -> tuple[list[TensorDiff], list[MetricCheck], list[str]]:
-        notes = [self.note] if self.note else []
+        notes = list(self.notes)
         for o in self.outputs.values():
             if not o.streamed:
                 self.whole[o.name] = o.golden.read()
@@ -256,7 +209,7 @@ class _SignatureRun:
             ins = {c: self._read(t, a, b) for c, t in self.inputs.items()}
             for s in range(a, b, self.batch_size) if self.total else [0]:
                 e = min(s + self.batch_size, b)
-                feeds, cast = _conform(self.sig, {c: v[s - a:e - a] for c, v in ins.items()},
+                feeds, cast = conform_inputs(self.sig, {c: v[s - a:e - a] for c, v in ins.items()},
                                        self.model, "candidate")
                 if cast and cast not in notes:
                     notes.append(cast)
@@ -383,14 +336,5 @@ class _SignatureRun:
 
     def _metric_checks(self, k: str, task: dict[str, MetricValue],
                        agree: dict[str, MetricValue]) -> list[MetricCheck]:
-        from snapshot_tool.metrics.tasks import MetricValue
-        from snapshot_tool.metrics.thresholds import check_all
-
-        meta = self.stored.meta
-        golden_values = {m: MetricValue(m, v.value, v.direction)
-                         for m, v in (meta.metrics[k].values.items()
-                                      if k in meta.metrics else ())}
-        if not (golden_values or agree):
-            return []
-        return check_all(self.prefix + k, golden_values, task, agree, self.cfg)
-
+        return output_checks(self.prefix + k, recorded_values(self.stored.meta, k), task,
+                             agree, self.cfg)

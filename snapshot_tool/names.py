@@ -7,13 +7,27 @@ through this module, so a name a report shows is a name the config accepts.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Protocol
+
 SEPARATOR = "/"
+
+
+class _HoldsSignatures(Protocol):
+    @property
+    def signatures(self) -> Mapping[str, object]: ...
 
 
 def output_prefix(signature: str, multi: bool) -> str:
     """What goes before an output's name: ``"sig/"`` in a golden of several signatures (so
     one output can be set apart), nothing in a single-signature one."""
     return f"{signature}{SEPARATOR}" if multi else ""
+
+
+def signature_prefix(golden: _HoldsSignatures, signature: str) -> str:
+    """:func:`output_prefix` of one of ``golden``'s signatures (a golden, or anything
+    holding its signatures by name)."""
+    return output_prefix(signature, len(golden.signatures) > 1)
 
 
 def qualified_name(signature: str, output: str, multi: bool) -> str:

@@ -76,10 +76,37 @@ class RecordResult:
     warnings: tuple[str, ...] = ()
 
 
-def _signatures_to_record(model: Model, signature: str | None) -> list[SignatureInfo]:
+def signatures_to_record(model: Model, signature: str | None) -> list[SignatureInfo]:
     if signature == "all":
         return [model.signatures[n] for n in sorted(model.signatures)]
     return [model.signature(signature)]
+
+
+@dataclass(frozen=True)
+class RecordOptions:
+    """What a record is asked to do, besides which model and which golden: built once (by
+    :func:`record`, the CLI or a caller) and handed whole to the in-process and Beam runs.
+    The defaults are :func:`record`'s and the CLI's; see :func:`record` for their meaning."""
+
+    signature: str | None = None  # None: the model's default; "all": every signature
+    inputs: str | Path | None = None  # None: synthesized from the signature with ``seed``
+    seed: int = 0
+    num_samples: int = 64
+    batch_size: int = 16
+    force: bool = False
+    tag: str = "serve"
+    labels: str | None = None  # FILE[:KEY]
+    config: Config | str | Path | None = None
+    latency: bool = True
+    latency_batch_sizes: tuple[int, ...] | None = None  # None: 1 and batch_size
+    sign: bool = False
+    allow_ops: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Frozen all the way down: a caller's list changed later must not change the run.
+        if self.latency_batch_sizes is not None:
+            object.__setattr__(self, "latency_batch_sizes", tuple(self.latency_batch_sizes))
+        object.__setattr__(self, "allow_ops", tuple(self.allow_ops))
 
 
 def record(model_path: str | Path, golden_path: str | Path, *, signature: str | None = None,
@@ -96,41 +123,73 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
     signs the golden with the HMAC key in ``SNAPSHOT_TOOL_HMAC_KEY``. A model whose
     signatures read, write or list files or print is refused before it runs, unless each
     such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
+
+    The options go into one :class:`RecordOptions`; :func:`record_with` runs it.
     """
+    return record_with(model_path, golden_path, RecordOptions(
+        signature=signature, inputs=inputs, seed=seed, num_samples=num_samples,
+        batch_size=batch_size, force=force, tag=tag, labels=labels, config=config,
+        latency=latency, sign=sign, allow_ops=tuple(allow_ops),
+        latency_batch_sizes=None if latency_batch_sizes is None else tuple(latency_batch_sizes),
+    ), progress)
+
+
+def record_with(model_path: str | Path, golden_path: str | Path, options: RecordOptions,
+                progress: Progress = no_progress) -> RecordResult:
+    """:func:`record`, its options in one value. Every check that needs no model runs
+    first: a mistake is reported before the (possibly long) model run, not after it."""
     golden = Path(golden_path)
-    # Fail before the (possibly long) model run, not after it.
-    check_writable(golden, force)
-    if sign:
+    check_request(golden, options)
+    cfg = options.config if isinstance(options.config, Config) else load_config(options.config)
+    labels = read_labels(options)
+    threads = fix_threads()
+    with load_model(model_path, tag=options.tag) as model:
+        refuse_flagged(model, allowed_ops(options.allow_ops, cfg))
+        return _record_loaded(model, model_path, golden, options, cfg, labels, threads,
+                              progress)
+
+
+def check_request(golden: Path, options: RecordOptions) -> None:
+    """The golden can be written and the numbers make sense (``record --runner beam``
+    checks its own golden directory)."""
+    check_writable(golden, options.force)
+    if options.sign:
         from snapshot_tool.golden.digest import hmac_key
         from snapshot_tool.golden.schema import HMAC_KEY_ENV
 
         if hmac_key() is None:
             raise InputsError(f"--sign needs the signing key in the environment variable "
                               f"{HMAC_KEY_ENV}")
-    if batch_size < 1:
-        raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
-    if not 0 <= seed < 2**63:
+    check_numbers(options)
+
+
+def check_numbers(options: RecordOptions) -> None:
+    if options.batch_size < 1:
+        raise InputsError(f"--batch-size must be at least 1, got {options.batch_size}")
+    if not 0 <= options.seed < 2**63:
         # numpy's generators take non-negative seeds, and HDF5 stores the attr as int64.
-        raise InputsError(f"--seed must be between 0 and 2**63-1, got {seed}")
-    cfg = config if isinstance(config, Config) else load_config(config)
-    if labels is not None and inputs is None:
+        raise InputsError(f"--seed must be between 0 and 2**63-1, got {options.seed}")
+
+
+@dataclass(frozen=True)
+class Labels:
+    """Ground truth for task metrics (``--labels FILE[:KEY]``), read before any model runs."""
+
+    spec: LabelsSpec
+    values: np.ndarray
+    exclude: tuple[str, ...]  # the --inputs array that holds the labels is not fed
+
+
+def read_labels(options: RecordOptions) -> Labels | None:
+    if options.labels is None:
+        return None
+    if options.inputs is None:
         raise InputsError("--labels needs --inputs: labels describe particular samples, "
                           "and synthesized inputs have no ground truth")
-    label_spec = parse_spec(labels) if labels is not None else None
-    label_values = load_labels(label_spec) if label_spec is not None else None
-    exclude: tuple[str, ...] = ()
-    if label_spec is not None and inputs is not None:
-        if Path(inputs).resolve() == label_spec.path.resolve():
-            exclude = (label_spec.key or "labels",)
-    threads = fix_threads()
-    with load_model(model_path, tag=tag) as model:
-        refuse_flagged(model, allowed_ops(allow_ops, cfg))
-        return _record_loaded(model, model_path, golden, signature=signature, inputs=inputs,
-                              seed=seed, num_samples=num_samples, batch_size=batch_size,
-                              force=force, tag=tag, cfg=cfg, label_spec=label_spec,
-                              label_values=label_values, exclude=exclude, latency=latency,
-                              latency_batch_sizes=latency_batch_sizes, threads=threads,
-                              progress=progress, sign=sign)
+    spec = parse_spec(options.labels)
+    values = load_labels(spec)
+    same_file = Path(options.inputs).resolve() == spec.path.resolve()
+    return Labels(spec, values, (spec.key or "labels",) if same_file else ())
 
 
 class _OutputSink:
@@ -223,73 +282,100 @@ def _stream_outputs(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.nda
     return sinks, first
 
 
-def _record_loaded(model: Model, model_path: str | Path, golden: Path, *,
-                   signature: str | None, inputs: str | Path | None, seed: int,
-                   num_samples: int, batch_size: int, force: bool, tag: str, cfg: Config,
-                   label_spec: LabelsSpec | None, label_values: np.ndarray | None,
-                   exclude: tuple[str, ...], latency: bool,
-                   latency_batch_sizes: Sequence[int] | None, threads: dict[str, int],
-                   progress: Progress, sign: bool) -> RecordResult:
-    sigs = _signatures_to_record(model, signature)
-    several = len(sigs) > 1
-    records: dict[str, SignatureGolden] = {}
-    groups: dict[str, Any] = {}
-    recorded: list[RecordedOutput] = []
-    warnings: list[str] = list(model.notes)
-    used_samples = 0
+def _record_loaded(model: Model, model_path: str | Path, golden: Path,
+                   options: RecordOptions, cfg: Config, labels: Labels | None,
+                   threads: dict[str, int], progress: Progress) -> RecordResult:
+    sigs = signatures_to_record(model, options.signature)
     # The golden is written while the model runs (temp file, renamed into place at the end),
     # so outputs go to disk batch by batch instead of piling up in memory.
-    with golden_writer(golden, force=force, sign=sign) as f:
-        for sig in sigs:
-            if inputs is not None:
-                feeds = from_file(sig, inputs, exclude=exclude)
-            else:
-                feeds = synthesize(sig, num_samples, seed)
-            # With --signature all the signatures may see different data; report the most.
-            used_samples = max(used_samples, num_rows(feeds))
-            root = groups[sig.name] = signature_group(f, sig.name, several)
-            g_in = root.create_group(INPUTS)
-            for name, arr in sorted(feeds.items()):
-                write_tensor(g_in, name, arr)
-            sinks, first = _stream_outputs(model, sig, feeds, batch_size,
-                                           root.create_group(OUTPUTS),
-                                           label_values is not None, progress)
-            attrs = {k: OutputRecord(batched=s.batched).to_attrs() for k, s in sinks.items()}
-            spreads = measure_spread(model, sig, feeds, batch_size, first_outputs=first)
-            if spreads:
-                warnings.append(spread_attrs(sig.name, spreads,
-                                             {k: s.kind for k, s in sinks.items()}, attrs))
-            for k in sorted(sinks):
-                recorded.append(replace(sinks[k].finish(attrs[k]), signature=sig.name))
-            records[sig.name] = _labels_and_metrics(
-                sig, sinks, num_rows(feeds), label_spec, label_values, cfg, several, warnings)
-        if latency:
-            sizes = latency_sizes(latency_batch_sizes, batch_size)
-            for sig in sigs:
-                # Latency times batches of at most max(sizes) rows: only those come back.
-                lat, notes = record_latency(model_path, tag, sig.name,
-                                            _read_inputs(groups[sig.name], max(sizes)), sizes,
-                                            progress)
-                warnings.extend(notes)
-                records[sig.name] = replace(records[sig.name], latency=lat)
-        for sig in sigs:
-            write_extras(groups[sig.name], records[sig.name])
-        write_root_attrs(f, RootInfo(
-            created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            tool_version=__version__,
-            model_path=str(model_path),
-            model_digest=model_digest(model_path),
-            model_kind=model.kind,
-            signature=sigs[0].name if len(sigs) == 1 else "all",
-            tag=tag,
-            seed=seed,
-            num_samples=used_samples,
-            batch_size=batch_size,
-            inputs_source=str(inputs) if inputs is not None else f"synthesized(seed={seed})",
-            environment=environment(threads),
-        ).to_attrs())
-    return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), used_samples,
-                        batch_size, tuple(recorded), tuple(warnings))
+    with golden_writer(golden, force=options.force, sign=options.sign) as f:
+        written = [_record_signature(f, model, sig, options, cfg, labels, len(sigs) > 1,
+                                     progress) for sig in sigs]
+        latency_notes: list[str] = []
+        if options.latency:
+            written, latency_notes = _with_latency(written, model_path, options, progress)
+        for w in written:
+            write_extras(w.group, w.golden)
+        # With --signature all the signatures may see different data; report the most.
+        rows = max(w.rows for w in written)
+        write_root_attrs(f, root_attrs(model.kind, model_path, sigs, options, rows, threads))
+    return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), rows,
+                        options.batch_size, tuple(o for w in written for o in w.outputs),
+                        (*model.notes, *(n for w in written for n in w.notes), *latency_notes))
+
+
+@dataclass(frozen=True)
+class _Written:
+    """One signature recorded into the open golden; its extras are written last."""
+
+    group: Any  # its HDF5 group
+    golden: SignatureGolden  # labels, metrics, latency (inputs and outputs are on disk)
+    outputs: tuple[RecordedOutput, ...]
+    rows: int
+    notes: tuple[str, ...]
+
+
+def _record_signature(f: Any, model: Model, sig: SignatureInfo, options: RecordOptions,
+                      cfg: Config, labels: Labels | None, several: bool, progress: Progress
+                      ) -> _Written:
+    """Inputs, outputs (with the run-to-run spread of a nondeterministic model), labels and
+    task metrics of one signature."""
+    if options.inputs is not None:
+        feeds = from_file(sig, options.inputs, exclude=labels.exclude if labels else ())
+    else:
+        feeds = synthesize(sig, options.num_samples, options.seed)
+    group = signature_group(f, sig.name, several)
+    g_in = group.create_group(INPUTS)
+    for name, arr in sorted(feeds.items()):
+        write_tensor(g_in, name, arr)
+    sinks, first = _stream_outputs(model, sig, feeds, options.batch_size,
+                                   group.create_group(OUTPUTS), labels is not None, progress)
+    attrs = {k: OutputRecord(batched=s.batched).to_attrs() for k, s in sinks.items()}
+    notes: list[str] = []
+    spreads = measure_spread(model, sig, feeds, options.batch_size, first_outputs=first)
+    if spreads:
+        notes.append(spread_attrs(sig.name, spreads, {k: s.kind for k, s in sinks.items()},
+                                  attrs))
+    outputs = tuple(replace(sinks[k].finish(attrs[k]), signature=sig.name)
+                    for k in sorted(sinks))
+    sg = _labels_and_metrics(sig, sinks, num_rows(feeds), labels, cfg, several, notes)
+    return _Written(group, sg, outputs, num_rows(feeds), tuple(notes))
+
+
+def _with_latency(written: list[_Written], model_path: str | Path, options: RecordOptions,
+                  progress: Progress) -> tuple[list[_Written], list[str]]:
+    """Latency baselines of every signature, measured once every outputs run is over."""
+    sizes = latency_sizes(options.latency_batch_sizes, options.batch_size)
+    timed: list[_Written] = []
+    notes: list[str] = []
+    for w in written:
+        # Latency times batches of at most max(sizes) rows: only those come back.
+        lat, more = record_latency(model_path, options.tag, w.golden.signature,
+                                   _read_inputs(w.group, max(sizes)), sizes, progress)
+        notes.extend(more)
+        timed.append(replace(w, golden=replace(w.golden, latency=lat)))
+    return timed, notes
+
+
+def root_attrs(model_kind: str, model_path: str | Path, sigs: Sequence[SignatureInfo],
+               options: RecordOptions, rows: int, threads: Mapping[str, int]) -> dict[str, Any]:
+    """The golden's root info (the Beam driver's sharded golden holds the same), less the
+    attributes its writer sets itself."""
+    seed, inputs = options.seed, options.inputs
+    return RootInfo(
+        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        tool_version=__version__,
+        model_path=str(model_path),
+        model_digest=model_digest(model_path),
+        model_kind=model_kind,
+        signature=sigs[0].name if len(sigs) == 1 else "all",
+        tag=options.tag,
+        seed=seed,
+        num_samples=rows,
+        batch_size=options.batch_size,
+        inputs_source=str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+        environment=environment(threads),
+    ).writer_attrs()
 
 
 def _read_inputs(group: Any, rows: int) -> dict[str, np.ndarray]:
@@ -302,10 +388,12 @@ def _read_inputs(group: Any, rows: int) -> dict[str, np.ndarray]:
 
 
 def _labels_and_metrics(sig: SignatureInfo, sinks: Mapping[str, _OutputSink], rows: int,
-                        label_spec: LabelsSpec | None, label_values: np.ndarray | None,
-                        cfg: Config, several: bool, warnings: list[str]) -> SignatureGolden:
+                        labels: Labels | None, cfg: Config, several: bool,
+                        warnings: list[str]) -> SignatureGolden:
     """The signature's labels and task metrics (its inputs and outputs are on disk)."""
     metrics: dict[str, OutputMetrics] = {}
+    label_spec = labels.spec if labels is not None else None
+    label_values = labels.values if labels is not None else None
     sig_labels = label_values
     if label_values is not None and label_spec is not None:
         if label_values.shape[0] != rows and several:

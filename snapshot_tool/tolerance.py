@@ -8,9 +8,14 @@ table sets ``atol`` (quantized uint8 outputs that may move by one step are the u
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from snapshot_tool.config import Config
+from snapshot_tool.dtypes import FLOAT_PRECISION, less_precise
+
+if TYPE_CHECKING:
+    from snapshot_tool.golden.schema import SignatureGolden
 
 # dtype name -> (rtol, atol)
 FLOAT_DEFAULTS: dict[str, tuple[float, float]] = {
@@ -69,3 +74,36 @@ def resolve(output: str, dtype: str, config: Config) -> Tolerance:
 # while a real change of the same order as the noise still fails.
 SPREAD_MARGIN = 2.0
 
+
+def output_tolerance(sg: SignatureGolden, name: str, dtype: str, config: Config,
+                     prefix: str = "") -> tuple[Tolerance, float | None]:
+    """The tolerance an output is judged with, and the run-to-run spread recorded for it."""
+    tol = resolve(prefix + name, dtype, config)
+    spread = sg.info(name).spread
+    if spread is not None and float(spread) > 0 and not tol.exact:
+        # The reference itself moved this much between identical calls; a candidate
+        # cannot be held to a tighter bound than the golden's own run-to-run noise.
+        tol = replace(tol, atol=tol.atol + SPREAD_MARGIN * float(spread),
+                      source=f"{tol.source} + {SPREAD_MARGIN:g} x recorded spread")
+    return tol, None if spread is None else float(spread)
+
+
+def judged_tolerance(sg: SignatureGolden, name: str, golden_dtype: str, candidate_dtype: str,
+                     config: Config, prefix: str = "") -> tuple[Tolerance, float | None]:
+    """:func:`output_tolerance` for a candidate output of ``candidate_dtype``: a float
+    precision change is judged with the less precise dtype's defaults."""
+    coarse = _tolerance_dtype(golden_dtype, candidate_dtype)
+    tol, spread = output_tolerance(sg, name, coarse, config, prefix)
+    if coarse != golden_dtype:
+        tol = replace(tol, source=tol.source.replace(
+            "dtype default", f"{coarse} default (the less precise dtype)"))
+    return tol, spread
+
+
+def _tolerance_dtype(was: str, now: str) -> str:
+    """The dtype whose defaults judge an output: its own, or for a float precision change the
+    less precise of the two, since the comparison can be no finer than the coarser side
+    (config values still win)."""
+    if was == now or was not in FLOAT_PRECISION or now not in FLOAT_PRECISION:
+        return was
+    return less_precise(was, now)

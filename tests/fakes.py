@@ -65,14 +65,12 @@ def use_fake_models(monkeypatch: Any, make: Callable[[Path], Model]) -> None:
 
     # By module name: the package exposes functions called record and compare as well.
     record_mod = importlib.import_module("snapshot_tool.record")
+    # The streaming compare (compare_stream) loads its models through compare's too.
     compare_mod = importlib.import_module("snapshot_tool.compare")
-    # compare streams a single-file golden through the candidate from here.
-    stream_mod = importlib.import_module("snapshot_tool.compare_stream")
+
     def load(path: str | Path, tag: str = "serve") -> Model:
         return make(Path(path))
 
-    # Both compare paths load their models through compare.open_models.
     for mod in (record_mod, compare_mod):
         monkeypatch.setattr(mod, "load_model", load)
-    for mod in (record_mod, compare_mod, stream_mod):
         monkeypatch.setattr(mod, "fix_threads", lambda: dict(THREADS))

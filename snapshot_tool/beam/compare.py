@@ -16,29 +16,27 @@ import numpy as np
 from snapshot_tool.beam import LATENCY_NOTE, pipeline_args, require_beam
 from snapshot_tool.beam.work import CompareJob, OutputPartial, OutputPlan, execute
 from snapshot_tool.compare import (
+    CompareOptions,
     ComparisonResult,
-    SaveObtained,
-    _batch_size,
-    _candidate_signature,
-    _check_renames,
-    _fit_inputs,
-    _output_task,
-    _prefix,
-    _recorded_task_conflicts,
-    judged_tolerance,
-    output_names,
-    output_tolerance,
-    validate_metric_config,
+    Prepared,
+    judged,
+    prepare,
+    wants_obtained,
 )
-from snapshot_tool.config import Config, load_config
+from snapshot_tool.config import Config
 from snapshot_tool.diff import TensorDiff, extra, missing
 from snapshot_tool.diff_merge import finish
-from snapshot_tool.errors import ConfigError, InputsError, SignatureError
+from snapshot_tool.errors import InputsError, SnapshotToolError
 from snapshot_tool.golden.schema import Golden, SignatureGolden
+from snapshot_tool.matching import candidate_signature, fit_inputs, output_names
+from snapshot_tool.metrics.tasks import output_task
+from snapshot_tool.metrics.thresholds import output_checks, recorded_values
+from snapshot_tool.names import signature_prefix
 from snapshot_tool.progress import Progress, no_progress
+from snapshot_tool.tolerance import judged_tolerance, output_tolerance
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from snapshot_tool.metrics.tasks import MetricValue
     from snapshot_tool.metrics.thresholds import MetricCheck
@@ -49,76 +47,75 @@ OBTAINED_NOTE = ("no obtained golden was written: --runner beam does not write o
                  "compare in-process to get G.obtained.h5 for review and `accept`")
 
 
-def compare_beam(model_path: str | Path, golden_path: str | Path, *,
-                 config: Config | str | Path | None = None, signature: str | None = None,
-                 tag: str | None = None, latency: bool = True,
-                 baseline_model: str | Path | None = None, latency_strict: bool = False,
-                 beam_args: Sequence[str] = (), ranges: int = RANGES,
-                 progress: Progress = no_progress,
-                 rename: Mapping[str, str] | None = None,
-                 error_summaries: bool | None = None,
-                 save_obtained: SaveObtained = "never") -> ComparisonResult:
+def compare_beam(model_path: str | Path, golden_path: str | Path,
+                 options: CompareOptions | None = None, *, beam_args: Sequence[str] = (),
+                 ranges: int = RANGES, progress: Progress = no_progress) -> ComparisonResult:
     """:func:`snapshot_tool.compare.compare` as a Beam pipeline (see the package doc).
-    ``save_obtained`` is not carried out yet: a run that would write an obtained golden
-    says so in a warning instead."""
+    ``options.save_obtained`` is not carried out yet: a run that would write an obtained
+    golden says so in a warning instead."""
+    options = options or CompareOptions()
+    if options.require_signature or options.allow_ops:
+        raise SnapshotToolError("--require-signature and --allow-ops are not available "
+                                "with --runner beam yet")
     require_beam()
     flags = pipeline_args(beam_args)
-    from snapshot_tool.golden.describe import describe_golden
-    from snapshot_tool.golden.io import verify_golden
-    from snapshot_tool.golden.sharded import is_sharded, read_head, row_ranges
+    from snapshot_tool.golden.sharded import row_ranges
 
     p = Path(golden_path)
+    head, shapes = _read_head(p)
+    prepared = prepare(head, options)
+    batch_size = head.info.batch_size
+    progress("planning", 0, 1)
+    candidate_sigs, notes = _candidate(model_path, head, prepared)
+    plans = {(sig, out): _plan(head, sig, out, prepared.config, shapes)
+             for sig in prepared.names for out in head.signatures[sig].outputs}
+    job = CompareJob(str(model_path), prepared.tag, batch_size, candidate_sigs, plans,
+                     prepared.config.rename)
+    step = _range_rows(head, prepared.names, ranges, batch_size)
+    items = [r for name in prepared.names for r in row_ranges(p, name, step)]
+    progress("running on Beam", 0, len(items))
+    results = execute(job, items, flags)
+    progress("running on Beam", len(items), len(items))
+    diffs: list[TensorDiff] = []
+    checks: list[MetricCheck] = []
+    for name in prepared.names:
+        sig_diffs = _diffs(head.signatures[name], name, results, shapes, options.error_summaries)
+        diffs.extend(sig_diffs)
+        checks.extend(_metric_checks(head, name, sig_diffs, results, prepared))
+    result = judged(str(p), model_path, prepared, options, outputs=diffs, metrics=checks,
+                    warnings=[*prepared.warnings, *notes, *_skipped(options)])
+    if wants_obtained(result, options):
+        result = replace(result, warnings=(*result.warnings, OBTAINED_NOTE))
+    return result
+
+
+def _read_head(p: Path) -> tuple[Golden, Shapes]:
+    """The golden's first rows and whole-run values, and every tensor's whole shape."""
+    from snapshot_tool.golden.describe import describe_golden
+    from snapshot_tool.golden.io import verify_golden
+    from snapshot_tool.golden.sharded import is_sharded, read_head
+
     if not is_sharded(p):
         # A range of a single file cannot check whole-tensor checksums; check them here,
         # streaming (a sharded golden's workers check their own shards).
         verify_golden(p)
     head = read_head(p, 64)
     shapes = _shapes(describe_golden(p))
-    head = _with_facts(head, shapes, p)
-    if tag is None:
-        tag = head.info.tag
-    cfg = config if isinstance(config, Config) else load_config(config)
-    if rename:
-        cfg = replace(cfg, rename={**cfg.rename, **rename})
-    names = _signatures(head, signature)
-    warnings = _check_renames(head, names, cfg, rename or {}) + _early_warnings(head, names,
-                                                                               cfg)
-    batch_size = _batch_size(head)
-    progress("planning", 0, 1)
-    candidate_sigs, notes = _candidate(model_path, tag, head, names, cfg)
-    warnings += notes
-    if baseline_model is not None:
-        warnings.append("--baseline-model is only used to time latency; it was ignored "
-                        "because of " + ("--runner beam" if latency else "--no-latency"))
-    if latency:
-        warnings.append(LATENCY_NOTE)
-    plans = {(sig, out): _plan(head, sig, out, cfg, shapes) for sig in names
-             for out in head.signatures[sig].outputs}
-    job = CompareJob(str(model_path), tag, batch_size, candidate_sigs, plans, cfg.rename)
-    step = _range_rows(head, names, ranges, batch_size)
-    items = [r for name in names for r in row_ranges(p, name, step)]
-    progress("running on Beam", 0, len(items))
-    results = execute(job, items, flags)
-    progress("running on Beam", len(items), len(items))
-    diffs: list[TensorDiff] = []
-    checks: list[MetricCheck] = []
-    for name in names:
-        sig_diffs = _diffs(head.signatures[name], name, results, shapes, error_summaries)
-        diffs.extend(sig_diffs)
-        checks.extend(_metric_checks(head, name, sig_diffs, results, cfg))
-    result = ComparisonResult(golden=str(p), model=str(model_path), signatures=tuple(names),
-                              outputs=tuple(diffs), metrics=tuple(checks), latency=(),
-                              latency_mode=None, latency_strict=latency_strict,
-                              warnings=tuple(warnings), config_source=cfg.source,
-                              baseline_model=str(baseline_model)
-                              if baseline_model is not None else None,
-                              multi_signature=len(head.signatures) > 1)
-    if save_obtained == "always" or (save_obtained == "on_failure" and not result.passed):
-        result = replace(result, warnings=(*result.warnings, OBTAINED_NOTE))
-    return result
+    return _with_facts(head, shapes, p), shapes
 
 
-def _candidate(model_path: str | Path, tag: str, head: Golden, names: list[str], cfg: Config
+def _skipped(options: CompareOptions) -> list[str]:
+    """What a Beam run leaves out, said where the in-process run would do it."""
+    notes: list[str] = []
+    if options.baseline_model is not None:
+        notes.append("--baseline-model is only used to time latency; it was ignored "
+                     "because of " + ("--runner beam" if options.latency else "--no-latency"))
+    if options.latency:
+        notes.append(LATENCY_NOTE)
+    return notes
+
+
+def _candidate(model_path: str | Path, head: Golden, prepared: Prepared
                ) -> tuple[dict[str, str], list[str]]:
     """The candidate's signature for each of the golden's, and the notes an in-process run
     gives on its interface, checked on the golden's first rows before any worker starts."""
@@ -127,45 +124,19 @@ def _candidate(model_path: str | Path, tag: str, head: Golden, names: list[str],
 
     candidate_sigs: dict[str, str] = {}
     warnings: list[str] = []
-    with load_model(model_path, tag=tag) as model:
+    renames = prepared.config.rename
+    with load_model(model_path, tag=prepared.tag) as model:
         # Scanned in the driver, before any worker runs it.
-        refuse_flagged(model, allowed_ops((), cfg))
+        refuse_flagged(model, allowed_ops((), prepared.config))
         warnings += [f"candidate: {n}" for n in model.notes]
-        for name in names:
-            sig, note = _candidate_signature(model, name, single=len(names) == 1)
+        for name in prepared.names:
+            sig, note = candidate_signature(model, name, single=len(prepared.names) == 1)
             candidate_sigs[name] = sig.name
-            _, fit_note = _fit_inputs(sig, head.signatures[name], model, renames=cfg.rename)
+            _, fit_note = fit_inputs(sig, head.signatures[name], model, renames=renames)
             _, name_notes = output_names(head.signatures[name], {o.name for o in sig.outputs},
-                                         cfg.rename)
+                                         renames)
             warnings += [n for n in (note, fit_note) if n] + name_notes
     return candidate_sigs, warnings
-
-
-def _signatures(head: Golden, signature: str | None) -> list[str]:
-    names = sorted(head.signatures)
-    if signature is not None and signature != "all":
-        if signature not in head.signatures:
-            raise SignatureError(f"golden {head.path} has no signature {signature!r}; it "
-                                 f"holds: {', '.join(names)}")
-        names = [signature]
-    return names
-
-
-def _early_warnings(head: Golden, names: list[str], cfg: Config) -> list[str]:
-    """The config checks the in-process compare makes before any model runs."""
-    warnings = _recorded_task_conflicts(head, names, cfg)
-    qualified = [_prefix(head, sig) + out for sig in names for out in head.signatures[sig].outputs]
-    warnings += [
-        f"config table [outputs.{pattern!r}] matches no output of the golden (it has: "
-        f"{', '.join(sorted(qualified))}); check the name" for pattern in
-        cfg.unmatched_outputs(qualified)]
-    try:
-        validate_metric_config(head, names, cfg)
-    except ConfigError as exc:
-        if warnings:
-            raise ConfigError(f"{exc} ({warnings[0]})") from None
-        raise
-    return warnings
 
 
 # (signature, "inputs" | "outputs" | "labels", name) -> the whole golden's shape
@@ -207,14 +178,14 @@ def _plan(head: Golden, sig: str, out: str, cfg: Config, shapes: Shapes) -> Outp
     from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label
 
     sg = head.signatures[sig]
-    prefix = _prefix(head, sig)
+    prefix = signature_prefix(head, sig)
     label = dtype_label(sg.outputs[out])
     tol, spread = output_tolerance(sg, out, label, cfg, prefix)
     # Which tolerance applies to a float precision change depends on the candidate's dtype,
     # which only the workers see: they pick from these.
     tols = {d: judged_tolerance(sg, out, label, d, cfg, prefix)[0] for d in FLOAT_PRECISION
             if d != label} if label in FLOAT_PRECISION else {}
-    task, threshold = _output_task(sg, out, cfg, prefix + out)
+    task, threshold = output_task(sg, out, cfg, prefix + out)
     want = bool(out in sg.metrics and sg.metrics[out].values and sg.labels is not None)
     shape = shapes[(sig, "outputs", out)]
     oc = cfg.output(prefix + out)
@@ -222,7 +193,7 @@ def _plan(head: Golden, sig: str, out: str, cfg: Config, shapes: Shapes) -> Outp
                       oc is not None and oc.allow_dtype_change, tols)
 
 
-def _range_rows(head: Golden, names: list[str], ranges: int, batch_size: int) -> int:
+def _range_rows(head: Golden, names: Sequence[str], ranges: int, batch_size: int) -> int:
     """Rows per range of a single-file golden: about ``ranges`` ranges, whole batches."""
     rows = max((next(iter(head.signatures[n].inputs.values())).shape[0]
                 if head.signatures[n].inputs else 0) for n in names)
@@ -254,29 +225,26 @@ def _diffs(sg: SignatureGolden, sig: str, results: dict[tuple[str, str], Any],
 
 
 def _metric_checks(head: Golden, sig: str, diffs: list[TensorDiff],
-                   results: dict[tuple[str, str], Any], cfg: Config) -> list[MetricCheck]:
-    """:func:`snapshot_tool.compare.compare_metrics` from merged accumulators."""
+                   results: dict[tuple[str, str], Any], prepared: Prepared
+                   ) -> list[MetricCheck]:
+    """:func:`snapshot_tool.metrics.thresholds.compare_metrics` from merged accumulators."""
     from snapshot_tool.metrics.mergeable import finish_agreement, finish_task
-    from snapshot_tool.metrics.tasks import MetricValue
-    from snapshot_tool.metrics.thresholds import check_all
 
     sg = head.signatures[sig]
-    prefix = _prefix(head, sig)
+    prefix = prepared.prefix(sig)
     comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
     checks: list[MetricCheck] = []
     for name in sorted(sg.outputs):
-        golden_values = {k: MetricValue(k, v.value, v.direction)
-                         for k, v in (sg.metrics[name].values.items()
-                                      if name in sg.metrics else ())}
+        recorded = recorded_values(sg, name)
         cand_task: dict[str, MetricValue] = {}
         cand_agree: dict[str, MetricValue] = {}
         part: OutputPartial = results[(sig, name)]
         if name in comparable:
-            if golden_values and part.task is not None:
+            if recorded and part.task is not None:
                 with contextlib.suppress(InputsError):
                     cand_task = finish_task(part.task)
             if part.agreement is not None:
                 cand_agree = finish_agreement(part.agreement)
-        if golden_values or cand_agree:
-            checks.extend(check_all(prefix + name, golden_values, cand_task, cand_agree, cfg))
+        checks.extend(output_checks(prefix + name, recorded, cand_task, cand_agree,
+                                    prepared.config))
     return checks

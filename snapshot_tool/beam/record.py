@@ -6,23 +6,33 @@ shards' accumulators, and moves the sharded golden into place.
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snapshot_tool import __version__
 from snapshot_tool.beam import LATENCY_NOTE, pipeline_args, require_beam
 from snapshot_tool.beam.work import RecordJob, RecordPartial, Shard, execute
 from snapshot_tool.config import Config, load_config
 from snapshot_tool.errors import InputsError, SnapshotToolError
 from snapshot_tool.golden import sharded
-from snapshot_tool.golden.schema import OutputMetrics, OutputRecord, RootInfo
+from snapshot_tool.golden.schema import OutputMetrics, OutputRecord
+from snapshot_tool.latency.fingerprint import fix_threads
+from snapshot_tool.models.load import load_model
+from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import output_prefix
 from snapshot_tool.progress import Progress, no_progress
-from snapshot_tool.record import RecordedOutput, RecordResult
+from snapshot_tool.record import (
+    Labels,
+    RecordedOutput,
+    RecordOptions,
+    RecordResult,
+    check_numbers,
+    read_labels,
+    root_attrs,
+    signatures_to_record,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -34,85 +44,74 @@ if TYPE_CHECKING:
 SHARDS = 8
 
 
-def record_beam(model_path: str | Path, golden_path: str | Path, *,
-                signature: str | None = None, inputs: str | Path | None = None,
-                seed: int = 0, num_samples: int = 64, batch_size: int = 16,
-                force: bool = False, tag: str = "serve", labels: str | None = None,
-                config: Config | str | Path | None = None, latency: bool = True,
-                beam_args: Sequence[str] = (), shards: int = SHARDS,
-                progress: Progress = no_progress) -> RecordResult:
+def record_beam(model_path: str | Path, golden_path: str | Path,
+                options: RecordOptions | None = None, *, beam_args: Sequence[str] = (),
+                shards: int = SHARDS, progress: Progress = no_progress) -> RecordResult:
     """:func:`snapshot_tool.record.record` as a Beam pipeline writing a sharded golden."""
+    options = options or RecordOptions()
+    if options.sign or options.allow_ops:
+        raise SnapshotToolError("--sign and --allow-ops are not available with "
+                                "--runner beam yet")
     require_beam()
     flags = pipeline_args(beam_args)
     golden = Path(golden_path)
-    sharded.check_writable_dir(golden, force)
-    _check_numbers(batch_size, seed, shards)
-    cfg = config if isinstance(config, Config) else load_config(config)
-    if labels is not None and inputs is None:
-        raise InputsError("--labels needs --inputs: labels describe particular samples, "
-                          "and synthesized inputs have no ground truth")
-    label_values, exclude, source = _labels(labels, inputs)
-    from snapshot_tool.latency.fingerprint import fix_threads
-    from snapshot_tool.models.load import load_model
-    from snapshot_tool.record import _signatures_to_record
-
+    sharded.check_writable_dir(golden, options.force)
+    check_numbers(options)
+    if shards < 1:
+        raise InputsError(f"--shards must be at least 1, got {shards}")
+    cfg = options.config if isinstance(options.config, Config) else load_config(options.config)
+    labels = read_labels(options)
     threads = fix_threads()
     progress("planning", 0, 1)
-    from snapshot_tool.models.scan import allowed_ops, refuse_flagged
-
-    with load_model(model_path, tag=tag) as model:
+    with load_model(model_path, tag=options.tag) as model:
         # Scanned in the driver, before any worker runs it.
         refuse_flagged(model, allowed_ops((), cfg))
-        sigs = _signatures_to_record(model, signature)
-        rows, extra_attrs, warnings = _plan(model, sigs, inputs, exclude, seed, num_samples,
-                                            batch_size)
+        sigs = signatures_to_record(model, options.signature)
+        rows, extra_attrs, warnings = _plan(model, sigs, options,
+                                            labels.exclude if labels else ())
         kind = model.kind
-    if label_values is not None and label_values.shape[0] != rows:
-        raise InputsError(f"labels {source} have {label_values.shape[0]} rows but the inputs "
-                          f"have {rows} samples; give one label per sample")
+    if labels is not None and labels.values.shape[0] != rows:
+        raise InputsError(f"labels {labels.spec.source} have {labels.values.shape[0]} rows "
+                          f"but the inputs have {rows} samples; give one label per sample")
+    attrs = root_attrs(kind, model_path, sigs, options, rows, threads)
+    recorded, notes = _run(model_path, golden, options, sigs, attrs, extra_attrs, cfg, labels,
+                           _shards(rows, shards, options.batch_size), flags, progress)
+    if options.latency:
+        warnings.append(LATENCY_NOTE.replace("run compare", "record"))
+    return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), rows,
+                        options.batch_size, tuple(recorded), tuple(warnings + notes))
+
+
+def _run(model_path: str | Path, golden: Path, options: RecordOptions,
+         sigs: list[SignatureInfo], attrs: dict[str, Any],
+         extra_attrs: dict[str, dict[str, dict[str, Any]]], cfg: Config, labels: Labels | None,
+         items: list[Shard], flags: list[str], progress: Progress
+         ) -> tuple[list[RecordedOutput], list[str]]:
+    """Every shard golden written by the pipeline into a staging directory, the manifest
+    over them, and the sharded golden moved into place (or the staging removed)."""
     multi = len(sigs) > 1
-    attrs = _root_attrs(model_path, kind, sigs, seed, rows, batch_size, inputs, tag, threads)
     thresholds = {(s.name, o.name): cfg.decision_threshold(output_prefix(s.name, multi)
                                                            + o.name)
                   for s in sigs for o in s.outputs}
-    items = _shards(rows, shards, batch_size)
+    source = labels.spec.source if labels is not None else ""
     staging = sharded.staging_dir(golden)
     try:
-        job = RecordJob(str(model_path), tag, tuple(s.name for s in sigs),
-                        None if inputs is None else str(inputs), exclude, seed, num_samples,
-                        batch_size, labels, source, thresholds, extra_attrs, str(staging),
-                        attrs)
+        job = RecordJob(str(model_path), options.tag, tuple(s.name for s in sigs),
+                        None if options.inputs is None else str(options.inputs),
+                        labels.exclude if labels else (), options.seed, options.num_samples,
+                        options.batch_size, options.labels, source, thresholds, extra_attrs,
+                        str(staging), attrs)
         progress("running on Beam", 0, len(items))
         results = execute(job, items, flags)
         progress("running on Beam", len(items), len(items))
-        infos, recorded, notes = _signature_infos(sigs, results, extra_attrs, label_values,
-                                                  source, cfg, multi)
+        infos, recorded, notes = _signature_infos(
+            sigs, results, extra_attrs, labels.values if labels else None, source, cfg, multi)
         manifest = sharded.build_manifest(attrs, infos, _entries(results, len(items)))
-        sharded.commit(staging, golden, manifest, force=force)
+        sharded.commit(staging, golden, manifest, force=options.force)
     except BaseException:
         sharded.discard(staging)
         raise
-    if latency:
-        warnings.append(LATENCY_NOTE.replace("run compare", "record"))
-    return RecordResult(golden, str(model_path), tuple(s.name for s in sigs), rows, batch_size,
-                        tuple(recorded), tuple(warnings + notes))
-
-
-def _root_attrs(model_path: str | Path, kind: str, sigs: list[SignatureInfo], seed: int,
-                rows: int, batch_size: int, inputs: str | Path | None, tag: str,
-                threads: dict[str, int]) -> dict[str, Any]:
-    """The golden's root info, as an in-process record writes it."""
-    from snapshot_tool.latency.fingerprint import environment
-    from snapshot_tool.models.load import model_digest
-
-    return RootInfo(
-        created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        tool_version=__version__, model_path=str(model_path),
-        model_digest=model_digest(model_path), model_kind=kind,
-        signature=sigs[0].name if len(sigs) == 1 else "all", seed=seed,
-        num_samples=rows, batch_size=batch_size,
-        inputs_source=str(inputs) if inputs is not None else f"synthesized(seed={seed})",
-        tag=tag, environment=environment(threads)).writer_attrs()
+    return recorded, notes
 
 
 def _shards(rows: int, shards: int, batch_size: int) -> list[Shard]:
@@ -124,43 +123,21 @@ def _shards(rows: int, shards: int, batch_size: int) -> list[Shard]:
     return [Shard(i, len(starts), a, min(a + step, rows)) for i, a in enumerate(starts)]
 
 
-def _check_numbers(batch_size: int, seed: int, shards: int) -> None:
-    if batch_size < 1:
-        raise InputsError(f"--batch-size must be at least 1, got {batch_size}")
-    if not 0 <= seed < 2**63:
-        raise InputsError(f"--seed must be between 0 and 2**63-1, got {seed}")
-    if shards < 1:
-        raise InputsError(f"--shards must be at least 1, got {shards}")
-
-
-def _labels(labels: str | None, inputs: str | Path | None
-            ) -> tuple[np.ndarray | None, tuple[str, ...], str]:
-    from snapshot_tool.inputs.labels import load_labels, parse_spec
-
-    if labels is None:
-        return None, (), ""
-    spec = parse_spec(labels)
-    exclude: tuple[str, ...] = ()
-    if inputs is not None and Path(inputs).resolve() == spec.path.resolve():
-        exclude = (spec.key or "labels",)
-    return load_labels(spec), exclude, spec.source
-
-
-def _plan(model: Model, sigs: list[SignatureInfo], inputs: str | Path | None,
-          exclude: tuple[str, ...], seed: int, num_samples: int, batch_size: int
-          ) -> tuple[int, dict[str, dict[str, dict[str, Any]]], list[str]]:
+def _plan(model: Model, sigs: list[SignatureInfo], options: RecordOptions,
+          exclude: tuple[str, ...]) -> tuple[int, dict[str, dict[str, dict[str, Any]]], list[str]]:
     """Rows to split, the spread attributes from the first batch, and the warnings."""
     from snapshot_tool.inputs.batching import num_rows
     from snapshot_tool.inputs.files import from_file
     from snapshot_tool.inputs.synthesize import synthesize
     from snapshot_tool.record import measure_spread, spread_attrs
 
+    inputs, batch_size = options.inputs, options.batch_size
     warnings = list(model.notes)
     counts: dict[str, int] = {}
     extra: dict[str, dict[str, dict[str, Any]]] = {}
     for sig in sigs:
         feeds = (from_file(sig, inputs, exclude=exclude) if inputs is not None
-                 else synthesize(sig, num_samples, seed))
+                 else synthesize(sig, options.num_samples, options.seed))
         counts[sig.name] = num_rows(feeds)
         if not feeds:
             raise InputsError(f"signature {sig.name!r} takes no inputs, so there are no rows "

@@ -158,13 +158,13 @@ class CompareJob:
             yield ERROR, Failure(str(exc))
 
     def _run(self, loaded: Loaded, r: RowRange) -> Iterator[tuple[tuple[str, str], Any]]:
-        from snapshot_tool.compare import _fit_inputs, output_names
+        from snapshot_tool.matching import fit_inputs, output_names
         from snapshot_tool.models.base import run_signature
 
         sg = read_range(r, self.batch_size)
         sig = loaded.model.signatures[self.candidate_signatures[r.signature]]
         with loaded.lock:
-            feeds, _ = _fit_inputs(sig, sg, loaded.model, renames=self.renames)
+            feeds, _ = fit_inputs(sig, sg, loaded.model, renames=self.renames)
             outputs, _ = run_signature(loaded.model, sig, feeds, self.batch_size)
         # The same matching of candidate to golden names as in-process (the driver reports
         # its notes once).

@@ -32,7 +32,7 @@ from snapshot_tool.diagnose.evidence import (
     render_toml,
 )
 from snapshot_tool.errors import InputsError
-from snapshot_tool.names import output_prefix
+from snapshot_tool.names import signature_prefix
 
 if TYPE_CHECKING:
     from snapshot_tool.config import Config
@@ -101,10 +101,6 @@ class Calibration:
         return all(c.passed == c.accepted for c in self.candidates)
 
 
-def _prefix(golden: Golden, sig: str) -> str:
-    return output_prefix(sig, len(golden.signatures) > 1)
-
-
 def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs:
     """Outputs of another golden recorded over the same inputs (another machine's run)."""
     from snapshot_tool.golden.io import read_golden
@@ -129,12 +125,7 @@ def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs
 def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
                    progress: Progress, rename: Mapping[str, str]
                    ) -> tuple[str, Outputs, list[str]]:
-    from snapshot_tool.compare import (
-        _batch_size,
-        _candidate_signature,
-        _fit_inputs,
-        output_names,
-    )
+    from snapshot_tool.matching import candidate_signature, fit_inputs, output_names
     from snapshot_tool.models.base import run_signature
     from snapshot_tool.models.load import load_model
 
@@ -147,10 +138,10 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
         notes.extend(model.notes)
         for sig in names:
             sg = golden.signatures[sig]
-            info, note = _candidate_signature(model, sig, single=len(names) == 1)
-            feeds, note2 = _fit_inputs(info, sg, model, renames=rename)
+            info, note = candidate_signature(model, sig, single=len(names) == 1)
+            feeds, note2 = fit_inputs(info, sg, model, renames=rename)
             notes.extend(n for n in (note, note2) if n)
-            got, _ = run_signature(model, info, feeds, _batch_size(golden), progress,
+            got, _ = run_signature(model, info, feeds, golden.info.batch_size, progress,
                                    f"calibrating {path.name}")
             # The same name matching compare does: explicit renames, then a lone output
             # under another name (a converter's output_0).
@@ -181,6 +172,7 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
     proposal carries them as a ``[rename]`` table so compare matches the same way.
     """
     from snapshot_tool.golden.io import read_golden
+    from snapshot_tool.matching import select_signatures
     from snapshot_tool.progress import no_progress
 
     if not candidates:
@@ -192,12 +184,7 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
         raise InputsError(f"{output} exists; pass --force to replace it")
     golden = read_golden(golden_path)
     tag = tag or golden.info.tag
-    names = sorted(golden.signatures)
-    if signature is not None and signature != "all":
-        if signature not in golden.signatures:
-            raise InputsError(f"golden {golden.path} has no signature {signature!r}; it holds: "
-                              f"{', '.join(names)}")
-        names = [signature]
+    names = select_signatures(golden, signature)  # the signatures compare would judge
     runs: list[_Run] = []
     for accepted, paths, mark in ((True, candidates, ""), (False, reject, "r")):
         for i, p in enumerate(paths, 1):
@@ -224,7 +211,7 @@ def _propose(golden: Golden, names: Sequence[str],
     warnings: list[str] = []
     for sig in names:
         sg = golden.signatures[sig]
-        prefix = _prefix(golden, sig)
+        prefix = signature_prefix(golden, sig)
         for out in sorted(sg.outputs):
             have = [(f"{r.label} {r.path.name}", r.outputs[sig][out]) for r in accepted
                     if out in r.outputs[sig]]
@@ -279,7 +266,8 @@ def _header(golden: Golden, runs: Sequence[_Run], margin: float) -> list[str]:
 def _metric_checks(sg: SignatureGolden, sig: str, prefix: str,
                    outs: Mapping[str, np.ndarray], cfg: Config
                    ) -> tuple[list[TensorDiff], list[MetricCheck]]:
-    from snapshot_tool.compare import compare_metrics, compare_outputs
+    from snapshot_tool.compare import compare_outputs
+    from snapshot_tool.metrics.thresholds import compare_metrics
 
     diffs = compare_outputs(sg, outs, cfg, sig, prefix)
     return diffs, compare_metrics(sg, outs, diffs, cfg, prefix)
@@ -314,10 +302,10 @@ def _metric_evidence(sg: SignatureGolden, sig: str, prefix: str, runs: Sequence[
 def _cost(sg: SignatureGolden, out: str, prefix: str,
           runs: Sequence[_Run], sig: str
           ) -> list[CostRow]:
-    from snapshot_tool.compare import _output_task
     from snapshot_tool.config import Config
+    from snapshot_tool.metrics.tasks import output_task
 
-    task, _ = _output_task(sg, out, Config(), prefix + out)
+    task, _ = output_task(sg, out, Config(), prefix + out)
     if task not in ("classification", "binary"):
         return []
     cands = [r.outputs[sig][out] for r in runs if out in r.outputs[sig]]
@@ -329,7 +317,8 @@ def _verdict(golden: Golden, names: Sequence[str], run: _Run, cfg: Config
     failures: list[str] = []
     for sig in names:
         sg = golden.signatures[sig]
-        diffs, checks = _metric_checks(sg, sig, _prefix(golden, sig), run.outputs[sig], cfg)
+        diffs, checks = _metric_checks(sg, sig, signature_prefix(golden, sig),
+                                       run.outputs[sig], cfg)
         for d in diffs:
             if not d.passed:
                 failures.append(f"{d.name}: {d.status}")

@@ -59,8 +59,9 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
                    prefix: str, output: str | None
                    ) -> tuple[TensorDiff, tuple[int, int]] | None:
     """Replay batches until a batched output fails: (its diff, the batch's rows)."""
-    from snapshot_tool.compare import compare_outputs, output_names
+    from snapshot_tool.compare import compare_outputs
     from snapshot_tool.inputs.batching import num_rows
+    from snapshot_tool.matching import output_names
 
     rows = num_rows(feeds)
     batched = {k for k in sg.outputs if sg.info(k).batched
@@ -91,10 +92,11 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     Raises :class:`SnapshotToolError` only for bad input (no such golden, signature or
     model); everything about *tracing* is reported in the returned value's ``reason``.
     """
-    from snapshot_tool.compare import _batch_size, _candidate_signature, _fit_inputs, _prefix
     from snapshot_tool.config import load_config
     from snapshot_tool.golden.io import read_golden
+    from snapshot_tool.matching import candidate_signature, fit_inputs
     from snapshot_tool.models.load import load_model
+    from snapshot_tool.names import signature_prefix
 
     golden = read_golden(golden_path)
     tag = tag or golden.info.tag
@@ -115,18 +117,18 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
             else "the golden records no model_path"
         return Localization("unsupported", f"{where}; pass the golden's model with "
                             "--baseline-model to localize", **ident)  # type: ignore[arg-type]
-    batch_size = _batch_size(golden)
-    prefix = _prefix(golden, sig_name)
+    batch_size = golden.info.batch_size
+    prefix = signature_prefix(golden, sig_name)
     with contextlib.ExitStack() as stack:
         cand = stack.enter_context(load_model(model_path, tag=tag))
         try:
             base = stack.enter_context(load_model(str(base_path), tag=tag))
         except ModelError as exc:
             raise ModelError(f"golden's model for --localize: {exc}") from None
-        csig, _ = _candidate_signature(cand, sig_name, single=True)
-        bsig, _ = _candidate_signature(base, sig_name, single=True)
-        cfeeds, _ = _fit_inputs(csig, sg, cand, renames=cfg.rename)
-        bfeeds, _ = _fit_inputs(bsig, sg, base, "baseline model")
+        csig, _ = candidate_signature(cand, sig_name, single=True)
+        bsig, _ = candidate_signature(base, sig_name, single=True)
+        cfeeds, _ = fit_inputs(csig, sg, cand, renames=cfg.rename)
+        bfeeds, _ = fit_inputs(bsig, sg, base, "baseline model")
         ident.update(golden_kind=base.kind, candidate_kind=cand.kind)
         found = _from_result(result, sig_name, batch_size, cfeeds, output)
         if found is None:

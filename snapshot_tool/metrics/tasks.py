@@ -5,6 +5,7 @@ output's task from its dtype and shape. scikit-learn is imported inside the func
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -15,7 +16,8 @@ from snapshot_tool.config import TASKS
 from snapshot_tool.errors import ConfigError, InputsError
 
 if TYPE_CHECKING:
-    pass
+    from snapshot_tool.config import Config
+    from snapshot_tool.golden.schema import SignatureGolden
 
 
 Direction = Literal["higher", "lower"]
@@ -449,3 +451,58 @@ def _regression_metrics(out: Array, lab: Array) -> dict[str, MetricValue]:
     }
     return {n: metric_value(n, values[n]) for n in names}
 
+
+@dataclass
+class OutputInfo:
+    """What task inference and metric names need of a golden output, without its values:
+    dtype, shape, its first row (metric names depend on nothing else) and whether every
+    finite value lies in [0, 1] (read lazily, once)."""
+
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+    first: Callable[[], np.ndarray]
+    unit_of: Callable[[], bool]
+    _unit: bool | None = None
+
+    def unit(self) -> bool:
+        if self._unit is None:
+            self._unit = self.unit_of()
+        return self._unit
+
+
+def array_info(arr: np.ndarray) -> OutputInfo:
+    """:class:`OutputInfo` of an output held in memory."""
+    return OutputInfo(arr.dtype, tuple(arr.shape), lambda: arr[:1] if arr.ndim else arr,
+                      lambda: in_unit_interval(arr.astype(np.float64)))
+
+
+def _proxy(info: OutputInfo) -> np.ndarray:
+    """One row standing in for a golden output when inferring its task without labels:
+    infer_task then looks only at the dtype, the per-row shape and whether the values lie
+    in [0, 1] (asked only where it matters), so a streamed golden's output need not be in
+    memory for it."""
+    dtype, shape = info.dtype, info.shape
+    if not shape:
+        return np.zeros((), dtype=dtype)
+    rest = shape[1:]
+    if is_float(dtype):
+        fill = 0.5 if len(shape) <= 2 and per_row(shape) == 1 and info.unit() else 2.0
+        return np.full((1, *rest), fill, dtype=dtype)
+    return np.zeros((1, *rest), dtype=dtype)
+
+
+def output_task(sg: SignatureGolden, name: str, config: Config, key: str = "",
+                info: OutputInfo | None = None) -> tuple[str, float]:
+    """The task and decision threshold a golden output is judged with: as recorded with its
+    metrics, else the config's ``task``, else inferred from the golden output (``info``
+    when its values are not in memory). ``key``: the output's qualified name."""
+    oc = config.output(key or name)
+    if name in sg.metrics:
+        om = sg.metrics[name]
+        return om.task, om.threshold
+    threshold = config.decision_threshold(key or name)
+    if not sg.info(name).batched and (oc is None or not oc.task):
+        return "none", threshold
+    if oc is not None and oc.task is not None:
+        return infer_task(np.zeros(()), None, oc.task), threshold
+    return infer_task(_proxy(info or array_info(sg.outputs[name])), None, None), threshold

@@ -1,5 +1,8 @@
 """Metric thresholds: checking a metric against its limits, and validating the config's
 threshold names before any model runs (see the package docstring for the rules).
+
+Every compare (in memory, streamed, on Beam, and ``calibrate``'s verdicts) judges an output's
+metrics through :func:`output_checks`; :func:`compare_metrics` is the in-memory one.
 """
 
 from __future__ import annotations
@@ -10,13 +13,28 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from snapshot_tool.config import Config, MetricThreshold
-from snapshot_tool.errors import ConfigError
-from snapshot_tool.metrics.agreement import AGREEMENT_METRICS
-from snapshot_tool.metrics.tasks import KNOWN_METRICS, Direction, MetricKind, MetricValue
+from snapshot_tool.errors import ConfigError, InputsError
+from snapshot_tool.metrics.agreement import AGREEMENT_METRICS, agreement_metrics
+from snapshot_tool.metrics.tasks import (
+    KNOWN_METRICS,
+    Direction,
+    MetricKind,
+    MetricValue,
+    OutputInfo,
+    array_info,
+    output_task,
+    task_metrics,
+)
+from snapshot_tool.names import signature_prefix
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from snapshot_tool.diff import TensorDiff
+    from snapshot_tool.golden.schema import Golden, SignatureGolden
 
 
 # A limit written as 0.01 must accept a drop of 0.95 - 0.94 = 0.010000000000000009.
@@ -275,3 +293,94 @@ def validate_thresholds(config: Config, available: dict[str, set[str]]) -> None:
             if metric not in KNOWN_METRICS:
                 raise _unknown_metric(where, metric, set(KNOWN_METRICS), "")
 
+
+def recorded_values(sg: SignatureGolden, output: str) -> dict[str, MetricValue]:
+    """The task metrics the golden recorded for ``output`` (none without labels)."""
+    if output not in sg.metrics:
+        return {}
+    return {k: MetricValue(k, v.value, v.direction)
+            for k, v in sg.metrics[output].values.items()}
+
+
+def output_checks(key: str, recorded: dict[str, MetricValue],
+                  candidate_task: dict[str, MetricValue],
+                  candidate_agreement: dict[str, MetricValue], config: Config
+                  ) -> list[MetricCheck]:
+    """Every metric check of the output named ``key``, however its candidate values were
+    computed (whole arrays, merged accumulators): an output with neither recorded task
+    metrics nor agreement metrics has none."""
+    if not (recorded or candidate_agreement):
+        return []
+    return check_all(key, recorded, candidate_task, candidate_agreement, config)
+
+
+def compare_metrics(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
+                    diffs: Sequence[TensorDiff], config: Config, prefix: str = ""
+                    ) -> list[MetricCheck]:
+    """Task metrics on the golden's labels and agreement metrics against its outputs."""
+    comparable = {d.name for d in diffs if d.status in ("ok", "mismatch")}
+    checks: list[MetricCheck] = []
+    for name in sorted(sg.outputs):
+        task, threshold = output_task(sg, name, config, prefix + name)
+        recorded = recorded_values(sg, name)
+        cand_task: dict[str, MetricValue] = {}
+        cand_agree: dict[str, MetricValue] = {}
+        if name in comparable:
+            if recorded and sg.labels is not None:
+                try:
+                    cand_task = task_metrics(candidate[name], sg.labels, task, threshold)
+                except InputsError:
+                    cand_task = {}  # reported by check_all as a metric the candidate lacks
+            cand_agree = agreement_metrics(sg.outputs[name], candidate[name], task, threshold)
+        checks.extend(output_checks(prefix + name, recorded, cand_task, cand_agree, config))
+    return checks
+
+
+def _available_metrics(sg: SignatureGolden, config: Config, prefix: str = "",
+                       infos: Mapping[str, OutputInfo] | None = None) -> dict[str, set[str]]:
+    infos = infos if infos is not None else {k: array_info(v) for k, v in sg.outputs.items()}
+    available: dict[str, set[str]] = {}
+    for name, info in infos.items():
+        task, threshold = output_task(sg, name, config, prefix + name, info)
+        names = set(sg.metrics[name].values) if name in sg.metrics else set()
+        # Agreement of the golden with itself yields exactly the names a candidate will
+        # get; they depend on the task, dtype and shape only, so one row is enough.
+        first = info.first()
+        names |= set(agreement_metrics(first, first, task, threshold))
+        available[prefix + name] = names
+    return available
+
+
+def recorded_task_conflicts(golden: Golden, names: Sequence[str], config: Config
+                            ) -> list[str]:
+    """Task and decision threshold are fixed when metrics are recorded; a compare-time
+    config that says otherwise has no effect, and the user should hear so."""
+    notes: list[str] = []
+    for sig in names:
+        for out, om in golden.signatures[sig].metrics.items():
+            oc = config.output(signature_prefix(golden, sig) + out)
+            if oc is None:
+                continue
+            if oc.task is not None and oc.task != om.task:
+                notes.append(f"output {out!r}: the config says task {oc.task!r} but the golden's "
+                             f"metrics were recorded as {om.task!r}; re-record with --config "
+                             "to change it")
+            if oc.threshold is not None and oc.threshold != om.threshold:
+                notes.append(f"output {out!r}: the config's threshold {oc.threshold:g} differs "
+                             f"from the {om.threshold:g} the golden's metrics were recorded "
+                             "with; the recorded one applies (re-record with --config)")
+    return notes
+
+
+def validate_metric_config(golden: Golden, names: Sequence[str], config: Config,
+                           infos: Mapping[str, Mapping[str, OutputInfo]] | None = None
+                           ) -> None:
+    """Check threshold names against what the golden offers (``infos``: per signature,
+    its outputs' metadata when the golden's tensors are not in memory)."""
+    available: dict[str, set[str]] = {}
+    for sig in names:
+        for out, metrics in _available_metrics(golden.signatures[sig], config,
+                                               signature_prefix(golden, sig),
+                                               infos[sig] if infos else None).items():
+            available.setdefault(out, set()).update(metrics)
+    validate_thresholds(config, available)

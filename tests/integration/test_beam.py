@@ -23,13 +23,14 @@ import pytest
 from snapshot_tool.beam import work
 from snapshot_tool.beam.compare import compare_beam
 from snapshot_tool.beam.record import record_beam
-from snapshot_tool.compare import ComparisonResult, compare
+from snapshot_tool.compare import CompareOptions, ComparisonResult, compare
 from snapshot_tool.diff import ErrorSummary
 from snapshot_tool.golden.io import read_golden, verify_golden
-from snapshot_tool.record import record
+from snapshot_tool.record import RecordOptions, record
 
 HAS_BEAM = importlib.util.find_spec("apache_beam") is not None
 TWO_WORKERS = ["direct_num_workers=2", "direct_running_mode=multi_processing"]
+NO_LATENCY = CompareOptions(latency=False)
 
 
 @pytest.fixture()
@@ -87,8 +88,9 @@ def assert_same_verdict(beam: ComparisonResult, inproc: ComparisonResult) -> Non
 def _goldens(model: Path, data: Path, tmp: Path, flags: list[str]) -> tuple[Path, Path]:
     """The same recording twice: sharded through the Beam driver, one file in-process."""
     labels = f"{data}:labels"
-    sharded = record_beam(model, tmp / "g.h5.d", inputs=data, labels=labels, batch_size=8,
-                          latency=False, shards=4, beam_args=flags).golden
+    sharded = record_beam(model, tmp / "g.h5.d", RecordOptions(
+        inputs=data, labels=labels, batch_size=8, latency=False), shards=4,
+        beam_args=flags).golden
     single = record(model, tmp / "g.h5", inputs=data, labels=labels, batch_size=8,
                     latency=False).golden
     return sharded, single
@@ -129,9 +131,9 @@ def test_local_compare_verdict_equals_in_process(
     inproc = compare(model, single, latency=False)
     assert inproc.passed == (candidate == "dense_model")
     assert inproc.metrics and any(m.kind == "task" for m in inproc.metrics)
-    assert_same_verdict(compare_beam(model, sharded, latency=False), inproc)
+    assert_same_verdict(compare_beam(model, sharded, NO_LATENCY), inproc)
     # A single-file golden split into row ranges gives the same verdict too.
-    assert_same_verdict(compare_beam(model, single, latency=False, ranges=5), inproc)
+    assert_same_verdict(compare_beam(model, single, NO_LATENCY, ranges=5), inproc)
 
 
 def test_local_compare_of_every_model_kind(local: None, tmp_path: Path) -> None:
@@ -144,7 +146,7 @@ def test_local_compare_of_every_model_kind(local: None, tmp_path: Path) -> None:
     for kind, model in models.items():
         golden = record(model, tmp_path / f"{kind}.h5", num_samples=30, batch_size=4,
                         latency=False).golden
-        assert_same_verdict(compare_beam(model, golden, latency=False, ranges=3),
+        assert_same_verdict(compare_beam(model, golden, NO_LATENCY, ranges=3),
                             compare(model, golden, latency=False))
 
 
@@ -170,8 +172,8 @@ def test_local_renames_and_precision_changes_as_in_process(local: None, tmp_path
         golden = record(ref, tmp_path / f"g{i}.h5", num_samples=20, batch_size=8,
                         latency=False).golden
         inproc = compare(cand, golden, latency=False, rename=rename, config=config)
-        assert_same_verdict(compare_beam(cand, golden, latency=False, ranges=3,
-                                         rename=rename, config=config), inproc)
+        assert_same_verdict(compare_beam(cand, golden, CompareOptions(
+            latency=False, rename=rename, config=config), ranges=3), inproc)
     # The cases cover what they name: a forgiven lone rename, an unmatched pair, a mapping,
     # a precision change refused with numbers and one accepted.
     assert "allowed; compared in float32" in inproc.outputs[0].message
@@ -181,8 +183,8 @@ def test_local_every_signature(local: None, two_sig_model: Path, tmp_path: Path)
     """--signature all: outputs named "sig/out" for the config, one shard set for both."""
     from tests.fixtures.models import save_two_signatures
 
-    sharded = record_beam(two_sig_model, tmp_path / "g.h5.d", signature="all",
-                          num_samples=24, batch_size=8, latency=False, shards=3).golden
+    sharded = record_beam(two_sig_model, tmp_path / "g.h5.d", RecordOptions(
+        signature="all", num_samples=24, batch_size=8, latency=False), shards=3).golden
     single = record(two_sig_model, tmp_path / "g.h5", signature="all", num_samples=24,
                     batch_size=8, latency=False).golden
     _check_recorded(sharded, single)
@@ -191,8 +193,8 @@ def test_local_every_signature(local: None, two_sig_model: Path, tmp_path: Path)
     config.write_text('[outputs."embed/embedding"]\natol = 0.1\n')
     for model in (two_sig_model, moved):
         inproc = compare(model, single, latency=False, config=config)
-        assert_same_verdict(compare_beam(model, sharded, latency=False, config=config),
-                            inproc)
+        options = CompareOptions(latency=False, config=config)
+        assert_same_verdict(compare_beam(model, sharded, options), inproc)
     assert {d.name: d.status for d in inproc.outputs}["embedding"] == "ok"  # the config's
 
 
@@ -209,15 +211,15 @@ def test_local_worker_error_is_one_user_error(local: None, dense_model: Path,
     from snapshot_tool.errors import SnapshotToolError
     from snapshot_tool.golden import sharded as sh
 
-    golden = record_beam(dense_model, tmp_path / "g.h5.d", num_samples=32, batch_size=8,
-                         latency=False, shards=2).golden
+    golden = record_beam(dense_model, tmp_path / "g.h5.d", RecordOptions(
+        num_samples=32, batch_size=8, latency=False), shards=2).golden
     # Damage a shard after the manifest was written: the worker that reads it refuses it.
     shard = golden / sh.shard_name(1, 2)
     data = bytearray(shard.read_bytes())
     data[-64] ^= 0xFF
     shard.write_bytes(bytes(data))
     with pytest.raises(SnapshotToolError, match="does not match the digest"):
-        compare_beam(dense_model, golden, latency=False)
+        compare_beam(dense_model, golden, NO_LATENCY)
 
 
 def test_cli_runner_errors(cli: Any, dense_model: Path, tmp_path: Path) -> None:
@@ -262,6 +264,6 @@ def test_beam_two_workers_verdict_equals_in_process(dense_model: Path, dense_cha
     sharded, single = _goldens(dense_model, data, tmp_path, TWO_WORKERS)
     _check_recorded(sharded, single)
     for model in (dense_model, dense_changed):
-        assert_same_verdict(compare_beam(model, sharded, latency=False,
+        assert_same_verdict(compare_beam(model, sharded, NO_LATENCY,
                                          beam_args=TWO_WORKERS),
                             compare(model, single, latency=False))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from snapshot_tool import api
-from snapshot_tool.compare import _compare_whole
+from snapshot_tool.compare import CompareOptions, _compare_whole
 from snapshot_tool.compare_stream import compare_streaming
 from snapshot_tool.errors import GoldenError
 
@@ -29,12 +29,9 @@ def _both(model: Path, golden: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[A
 
     # Blocks of two batches, so several blocks (and chunk-straddling reads) are exercised.
     monkeypatch.setattr(cs, "row_block", lambda tensors, batch: 2 * batch)
-    kw: dict[str, Any] = dict(config=None, signature=None, tag=None, latency=False,
-                              baseline_model=None, latency_strict=False,
-                              progress=lambda *a: None)
-    streamed = compare_streaming(model, golden, **kw)
-    whole = _compare_whole(model, golden, save_obtained="never", obtained_path=None,
-                           error_summaries=False, rename=None, self_check=False, **kw)
+    options = CompareOptions(latency=False, error_summaries=False)
+    streamed = compare_streaming(model, golden, options, lambda *a: None)
+    whole = _compare_whole(model, golden, options, lambda *a: None)
     return streamed, whole
 
 
