@@ -23,6 +23,7 @@ from snapshot_tool.golden.io import (
     check_writable,
     golden_writer,
     signature_group,
+    signing_key,
     write_extras,
     write_root_attrs,
 )
@@ -153,13 +154,7 @@ def check_request(golden: Path, options: RecordOptions) -> None:
     """The golden can be written and the numbers make sense (``record --runner beam``
     checks its own golden directory)."""
     check_writable(golden, options.force)
-    if options.sign:
-        from snapshot_tool.golden.digest import hmac_key
-        from snapshot_tool.golden.schema import HMAC_KEY_ENV
-
-        if hmac_key() is None:
-            raise InputsError(f"--sign needs the signing key in the environment variable "
-                              f"{HMAC_KEY_ENV}")
+    signing_key(options.sign)  # asked for and missing: said now, not after the model ran
     check_numbers(options)
 
 

@@ -240,6 +240,20 @@ class _DroppingFile(io.RawIOBase):
 LIBVER = ("v110", "v110")
 
 
+def signing_key(sign: bool) -> bytes | None:
+    """The HMAC key a golden is signed with (``--sign``), or None when it is not signed;
+    asked for and missing is an input error, reported before anything is written."""
+    from snapshot_tool.golden.digest import hmac_key
+
+    if not sign:
+        return None
+    key = hmac_key()
+    if key is None:
+        raise GoldenError(f"--sign needs the signing key in the environment variable "
+                          f"{HMAC_KEY_ENV}")
+    return key
+
+
 def write_golden(path: str | Path, attrs: Mapping[str, Any],
                  signatures: Mapping[str, SignatureGolden], *, force: bool = False,
                  sign: bool = False) -> Path:
@@ -250,14 +264,9 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
     at ``path`` keeps pointing at the (replaced) golden. ``sign`` adds an HMAC of the
     content digest with the key in ``SNAPSHOT_TOOL_HMAC_KEY``.
     """
-    from snapshot_tool.golden.digest import hmac_key
-
     p = Path(path)
     check_writable(p, force)
-    key = hmac_key() if sign else None
-    if sign and key is None:
-        raise GoldenError(f"--sign needs the signing key in the environment variable "
-                          f"{HMAC_KEY_ENV}")
+    key = signing_key(sign)
     with replacing(p) as tmp:
         _write_file(tmp, p, attrs, signatures, key)
         # A late check as well as the early one: another process may have created the
@@ -320,14 +329,9 @@ def golden_writer(path: Path, *, force: bool, sign: bool = False) -> Iterator[An
     """An open HDF5 file that becomes the golden at ``path`` when the block ends cleanly
     (:func:`write_golden`'s guarantees: temp file, digest, atomic replace), for a writer
     that streams its tensors in (``record``)."""
-    from snapshot_tool.golden.digest import hmac_key
-
     p = Path(path)
     check_writable(p, force)
-    key = hmac_key() if sign else None
-    if sign and key is None:
-        raise GoldenError(f"--sign needs the signing key in the environment variable "
-                          f"{HMAC_KEY_ENV}")
+    key = signing_key(sign)
     with replacing(p) as tmp:
         with _open_for_write(tmp, p, key) as f:
             yield f

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from snapshot_tool.compare import ComparisonResult, compare
+from snapshot_tool.compare import (
+    CompareOptions,
+    ComparisonResult,
+    _compare_whole,
+    compare,
+    compare_with,
+)
+from snapshot_tool.compare_stream import compare_streaming
 from snapshot_tool.config import parse_config
 from snapshot_tool.errors import ConfigError, SignatureError
 from snapshot_tool.golden.io import read_golden
+from snapshot_tool.progress import no_progress
 from snapshot_tool.record import record
 from tests.fakes import FakeModel, fake_model_dir, use_fake_models
 
@@ -105,3 +114,31 @@ def test_stored_latency_is_skipped_with_a_note_when_absent(
         golden: Path, models: dict[str, dict[str, Any]]) -> None:
     result = _compare(golden, models, latency=True)
     assert result.latency == () and any("no latency baseline" in w for w in result.warnings)
+
+
+def test_options_notes_and_explicit_map_mistakes(golden: Path,
+                                                 models: dict[str, dict[str, Any]]) -> None:
+    result = _compare(golden, models, baseline_model=golden.parent / "reference",
+                      self_check=True)
+    assert any("--baseline-model is only used to time latency" in w for w in result.warnings)
+    assert any("--self-check" in w for w in result.warnings)
+    assert result.baseline_model is not None and result.latency_mode is None
+    with pytest.raises(ConfigError, match="--map nope=y: the golden has no input or output"):
+        _compare(golden, models, rename={"nope": "y"})
+
+
+def test_one_options_value_serves_several_runs_and_both_paths(
+        golden: Path, models: dict[str, dict[str, Any]]) -> None:
+    models["candidate"] = {"bias": 0.5}
+    candidate = fake_model_dir(golden.parent, "candidate")
+    options = CompareOptions(latency=False, error_summaries=False)
+    # compare_with would redo a failing streamed compare in memory (for error summaries):
+    # each path on its own here.
+    streamed = compare_streaming(candidate, golden, options, no_progress)
+    whole = _compare_whole(candidate, golden, options, no_progress)
+    assert not streamed.passed and not whole.passed
+    assert [(d.name, d.status, d.mismatch_count) for d in streamed.outputs] == \
+        [(d.name, d.status, d.mismatch_count) for d in whole.outputs]
+    again = compare_with(candidate, golden, replace(options, error_summaries=True))
+    assert [d.mismatch_count for d in again.outputs] == \
+        [d.mismatch_count for d in streamed.outputs]
