@@ -231,6 +231,13 @@ def loaded_config(options: CompareOptions) -> Config:
     return config if isinstance(config, Config) else load_config(config)
 
 
+def run_config(options: CompareOptions) -> Config:
+    """:func:`loaded_config` with ``--map`` (``options.rename``) merged into its
+    ``[rename]`` table: the config a compare (or ``localize``) matches names with."""
+    cfg = loaded_config(options)
+    return replace(cfg, rename={**cfg.rename, **options.rename}) if options.rename else cfg
+
+
 def _streams(golden_path: str | Path, options: CompareOptions) -> bool:
     """Whether to stream the golden: not when every array is wanted whole anyway (an obtained
     golden always, error summaries of every output), nor when outputs are renamed (the
@@ -274,9 +281,7 @@ def prepare(golden: Golden, options: CompareOptions,
     model runs: renames and ``[outputs.*]`` tables naming nothing, task settings the golden
     overrides, thresholds no output could meet (an error). ``outputs`` and ``infos``: per
     signature, its output names and metadata, when the golden's tensors are not in memory."""
-    cfg = loaded_config(options)
-    if options.rename:
-        cfg = replace(cfg, rename={**cfg.rename, **options.rename})
+    cfg = run_config(options)
     tag = options.tag if options.tag is not None else golden.info.tag
     names = select_signatures(golden, options.signature)
     warnings = check_renames(golden, names, cfg, options.rename)

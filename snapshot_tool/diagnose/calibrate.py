@@ -35,6 +35,7 @@ from snapshot_tool.errors import InputsError
 from snapshot_tool.names import signature_prefix
 
 if TYPE_CHECKING:
+    from snapshot_tool.compare import CompareOptions
     from snapshot_tool.config import Config
     from snapshot_tool.diff import TensorDiff
     from snapshot_tool.golden.schema import Golden, SignatureGolden
@@ -122,9 +123,11 @@ def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs
     return out
 
 
-def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
-                   progress: Progress, rename: Mapping[str, str]
+def _model_outputs(path: Path, golden: Golden, names: Sequence[str],
+                   options: CompareOptions, progress: Progress
                    ) -> tuple[str, Outputs, list[str]]:
+    """A candidate model's outputs over the golden's inputs, matched to the golden's names
+    as compare matches them (``options``: its tag set and renames)."""
     from snapshot_tool.matching import candidate_signature, fit_inputs, output_names
     from snapshot_tool.models.base import run_signature
     from snapshot_tool.models.load import load_model
@@ -133,7 +136,8 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str], tag: str,
     notes: list[str] = []
     from snapshot_tool.models.scan import refuse_flagged
 
-    with load_model(path, tag=tag) as model:
+    rename = options.rename
+    with load_model(path, tag=options.tag or golden.info.tag) as model:
         refuse_flagged(model, ())  # candidates run here as in compare: seen before they run
         notes.extend(model.notes)
         for sig in names:
@@ -171,6 +175,7 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
     ``rename``: the golden's input/output names -> the candidates' (``--map``); the
     proposal carries them as a ``[rename]`` table so compare matches the same way.
     """
+    from snapshot_tool.compare import CompareOptions
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.matching import select_signatures
     from snapshot_tool.progress import no_progress
@@ -183,8 +188,9 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
     if output is not None and Path(output).exists() and not force:
         raise InputsError(f"{output} exists; pass --force to replace it")
     golden = read_golden(golden_path)
-    tag = tag or golden.info.tag
-    names = select_signatures(golden, signature)  # the signatures compare would judge
+    # The compare options calibrate shares: which signatures, tag set and renames.
+    options = CompareOptions(signature=signature, tag=tag, rename=rename or {})
+    names = select_signatures(golden, options.signature)
     runs: list[_Run] = []
     for accepted, paths, mark in ((True, candidates, ""), (False, reject, "r")):
         for i, p in enumerate(paths, 1):
@@ -192,10 +198,10 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
             if _is_golden_file(path):
                 kind, outs, notes = "golden", _golden_outputs(path, golden, names), list[str]()
             else:
-                kind, outs, notes = _model_outputs(path, golden, names, tag,
-                                                   progress or no_progress, rename or {})
+                kind, outs, notes = _model_outputs(path, golden, names, options,
+                                                   progress or no_progress)
             runs.append(_Run(f"[{mark}{i}]", path, accepted, kind, outs, tuple(notes)))
-    return _propose(golden, names, runs, margin, output, rename or {})
+    return _propose(golden, names, runs, margin, output, options.rename)
 
 
 def _propose(golden: Golden, names: Sequence[str],

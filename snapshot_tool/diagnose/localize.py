@@ -92,7 +92,7 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     Raises :class:`SnapshotToolError` only for bad input (no such golden, signature or
     model); everything about *tracing* is reported in the returned value's ``reason``.
     """
-    from snapshot_tool.config import load_config
+    from snapshot_tool.compare import CompareOptions, run_config
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.matching import candidate_signature, fit_inputs
     from snapshot_tool.models.load import load_model
@@ -100,23 +100,15 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
 
     golden = read_golden(golden_path)
     tag = tag or golden.info.tag
-    cfg = config if not isinstance(config, (str, Path)) and config is not None \
-        else load_config(config)
-    if rename:
-        cfg = replace(cfg, rename={**cfg.rename, **rename})
+    cfg = run_config(CompareOptions(config=config, rename=rename or {}))
     sig_name = _signature(golden, signature, result)
     sg = golden.signatures[sig_name]
     base_path = baseline_model or golden.info.model_path
     ident = dict(signature=sig_name, candidate_model=str(model_path),
                  golden_model=str(base_path or ""))
-    if baseline_model is not None and not Path(baseline_model).exists():
-        return Localization("unsupported", f"--baseline-model {str(baseline_model)!r} does "
-                            "not exist", **ident)  # type: ignore[arg-type]
-    if not base_path or not Path(str(base_path)).exists():
-        where = f"the golden's model_path {base_path!r} does not exist here" if base_path \
-            else "the golden records no model_path"
-        return Localization("unsupported", f"{where}; pass the golden's model with "
-                            "--baseline-model to localize", **ident)  # type: ignore[arg-type]
+    missing = _missing_golden_model(baseline_model, base_path, ident)
+    if missing is not None:
+        return missing
     batch_size = golden.info.batch_size
     prefix = signature_prefix(golden, sig_name)
     with contextlib.ExitStack() as stack:
@@ -134,18 +126,40 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
         if found is None:
             found = _first_failing(sg, cand, csig.name, cfeeds, batch_size, cfg, prefix,
                                    output)
-        if found is None:
-            return Localization("passed", "every output is within tolerance on every batch; "
-                                "nothing to localize", **ident)  # type: ignore[arg-type]
+        if found is None or found[0].status != "mismatch":
+            return _nothing_to_trace(found, ident)
         diff, (start, stop) = found
-        if diff.status != "mismatch":
-            return Localization("unsupported", f"output {diff.name!r} is {diff.status} "
-                                f"({diff.message}); a structural change has no first "
-                                "diverging value", output=diff.name, rows=(start, stop),
-                                **ident)  # type: ignore[arg-type]
         return _trace_and_locate(base, bsig.name, cand, csig.name,
                                  _slice(bfeeds, start, stop), _slice(cfeeds, start, stop),
                                  diff, tag, ident, (start, stop))
+
+
+def _missing_golden_model(baseline_model: str | Path | None, base_path: str | Path | None,
+                          ident: dict[str, str]) -> Localization | None:
+    """Why the golden's model cannot be re-run here, if it cannot."""
+    if baseline_model is not None and not Path(baseline_model).exists():
+        return Localization("unsupported", f"--baseline-model {str(baseline_model)!r} does "
+                            "not exist", **ident)  # type: ignore[arg-type]
+    if not base_path or not Path(str(base_path)).exists():
+        where = f"the golden's model_path {base_path!r} does not exist here" if base_path \
+            else "the golden records no model_path"
+        return Localization("unsupported", f"{where}; pass the golden's model with "
+                            "--baseline-model to localize", **ident)  # type: ignore[arg-type]
+    return None
+
+
+def _nothing_to_trace(found: tuple[TensorDiff, tuple[int, int]] | None,
+                      ident: dict[str, str]) -> Localization:
+    """The answer when there is no failing value to trace back: every batch passes, or the
+    first failure is structural (a missing output, another shape)."""
+    if found is None:
+        return Localization("passed", "every output is within tolerance on every batch; "
+                            "nothing to localize", **ident)  # type: ignore[arg-type]
+    diff, rows = found
+    return Localization("unsupported", f"output {diff.name!r} is {diff.status} "
+                        f"({diff.message}); a structural change has no first "
+                        "diverging value", output=diff.name, rows=rows,
+                        **ident)  # type: ignore[arg-type]
 
 
 def _from_result(result: ComparisonResult | None, sig_name: str, batch_size: int,
