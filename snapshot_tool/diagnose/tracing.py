@@ -11,6 +11,8 @@ Per kind (TensorFlow, Keras and LiteRT are imported inside the functions):
   name scopes (``functional/conv_b/Relu``), so the layer shows in the tensor's name.
 - ``saved_model_tf1``: the restored graph run in a session, fetching every tensor between
   the signature's feeds and fetches, by name.
+- ``frozen_graph``: the same, over the signature written for the graph (placeholders in,
+  sinks out).
 - ``tflite``: the interpreter with ``experimental_preserve_all_tensors`` and no default
   delegate (XNNPACK computes fused kernels whose intermediates the interpreter would not
   hold), every operator's output read back.
@@ -47,7 +49,8 @@ def trace(path: Path, kind: str, signature: str, feeds: Mapping[str, np.ndarray]
     ``path`` (of ``kind``, as :func:`snapshot_tool.models.load.load_model` tells it) and return
     every intermediate tensor."""
     tracers = {"keras": _trace_keras, "saved_model": _trace_tf2,
-               "saved_model_tf1": _trace_tf1, "tflite": _trace_tflite}
+               "saved_model_tf1": _trace_tf1, "frozen_graph": _trace_frozen,
+               "tflite": _trace_tflite}
     tracer = tracers.get(kind)
     if tracer is None:
         raise NotTraceable(f"models of kind {kind!r} have no tracer")
@@ -215,6 +218,19 @@ def _trace_tf1(path: Path, signature: str, feeds: Mapping[str, np.ndarray], tag:
         meta = tf.compat.v1.saved_model.loader.load(session, parse_tags(tag), str(path))
         sd = meta.signature_def[signature]
         return _graph_trace(tf, session, "saved_model_tf1",
+                            {sd.inputs[k].name: v for k, v in feeds.items()},
+                            {k: sd.outputs[k].name for k in sorted(sd.outputs)})
+
+
+def _trace_frozen(path: Path, signature: str, feeds: Mapping[str, np.ndarray], tag: str
+                  ) -> Trace:
+    from snapshot_tool.models.graphdef import import_frozen_graph
+
+    tf = import_tf()
+    graph, meta, _ = import_frozen_graph(path)
+    sd = meta.signature_def[signature]
+    with _session(tf, graph) as session:
+        return _graph_trace(tf, session, "frozen_graph",
                             {sd.inputs[k].name: v for k, v in feeds.items()},
                             {k: sd.outputs[k].name for k in sorted(sd.outputs)})
 

@@ -26,14 +26,15 @@ newer reader keeps reading version 1):
                              (ns), warmup_calls, warmup_stable, cold_load_s, first_call_s,
                              calibration (s of the calibration workload on that machine)
 
-  Root attributes: ``format`` ("snapshot-tool-golden"), ``format_version``, ``created`` (UTC
-  ISO), ``tool_version``, ``model_path``, ``model_digest`` (sha256 over the model's files),
-  ``model_kind`` (saved_model | saved_model_tf1 | tflite | keras), ``signature`` (the name,
-  or "all"), ``tag`` (the SavedModel tag set), ``seed``, ``num_samples``, ``batch_size``,
-  ``inputs_source`` (the inputs file, or "synthesized(seed=N)") and ``environment`` (JSON:
-  python, numpy, tensorflow, h5py, platform, machine, CPU model, logical and usable CPUs,
-  cgroup CPU quota, thread settings). Goldens written before ``model_kind``, ``tag``,
-  ``num_samples``, ``batch_size`` or ``inputs_source`` existed read with the defaults below.
+  Root attributes: ``format`` ("snapshot-tool-golden"), ``format_version``, ``created`` (UTC ISO),
+  ``tool_version``, ``model_path``, ``model_digest`` (sha256 over the model's files),
+  ``model_kind`` (saved_model | saved_model_tf1 | frozen_graph | tflite | keras), ``signature``
+  (the name, or "all"), ``tag`` (the SavedModel tag set), ``seed``, ``num_samples``,
+  ``batch_size``, ``inputs_source`` (the inputs file, or "synthesized(seed=N)") and
+  ``environment`` (JSON: python, numpy, tensorflow, h5py, platform, machine, CPU model, logical
+  and usable CPUs, cgroup CPU quota, thread settings). Goldens written before ``model_kind``,
+  ``tag``, ``num_samples``, ``batch_size`` or ``inputs_source`` existed read with the defaults
+  below.
   Added without a version bump (a version-1 reader ignores root attributes it does not
   know, and keeps them when it rewrites a golden): ``history`` (JSON list of what was done
   to the golden after recording, oldest first: ``action`` "accept", ``when``, ``who``,

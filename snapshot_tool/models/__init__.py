@@ -12,6 +12,8 @@ Kinds, chosen by :func:`load_model` from the path:
 - ``saved_model_tf1``: a SavedModel run in a ``tf.compat.v1.Session`` from its signature_defs
   (TF1 / Estimator / TF Serving exports, which have no object graph, and any SavedModel
   ``tf.saved_model.load`` rejects);
+- ``frozen_graph``: a frozen ``GraphDef`` (``.pb``) run like a TF1 SavedModel, under a
+  ``serving_default`` written from its placeholders and sink tensors;
 - ``tflite``: a TFLite flatbuffer, run by LiteRT's interpreter (``ai_edge_litert``) or, when
   that is not installed, ``tf.lite.Interpreter``;
 - ``keras``: a Keras 3 ``.keras`` file, presented with the signature ``model.export()`` gives

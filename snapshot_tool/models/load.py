@@ -8,6 +8,7 @@ from pathlib import Path
 
 from snapshot_tool.errors import ModelError
 from snapshot_tool.models.base import DEFAULT_TAG, Model
+from snapshot_tool.models.graphdef import is_frozen_graph, load_frozen_graph
 from snapshot_tool.models.keras import load_keras
 from snapshot_tool.models.savedmodel import is_saved_model, load_saved_model
 from snapshot_tool.models.tflite import load_tflite, looks_like_tflite
@@ -26,13 +27,19 @@ def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
         return load_saved_model(p, tag)
     if p.is_dir():
         raise ModelError(f"{p} is a directory but not a SavedModel (no saved_model.pb inside)")
+    if p.name == "saved_model.pb":
+        # The file alone is not the model: its variables/ and assets/ sit beside it.
+        raise ModelError(f"{p} is the graph file of a SavedModel; give its directory "
+                         f"({p.parent}) as the model")
     suffix = p.suffix.lower()
     if suffix == ".tflite" or (suffix != ".keras" and looks_like_tflite(p)):
         return load_tflite(p)
     if suffix == ".keras":
         return load_keras(p)
+    if is_frozen_graph(p):
+        return load_frozen_graph(p)
     raise ModelError(f"{p} is not a model snapshot-tool can load (expected a SavedModel "
-                     "directory, a .tflite file or a .keras file)")
+                     "directory, a .tflite file, a .keras file or a frozen graph .pb)")
 
 
 def model_digest(path: str | Path) -> str:

@@ -164,7 +164,7 @@ class SavedModelTF1(Model):
                 for (key, _), v in zip(self._fetch_names[signature], values, strict=True)}
 
 
-def _session_config(tf: Any) -> Any:
+def session_config(tf: Any) -> Any:
     # The same thread settings the golden's environment records for the TF2 runtime.
     # Soft placement: an export pinned to a device this machine lacks (a GPU-trained model
     # on a CPU CI runner) runs where it can, as TF2's eager runtime does by default, instead
@@ -175,7 +175,7 @@ def _session_config(tf: Any) -> Any:
         allow_soft_placement=True)
 
 
-def _relaxed_placement(tf: Any, meta_graph: Any) -> str | None:
+def relaxed_placement(tf: Any, meta_graph: Any) -> str | None:
     """A note naming the devices the graph's nodes are pinned to that this machine lacks
     (whose ops therefore run elsewhere), or None when every pin can be honoured."""
     present = {d.device_type for d in tf.config.list_logical_devices()}
@@ -201,7 +201,7 @@ def load_tf1(path: Path, tags: list[str], meta_graph: Any) -> SavedModelTF1:
     tf = import_tf()
     start = time.perf_counter()
     graph = tf.Graph()
-    session = tf.compat.v1.Session(graph=graph, config=_session_config(tf))
+    session = tf.compat.v1.Session(graph=graph, config=session_config(tf))
     try:
         with graph.as_default(), quiet_native_stderr():
             tf.compat.v1.saved_model.loader.load(session, tags, str(path))
@@ -209,7 +209,7 @@ def load_tf1(path: Path, tags: list[str], meta_graph: Any) -> SavedModelTF1:
         session.close()
         raise
     model = SavedModelTF1(path, session, meta_graph, time.perf_counter() - start)
-    note = _relaxed_placement(tf, meta_graph)
+    note = relaxed_placement(tf, meta_graph)
     if note:
         model.notes.insert(0, note)
     return model

@@ -354,3 +354,60 @@ def test_input_a_model_rejects_shows_the_reason_not_tf_noise(cli, tmp_path: Path
     # The reason is TF's own words for the failing gather, not its "<stack traces ...>" line.
     assert_usage_error(res, "rejected its inputs", "150 is not in [0, 50)")
     assert "stack traces" not in res.stderr
+
+
+# --- frozen graphs (a GraphDef .pb) ----------------------------------------------------------
+
+
+def test_frozen_tf1_graph_gets_a_signature_of_placeholders_and_sinks(cli, tmp_path: Path) -> None:
+    model = wild.freeze_tf1_graph(tmp_path / "frozen.pb")
+    res = cli("inspect", model, "--json")
+    assert res.code == 0, res
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "frozen_graph"
+    sig = doc["signatures"]["serving_default"]
+    names = {io: sorted(t["name"] for t in sig[io]) for io in ("inputs", "outputs")}
+    # The training switch keeps its default; scopes are written with "." ("/" qualifies a
+    # signature's outputs in a golden); split's two outputs keep their index.
+    assert names == {"inputs": ["x"], "outputs": ["head.probs", "parts:0", "parts:1"]}
+    assert any("is_training" in note for note in doc["notes"])
+
+    golden = tmp_path / "g.h5"
+    assert cli("record", model, "--golden", golden, "--no-latency").code == 0
+    with h5py.File(golden) as f:
+        x = f["inputs/x"][()]
+        probs = f["outputs/head.probs"][()]
+    # A softmax of a 4x3 matmul: each row sums to one (up to float32 rounding).
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert probs.shape == (x.shape[0], 3)
+    code, doc, _ = _report(cli, model, "--golden", golden)
+    assert code == 0 and doc["passed"] is True
+
+    changed = wild.freeze_tf1_graph(tmp_path / "changed.pb", scale=1.5)
+    code, doc, _ = _report(cli, changed, "--golden", golden)
+    assert code == 1
+    assert _outputs(doc)["head.probs"]["status"] == "mismatch"
+    assert _outputs(doc)["parts:0"]["status"] == "ok"
+    # --localize traces both frozen graphs and finds the changed weight.
+    res = cli("compare", changed, "--golden", golden, "--no-latency", "--localize")
+    assert res.code == 1, res
+    assert "first diverging tensor: head/MatMul" in res.stdout
+    assert "changed parameters: head/w" in res.stdout
+
+
+def test_keras_model_frozen_by_a_converter_records_and_compares(cli, tmp_path: Path) -> None:
+    model = wild.freeze_keras_model(tmp_path / "keras_frozen.pb")
+    golden = tmp_path / "g.h5"
+    res = cli("record", model, "--golden", golden, "--no-latency")
+    assert res.code == 0, res
+    code, doc, _ = _report(cli, model, "--golden", golden)
+    assert code == 0 and [o["name"] for o in doc["outputs"]] == ["Identity"]
+
+
+def test_files_that_are_not_frozen_graphs_are_usage_errors(cli, shapeless: dict[str, Path],
+                                                           tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.pb"
+    garbage.write_bytes(b"\x07" * 300)
+    assert_usage_error(cli("inspect", garbage), "cannot load frozen graph", "GraphDef")
+    pb = shapeless["twin"] / "saved_model.pb"
+    assert_usage_error(cli("inspect", pb), "graph file of a SavedModel", str(shapeless["twin"]))

@@ -124,7 +124,8 @@ def test_load_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="not a SavedModel"):
         load_model(tmp_path / "empty")
     (tmp_path / "weights.bin").write_bytes(b"\x00\x01")
-    with pytest.raises(ModelError, match=r"weights\.bin.*\.tflite file or a \.keras file"):
+    with pytest.raises(ModelError,
+                       match=r"weights\.bin.*\.tflite file, a \.keras file or a frozen graph"):
         load_model(tmp_path / "weights.bin")
     (tmp_path / "bad.tflite").write_bytes(b"12345678 not a flatbuffer")
     with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
