@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -204,9 +205,7 @@ class _SignatureRun:
         block = row_block({**self.inputs, **streamed}, self.batch_size)
         stage = f"comparing {self.name}"
         progress(stage, 0, self.total)
-        for a in range(0, self.total, block) if self.total else [0]:
-            b = min(a + block, self.total)
-            ins = {c: self._read(t, a, b) for c, t in self.inputs.items()}
+        for a, b, ins, gold in self._blocks(block, streamed):
             for s in range(a, b, self.batch_size) if self.total else [0]:
                 e = min(s + self.batch_size, b)
                 feeds, cast = conform_inputs(self.sig, {c: v[s - a:e - a] for c, v in ins.items()},
@@ -217,11 +216,33 @@ class _SignatureRun:
                     self._take(k, v, e - s)
                 progress(stage, e, self.total)
             del ins
-            self._fold(a, b, {k: self._read(t, a, b) for k, t in streamed.items()})
+            self._fold(a, b, gold)
         for check in self.checks.values():
             check.check()
         diffs, metrics = self._verdicts()
         return diffs, metrics, notes
+
+    def _blocks(self, block: int, streamed: Mapping[str, StoredTensor]) -> Iterator[
+            tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]]:
+        """Per block of rows [a, b): the inputs and the streamed golden outputs, read and
+        hashed. A helper thread reads the next block while the caller runs the model over
+        this one: HDF5's decompression and sha256 release the GIL, so on a machine with a
+        spare core the golden's reading hides behind the model's work. It holds one block
+        more in memory, and the blocks are read in order, as :class:`StreamCheck` wants."""
+        starts = list(range(0, self.total, block)) if self.total else [0]
+
+        def load(a: int) -> tuple[int, int, dict[str, np.ndarray], dict[str, np.ndarray]]:
+            b = min(a + block, self.total)
+            return (a, b, {c: self._read(t, a, b) for c, t in self.inputs.items()},
+                    {k: self._read(t, a, b) for k, t in streamed.items()})
+
+        with ThreadPoolExecutor(1, thread_name_prefix="golden-read-ahead") as pool:
+            pending = pool.submit(load, starts[0])
+            for following in [*starts[1:], None]:
+                ready = pending.result()
+                if following is not None:
+                    pending = pool.submit(load, following)
+                yield ready
 
     def _read(self, t: StoredTensor, a: int, b: int) -> np.ndarray:
         block = t.read(a, b)
