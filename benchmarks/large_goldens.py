@@ -69,6 +69,7 @@ class Run:
     seconds: float
     peak_kb: int
     returncode: int
+    cpu_s: float = 0.0  # user + system, the child's and its own children's
 
 
 @dataclass
@@ -80,6 +81,9 @@ class CaseResult:
 
     def median_s(self, phase: str) -> float:
         return statistics.median(r.seconds for r in self.runs[phase])
+
+    def median_cpu(self, phase: str) -> float:
+        return statistics.median(r.cpu_s for r in self.runs[phase])
 
     def median_mb(self, phase: str) -> float:
         return statistics.median(r.peak_kb for r in self.runs[phase]) / 1024
@@ -144,7 +148,8 @@ def run(cmd: Sequence[str], cwd: Path) -> Run:
         raise SystemExit(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n"
                          f"{out.decode(errors='replace')[-2000:]}"
                          f"{err.decode(errors='replace')[-4000:]}")
-    return Run(seconds, int(usage.ru_maxrss), proc.returncode)
+    return Run(seconds, int(usage.ru_maxrss), proc.returncode,
+               usage.ru_utime + usage.ru_stime)
 
 
 def phase_cmd(phase: str, case: Case, root: Path, inputs: Path, tag: str = "") -> list[str]:
@@ -260,6 +265,16 @@ def report_times(results: Sequence[CaseResult], repeats: int) -> None:
     table(["case", "N", "B", "bare rec s", "record s", "ratio", "bare cmp s", "compare s",
            "ratio", "bare cmp MB", "compare MB", "ratio", "golden MB", "raw npz MB",
            "size ratio"], rows)
+    print("\nCPU seconds (user + system of the whole process tree; medians): less moved by "
+          "other jobs than wall time, and what the tool's helper threads cost in total\n")
+    table(["case", "bare rec cpu", "record cpu", "ratio", "bare cmp cpu", "compare cpu",
+           "ratio"], [[
+               r.case.name, f"{r.median_cpu('bare_record'):.2f}",
+               f"{r.median_cpu('tool_record'):.2f}",
+               f"{r.median_cpu('tool_record') / r.median_cpu('bare_record'):.2f}x",
+               f"{r.median_cpu('bare_compare'):.2f}", f"{r.median_cpu('tool_compare'):.2f}",
+               f"{r.median_cpu('tool_compare') / r.median_cpu('bare_compare'):.2f}x"]
+              for r in results])
     print("\nspread (min-max s): " + "; ".join(
         f"{r.case.name} " + ", ".join(
             f"{p} {min(x.seconds for x in r.runs[p]):.2f}-{max(x.seconds for x in r.runs[p]):.2f}"

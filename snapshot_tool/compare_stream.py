@@ -68,7 +68,11 @@ def streamable(golden_path: str | Path) -> bool:
 def compare_streaming(model_path: str | Path, golden_path: str | Path,
                       options: CompareOptions, progress: Progress) -> ComparisonResult:
     """:func:`snapshot_tool.compare.compare`'s verdict, streamed."""
-    with open_stored(golden_path, require_signature=options.require_signature) as stored:
+    # Every input and output is hashed on the streamed pass (StreamCheck), and the rest
+    # by check_deferred before the result is built: the bounded validation need not read
+    # them first.
+    with open_stored(golden_path, require_signature=options.require_signature,
+                     defer_tensors=True) as stored:
         return _compare_stored(stored, model_path, options, progress)
 
 
@@ -105,13 +109,16 @@ def _compare_stored(stored: StoredGolden, model_path: str | Path, options: Compa
     with contextlib.ExitStack() as stack:
         models = load_models(stack, model_path, options, prepared)
         warnings += models.warnings
+        checked: set[str] = set()
         for name in prepared.names:
             run = _SignatureRun(models.candidate, stored, name, prepared, infos[name])
             sig_diffs, sig_metrics, notes = run.compare(progress)
+            checked.update(run.checks)
             diffs += sig_diffs
             metrics += sig_metrics
             warnings += notes
             timed.append((name, run.sig))
+        stored.check_deferred(checked)
         latency, notes = time_signatures(golden, _heads(stored, timed, models.candidate),
                                          models, prepared, options, model_path, progress)
         return judged(str(golden.path), model_path, prepared, options, outputs=diffs,

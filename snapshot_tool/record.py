@@ -7,7 +7,9 @@ baselines all go into one golden, written atomically by :mod:`snapshot_tool.gold
 from __future__ import annotations
 
 import datetime as _dt
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -187,6 +189,41 @@ def read_labels(options: RecordOptions) -> Labels | None:
     return Labels(spec, values, (spec.key or "labels",) if same_file else ())
 
 
+class _Appends:
+    """A golden's appends (sha256, HDF5's compression, the write) run on one helper thread,
+    in the order submitted, so they overlap the model's next batches: hashlib and HDF5
+    release the GIL, so on a machine with a spare core the writing hides behind the model.
+    At most ``depth`` appends wait (a few batches of memory); an append's error surfaces at
+    a later submit or at :meth:`drain`. ``threaded=False`` runs each append at once."""
+
+    def __init__(self, threaded: bool = True, depth: int = 16) -> None:
+        self._pool = (ThreadPoolExecutor(1, thread_name_prefix="golden-writer") if threaded
+                      else None)
+        self._pending: deque[Future[None]] = deque()
+        self._depth = depth
+
+    def submit(self, append: Callable[[np.ndarray], None], block: np.ndarray) -> None:
+        if self._pool is None:
+            append(block)
+            return
+        self._pending.append(self._pool.submit(append, block))
+        while len(self._pending) > self._depth:
+            self._pending.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every submitted append (before anything else touches the file)."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def close(self) -> None:
+        """Drop what has not started and wait for what has: after this, nothing writes."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+_INLINE = _Appends(threaded=False)
+
+
 class _OutputSink:
     """One output of a signature being recorded, written as its batches come.
 
@@ -196,14 +233,19 @@ class _OutputSink:
     output is batched while every batch's leading dimension equals the batch's rows.
     """
 
-    def __init__(self, group: Any, name: str, rows: int, keep: bool) -> None:
+    def __init__(self, group: Any, name: str, rows: int, keep: bool,
+                 appends: _Appends = _INLINE) -> None:
         self.name = name
         self.appender = TensorAppender(group, name, rows)
+        self.appends = appends
         self.group = group
         self.stacked: list[np.ndarray] | None = None
         self.rows: list[int] = []
         self.kept: list[np.ndarray] | None = [] if keep else None
         self.kind = ""
+        # (dtype label, per-row shape) of the first batch, kept here because the appender
+        # learns it on the writer thread, later.
+        self.form: tuple[str, tuple[int, ...]] | None = None
 
     @property
     def batched(self) -> bool:
@@ -215,15 +257,18 @@ class _OutputSink:
         if self.kept is not None:
             self.kept.append(value)
         if self.stacked is None and value.ndim >= 1 and value.shape[0] == rows:
-            if not self.appender.fits(value):
+            form = (dtype_label(value), tuple(value.shape[1:]))
+            self.form = self.form or form
+            if form != self.form:
                 raise SignatureError(
                     f"output {self.name!r} changes its per-sample shape between batches "
-                    f"({self.appender.rest} and {value.shape[1:]}); record with one batch "
+                    f"({self.form[1]} and {form[1]}); record with one batch "
                     "(--batch-size equal to --num-samples)")
-            self.appender.append(value)
+            self.appends.submit(self.appender.append, value)
             return
         if self.stacked is None:
             # Not batched after all: the batches so far become entries of a stack.
+            self.appends.drain()
             done = self.appender.rows_so_far()
             self.appender.discard()
             prior = self.rows[:-1]
@@ -241,6 +286,7 @@ class _OutputSink:
         return joined
 
     def finish(self, attrs: Mapping[str, Any]) -> RecordedOutput:
+        self.appends.drain()
         if self.stacked is None:
             self.appender.finish(attrs)
             return RecordedOutput("", self.name, self.appender.label, self.appender.shape)
@@ -250,31 +296,67 @@ class _OutputSink:
 
 
 def _stream_outputs(model: Model, sig: SignatureInfo, feeds: Mapping[str, np.ndarray],
-                    batch_size: int, group: Any, keep: bool, progress: Progress
+                    batch_size: int, root: Any, keep: bool, progress: Progress
                     ) -> tuple[dict[str, _OutputSink], dict[str, np.ndarray]]:
-    """Run ``sig`` batch by batch, appending every output to ``group`` as it comes.
-    Returns the sinks (to finish once their attrs are known) and the first batch's outputs
-    (the determinism check reruns that batch against them)."""
-    total = num_rows(feeds)
-    sinks: dict[str, _OutputSink] = {}
-    first: dict[str, np.ndarray] = {}
-    done = 0
-    stage = f"recording {sig.name}"
-    progress(stage, 0, total)
-    for i, batch in enumerate(batches(feeds, batch_size)):
-        out = model.run(sig.name, batch)
-        n = num_rows(batch)
-        if i == 0:
-            first = out
-        for k, v in out.items():
-            if k not in sinks:
-                if i:
-                    raise SignatureError(f"output {k!r} appeared only after the first batch")
-                sinks[k] = _OutputSink(group, k, total, keep)
-            sinks[k].add(v, n)
-        done += n
-        progress(stage, done, total)
+    """Run ``sig`` batch by batch, appending every input and output under ``root`` as it
+    comes, on a writer thread (:class:`_Appends`) while the model runs the next batches.
+    Returns the output sinks (to finish once their attrs are known) and the first batch's
+    outputs (the determinism check reruns that batch against them)."""
+    appends = _Appends()
+    try:
+        ins = _InputSinks(root.create_group(INPUTS), feeds, appends)
+        group = root.create_group(OUTPUTS)
+        total = num_rows(feeds)
+        sinks: dict[str, _OutputSink] = {}
+        first: dict[str, np.ndarray] = {}
+        done = 0
+        stage = f"recording {sig.name}"
+        progress(stage, 0, total)
+        for i, batch in enumerate(batches(feeds, batch_size)):
+            out = model.run(sig.name, batch)
+            ins.add(batch)
+            n = num_rows(batch)
+            if i == 0:
+                first = out
+            for k, v in out.items():
+                if k not in sinks:
+                    if i:
+                        raise SignatureError(
+                            f"output {k!r} appeared only after the first batch")
+                    sinks[k] = _OutputSink(group, k, total, keep, appends)
+                sinks[k].add(v, n)
+            done += n
+            progress(stage, done, total)
+        appends.drain()
+        ins.finish()
+    finally:
+        appends.close()
+    for sink in sinks.values():
+        sink.appends = _INLINE
     return sinks, first
+
+
+class _InputSinks:
+    """A signature's inputs, written to the golden batch by batch beside its outputs (numeric
+    inputs with rows; the others, strings and empty tensors, are written whole at once)."""
+
+    def __init__(self, group: Any, feeds: Mapping[str, np.ndarray], appends: _Appends
+                 ) -> None:
+        self.appends = appends
+        self.appenders: dict[str, TensorAppender] = {}
+        for name, arr in sorted(feeds.items()):
+            if arr.ndim >= 1 and arr.shape[0] > 0 and dtype_label(arr) != "string":
+                self.appenders[name] = TensorAppender(group, name, arr.shape[0])
+            else:
+                write_tensor(group, name, arr)
+
+    def add(self, batch: Mapping[str, np.ndarray]) -> None:
+        for name, appender in self.appenders.items():
+            self.appends.submit(appender.append, batch[name])
+
+    def finish(self) -> None:
+        for appender in self.appenders.values():
+            appender.finish()
 
 
 def _record_loaded(model: Model, model_path: str | Path, golden: Path,
@@ -320,11 +402,8 @@ def _record_signature(f: Any, model: Model, sig: SignatureInfo, options: RecordO
     else:
         feeds = synthesize(sig, options.num_samples, options.seed)
     group = signature_group(f, sig.name, several)
-    g_in = group.create_group(INPUTS)
-    for name, arr in sorted(feeds.items()):
-        write_tensor(g_in, name, arr)
-    sinks, first = _stream_outputs(model, sig, feeds, options.batch_size,
-                                   group.create_group(OUTPUTS), labels is not None, progress)
+    sinks, first = _stream_outputs(model, sig, feeds, options.batch_size, group,
+                                   labels is not None, progress)
     attrs = {k: OutputRecord(batched=s.batched).to_attrs() for k, s in sinks.items()}
     notes: list[str] = []
     spreads = measure_spread(model, sig, feeds, options.batch_size, first_outputs=first)

@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import io
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -568,10 +569,17 @@ def read_golden(path: str | Path, *, check: bool = True,
     return Golden(p, attrs, sigs)
 
 
-def verify_golden(path: str | Path, *, require_signature: bool = False) -> validate.Verified:
+def verify_golden(path: str | Path, *, require_signature: bool = False,
+                  defer_tensors: bool = False) -> validate.Verified:
     """The one validation every reader relies on (schema, attribute types, sizes, links,
     every checksum, the content digest and signature), in a child process under a time
-    bound. Raises :class:`GoldenError` on the first problem."""
+    bound. Raises :class:`GoldenError` on the first problem.
+
+    ``defer_tensors`` (a reader that streams every input and output through its sha256
+    anyway, and checks them before it reports anything): the child leaves the contents of
+    the inputs and outputs that :func:`validate.deferrable` allows unhashed, and lists them
+    in ``Verified.deferred``; everything else, their metadata and chunk indexes included,
+    is checked as always. It saves reading the bulk of a large golden twice."""
     p = Path(path)
     if _sharded(p):
         from snapshot_tool.golden.sharded import verify_sharded
@@ -579,8 +587,9 @@ def verify_golden(path: str | Path, *, require_signature: bool = False) -> valid
         return verify_sharded(p, require_signature=require_signature)
     _check_path(p)
     doc = call_isolated("snapshot_tool.golden.io:_verify_in_child",
-                       [str(p), require_signature], timeout=read_timeout(p),
+                       [str(p), require_signature, defer_tensors], timeout=read_timeout(p),
                        what=f"reading golden {p}", errors={"GoldenError": GoldenError})
+    doc["deferred"] = tuple(doc.get("deferred", ()))
     return validate.Verified(**doc)
 
 
@@ -608,9 +617,11 @@ def _root_attrs_in_child(path: str) -> dict[str, Any]:
     return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in attrs.items()}
 
 
-def _verify_in_child(path: str, require_signature: bool) -> dict[str, Any]:
+def _verify_in_child(path: str, require_signature: bool, defer_tensors: bool = False
+                     ) -> dict[str, Any]:
     try:
-        return verify_unbounded(Path(path), require_signature=require_signature)._asdict()
+        return verify_unbounded(Path(path), require_signature=require_signature,
+                                defer_tensors=defer_tensors)._asdict()
     except (ChildFailed, GoldenError):
         raise
     except Exception as exc:
@@ -620,8 +631,16 @@ def _verify_in_child(path: str, require_signature: bool) -> dict[str, Any]:
                           "re-record it") from None
 
 
-def verify_unbounded(p: Path, *, require_signature: bool = False) -> validate.Verified:
+# The tensors a streaming reader reads block by block: a signature's inputs and outputs.
+_STREAMED = re.compile(rf"^(/{schema.SIGNATURES}/[^/]+)?/({schema.INPUTS}|{schema.OUTPUTS})"
+                       r"/[^/]+$")
+
+
+def verify_unbounded(p: Path, *, require_signature: bool = False,
+                     defer_tensors: bool = False) -> validate.Verified:
     """:func:`verify_golden` without the child process: call it only inside one."""
+    deferred: list[str] = []
+    file_size = p.stat().st_size
 
     with malformed_is_golden_error(p), open_golden(p) as f:
         version = validate.format_version(f, p, SUPPORTED_VERSIONS)
@@ -649,13 +668,20 @@ def verify_unbounded(p: Path, *, require_signature: bool = False) -> validate.Ve
             if not want:
                 raise GoldenError(f"{p}: {where} has no sha256 attribute; the golden is "
                                   "incomplete — re-record it")
+            # Format 2 only: its content digest, checked above, covers the attributes
+            # (dtype, shape) the streaming reader interprets before it hashes the data.
+            if defer_tensors and version >= 2 and _STREAMED.match(where) and \
+                    validate.deferrable(obj, node.attrs.get(schema.DTYPE), file_size):
+                deferred.append(where)
+                tensors += 1
+                continue
             label = schema.text(node.attrs.get(schema.DTYPE)) or model_dtype_label(
                 np.empty(0, obj.dtype))
             got = validate.stream_sha(obj, where, p, _hash_header, _hash_body, _decode, label)
             _check_sha(want, got, where, p)
             tensors += is_tensor
     return validate.Verified(tensors=tensors, version=version, datasets=datasets,
-                             signed=signed)
+                             signed=signed, deferred=tuple(deferred))
 
 
 def _sharded(p: Path) -> bool:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,19 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.dtypes import dtype_label, numpy_dtype
+from snapshot_tool.errors import GoldenError
 from snapshot_tool.golden import schema
+from snapshot_tool.golden.io import (
+    STREAM_BYTES,
+    _identity,
+    chunk_rows,
+    dataset_options,
+    malformed_is_golden_error,
+    open_golden,
+    read_signature_extras,
+    signature_groups,
+    verify_golden,
+)
 from snapshot_tool.golden.io import (
     _check_sha as check_sha,
 )
@@ -41,15 +53,6 @@ from snapshot_tool.golden.io import (
 )
 from snapshot_tool.golden.io import (
     _write_tensor as write_tensor,
-)
-from snapshot_tool.golden.io import (
-    chunk_rows,
-    dataset_options,
-    malformed_is_golden_error,
-    open_golden,
-    read_signature_extras,
-    signature_groups,
-    verify_golden,
 )
 from snapshot_tool.golden.schema import Golden, SignatureGolden, TensorRecord
 
@@ -244,11 +247,42 @@ class StoredGolden:
     path: Path
     attrs: dict[str, Any]
     signatures: dict[str, StoredSignature]
+    # Inputs and outputs whose contents the bounded validation left to this reader
+    # (``open_stored(defer_tensors=True)``): :meth:`check_deferred` before any verdict.
+    deferred: frozenset[str] = frozenset()
+    identity: tuple[int, ...] = ()
 
     @property
     def meta(self) -> Golden:
         """The golden's small parts, as a :class:`Golden` without tensor values."""
         return Golden(self.path, self.attrs, {k: s.meta for k, s in self.signatures.items()})
+
+    def check_deferred(self, checked: Collection[str]) -> None:
+        """Raise :class:`GoldenError` unless every deferred tensor's sha256 matches: those in
+        ``checked`` were verified on the streamed pass, the rest (an input the candidate
+        does not take, a signature not compared) are read and hashed now. Also refuses a
+        golden changed in place since it was validated."""
+        tensors = {t.where: t for s in self.signatures.values()
+                   for t in (*s.inputs.values(), *s.outputs.values())}
+        for where in sorted(self.deferred - set(checked)):
+            if where not in tensors:  # cannot happen: the child defers only these
+                raise GoldenError(f"{self.path}: {where} was not checked; re-record it")
+            _check_whole(tensors[where], self.path)
+        if self.identity and _identity(self.path) != self.identity:
+            raise GoldenError(f"golden {self.path} changed while it was being read; run "
+                              "again once whatever writes it has finished")
+
+
+def _check_whole(t: StoredTensor, path: Path) -> None:
+    """One tensor through its sha256, block by block."""
+    check = StreamCheck(t, path)
+    if not t.shape:
+        check.feed(t.read(), 0)
+    else:
+        step = max(1, STREAM_BYTES // t.row_bytes)
+        for a in range(0, t.rows, step):
+            check.feed(t.read(a, a + step), a)
+    check.check()
 
 
 def _stored(ds: Any, where: str, path: Path) -> StoredTensor:
@@ -257,17 +291,28 @@ def _stored(ds: Any, where: str, path: Path) -> StoredTensor:
 
 
 @contextlib.contextmanager
-def open_stored(path: str | Path, *, require_signature: bool = False
-                ) -> Iterator[StoredGolden]:
+def open_stored(path: str | Path, *, require_signature: bool = False,
+                defer_tensors: bool = False) -> Iterator[StoredGolden]:
     """Open a golden for streaming: the checks every reader makes, labels/metrics/latency
     read and verified, inputs and outputs left on disk for block reads (whose damaged
-    chunks are :class:`GoldenError` too, see :meth:`StoredTensor.read`)."""
+    chunks are :class:`GoldenError` too, see :meth:`StoredTensor.read`).
+
+    ``defer_tensors``: the caller streams every input and output through a
+    :class:`StreamCheck` and calls :meth:`StoredGolden.check_deferred` before it reports
+    anything, so the bounded validation need not hash their contents first (see
+    :func:`verify_golden`)."""
     p = Path(path)
+    before = _identity(p) if p.is_file() else ()
     # The same bounded validation every reader runs first (layout, sizes, content digest,
-    # every checksum), in a child process under a time limit; the tensors are checked
-    # again below as they are read, so the bytes used are the bytes verified.
-    verify_golden(p, require_signature=require_signature)
+    # every checksum but the deferred ones), in a child process under a time limit; the
+    # tensors are checked again below as they are read, so the bytes used are the bytes
+    # verified.
+    verified = verify_golden(p, require_signature=require_signature,
+                             defer_tensors=defer_tensors)
     with open_golden(p, cache_bytes=CACHE_BYTES) as f:
+        if _identity(p) != before:
+            raise GoldenError(f"golden {p} changed while it was being read; run again once "
+                              "whatever writes it has finished")
         with malformed_is_golden_error(p):
             attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
             sigs: dict[str, StoredSignature] = {}
@@ -281,7 +326,7 @@ def open_stored(path: str | Path, *, require_signature: bool = False
                     want_sha(t.ds, t.where, p)  # a missing checksum is refused up front
                 meta = read_signature_extras(name, g, p, check=True)
                 sigs[name] = StoredSignature(meta, inputs, outputs, meta.output_attrs)
-        yield StoredGolden(p, attrs, sigs)
+        yield StoredGolden(p, attrs, sigs, frozenset(verified.deferred), before)
 
 
 def row_block(tensors: Mapping[str, StoredTensor], batch_size: int,

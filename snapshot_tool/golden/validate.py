@@ -43,6 +43,9 @@ class Verified(NamedTuple):
     version: int
     datasets: int = 0
     signed: bool = False
+    # Tensors whose contents the caller asked to hash itself on its streamed pass (see
+    # :func:`deferrable`): their sha256 is NOT yet checked.
+    deferred: tuple[str, ...] = ()
 
 
 def _bad(path: Path, what: str) -> GoldenError:
@@ -293,3 +296,52 @@ def check_digest(nodes: dict[str, Node], path: Path, *, require_signature: bool)
                               f"{HMAC_KEY_ENV}: it was signed with another key or changed "
                               "since — do not trust it")
     return signed
+
+
+# --- tensors left to the reader's streamed pass -------------------------------------------
+
+# HDF5 filters whose decoders check their bounds (zlib's deflate, HDF5's shuffle and
+# fletcher32, h5py's lzf): under them a damaged chunk is an error from HDF5, never a crash
+# or a loop. A tensor filtered by anything else is hashed in the child as before.
+SAFE_FILTERS = frozenset({1, 2, 3, 32000})
+# A compressing filter that would grow a chunk is skipped for that chunk (HDF5's optional
+# filters), so a chunk stores at most its own size; the slack covers filter headers.
+_CHUNK_SLACK = 4096
+
+
+def deferrable(obj: Any, label: Any, file_size: int) -> bool:
+    """Whether a tensor dataset's contents may be hashed by a reader that streams it anyway
+    (``compare``) instead of here: numeric (no variable-length heap to parse) and stored as
+    its ``dtype`` attribute ``label`` says, chunked, its data inside this file, filtered
+    only by :data:`SAFE_FILTERS`, and every chunk its index lists inside the file and no
+    larger than a chunk's worth of data. The whole chunk index is read here, under the
+    child's time bound, so what is left for the reader to parse is the chunks' bytes alone,
+    through decoders that cannot hang or crash on them. (Call it on a format-2 golden whose
+    content digest matched: then the attributes the reader interprets are verified too.)"""
+    import h5py
+
+    if obj.dtype.kind not in "biufc" or obj.chunks is None or obj.is_virtual:
+        return False
+    if label != str(obj.dtype) and not (label == "bfloat16" and obj.dtype == np.uint16):
+        return False
+    dcpl = obj.id.get_create_plist()
+    if dcpl.get_layout() != h5py.h5d.CHUNKED or dcpl.get_external_count():
+        return False
+    if any(dcpl.get_filter(i)[0] not in SAFE_FILTERS for i in range(dcpl.get_nfilters())):
+        return False
+    limit = math.prod(int(n) for n in obj.chunks) * obj.dtype.itemsize + _CHUNK_SLACK
+    return all(offset is not None and 0 <= offset and offset + size <= file_size
+               and size <= limit for offset, size in _chunk_extents(obj))
+
+
+def _chunk_extents(obj: Any) -> list[tuple[int | None, int]]:
+    """(file offset, stored bytes) of every chunk the dataset's index lists."""
+    extents: list[tuple[int | None, int]] = []
+    dsid = obj.id
+    try:
+        dsid.chunk_iter(lambda info: extents.append((info.byte_offset, info.size)))
+    except (AttributeError, NotImplementedError):  # h5py < 3.8 or HDF5 < 1.12.3
+        for i in range(dsid.get_num_chunks()):
+            info = dsid.get_chunk_info(i)
+            extents.append((info.byte_offset, info.size))
+    return extents

@@ -113,3 +113,45 @@ def test_read_blocks_are_whole_batches_and_whole_chunks(tmp_path: Path) -> None:
             assert block * 64 <= 16 << 20  # a few MB, whatever the golden's size
             if t.chunk_rows % batch == 0:
                 assert block % t.chunk_rows == 0
+
+
+def test_deferred_tensors_are_hashed_by_the_reader_before_it_reports(tmp_path: Path) -> None:
+    # compare's streaming reader asks the bounded validation to leave the inputs' and
+    # outputs' contents to it: open_stored passes a changed value, and the reader's
+    # checksum (streamed, or check_deferred for a tensor it never streamed) refuses it.
+    arr = np.ones((500, 2), dtype=np.float32)
+    path = tmp_path / "g.h5"
+    _write(path, arr, batch=64)
+    with open_stored(path, defer_tensors=True) as g:
+        assert g.deferred == {"/outputs/out"}
+        g.check_deferred(set())  # intact: hashed here, and it matches
+    with h5py.File(path, "r+") as f:
+        f["outputs/out"][123, 1] = 2.0
+    with open_stored(path, defer_tensors=True) as g:
+        with pytest.raises(GoldenError, match="sha256"):
+            g.check_deferred(set())
+        t = g.signatures["serving_default"].outputs["out"]
+        check = StreamCheck(t, path)
+        check.feed(t.read(0, 500), 0)
+        with pytest.raises(GoldenError, match="sha256"):
+            check.check()
+
+
+def test_a_tensor_under_another_filter_is_hashed_in_the_bounded_child(tmp_path: Path) -> None:
+    # scale-offset's decoder is not among the ones known to stop on damaged data, so its
+    # tensor is read under the child's time bound as before, never first by the reader.
+    arr = np.arange(1000, dtype=np.int32).reshape(500, 2)
+    path = tmp_path / "g.h5"
+    with golden_writer(path, force=True) as f:
+        write_root_attrs(f, {"signature": "serving_default"})
+        f.create_group("inputs")
+        ds = f.create_group("outputs").create_dataset("out", data=arr, chunks=(100, 2),
+                                                      scaleoffset=0)
+        ds.attrs.update({"dtype": "int32", "shape": "[500, 2]",
+                         "sha256": tensor_sha256(arr)})
+    with open_stored(path, defer_tensors=True) as g:
+        assert g.deferred == frozenset()
+    with h5py.File(path, "r+") as f:
+        f["outputs/out"][7, 0] = 99
+    with pytest.raises(GoldenError, match="sha256"), open_stored(path, defer_tensors=True):
+        pass
