@@ -12,7 +12,10 @@ run ``serving_default`` batch by batch, ``np.savez`` / ``np.load`` + ``np.allclo
    a cheap 2-input MLP over 1,000,000 samples (batch 1024), where the tool's own work shows.
    One untimed warm-up round (page cache, first imports), then ``--repeats`` rounds in which
    the four processes run interleaved in a rotated order, so drift on this shared machine
-   hits them all alike. Medians, the min-max spread, and the ratios tool / bare.
+   hits them all alike. Medians, the min-max spread, and the ratios tool / bare, for wall
+   time and for CPU seconds (user + system of each process tree, from ``os.wait4``: what
+   the tool's helper threads and validation child cost in total, and less moved than wall
+   time by other jobs on a shared machine).
 2. **Memory**: peak RSS of compare (and record) on the MLP at 10k, 100k, 1M and 5M samples,
    with the bare compare beside it. Peak RSS comes from ``os.wait4`` (the kernel's
    ``ru_maxrss`` of that child). This parent never imports TensorFlow and stays small,
