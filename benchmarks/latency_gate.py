@@ -29,19 +29,21 @@ It is also what a careful user sets for latency goldens, and the fingerprint rec
 
 **Stored mode** (``--stored``) runs the real CLI, one process per command as in CI: a chain
 model is saved as a SavedModel with slower variants (``--slowdowns``, default 1.3x and 1.5x:
-depth grown until the slowdown, timed in bare TensorFlow in ABBA rounds at each batch size
-with the tool's own thread settings, reaches the target at every batch size); ``--goldens``
-goldens are recorded from the unchanged model in separate processes; then ``--trials``
-rounds each run ``compare --self-check`` of the unchanged model (a re-export: same weights,
+depth grown until the slowdown in process CPU time per call, timed in bare TensorFlow with
+the tool's own thread settings, reaches the target at every batch size; the wall-time
+slowdown in ABBA rounds is printed beside it); ``--goldens`` goldens are recorded from the
+unchanged model in separate processes; then ``--trials`` rounds each run ``compare
+--self-check`` (``--plain``: without it) of the unchanged model (a re-export: same weights,
 other files) and of each slower variant against every golden, in a rotated order. Each
-compare reports, per batch size, the stored ratio as recorded (``uncorrected_ratio``, and
-the verdict the plain stored gate gives on those samples), the machine factor from the self-
-check, and the corrected (side-by-side) ratio and verdict. It prints, per golden and batch
-size, the median stored ratio of the unchanged model, the fail counts of the slowdowns with
-and without the correction, and the load average over the run. The plain figures come from
-the same runs as the corrected ones (the plain measurement is made first in each run, as a
-compare without ``--self-check`` makes it), so both gates are seen on the same machine
-states.
+compare reports, per batch size, the plain stored gate's ratio and verdict (on CPU time,
+scaled by the calibration workload run between the timed calls: ``uncorrected_ratio`` /
+``uncorrected_verdict``), the CPU and wall ratios as recorded, the calibration ratios, the
+machine factor from the self-check, and the self-checked (side-by-side) ratio and verdict.
+It prints, per golden and batch size, the medians of the unchanged model, the fail counts
+of the slowdowns with and without the self-check, and the load average over the run;
+``--rows-json`` keeps every row. The plain figures come from the same runs as the
+self-checked ones (the plain measurement is made first in each run, as a compare without
+``--self-check`` makes it), so both gates are seen on the same machine states.
 
 Not part of the test suite: it takes a few minutes (``--stored``: ~30 s per command on a
 loaded 2-core box).
@@ -51,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -69,6 +72,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from snapshot_tool.latency.fingerprint import calibrate, environment_fingerprint
 from snapshot_tool.latency.gate import gate_side_by_side
+from snapshot_tool.latency.measure import timed_call
 
 WIDTH = 256  # layer width
 BATCH = 64  # rows of the fixed input
@@ -170,6 +174,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="--stored: [latency] stored_max_drift for the compares")
     p.add_argument("--slowdowns", type=float, nargs="+", default=[1.3, 1.5],
                    help="--stored: slowdown variants to compare (default 1.3 1.5)")
+    p.add_argument("--rows-json", type=Path, default=None,
+                   help="--stored: also write every compare's per-batch JSON row here")
+    p.add_argument("--plain", action="store_true",
+                   help="--stored: compare without --self-check (plain stored mode only)")
     args = p.parse_args(argv)
     if args.stored:
         args.trials = args.trials or 3
@@ -311,19 +319,42 @@ def abba_ratio(tf: Any, base: Path, path: Path, bs: int) -> float:
     return check.ratio
 
 
+def cpu_ratio(tf: Any, base: Path, path: Path, bs: int, calls: int = 60) -> float:
+    """Slowdown of ``path`` over ``base`` in process CPU time per call (all threads), in
+    bare TensorFlow: alternating calls after a warm-up, ratio of the medians. CPU time is
+    what the stored gate judges on, and the extra layers' share of it is not their share of
+    wall time (the pool's second thread works on part of each call only)."""
+    fns = (_loaded_fn(tf, base, bs), _loaded_fn(tf, path, bs))
+    for _ in range(20):
+        for fn in fns:
+            fn()
+    cpu: tuple[list[int], list[int]] = ([], [])
+    for _ in range(calls):
+        for side, fn in enumerate(fns):
+            cpu[side].append(timed_call(fn)[1])
+    return float(np.median(cpu[1]) / np.median(cpu[0]))
+
+
+def slowdowns(tf: Any, base: Path, path: Path, bs: int) -> tuple[float, float]:
+    """(wall, CPU) slowdown of ``path`` over ``base`` at batch ``bs`` in bare TensorFlow."""
+    return abba_ratio(tf, base, path, bs), cpu_ratio(tf, base, path, bs)
+
+
 def slow_variant(tf: Any, root: Path, base: Path, target: float) -> tuple[int, Path]:
-    """A variant at least ``target`` times slower than ``base`` at every stored batch size
-    in bare TensorFlow (interleaved calls): depth grows from ``target`` x the base depth
-    until it is, since the per-call overhead makes a batch of 1 scale less than the depth."""
+    """A variant at least ``target`` times slower than ``base`` in CPU time per call (what
+    the stored gate judges on) at every stored batch size in bare TensorFlow: depth grows
+    from ``target`` x the base depth until it is, since the per-call overhead makes a batch
+    of 1 scale less than the depth. Each step adds the layers the last measurement asks
+    for, at most a fifth more: on a loaded box one noisy probe once tripled the depth."""
     depth = round(STORED_BASE_DEPTH * target)
-    for _ in range(4):
+    for _ in range(6):
         path = save_chain(tf, root / f"slow_{target:g}_{depth}", depth)
-        worst = min(abba_ratio(tf, base, path, bs) for bs in STORED_SIZES)
+        worst = min(cpu_ratio(tf, base, path, bs, calls=100) for bs in STORED_SIZES)
         if worst >= target:
             break
-        # Extra layers add time linearly; scale them by how far the worst size fell short.
-        extra = (depth - STORED_BASE_DEPTH) * (target - 1.0) / max(worst - 1.0, 0.05)
-        depth = max(depth + 1, round(STORED_BASE_DEPTH + extra))
+        per_layer = max(worst - 1.0, 0.05) / (depth - STORED_BASE_DEPTH)
+        step = math.ceil((target - worst) / per_layer)
+        depth += max(1, min(step, math.ceil(depth / 5)))
     return depth, path
 
 
@@ -356,12 +387,13 @@ def stored_main(args: argparse.Namespace) -> int:
               f"load average {_load():.2f}")
         print(f"model: {STORED_BASE_DEPTH} x (matmul [bs x {STORED_WIDTH}] @ "
               f"[{STORED_WIDTH} x {STORED_WIDTH}] + tanh), batch sizes {STORED_SIZES}")
-        true: dict[str, dict[int, float]] = {}
+        true: dict[str, dict[int, tuple[float, float]]] = {}
         for name, path in models.items():
-            true[name] = {bs: abba_ratio(tf, base, path, bs) for bs in STORED_SIZES}
+            true[name] = {bs: slowdowns(tf, base, path, bs) for bs in STORED_SIZES}
             depth = STORED_BASE_DEPTH if name == "unchanged" else depths[float(name[:-1])]
-            print(f"  {name:<9} depth {depth:>3}: bare-TF slowdown "
-                  + ", ".join(f"batch {bs} {r:.3f}x" for bs, r in true[name].items()))
+            print(f"  {name:<9} depth {depth:>3}: bare-TF slowdown (wall ABBA / CPU) "
+                  + ", ".join(f"batch {bs} {w:.3f}x / {c:.3f}x"
+                              for bs, (w, c) in true[name].items()))
         cfg = root / "snapshot.toml"
         cfg.write_text(f"[latency]\nstored_max_drift = {args.stored_max_drift}\n")
         sizes = ",".join(str(b) for b in STORED_SIZES)
@@ -387,8 +419,9 @@ def stored_main(args: argparse.Namespace) -> int:
                 for name in names[k:] + names[:k]:
                     report = root / "r.json"
                     t0 = time.perf_counter()
+                    check = [] if args.plain else ["--self-check"]
                     res = _run(["compare", str(models[name]), "--golden", str(golden),
-                                "--self-check", "--config", str(cfg), "--report-json",
+                                *check, "--config", str(cfg), "--report-json",
                                 str(report)], env)
                     loads.append(_load())
                     if not report.exists():
@@ -399,40 +432,59 @@ def stored_main(args: argparse.Namespace) -> int:
                                          load=loads[-1], wall=time.perf_counter() - t0))
                         if args.verbose:
                             print(f"  trial {trial} golden {gi} {name:<9} batch "
-                                  f"{b['batch_size']:>2}: stored {b['uncorrected_ratio']:.3f} "
-                                  f"({b['uncorrected_verdict']}), machine "
-                                  f"{b['machine_factor']:.3f}, corrected {b['ratio']:.3f} "
-                                  f"({b['verdict']}), load {loads[-1]:.1f}, "
-                                  f"{rows[-1]['wall']:.0f} s")
+                                  f"{b['batch_size']:>2}: stored "
+                                  f"{b['uncorrected_ratio']:.3f} ({b['uncorrected_verdict']})"
+                                  f", wall {b['wall_ratio']:.3f}, cpu {_f(b['cpu_ratio'])}, "
+                                  f"calibration wall {_f(b['calibration_ratio'])} cpu "
+                                  f"{_f(b['calibration_cpu_ratio'])}, "
+                                  f"machine {_f(b['machine_factor'])}, corrected "
+                                  f"{b['ratio']:.3f} ({b['verdict']}), load {loads[-1]:.1f}, "
+                                  f"{rows[-1]['wall']:.0f} s", flush=True)
                     report.unlink()
+        if args.rows_json is not None:
+            args.rows_json.write_text(json.dumps({"bare": true, "rows": rows}, indent=1))
         print_stored(rows, args, true, loads, time.perf_counter() - started)
         return 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def _spread(values: list[float]) -> str:
+    return f"{statistics.median(values):>6.3f}x [{min(values):.3f}, {max(values):.3f}]"
+
+
 def print_stored(rows: list[dict[str, Any]], args: argparse.Namespace,
-                 true: dict[str, dict[int, float]], loads: list[float], wall: float) -> None:
+                 true: dict[str, dict[int, tuple[float, float]]], loads: list[float],
+                 wall: float) -> None:
     def sel(**kw: Any) -> list[dict[str, Any]]:
         return [r for r in rows if all(r[k] == v for k, v in kw.items())]
 
     limit = 1 + args.stored_max_drift
     print()
-    print(f"unchanged model, median over {args.trials} compares per golden "
-          f"(stored limit {limit:.2f}x):")
-    print(f"{'golden':>6} {'batch':>5} {'stored ratio':>13} {'[min, max]':>15} "
-          f"{'machine':>8} {'corrected':>10} {'[min, max]':>15}")
+    print(f"unchanged model, median [min, max] over {args.trials} compares per golden "
+          f"(stored limit {limit:.2f}x). plain: the plain stored gate's ratio (CPU time, "
+          "scaled by the calibration workload's CPU time); CPU and wall: as recorded")
+    print(f"{'golden':>6} {'batch':>5} {'plain':>23} {'CPU':>23} {'wall':>23} "
+          f"{'cal CPU':>8} {'machine':>8} {'self-checked':>23}")
     for g in range(args.goldens):
         for bs in STORED_SIZES:
             rs = sel(golden=g, candidate="unchanged", batch_size=bs)
             if not rs:
                 continue
-            raw = [r["uncorrected_ratio"] for r in rs]
-            cor = [r["ratio"] for r in rs]
-            mf = [r["machine_factor"] for r in rs]
-            print(f"{g:>6} {bs:>5} {statistics.median(raw):>12.3f}x "
-                  f"[{min(raw):.3f}, {max(raw):.3f}] {statistics.median(mf):>7.3f}x "
-                  f"{statistics.median(cor):>9.3f}x [{min(cor):.3f}, {max(cor):.3f}]")
+
+            def col(key: str, rs: list[dict[str, Any]] = rs) -> list[float]:
+                return [r[key] for r in rs if r[key] is not None]
+
+            plain, cpu, walls = col("uncorrected_ratio"), col("cpu_ratio"), col("wall_ratio")
+            cal, mf, cor = col("calibration_cpu_ratio"), col("machine_factor"), col("ratio")
+            print(f"{g:>6} {bs:>5} {_spread(plain):>23} {_spread(cpu) if cpu else '-':>23} "
+                  f"{_spread(walls):>23} {_f(statistics.median(cal) if cal else None):>8} "
+                  f"{_f(statistics.median(mf) if mf else None):>8} "
+                  f"{_spread(cor) if mf else '-':>23}")
     print()
     print("verdicts per compare (worst over batch sizes), plain stored gate / with --self-check:")
     order = ("fail", "inconclusive", "advisory", "pass")
@@ -446,8 +498,8 @@ def print_stored(rows: list[dict[str, Any]], args: argparse.Namespace,
                     plain[min((r["uncorrected_verdict"] for r in rs), key=order.index)] += 1
                     fixed[min((r["verdict"] for r in rs), key=order.index)] += 1
         n = sum(plain.values())
-        bare = ", ".join(f"{r:.2f}x" for r in true[name].values())
-        print(f"  {name:<9} (bare-TF {bare}): plain fail {plain['fail']}/{n} "
+        bare = ", ".join(f"{w:.2f}x/{c:.2f}x" for w, c in true[name].values())
+        print(f"  {name:<9} (bare-TF wall/CPU {bare}): plain fail {plain['fail']}/{n} "
               f"(inconclusive {plain['inconclusive']}, pass {plain['pass']}); "
               f"self-check fail {fixed['fail']}/{n} (inconclusive {fixed['inconclusive']}, "
               f"pass {fixed['pass']})")

@@ -23,9 +23,8 @@ from snapshot_tool.errors import ConfigError, InputsError, ModelError, SnapshotT
 from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import read_golden
 from snapshot_tool.golden.schema import Golden, SignatureGolden
-from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.latency.fingerprint import fix_threads
-from snapshot_tool.latency.measure import latency_sizes, slice_batch, timing_sizes
+from snapshot_tool.latency.measure import batches_to_time, latency_sizes
 from snapshot_tool.matching import (
     candidate_signature,
     check_renames,
@@ -505,13 +504,9 @@ def _side_by_side_latency(golden: Golden, sg: SignatureGolden,
     if note:
         notes.append(note)
     sizes = sorted(sg.latency) or latency_sizes(None, golden.info.batch_size)
-    for bs in timing_sizes(sizes, feeds):
-        batch = slice_batch(feeds, bs)
-        base_batch = slice_batch(base_feeds, bs)
-        if batch is None or base_batch is None:
-            notes.append(f"latency at batch size {bs} skipped: the golden holds only "
-                         f"{num_rows(feeds)} samples")
-            continue
+    batches, skipped = batches_to_time(sizes, feeds, base_feeds)
+    notes += skipped
+    for bs, (batch, base_batch) in batches:
         checks.append(gate_side_by_side(
             lambda b=base_batch: baseline.run(bsig.name, b),  # type: ignore[misc]
             lambda b=batch: model.run(signature, b),  # type: ignore[misc]
@@ -556,7 +551,7 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
     and the machine factor (golden's model now / stored) is reported (see
     :func:`~snapshot_tool.latency.gate.gate_stored`).
     """
-    from snapshot_tool.latency.fingerprint import calibrate, environment_fingerprint
+    from snapshot_tool.latency.fingerprint import calibrate_times, environment_fingerprint
     from snapshot_tool.latency.gate import SelfCheck, gate_stored
     from snapshot_tool.latency.measure import from_record, model_timer
 
@@ -570,18 +565,14 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
         if own is None:
             notes.append(f"--self-check skipped: {why}; the stored baseline is used as "
                          "recorded")
-    calibration = calibrate()
+    calibration, calibration_cpu = calibrate_times()
     with contextlib.ExitStack() as stack:
         copy = stack.enter_context(load_model(model_path, tag=tag))
         mine = stack.enter_context(load_model(own, tag=tag)) if own is not None else None
-        for bs in timing_sizes(sorted(sg.latency), feeds):
+        batches, skipped = batches_to_time(sorted(sg.latency), feeds, sg.inputs)
+        notes += skipped
+        for bs, (batch, own_batch) in batches:
             rec = sg.latency[bs]
-            batch = slice_batch(feeds, bs)
-            own_batch = slice_batch(sg.inputs, bs)
-            if batch is None or own_batch is None:
-                notes.append(f"latency at batch size {bs} skipped: the golden holds only "
-                             f"{num_rows(feeds)} samples")
-                continue
             stored = from_record(rec)
             stage = stage_progress(progress, f"latency batch {bs}")
             pair: SelfCheck | None = None
@@ -592,7 +583,8 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
                 stored, golden.environment, rec.calibration,
                 model_timer(copy, signature, batch, bs, progress=stage),
                 bs, config.latency.stored_max_drift, fingerprint=fingerprint,
-                calibration_s=calibration, self_check=pair,
+                calibration_s=calibration, calibration_cpu_s=calibration_cpu,
+                stored_calibration_cpu_s=rec.calibration_cpu, self_check=pair,
                 progress=stage_progress(progress, f"latency self-check batch {bs}"))
             if golden_kind != kind and check.verdict != "advisory":
                 # A TFLite or Keras candidate against a SavedModel's stored timings compares

@@ -506,10 +506,10 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
     long it was timed) is measured by :func:`~snapshot_tool.latency.measure.time_model`,
     after the calibration workload, exactly as ``compare`` does in stored mode.
     """
-    from snapshot_tool.latency.fingerprint import calibrate
+    from snapshot_tool.latency.fingerprint import calibrate_times
     from snapshot_tool.latency.measure import time_model, to_record
 
-    calibration = calibrate()
+    calibration, calibration_cpu = calibrate_times()
     with load_model(model_path, tag=tag) as copy:
         measured, notes = time_model(
             copy, signature, inputs, sizes,
@@ -519,7 +519,7 @@ def record_latency(model_path: str | Path, tag: str, signature: str,
         if not m.warmup_stable:
             notes.append(f"latency at batch size {bs}: warm-up did not settle within its time "
                          "cap; the machine may be busy")
-        records[bs] = to_record(m, calibration)
+        records[bs] = to_record(m, calibration, calibration_cpu)
     return records, notes
 
 

@@ -172,6 +172,10 @@ def write_extras(root: Any, sg: SignatureGolden) -> None:
             ds = g.create_dataset(schema.SAMPLES, data=samples)
             _set_attrs(ds, rec.attrs)
             ds.attrs[schema.SHA256] = tensor_sha256(samples)
+            if rec.cpu_ns is not None:
+                cpu = np.asarray(rec.cpu_ns, dtype=np.int64)
+                g.create_dataset(schema.CPU_SAMPLES, data=cpu).attrs[schema.SHA256] = \
+                    tensor_sha256(cpu)
             _set_attrs(g, rec.group_attrs())
 
 
@@ -490,8 +494,9 @@ def read_metrics(g: Any, where: str = "metrics") -> dict[str, OutputMetrics]:
 def _read_latency(g: Any) -> dict[int, LatencyRecord]:
     if schema.LATENCY not in g:
         return {}
-    records = (LatencyRecord.from_stored(key, lg.attrs, lg[schema.SAMPLES][()],
-                                         lg[schema.SAMPLES].attrs)
+    records = (LatencyRecord.from_stored(
+                   key, lg.attrs, lg[schema.SAMPLES][()], lg[schema.SAMPLES].attrs,
+                   lg[schema.CPU_SAMPLES][()] if schema.CPU_SAMPLES in lg else None)
                for key, lg in g[schema.LATENCY].items())
     return {rec.batch_size: rec for rec in records}
 

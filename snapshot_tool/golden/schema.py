@@ -25,6 +25,7 @@ newer reader keeps reading version 1):
       /latency/batch_<n>/samples_ns      int64 per-call times; attrs p50, p90, p99, mean, std
                              (ns), warmup_calls, warmup_stable, cold_load_s, first_call_s,
                              calibration (s of the calibration workload on that machine)
+      /latency/batch_<n>/cpu_ns          int64 per-call process CPU times (later, see 2)
 
   Root attributes: ``format`` ("snapshot-tool-golden"), ``format_version``, ``created`` (UTC ISO),
   ``tool_version``, ``model_path``, ``model_digest`` (sha256 over the model's files),
@@ -70,6 +71,12 @@ newer reader keeps reading version 1):
   reader would take a version-2 golden whose attributes were edited for intact; the
   version number is also what tells a version-2 reader that a missing digest is damage,
   not age. Version-1 goldens are still read, with the checks version 1 had.
+
+  Added in format 2 without a bump (a reader that does not know them ignores them, and
+  judges latency on the wall-time samples as before): ``/latency/batch_<n>/cpu_ns``, int64
+  process CPU time (all threads) of each timed call, one per ``samples_ns`` entry, with its
+  ``sha256``; and the ``samples_ns`` attribute ``calibration_cpu`` (CPU seconds of the
+  calibration workload). The stored latency gate judges on CPU time when both are there.
 
 The content digest (see :mod:`snapshot_tool.golden.digest`) is the sha256 of an ordered
 manifest: one line per HDF5 object, ``<path> <sha256 of the object's kind, dtype, shape and
@@ -123,6 +130,7 @@ TASK, THRESHOLD, DIRECTION = "task", "threshold", "direction"
 P50, P90, P99, MEAN, STD = "p50", "p90", "p99", "mean", "std"
 WARMUP_CALLS, WARMUP_STABLE, COLD_LOAD_S, FIRST_CALL_S, CALIBRATION = (
     "warmup_calls", "warmup_stable", "cold_load_s", "first_call_s", "calibration")
+CALIBRATION_CPU = "calibration_cpu"
 # Root attributes a shard golden of a sharded golden (``G.h5.d/``) adds to the golden's own:
 # where its rows sit in the whole.
 SHARD_INDEX, SHARD_COUNT, ROW_START, ROW_STOP = "shard_index", "shard_count", "row_start", \
@@ -147,6 +155,7 @@ LABELS = "labels"
 METRICS = "metrics"
 LATENCY = "latency"
 SAMPLES = "samples_ns"
+CPU_SAMPLES = "cpu_ns"  # beside SAMPLES in /latency/batch_<n>; see the format history
 TENSOR_GROUPS = (INPUTS, OUTPUTS)
 
 Direction = Literal["higher", "lower"]
@@ -388,7 +397,7 @@ def direction(value: Any, where: str) -> Direction:
 # --- latency -------------------------------------------------------------------------------
 
 _LATENCY_FLOATS = ("p50", "p90", "p99", "mean", "std", "cold_load_s", "first_call_s",
-                   "calibration")
+                   "calibration", "calibration_cpu")
 
 
 @dataclass(frozen=True)
@@ -399,18 +408,28 @@ class LatencyRecord:
     batch_size: int
     samples_ns: np.ndarray
     attrs: dict[str, Any]
+    #: Process CPU time per timed call (ns), beside ``samples_ns`` (``cpu_ns`` dataset,
+    #: added in format 2 without a bump: older readers ignore it); ``None`` in goldens
+    #: recorded before it was stored.
+    cpu_ns: np.ndarray | None = None
 
     @classmethod
     def of(cls, batch_size: int, samples_ns: np.ndarray, *, p50: float, p90: float,
            p99: float, mean: float, std: float, warmup_calls: int, cold_load_s: float,
-           first_call_s: float, calibration: float, warmup_stable: bool) -> LatencyRecord:
+           first_call_s: float, calibration: float, warmup_stable: bool,
+           cpu_ns: np.ndarray | None = None, calibration_cpu: float | None = None
+           ) -> LatencyRecord:
         """``p50``..``std`` in ns; ``calibration``: seconds of the calibration workload on the
-        recording machine (0: not measured)."""
-        return cls(batch_size, samples_ns, {
-            "p50": float(p50), "p90": float(p90), "p99": float(p99), "mean": float(mean),
-            "std": float(std), "warmup_calls": int(warmup_calls),
-            "cold_load_s": float(cold_load_s), "first_call_s": float(first_call_s),
-            "calibration": float(calibration), "warmup_stable": bool(warmup_stable)})
+        recording machine (0: not measured); ``cpu_ns`` and ``calibration_cpu`` the same
+        calls' and workload's process CPU time (None: not measured)."""
+        attrs: dict[str, Any] = {
+            P50: float(p50), P90: float(p90), P99: float(p99), MEAN: float(mean),
+            STD: float(std), WARMUP_CALLS: int(warmup_calls),
+            COLD_LOAD_S: float(cold_load_s), FIRST_CALL_S: float(first_call_s),
+            CALIBRATION: float(calibration), WARMUP_STABLE: bool(warmup_stable)}
+        if calibration_cpu is not None:
+            attrs[CALIBRATION_CPU] = float(calibration_cpu)
+        return cls(batch_size, samples_ns, attrs, cpu_ns)
 
     def _float(self, key: str) -> float:
         return float(plain(self.attrs.get(key, 0.0)))
@@ -444,6 +463,12 @@ class LatencyRecord:
         return self._float("calibration")
 
     @property
+    def calibration_cpu(self) -> float | None:
+        """CPU seconds of the calibration workload at record; None in older goldens."""
+        value = self.attrs.get(CALIBRATION_CPU)
+        return None if value is None else float(plain(value))
+
+    @property
     def warmup_stable(self) -> bool:
         return bool(plain(self.attrs.get("warmup_stable", True)))
 
@@ -452,10 +477,12 @@ class LatencyRecord:
 
     @classmethod
     def from_stored(cls, group: str, group_attrs: Mapping[str, Any], samples: np.ndarray,
-                    samples_attrs: Mapping[str, Any]) -> LatencyRecord:
+                    samples_attrs: Mapping[str, Any], cpu: np.ndarray | None = None
+                    ) -> LatencyRecord:
         size = plain(group_attrs.get("batch_size", latency_group_size(group)))
         return cls(int(size), np.asarray(samples, dtype=np.int64),
-                   {k: plain(v) for k, v in samples_attrs.items()})
+                   {k: plain(v) for k, v in samples_attrs.items()},
+                   None if cpu is None else np.asarray(cpu, dtype=np.int64))
 
 
 # --- value types: what each attribute a verdict uses must hold ---------------------------
@@ -518,7 +545,8 @@ METRIC_RULES: Rules = {
 }
 LATENCY_RULES: Rules = {
     **{k: (_finite_nonneg, "a finite non-negative number")
-       for k in (P50, P90, P99, MEAN, STD, COLD_LOAD_S, FIRST_CALL_S, CALIBRATION)},
+       for k in (P50, P90, P99, MEAN, STD, COLD_LOAD_S, FIRST_CALL_S, CALIBRATION,
+                 CALIBRATION_CPU)},
     WARMUP_CALLS: (_nonneg_int, "a non-negative integer"),
     SHA256: TENSOR_RULES[SHA256],
 }

@@ -246,6 +246,12 @@ def _latency_layout(nodes: dict[str, Node], lg: Node, path: Path) -> None:
         if ds.obj.ndim != 1 or ds.obj.shape[0] < 1 or ds.obj.dtype.kind not in "iu":
             raise _bad(path, f"{ds.where} is not a non-empty list of integers")
         check_attrs(ds, schema.LATENCY_RULES, path=path)
+        if schema.CPU_SAMPLES in (bg.children or ()):
+            cpu = _dataset(nodes, bg.child(schema.CPU_SAMPLES), path)
+            # One CPU time per timed call, taken by the same measurement as the wall times.
+            if cpu.obj.ndim != 1 or cpu.obj.shape != ds.obj.shape or \
+                    cpu.obj.dtype.kind not in "iu":
+                raise _bad(path, f"{cpu.where} is not one integer per sample of {ds.where}")
 
 
 # --- data --------------------------------------------------------------------------------

@@ -5,7 +5,6 @@ environment a golden records.
 
 from __future__ import annotations
 
-import math
 import os
 import platform
 import sys
@@ -16,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import InputsError
-from snapshot_tool.latency.measure import call_ns
+from snapshot_tool.latency.measure import calibration_workload, single_threaded_blas, timed_call
 
 #: The fingerprint fields that change timings; everything else is informational.
 TIMING_FIELDS = (
@@ -29,44 +28,29 @@ TIMING_FIELDS = (
 )
 
 
-def _calibration_workload() -> float:
-    # Fixed seed, fixed shapes: the same floating-point work on every machine and run.
-    rng = np.random.default_rng(20240601)
-    n = 256
-    a = rng.standard_normal((n, n), dtype=np.float32)
-    b = (rng.standard_normal((n, n), dtype=np.float32) / np.float32(math.sqrt(n)))
-    half = np.float32(0.5)
-    x = a
-    for _ in range(32):
-        x = np.tanh(x @ b) + a * half
-    return float(x.sum())
-
-
 def calibrate(repeats: int = 7) -> float:
-    """Median seconds of a fixed numpy workload (256x256 float32 matmuls + tanh, ~5-20 ms).
+    """Median wall seconds of the calibration workload (see :func:`calibrate_times`)."""
+    return calibrate_times(repeats)[0]
 
-    Stored beside a golden's samples; the ratio of two machines' calibrations scales stored
-    samples in advisory mode. BLAS is held to one thread where threadpoolctl is available,
-    so the figure reflects per-core speed rather than how many idle cores the runner had.
+
+def calibrate_times(repeats: int = 7) -> tuple[float, float]:
+    """Median wall and median process-CPU seconds of a fixed numpy workload (256x256 float32
+    matmuls + tanh, ~5-20 ms), timed together call by call.
+
+    Stored beside a golden's samples; the ratio of two sessions' calibrations scales stored
+    samples in advisory mode, each on its own clock (wall samples by the wall ratio, CPU
+    samples by the CPU ratio), and is reported beside every stored verdict. BLAS is held to
+    one thread where threadpoolctl is available, so the figure reflects per-core speed
+    rather than how many idle cores the runner had; with one thread the CPU figure is the
+    work itself, which waiting for a busy core does not stretch.
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
-        threadpool_limits = None
-
-    def run() -> float:
-        _calibration_workload()  # warm: page in, BLAS init
-        times = []
-        for _ in range(repeats):
-            times.append(call_ns(_calibration_workload))
-        return float(np.median(times)) / 1e9
-
-    if threadpool_limits is None:  # pragma: no cover
-        return run()
-    with threadpool_limits(limits=1, user_api="blas"):
-        return run()
+    with single_threaded_blas():
+        calibration_workload()  # warm: page in, BLAS init
+        times = [timed_call(calibration_workload) for _ in range(repeats)]
+    wall, cpu = zip(*times, strict=True)
+    return float(np.median(wall)) / 1e9, float(np.median(cpu)) / 1e9
 
 
 def _cpu_model() -> str:

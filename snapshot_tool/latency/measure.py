@@ -51,6 +51,20 @@ class Measurement:
     stats: LatencyStats
     #: False when warm-up hit its time cap before two consecutive half-windows agreed.
     warmup_stable: bool = True
+    #: Process CPU time (all threads, ns) of each timed call, beside ``samples_ns``; ``None``
+    #: for a golden recorded before CPU time was stored. See :func:`timed_call`.
+    cpu_ns: IntArray | None = field(default=None, compare=False)
+    #: CPU time (ns) of each run of :func:`calibration_workload` interleaved with the timed
+    #: calls (``measure(probe=...)``): how fast this machine turned CPU time into work
+    #: while the model was timed. ``None`` when no probe ran.
+    calibration_cpu_ns: IntArray | None = field(default=None, compare=False)
+
+    @property
+    def calibration_cpu_s(self) -> float | None:
+        """Median CPU seconds of the interleaved calibration runs, if any ran."""
+        if self.calibration_cpu_ns is None or self.calibration_cpu_ns.size == 0:
+            return None
+        return float(np.median(self.calibration_cpu_ns)) / 1e9
 
 
 class Runner(Protocol):
@@ -86,10 +100,59 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def calibration_workload() -> float:
+    """A fixed numpy job (256x256 float32 matmuls + tanh, ~5-20 ms): the same floating-point
+    work on every machine and run (fixed seed, fixed shapes). Run with BLAS on one thread
+    (:func:`single_threaded_blas`)."""
+    rng = np.random.default_rng(20240601)
+    n = 256
+    a = rng.standard_normal((n, n), dtype=np.float32)
+    b = (rng.standard_normal((n, n), dtype=np.float32) / np.float32(math.sqrt(n)))
+    half = np.float32(0.5)
+    x = a
+    for _ in range(32):
+        x = np.tanh(x @ b) + a * half
+    return float(x.sum())
+
+
+@contextlib.contextmanager
+def single_threaded_blas() -> Iterator[None]:
+    """numpy's BLAS held to one thread, where threadpoolctl is available: the calibration
+    workload then measures per-core speed, not how many idle cores there were. TensorFlow
+    does not use numpy's BLAS, so a model timed meanwhile is unaffected."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn depends on threadpoolctl
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def call_ns(fn: Callable[[], object]) -> int:
     t0 = time.perf_counter_ns()
     fn()
     return time.perf_counter_ns() - t0
+
+
+def timed_call(fn: Callable[[], object]) -> tuple[int, int]:
+    """Wall time and process CPU time (ns) of one call of ``fn``.
+
+    Process CPU time sums every thread of the process, so it includes TensorFlow's
+    intra-op pool (thread CPU time would see only the calling thread, which mostly waits
+    for the pool: 0.2 of 0.55 ms of a call measured here). Unlike wall time it does not grow
+    while the process waits for a core: on this 2-core box shared with other test runs, one
+    model's wall time per call moved ~3x within seconds while its CPU time moved <30%. What
+    it still feels of other load is cache and memory-bandwidth contention, and pool threads
+    spinning while a peer is descheduled. The CPU clock is read outside the wall interval,
+    so the wall figure pays nothing for it.
+    """
+    c0 = time.process_time_ns()
+    t0 = time.perf_counter_ns()
+    fn()
+    t1 = time.perf_counter_ns()
+    c1 = time.process_time_ns()
+    return t1 - t0, c1 - c0
 
 
 def _halves_agree(durations: Sequence[int]) -> bool:
@@ -134,6 +197,7 @@ def measure(
     warmup_min_time_s: float | None = None,
     warmup_max_time_s: float | None = None,
     max_samples: int = 20_000,
+    probe: Callable[[], object] | None = None,
 ) -> Measurement:
     """Time ``fn`` (which must already materialize its outputs) after warming it up.
 
@@ -145,13 +209,20 @@ def measure(
     passed; ``max_time_s`` or ``max_samples`` stop them earlier (never below 5 calls).
     ``progress(done, total)`` reports timed calls against an estimate of the total.
     The garbage collector is paused throughout (:func:`gc_paused`).
+
+    ``probe`` (normally :func:`calibration_workload`) is run before the first timed call,
+    then between timed calls every :data:`PROBE_EVERY_S` of the clock, and after the last;
+    its CPU times are ``calibration_cpu_ns``. The CPU time a fixed job takes moves between
+    sessions on a shared machine (clock frequency, cache and memory contention from the
+    neighbours), and probing while the model is timed measures that at the same moments.
     """
     with gc_paused():
         return _measure(fn, batch_size, min_samples=min_samples, min_time_s=min_time_s,
                         max_time_s=max_time_s, cold_load_s=cold_load_s, progress=progress,
                         warmup_min_calls=warmup_min_calls,
                         warmup_min_time_s=warmup_min_time_s,
-                        warmup_max_time_s=warmup_max_time_s, max_samples=max_samples)
+                        warmup_max_time_s=warmup_max_time_s, max_samples=max_samples,
+                        probe=probe)
 
 
 def _measure(
@@ -167,6 +238,7 @@ def _measure(
     warmup_min_time_s: float | None,
     warmup_max_time_s: float | None,
     max_samples: int,
+    probe: Callable[[], object] | None = None,
 ) -> Measurement:
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -194,13 +266,19 @@ def _measure(
     # another second or more in a process holding TensorFlow, for the few cycles warm-up
     # calls leave.
     samples: list[int] = []
+    cpu: list[int] = []
+    probes: list[int] = []
     min_ns, max_ns = int(min_time_s * 1e9), int(max_time_s * 1e9)
     start = last_report = time.perf_counter_ns()
+    next_probe = start
     while True:
-        t0 = time.perf_counter_ns()
-        fn()
+        if probe is not None and time.perf_counter_ns() >= next_probe:
+            probes.append(timed_call(probe)[1])
+            next_probe = time.perf_counter_ns() + int(PROBE_EVERY_S * 1e9)
+        wall_ns, cpu_ns = timed_call(fn)
+        samples.append(wall_ns)
+        cpu.append(cpu_ns)
         t1 = time.perf_counter_ns()
-        samples.append(t1 - t0)
         n, elapsed = len(samples), t1 - start
         if (n >= min_samples and elapsed >= min_ns) or n >= max_samples:
             break
@@ -210,10 +288,11 @@ def _measure(
             total = max(total, n + 1)
             progress(n, total)
             last_report = t1
+    if probe is not None:
+        probes.append(timed_call(probe)[1])
     if progress is not None:
         progress(len(samples), len(samples))
-    arr = np.asarray(samples, dtype=np.int64)
-    arr.setflags(write=False)
+    arr = frozen_samples(samples)
     return Measurement(
         batch_size=batch_size,
         samples_ns=arr,
@@ -222,7 +301,16 @@ def _measure(
         cold_load_s=float(cold_load_s),
         stats=summarize(arr),
         warmup_stable=stable,
+        cpu_ns=frozen_samples(cpu),
+        calibration_cpu_ns=frozen_samples(probes) if probe is not None else None,
     )
+
+
+def frozen_samples(values: Sequence[int] | np.ndarray) -> IntArray:
+    """Per-call times as a read-only int64 array (a Measurement is a value)."""
+    arr = np.array(values, dtype=np.int64)
+    arr.setflags(write=False)
+    return arr
 
 
 def latency_sizes(sizes: Sequence[int] | None, batch_size: int) -> list[int]:
@@ -242,6 +330,9 @@ def slice_batch(inputs: Mapping[str, np.ndarray], bs: int) -> dict[str, np.ndarr
 
 
 # The budget of one stored-mode measurement: record, compare and the self-check all use it.
+#: Clock time between two runs of the calibration workload among the timed calls (~10 ms of
+#: work each, so about a tenth of the budget).
+PROBE_EVERY_S = 0.1
 MIN_SAMPLES = 30
 MIN_TIME_S = 1.0
 MAX_TIME_S = 10.0
@@ -251,15 +342,18 @@ def model_timer(runner: Runner, signature: str, batch: Mapping[str, np.ndarray],
                 batch_size: int, *, cold_load_s: float = 0.0,
                 progress: Progress | None = None) -> Timer:
     """A :data:`Timer` of one signature of ``runner`` at one batch size: ``timer(scale)``
-    measures with ``scale`` times the default budget. ``cold_load_s`` is reported by the
-    first measurement only (the copy was loaded once)."""
+    measures with ``scale`` times the default budget, the calibration workload interleaved
+    (``measure(probe=...)``). ``cold_load_s`` is reported by the first measurement only
+    (the copy was loaded once)."""
     taken: list[int] = []
 
     def timer(scale: float = 1.0) -> Measurement:
-        m = measure(lambda: runner.run(signature, batch), batch_size,
-                    min_samples=max(1, round(MIN_SAMPLES * scale)),
-                    min_time_s=MIN_TIME_S * scale, max_time_s=MAX_TIME_S * scale,
-                    cold_load_s=0.0 if taken else cold_load_s, progress=progress)
+        with single_threaded_blas():
+            m = measure(lambda: runner.run(signature, batch), batch_size,
+                        min_samples=max(1, round(MIN_SAMPLES * scale)),
+                        min_time_s=MIN_TIME_S * scale, max_time_s=MAX_TIME_S * scale,
+                        cold_load_s=0.0 if taken else cold_load_s, progress=progress,
+                        probe=calibration_workload)
         taken.append(1)
         return m
 
@@ -278,18 +372,37 @@ def time_model(runner: Runner, signature: str, inputs: Mapping[str, np.ndarray],
     same order with the same budget.
     """
     result: dict[int, Measurement] = {}
-    notes: list[str] = []
-    for bs in timing_sizes(sizes, inputs):
-        batch = slice_batch(inputs, bs)
-        if batch is None:
-            notes.append(f"latency at batch size {bs} skipped: only {num_rows(inputs)} "
-                         "samples were recorded")
-            continue
+    batches, notes = batches_to_time(sizes, inputs)
+    for bs, (batch,) in batches:
         timer = model_timer(runner, signature, batch, bs,
                             cold_load_s=runner.load_seconds if cold and not result else 0.0,
                             progress=progress(bs))
         result[bs] = timer(1.0)
     return result, notes
+
+
+Batch = dict[str, np.ndarray]
+
+
+def batches_to_time(sizes: Sequence[int], feeds: Mapping[str, np.ndarray],
+                    *others: Mapping[str, np.ndarray]
+                    ) -> tuple[list[tuple[int, tuple[Batch, ...]]], list[str]]:
+    """The batch sizes to time, in :func:`timing_sizes` order, each with the first ``bs``
+    rows of ``feeds`` and of each of ``others`` (another model's feeds of the same inputs),
+    and a note for each size skipped because some of them hold fewer rows: the one place
+    record, the stored gate and the side-by-side gate choose what they time."""
+    timed: list[tuple[int, tuple[Batch, ...]]] = []
+    notes: list[str] = []
+    for bs in timing_sizes(sizes, feeds):
+        batches = [slice_batch(f, bs) for f in (feeds, *others)]
+        fitting = [b for b in batches if b is not None]
+        if len(fitting) < len(batches):
+            rows = min(num_rows(f) for f in (feeds, *others) if f)
+            notes.append(f"latency at batch size {bs} skipped: the inputs hold only {rows} "
+                         "samples")
+            continue
+        timed.append((bs, tuple(fitting)))
+    return timed, notes
 
 
 def timing_sizes(sizes: Sequence[int], inputs: Mapping[str, np.ndarray]) -> list[int]:
@@ -300,17 +413,23 @@ def timing_sizes(sizes: Sequence[int], inputs: Mapping[str, np.ndarray]) -> list
     return ordered[:1] if not inputs else ordered
 
 
-def to_record(m: Measurement, calibration: float) -> LatencyRecord:
-    """What the golden keeps of a measurement."""
+def to_record(m: Measurement, calibration: float,
+              calibration_cpu: float | None = None) -> LatencyRecord:
+    """What the golden keeps of a measurement: its wall and CPU times per call, the
+    calibration workload's wall seconds before timing and its CPU seconds while timing (the
+    interleaved runs' median; ``calibration_cpu`` when none ran)."""
+    during = m.calibration_cpu_s
+    calibration_cpu = during if during is not None else calibration_cpu
     return LatencyRecord.of(
         m.batch_size, m.samples_ns, p50=m.stats.p50, p90=m.stats.p90, p99=m.stats.p99,
         mean=m.stats.mean, std=m.stats.std, warmup_calls=m.warmup_calls,
         cold_load_s=m.cold_load_s, first_call_s=m.first_call_s, calibration=calibration,
-        warmup_stable=m.warmup_stable)
+        warmup_stable=m.warmup_stable, cpu_ns=m.cpu_ns, calibration_cpu=calibration_cpu)
 
 
 def from_record(rec: LatencyRecord) -> Measurement:
     """A stored baseline as a measurement (its statistics recomputed from the samples)."""
     return Measurement(batch_size=rec.batch_size, samples_ns=rec.samples_ns,
                        warmup_calls=rec.warmup_calls, first_call_s=rec.first_call_s,
-                       cold_load_s=rec.cold_load_s, stats=summarize(rec.samples_ns))
+                       cold_load_s=rec.cold_load_s, stats=summarize(rec.samples_ns),
+                       cpu_ns=rec.cpu_ns)

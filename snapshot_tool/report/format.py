@@ -4,9 +4,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from snapshot_tool.diff import TensorDiff
+
+if TYPE_CHECKING:
+    from snapshot_tool.latency.gate import LatencyCheck
 
 
 def fmt(v: float | None, spec: str = ".3g") -> str:
@@ -33,3 +36,14 @@ def _short(v: Any) -> str:
     s = str(v)
     return s if len(s) <= 16 else s[:15] + "…"
 
+
+
+def latency_clocks(c: LatencyCheck) -> str:
+    """``wall 1.02x / CPU 0.99x``: the candidate over the baseline on both clocks (stored
+    mode: against the samples as recorded), whichever the verdict was judged on."""
+    return f"wall {fmt(c.wall_ratio, '.3f')} / CPU {fmt(c.cpu_ratio, '.3f')}"
+
+
+def latency_basis(c: LatencyCheck) -> str:
+    """What the verdict's ratio measures: ``CPU time`` or ``wall time`` per call."""
+    return "CPU time" if c.basis == "cpu" else "wall time"

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snapshot_tool.errors import SnapshotToolError
+from snapshot_tool.report.format import latency_basis, latency_clocks
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -511,11 +512,12 @@ def latency_section(result: ComparisonResult) -> str:
                      f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
                      f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
                      f"{_num(c.ratio, '.3f')} [{_num(c.ci_low, '.3f')}, {_num(c.ci_high, '.3f')}]",
+                     _e(latency_basis(c)), _e(latency_clocks(c)),
                      f"≤ {c.limit:.2f}", _verdict_cell(not failed, c.verdict.upper()),
                      _e(c.note)])
     parts.append(_table(["batch", "baseline p50/p90 ms", "candidate p50/p90 ms",
-                         "ratio [95% CI]", "limit", "verdict", "note"], rows,
-                        numeric=(0, 1, 2, 3, 4)))
+                         "ratio [95% CI]", "judged on", "wall / CPU ratio", "limit", "verdict",
+                         "note"], rows, numeric=(0, 1, 2, 3, 6)))
     parts.append('<div class="plots">' + "".join(
         latency_plot(c, result.latency_mode, f"l{i}") for i, c in enumerate(result.latency))
         + "</div>")

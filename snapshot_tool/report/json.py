@@ -122,6 +122,15 @@ def latency_to_json(result: ComparisonResult) -> dict[str, Any] | None:
             "machine_factor": _num(c.machine_factor),
             "uncorrected_ratio": _num(c.uncorrected_ratio),
             "uncorrected_verdict": c.uncorrected_verdict,
+            # What ratio/ci/p_value/verdict measure: "wall" or "cpu" (process CPU time per
+            # call, all threads); the ratios on both clocks, and the CPU-time figures.
+            "basis": c.basis,
+            "wall_ratio": _num(c.wall_ratio),
+            "cpu_ratio": _num(c.cpu_ratio),
+            "baseline_cpu_p50_ms": _num(c.baseline_cpu.p50 / 1e6) if c.baseline_cpu else None,
+            "candidate_cpu_p50_ms": (_num(c.candidate_cpu.p50 / 1e6) if c.candidate_cpu
+                                     else None),
+            "calibration_cpu_ratio": _num(c.calibration_cpu_ratio),
             "note": c.note,
         } for c in result.latency],
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snapshot_tool.report.format import fmt
+from snapshot_tool.report.format import fmt, latency_basis, latency_clocks
 
 if TYPE_CHECKING:
 
@@ -41,13 +41,15 @@ def to_markdown(result: ComparisonResult) -> str:
                          f"{fmt(m.candidate, '.4g')} | {change} | {_md(m.limit)} | {v} |")
     if result.latency:
         lines += ["", f"Latency ({result.latency_mode}):", "",
-                  "| batch | baseline p50 ms | candidate p50 ms | ratio [95% CI] | limit | "
-                  "verdict |", "| ---: | ---: | ---: | --- | ---: | --- |"]
+                  "| batch | baseline p50 ms | candidate p50 ms | ratio [95% CI] | judged on | "
+                  "wall / CPU ratio | limit | verdict |",
+                  "| ---: | ---: | ---: | --- | --- | --- | ---: | --- |"]
         for c in result.latency:
             label = result.qualified(c.signature, str(c.batch_size))
             lines.append(f"| {label} | {c.baseline.p50 / 1e6:.3f} | "
                          f"{c.candidate.p50 / 1e6:.3f} | {fmt(c.ratio)} [{fmt(c.ci_low)}, "
-                         f"{fmt(c.ci_high)}] | {c.limit:.2f} | {c.verdict} |")
+                         f"{fmt(c.ci_high)}] | {latency_basis(c)} | {latency_clocks(c)} | "
+                         f"{c.limit:.2f} | {c.verdict} |")
     for w in result.warnings:
         lines += ["", f"> warning: {_md(w)}"]
     if result.obtained:

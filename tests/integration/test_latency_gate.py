@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
+from snapshot_tool.golden.schema import CALIBRATION_CPU, CPU_SAMPLES, SAMPLES, LatencyRecord
 from tests.fixtures.models import save_matmul_chain
 
 
@@ -26,10 +28,16 @@ class _SteadyClock:
 
     def __init__(self) -> None:
         self.ns = 0
+        self.cpu_ns = 0
 
     def perf_counter_ns(self) -> int:
         self.ns += self.STEP_NS
         return self.ns
+
+    def process_time_ns(self) -> int:
+        # Its own reading, so each timed call also "takes" one step of CPU time.
+        self.cpu_ns += self.STEP_NS
+        return self.cpu_ns
 
 
 @pytest.fixture
@@ -49,6 +57,10 @@ class _CpuClock:
 
     @staticmethod
     def perf_counter_ns() -> int:
+        return time.process_time_ns()
+
+    @staticmethod
+    def process_time_ns() -> int:
         return time.process_time_ns()
 
 
@@ -192,7 +204,7 @@ def test_self_check_reports_the_machine_factor(cli, chains, tmp_path: Path,
     assert b["calibration_ratio"] == pytest.approx(1.0)
     assert b["uncorrected_ratio"] == pytest.approx(1.0) and b["uncorrected_verdict"] == "pass"
     assert b["rounds"] >= 30  # ABBA rounds against the golden's own model
-    assert "self-check" in b["note"] and "as recorded" in b["note"]
+    assert "self-check" in b["note"] and "vs the stored samples" in b["note"]
 
 
 def test_self_check_without_the_golden_model_falls_back(cli, tmp_path: Path,
@@ -237,3 +249,65 @@ def test_self_check_refuses_a_changed_golden_model(cli, tmp_path: Path,
     assert res.code == 0, res
     doc = json.loads((tmp_path / "r.json").read_text())
     assert any("--self-check skipped" in w and "sha256 differs" in w for w in doc["warnings"])
+
+
+def _rewritten(golden: Path, out: Path, *, keep_cpu: bool, wall_scale: float) -> Path:
+    """``golden`` rewritten whole (as accept rewrites one) with its wall-time samples times
+    ``wall_scale``: a record session on a machine that was that much less loaded. Without
+    ``keep_cpu`` it is the golden an older snapshot-tool wrote: no CPU samples, no CPU
+    calibration."""
+    from snapshot_tool.golden.io import read_golden, write_golden
+
+    g = read_golden(golden)
+
+    def older(rec: LatencyRecord) -> LatencyRecord:
+        attrs = {k: v for k, v in rec.attrs.items() if keep_cpu or k != CALIBRATION_CPU}
+        wall = (rec.samples_ns * wall_scale).astype(np.int64)
+        return replace(rec, samples_ns=wall, attrs=attrs,
+                       cpu_ns=rec.cpu_ns if keep_cpu else None)
+
+    sigs = {name: replace(sg, latency={bs: older(r) for bs, r in sg.latency.items()})
+            for name, sg in g.signatures.items()}
+    return write_golden(out, g.attrs, sigs)
+
+
+def test_golden_stores_cpu_time_and_an_old_golden_still_gates_on_wall_time(
+        cli, chains, tmp_path: Path, steady_clock: _SteadyClock) -> None:
+    """The golden keeps each timed call's process CPU time beside its wall time; the
+    stored gate judges on CPU time, and a golden without CPU samples (an older
+    snapshot-tool's) is judged on wall time as before, saying so. On the steady clock every
+    call takes one 10 ms step of each clock, so the record session's wall samples are
+    halved by hand to stand for a quieter machine at record: the candidate's wall time is
+    then 2x the golden's while its CPU time is the same."""
+    golden = tmp_path / "g.h5"
+    assert cli("record", chains["base"], "--golden", golden, "--num-samples", "16",
+               "--batch-size", "8", "--latency-batch-sizes", "1,8").code == 0
+    with h5py.File(golden) as f:
+        for bs in (1, 8):
+            wall = f[f"latency/batch_{bs}/{SAMPLES}"]
+            cpu = f[f"latency/batch_{bs}/{CPU_SAMPLES}"]
+            assert cpu.dtype == np.int64 and cpu.shape == wall.shape
+            assert np.all(cpu[()] == _SteadyClock.STEP_NS)
+            assert wall.attrs[CALIBRATION_CPU] > 0 and "sha256" in cpu.attrs
+    assert cli("verify", golden).code == 0
+
+    def stored(g: Path) -> dict[int, dict[str, object]]:
+        report = tmp_path / f"{g.stem}.json"
+        res = cli("compare", chains["base"], "--golden", g, "--report-json", report)
+        doc = json.loads(report.read_text())
+        assert res.code == (0 if doc["passed"] else 1), res
+        return {b["batch_size"]: b for b in doc["latency"]["batches"]}
+
+    for b in stored(_rewritten(golden, tmp_path / "quiet.h5", keep_cpu=True,
+                               wall_scale=0.5)).values():
+        assert b["basis"] == "cpu" and b["verdict"] == "pass", b
+        assert b["cpu_ratio"] == pytest.approx(1.0) and b["ratio"] == pytest.approx(1.0)
+        assert b["wall_ratio"] == pytest.approx(2.0)  # reported, not judged
+        assert b["calibration_cpu_ratio"] is not None
+    old = _rewritten(golden, tmp_path / "old.h5", keep_cpu=False, wall_scale=0.5)
+    assert cli("verify", old).code == 0
+    for b in stored(old).values():
+        # Still a real gate (not advisory): 2x the wall time fails the 1.25x limit.
+        assert b["basis"] == "wall" and b["verdict"] == "fail", b
+        assert b["ratio"] == pytest.approx(2.0) and b["cpu_ratio"] is None
+        assert "no CPU-time samples" in str(b["note"])

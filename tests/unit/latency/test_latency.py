@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 
@@ -14,11 +15,12 @@ from scipy import stats
 from snapshot_tool.latency.fingerprint import (
     TIMING_FIELDS,
     calibrate,
+    calibrate_times,
     environment_fingerprint,
     fingerprint_matches,
 )
 from snapshot_tool.latency.gate import LatencyCheck, gate_side_by_side, gate_stored
-from snapshot_tool.latency.measure import Measurement, Timer, measure
+from snapshot_tool.latency.measure import Measurement, Timer, measure, timed_call
 from snapshot_tool.latency.stats import (
     RatioEstimate,
     decide,
@@ -227,6 +229,8 @@ def test_calibrate_is_positive_and_validates() -> None:
     assert 0.0 < t and math.isfinite(t)
     with pytest.raises(ValueError, match="repeats"):
         calibrate(repeats=0)
+    wall, cpu = calibrate_times(repeats=3)
+    assert 0.0 < wall and 0.0 < cpu and math.isfinite(cpu)
 
 
 # --------------------------------------------------------------------------- measure
@@ -274,6 +278,31 @@ def test_measure_respects_max_time_for_slow_callables(clock: _Clock) -> None:
     # Everything, warm-up included, took under 0.2 s of the clock instead of 5 s.
     assert clock.ns < 0.2e9
     assert m.stats.p50 == pytest.approx(5e6)
+    # CPU time per call beside the wall time, one per timed call (this clock's CPU time is
+    # its wall time).
+    assert m.cpu_ns is not None and m.cpu_ns.size == m.samples_ns.size
+    assert np.all(m.cpu_ns == 5_000_000)
+
+
+def test_timed_call_counts_the_cpu_time_of_other_threads() -> None:
+    """Process CPU time, not the calling thread's: a call that waits for a worker thread
+    burning ~60 ms of CPU is charged for it (thread_time would charge almost nothing).
+    The bound is loose: the worker's CPU time is what it is, only its wall time stretches
+    on a loaded box, so CPU >= half the burn holds on any machine."""
+    import threading
+
+    def burn() -> None:
+        end = time.thread_time_ns() + 60_000_000
+        while time.thread_time_ns() < end:
+            pass
+
+    def call() -> None:
+        t = threading.Thread(target=burn)
+        t.start()
+        t.join()
+
+    wall, cpu = timed_call(call)
+    assert cpu >= 30_000_000 and wall > 0
 
 
 # --------------------------------------------------------------------------- gates
@@ -288,6 +317,9 @@ class _Clock:
 
     def perf_counter_ns(self) -> int:
         return self.ns
+
+    # The calls' CPU time is their wall time on this clock (a process alone on a core).
+    process_time_ns = perf_counter_ns
 
     def call(self, seconds: float) -> Callable[[], None]:
         def fn() -> None:
@@ -327,21 +359,31 @@ def test_gate_side_by_side_identical_does_not_fail(clock: _Clock) -> None:
     assert done[-1][0] == done[-1][1] == check.rounds
 
 
-def _stored(samples: np.ndarray, batch: int = 1) -> Measurement:
+def _stored(samples: np.ndarray, batch: int = 1, cpu: np.ndarray | None = None
+            ) -> Measurement:
+    """A golden's stored measurement; ``cpu=None`` is one recorded before CPU time was."""
     arr = np.asarray(samples, dtype=np.int64)
     return Measurement(batch_size=batch, samples_ns=arr, warmup_calls=10, first_call_s=0.1,
-                         cold_load_s=0.0, stats=summarize(arr))
+                       cold_load_s=0.0, stats=summarize(arr),
+                       cpu_ns=None if cpu is None else np.asarray(cpu, dtype=np.int64))
 
 
-def _fixed(samples_ns: np.ndarray, seen: list[str] | None = None, name: str = "") -> Timer:
-    """A Timer returning fixed samples (no timing at all), logging its calls."""
+def _fixed(samples_ns: np.ndarray, seen: list[str] | None = None, name: str = "",
+           cpu: np.ndarray | None = None, calibration_cpu_s: float | None = None) -> Timer:
+    """A Timer returning fixed samples (no timing at all), logging its calls. Its CPU
+    samples are ``cpu``, or the wall samples (a call alone on a core) when not given;
+    ``calibration_cpu_s`` is the CPU time of calibration runs interleaved with them."""
     arr = np.asarray(samples_ns, dtype=np.int64)
+    cpu_arr = arr if cpu is None else np.asarray(cpu, dtype=np.int64)
+    probes = None if calibration_cpu_s is None else \
+        np.full(11, round(calibration_cpu_s * 1e9), dtype=np.int64)
 
     def timer(scale: float) -> Measurement:
         if seen is not None:
             seen.append(name)
         return Measurement(batch_size=1, samples_ns=arr, warmup_calls=10, first_call_s=0.0,
-                           cold_load_s=0.0, stats=summarize(arr))
+                           cold_load_s=0.0, stats=summarize(arr), cpu_ns=cpu_arr,
+                           calibration_cpu_ns=probes)
 
     return timer
 
@@ -354,13 +396,107 @@ def test_gate_stored_same_environment_uses_statistics() -> None:
     # Stored run was 2 ms per call; the candidate takes 1 ms: clearly not slower.
     fast = gate_stored(_stored(np.full(40, 2_000_000)), fp, 0.01, _fixed(one_ms), 1,
                        0.25, fingerprint=fp, calibration_s=0.01)
-    assert fast.verdict == "pass" and fast.mode == "stored" and fast.note == ""
+    assert fast.verdict == "pass" and fast.mode == "stored" and fast.basis == "wall"
+    # This golden has no CPU samples: judged on wall time as before, and it says so.
+    assert "no CPU-time samples" in fast.note and "wall time" in fast.note
+    assert fast.cpu_ratio is None and fast.baseline_cpu is None
     assert fast.calibration_ratio == pytest.approx(1.0) and fast.machine_factor is None
     # Stored run was 1 ms; the candidate takes 3 ms: a regression.
     slow = gate_stored(_stored(np.full(40, 1_050_000) + np.arange(40) * 1000), fp, 0.01,
                        _fixed(one_ms * 3), 1, 0.25, fingerprint=fp, calibration_s=0.01)
     assert slow.verdict == "fail" and not slow.passed and "stored_max_drift" in slow.note
     assert slow.uncorrected_ratio == pytest.approx(slow.ratio)
+
+
+def test_gate_stored_judges_cpu_time_when_the_golden_has_it() -> None:
+    """Load stretched the candidate's wall time 3x since record (the machine's queue, not
+    the model: its CPU time per call is unchanged). A golden with CPU samples is judged on
+    CPU time and passes; both ratios are reported."""
+    fp = environment_fingerprint({"intra_op": 1})
+    rng = np.random.default_rng(3)
+    cpu = rng.integers(990_000, 1_010_000, 40)
+    wall = cpu + 50_000  # recorded on a quiet machine: wall ~ CPU
+    check = gate_stored(_stored(wall, cpu=cpu), fp, 0.01, _fixed(wall * 3, cpu=cpu), 1, 0.25,
+                        fingerprint=fp, calibration_s=0.01, calibration_cpu_s=0.01,
+                        stored_calibration_cpu_s=0.01)
+    assert check.verdict == "pass" and check.basis == "cpu" and check.note == ""
+    assert check.ratio == pytest.approx(1.0) and check.cpu_ratio == pytest.approx(1.0)
+    assert check.wall_ratio == pytest.approx(3.0)
+    assert check.uncorrected_ratio == pytest.approx(1.0)
+    assert check.calibration_cpu_ratio == pytest.approx(1.0)
+    assert check.baseline_cpu is not None and check.candidate_cpu is not None
+    assert check.baseline_cpu.p50 == pytest.approx(np.median(cpu))
+    assert check.baseline.p50 == pytest.approx(np.median(wall))  # wall stats stay wall
+    # The same wall samples against a golden without CPU samples: the old wall verdict.
+    old = gate_stored(_stored(wall), fp, 0.01, _fixed(wall * 3, cpu=cpu), 1, 0.25,
+                      fingerprint=fp, calibration_s=0.01)
+    assert old.verdict == "fail" and old.basis == "wall" and old.ratio == pytest.approx(3.0)
+    assert "no CPU-time samples" in old.note and old.cpu_ratio is None
+
+
+def test_gate_stored_cpu_time_catches_a_slowdown() -> None:
+    fp = environment_fingerprint({"intra_op": 1})
+    rng = np.random.default_rng(4)
+    cpu = rng.integers(990_000, 1_010_000, 40)
+    # The candidate does 1.5x the work; the machine happens to be quieter now, so its wall
+    # time per call is about what the record session measured.
+    check = gate_stored(_stored(cpu * 2, cpu=cpu), fp, 0.01,
+                        _fixed(cpu * 2, cpu=(cpu * 1.5).astype(np.int64)), 1, 0.25,
+                        fingerprint=fp, calibration_s=0.01)
+    assert check.verdict == "fail" and check.basis == "cpu"
+    assert check.ratio == pytest.approx(1.5, rel=0.01) and check.wall_ratio == pytest.approx(1)
+    assert "CPU time per call" in check.note and "stored_max_drift" in check.note
+    assert "wall-time ratio 1.000x" in check.note
+
+
+def test_gate_stored_scales_cpu_time_by_the_interleaved_calibration() -> None:
+    """A CPU second buys 1.25x the work it did at record (the calibration workload run
+    between the timed calls takes 0.8x its recorded CPU time): an unchanged model's CPU
+    time is 0.8x too, and is judged 1.0x; a 1.5x slower model shows only 1.2x as recorded,
+    under the 1.25 limit, and is judged 1.5x."""
+    fp = environment_fingerprint({"intra_op": 1})
+    rng = np.random.default_rng(5)
+    cpu = rng.integers(990_000, 1_010_000, 40)
+    stored = _stored(cpu, cpu=cpu)
+
+    def gate(factor: float) -> LatencyCheck:
+        now = (cpu * factor).astype(np.int64)
+        return gate_stored(stored, fp, 0.01, _fixed(now, calibration_cpu_s=0.008), 1, 0.25,
+                           fingerprint=fp, calibration_s=0.01, calibration_cpu_s=0.01,
+                           stored_calibration_cpu_s=0.010)
+
+    same = gate(0.8)
+    assert same.verdict == "pass" and same.basis == "cpu"
+    assert same.calibration_cpu_ratio == pytest.approx(0.8)  # the interleaved runs, not 1.0
+    assert same.cpu_ratio == pytest.approx(0.8, rel=0.01)  # as recorded
+    assert same.ratio == pytest.approx(1.0, rel=0.01)
+    assert same.baseline_cpu is not None
+    assert same.baseline_cpu.p50 == pytest.approx(0.8 * np.median(cpu), rel=0.01)
+    slow = gate(0.8 * 1.5)
+    assert slow.cpu_ratio == pytest.approx(1.2, rel=0.01)
+    assert slow.verdict == "fail" and slow.ratio == pytest.approx(1.5, rel=0.01)
+    assert "scaled by the calibration workload's CPU time 0.800x" in slow.note
+
+
+def test_gate_stored_without_candidate_cpu_falls_back_to_wall() -> None:
+    fp = environment_fingerprint({"intra_op": 1})
+    wall = np.full(40, 1_000_000)
+    no_cpu = _stored(wall)
+    cand = _fixed(wall)
+
+    def timer(scale: float) -> Measurement:
+        return replace(cand(scale), cpu_ns=None)
+
+    check = gate_stored(_stored(wall, cpu=wall), fp, 0.01, timer, 1, 0.25, fingerprint=fp,
+                        calibration_s=0.01)
+    assert check.basis == "wall" and check.cpu_ratio is None and check.verdict == "pass"
+    assert no_cpu.cpu_ns is None
+
+
+def test_gate_stored_rejects_cpu_samples_of_another_length() -> None:
+    with pytest.raises(ValueError, match="CPU samples"):
+        gate_stored(_stored(np.full(5, 1000), cpu=np.full(4, 1000)), {}, 0.01,
+                    _fixed(np.full(5, 1)), 1, 0.25)
 
 
 def test_gate_stored_reports_a_moved_calibration_even_on_pass() -> None:
@@ -414,7 +550,7 @@ def test_gate_stored_self_check_corrects_for_the_machine(monkeypatch: pytest.Mon
     assert check.uncorrected_verdict == "fail"  # what the plain stored gate says
     assert check.ratio == pytest.approx(1.0, abs=0.02) and check.verdict == "pass"
     assert check.rounds == 30 and check.baseline.p50 == pytest.approx(np.median(now), rel=0.01)
-    assert "self-check" in check.note and "as recorded 1.4" in check.note
+    assert "self-check" in check.note and "vs the stored samples 1.4" in check.note
     # The correction cannot hide a real slowdown: candidate 1.5x the golden's model now.
     monkeypatch.setattr(gate_mod, "gate_side_by_side", _fake_side_by_side(
         now[:30], (now[30:] * 1.5).astype(np.int64), seen))
@@ -435,6 +571,21 @@ def test_gate_stored_other_machine_is_advisory_and_scaled() -> None:
     # Stored 1 ms scaled x2 = 2 ms; candidate 3 ms -> 1.5x, not 3x.
     assert check.ratio == pytest.approx(1.5)
     assert check.baseline.p50 == pytest.approx(2_000_000)
+
+
+def test_gate_stored_other_machine_scales_cpu_samples_by_the_cpu_calibration() -> None:
+    fp = environment_fingerprint({"intra_op": 1})
+    other = dict(fp, cpu_model="Some Other CPU")
+    stored = _stored(np.full(40, 1_000_000), cpu=np.full(40, 1_000_000))
+    check = gate_stored(stored, other, 0.010, _fixed(np.full(40, 3_000_000)), 1, 0.25,
+                        fingerprint=fp, calibration_s=0.030, stored_calibration_cpu_s=0.010,
+                        calibration_cpu_s=0.020)
+    assert check.verdict == "advisory" and check.basis == "cpu"
+    # CPU: stored 1 ms scaled by the CPU calibration (x2) = 2 ms; candidate 3 ms -> 1.5x.
+    assert check.ratio == pytest.approx(1.5) and check.calibration_cpu_ratio == 2.0
+    assert check.baseline_cpu is not None and check.baseline_cpu.p50 == pytest.approx(2e6)
+    # Wall stats shown scaled by the wall calibration (x3); the raw ratios are unscaled.
+    assert check.baseline.p50 == pytest.approx(3e6) and check.cpu_ratio == pytest.approx(3)
 
 
 def test_gate_stored_rejects_wrong_batch() -> None:

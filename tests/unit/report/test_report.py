@@ -123,3 +123,38 @@ def test_every_renderer_names_an_output_by_the_one_rule(multi: bool, want: str) 
     assert f" {want} " in console.export_text()
     # the worst element is plain text in JUnit (no console markup escapes)
     assert "\\[" not in to_junit(r)
+
+
+def test_every_renderer_shows_the_basis_and_both_clocks_of_a_stored_check() -> None:
+    from rich.console import Console
+
+    from snapshot_tool.latency.gate import LatencyCheck
+    from snapshot_tool.latency.stats import LatencyStats
+    from snapshot_tool.report.html import latency_section
+    from snapshot_tool.report.json import latency_to_json
+    from snapshot_tool.report.markdown import to_markdown
+
+    wall = LatencyStats(n=30, p50=3e6, p90=3e6, p99=3e6, mean=3e6, std=0.0)
+    cpu = LatencyStats(n=30, p50=1e6, p90=1e6, p99=1e6, mean=1e6, std=0.0)
+    c = LatencyCheck(batch_size=1, mode="stored", verdict="pass", baseline=wall,
+                     candidate=wall, ratio=1.01, ci_low=0.98, ci_high=1.04, p_value=0.9,
+                     limit=1.25, rounds=30, basis="cpu", wall_ratio=2.5, cpu_ratio=1.01,
+                     baseline_cpu=cpu, candidate_cpu=cpu, calibration_cpu_ratio=1.02)
+    r = ComparisonResult(golden="g", model="m", signatures=("s",), outputs=(),
+                         latency=(c,), latency_mode="stored")
+    b = latency_to_json(r)["batches"][0]  # type: ignore[index]
+    assert (b["basis"], b["wall_ratio"], b["cpu_ratio"]) == ("cpu", 2.5, 1.01)
+    assert b["baseline_cpu_p50_ms"] == 1.0 and b["calibration_cpu_ratio"] == 1.02
+    assert b["ratio"] == 1.01 and b["baseline_p50_ms"] == 3.0  # existing keys keep meaning
+    console = Console(record=True, width=250)
+    for item in console_renderables(r):
+        console.print(item)
+    for text in (console.export_text(), to_markdown(r), latency_section(r)):
+        assert "CPU time" in text and "wall 2.500 / CPU 1.010" in text
+    old = LatencyCheck(batch_size=1, mode="stored", verdict="pass", baseline=wall,
+                       candidate=wall, ratio=1.0, ci_low=0.98, ci_high=1.04, p_value=0.9,
+                       limit=1.25, rounds=30, wall_ratio=1.0)
+    r_old = ComparisonResult(golden="g", model="m", signatures=("s",), outputs=(),
+                             latency=(old,), latency_mode="stored")
+    assert "wall time | wall 1.000 / CPU —" in to_markdown(r_old)
+    assert latency_to_json(r_old)["batches"][0]["cpu_ratio"] is None  # type: ignore[index]
