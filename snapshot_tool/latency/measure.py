@@ -225,6 +225,62 @@ def measure(
                         probe=probe)
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """When the timed calls of one batch size stop: enough samples over enough time, or the
+    sample cap, or the time cap once a minimum of calls is in."""
+
+    min_samples: int
+    max_samples: int
+    min_ns: int
+    max_ns: int
+
+    def expected_calls(self, typical_ns: float) -> int:
+        """The calls the budget will allow at ``typical_ns`` a call (for progress only)."""
+        total = int(min(
+            max(self.min_samples, math.ceil(self.min_ns / typical_ns)),
+            max(_MIN_TIMED_CALLS, math.floor(self.max_ns / typical_ns)),
+            self.max_samples,
+        ))
+        return max(total, min(self.min_samples, self.max_samples), 1)
+
+    def done(self, calls: int, elapsed_ns: int) -> bool:
+        if (calls >= self.min_samples and elapsed_ns >= self.min_ns) or calls >= self.max_samples:
+            return True
+        return elapsed_ns >= self.max_ns and calls >= _MIN_TIMED_CALLS
+
+
+def _timed_calls(fn: Callable[[], object], probe: Callable[[], object] | None, budget: _Budget,
+                 progress: Progress | None, total: int) -> tuple[list[int], list[int], list[int]]:
+    """Wall and CPU ns of each call of ``fn`` until ``budget`` is done, and the CPU ns of
+    ``probe`` (the calibration workload) run every PROBE_EVERY_S between them and once
+    after the last call."""
+    samples: list[int] = []
+    cpu: list[int] = []
+    probes: list[int] = []
+    start = last_report = time.perf_counter_ns()
+    next_probe = start
+    while True:
+        if probe is not None and time.perf_counter_ns() >= next_probe:
+            probes.append(timed_call(probe)[1])
+            next_probe = time.perf_counter_ns() + int(PROBE_EVERY_S * 1e9)
+        wall_ns, cpu_ns = timed_call(fn)
+        samples.append(wall_ns)
+        cpu.append(cpu_ns)
+        t1 = time.perf_counter_ns()
+        if budget.done(len(samples), t1 - start):
+            break
+        if progress is not None and t1 - last_report >= _PROGRESS_EVERY_NS:
+            total = max(total, len(samples) + 1)
+            progress(len(samples), total)
+            last_report = t1
+    if probe is not None:
+        probes.append(timed_call(probe)[1])
+    if progress is not None:
+        progress(len(samples), len(samples))
+    return samples, cpu, probes
+
+
 def _measure(
     fn: Callable[[], object],
     batch_size: int,
@@ -255,43 +311,12 @@ def _measure(
         max_time_s=max(wmin, wmax),
     )
     typical_ns = max(1.0, float(np.median(warm[-WARMUP_WINDOW:])))
-    total = int(min(
-        max(min_samples, math.ceil(min_time_s * 1e9 / typical_ns)),
-        max(_MIN_TIMED_CALLS, math.floor(max_time_s * 1e9 / typical_ns)),
-        max_samples,
-    ))
-    total = max(total, min(min_samples, max_samples), 1)
-
+    budget = _Budget(min_samples, max_samples, int(min_time_s * 1e9), int(max_time_s * 1e9))
     # gc_paused collected before the warm-up; a second full collection here would cost
     # another second or more in a process holding TensorFlow, for the few cycles warm-up
     # calls leave.
-    samples: list[int] = []
-    cpu: list[int] = []
-    probes: list[int] = []
-    min_ns, max_ns = int(min_time_s * 1e9), int(max_time_s * 1e9)
-    start = last_report = time.perf_counter_ns()
-    next_probe = start
-    while True:
-        if probe is not None and time.perf_counter_ns() >= next_probe:
-            probes.append(timed_call(probe)[1])
-            next_probe = time.perf_counter_ns() + int(PROBE_EVERY_S * 1e9)
-        wall_ns, cpu_ns = timed_call(fn)
-        samples.append(wall_ns)
-        cpu.append(cpu_ns)
-        t1 = time.perf_counter_ns()
-        n, elapsed = len(samples), t1 - start
-        if (n >= min_samples and elapsed >= min_ns) or n >= max_samples:
-            break
-        if elapsed >= max_ns and n >= _MIN_TIMED_CALLS:
-            break
-        if progress is not None and t1 - last_report >= _PROGRESS_EVERY_NS:
-            total = max(total, n + 1)
-            progress(n, total)
-            last_report = t1
-    if probe is not None:
-        probes.append(timed_call(probe)[1])
-    if progress is not None:
-        progress(len(samples), len(samples))
+    samples, cpu, probes = _timed_calls(fn, probe, budget, progress,
+                                        budget.expected_calls(typical_ns))
     arr = frozen_samples(samples)
     return Measurement(
         batch_size=batch_size,
