@@ -16,7 +16,7 @@ def fmt(v: float | None, spec: str = ".3g") -> str:
     if v is None:
         return "—"
     if math.isinf(v):
-        return "inf"
+        return "-inf" if v < 0 else "inf"
     if math.isnan(v):
         return "nan"
     return format(v, spec)

@@ -228,6 +228,9 @@ def error_histogram(d: TensorDiff, s: ErrorSummary, salt: str) -> str:
         ax.text(0.5, 0.5, "no non-zero difference", transform=ax.transAxes, ha="center",
                 va="center", color="#555")
     ax.set_xscale("log")
+    # The limits are set below. Left on, autoscaling would fit the atol line alone when no
+    # difference is drawn (all equal, or all infinite) and matplotlib warns on stderr.
+    ax.autoscale(enable=False, axis="x")
     if d.atol > 0:
         ax.axvline(d.atol, color=GOOD, linestyle="--", linewidth=1.4,
                    label=f"atol {d.atol:.2g}")

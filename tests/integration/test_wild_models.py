@@ -5,6 +5,7 @@ mixed-precision candidates, and string inputs stored in .npz (issue 10)."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -411,3 +412,32 @@ def test_files_that_are_not_frozen_graphs_are_usage_errors(cli, shapeless: dict[
     assert_usage_error(cli("inspect", garbage), "cannot load frozen graph", "GraphDef")
     pb = shapeless["twin"] / "saved_model.pb"
     assert_usage_error(cli("inspect", pb), "graph file of a SavedModel", str(shapeless["twin"]))
+
+
+# --- goldens that hold -inf, inf and NaN themselves (log(0), x/0) ----------------------------
+
+
+def test_infinities_in_the_golden_keep_their_sign_in_every_report(cli, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    model = wild.save_log_of_zero(tmp_path / "model")
+    assert cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "16").code == 0
+    with h5py.File(golden) as f:
+        log = f["outputs/log"][()]
+        assert np.isneginf(log).any() and np.isfinite(log).any()
+    # The same model: -inf == -inf and NaN == NaN (nan_equal), so it passes.
+    assert cli("compare", model, "--golden", golden, "--no-latency").code == 0
+    flipped = wild.save_log_of_zero(tmp_path / "flipped", flip=True)
+    html = tmp_path / "report.html"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        res = cli("compare", flipped, "--golden", golden, "--no-latency", "--html", html,
+                  "--no-save-obtained")
+    assert res.code == 1, res
+    # The HTML report draws a golden with infinities without matplotlib complaining about
+    # its axis limits (a warning the user would see on stderr).
+    plots = [f"{w.filename}:{w.lineno} {w.message}" for w in caught if "report" in w.filename]
+    assert plots == [], plots
+    worst = [line for line in res.stdout.splitlines() if line.startswith("│ log")]
+    # The worst element went from -inf to inf: the report must not print "inf → inf".
+    assert worst and "-inf → inf" in worst[0], res.stdout
+    assert html.exists()
