@@ -19,7 +19,7 @@ from snapshot_tool.errors import ConfigError, InputsError, SignatureError
 if TYPE_CHECKING:
     from snapshot_tool.config import Config
     from snapshot_tool.golden.schema import Golden, SignatureGolden
-    from snapshot_tool.models.base import Model, SignatureInfo
+    from snapshot_tool.models.base import Model, SignatureInfo, TensorSpec
 
 
 def select_signatures(golden: Golden, signature: str | None) -> list[str]:
@@ -79,6 +79,22 @@ def match_inputs(sig: SignatureInfo, have: set[str], model: Model, who: str
         f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
 
 
+def _refuse_real_values_for_quantized(sig: SignatureInfo, spec: TensorSpec, arr: np.ndarray,
+                                      model: Model, who: str) -> None:
+    """A full-integer TFLite conversion takes quantized integers where the golden recorded
+    real numbers. Casting them (the generic advice) would feed zeros for inputs in [0, 1),
+    so say what the integers mean and the two ways to gate such a model."""
+    params = model.quantization(sig.name, spec.name)
+    if params is None or arr.dtype.kind != "f" or not spec.dtype.startswith(("int", "uint")):
+        return
+    scale, zero_point = params
+    raise SignatureError(
+        f"{who} {model.path}: input {spec.name!r} is quantized {spec.dtype} (scale {scale:g}, "
+        f"zero point {zero_point}) but the golden recorded {dtype_label(arr)} real values; "
+        "gate the float model this was converted from, or record a golden for it from "
+        f"quantized inputs (round(x / scale) + zero_point, as {spec.dtype}) with --inputs")
+
+
 def conform_inputs(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: Model,
                    who: str) -> tuple[dict[str, np.ndarray], str]:
     """Recorded inputs (keyed by the model's names) checked against the model's specs and
@@ -91,6 +107,7 @@ def conform_inputs(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: M
     note = ""
     for spec in sig.inputs:
         arr = feeds[spec.name]
+        _refuse_real_values_for_quantized(sig, spec, arr, model, who)
         try:
             fitted[spec.name] = conform(spec, arr, f"{who} {model.path}")
         except InputsError as exc:

@@ -178,6 +178,11 @@ class Model(ABC):
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; returns every output of the signature as a numpy array."""
 
+    def quantization(self, signature: str, name: str) -> tuple[float, int] | None:
+        """(scale, zero point) of a quantized input, whose integers stand for the real
+        numbers ``scale * (q - zero_point)``; None for an input that holds its values."""
+        return None
+
     def scan(self) -> dict[str, list[str]] | None:
         """Per signature, the ops it runs that touch the file system or print (see
         :mod:`snapshot_tool.models.scan`); None for a kind whose graph is not scanned."""

@@ -96,6 +96,7 @@ class TFLiteModel(Model):
         self._signatures: dict[str, SignatureInfo] = {}
         self._input_index: list[tuple[str, int]] = []
         self._output_index: list[tuple[str, int]] = []
+        self._quantized: dict[tuple[str, str], tuple[float, int]] = {}
         listed = interpreter.get_signature_list() or {}
         for key in sorted(listed):
             runner = interpreter.get_signature_runner(key)
@@ -131,8 +132,9 @@ class TFLiteModel(Model):
 
     def _note_quantized(self, key: str, details: Mapping[str, Mapping[str, Any]]) -> None:
         for name, d in details.items():
-            scale = (d.get("quantization") or (0.0, 0))[0]
+            scale, zero_point = (d.get("quantization") or (0.0, 0))[:2]
             if scale:
+                self._quantized[(key, name)] = (float(scale), int(zero_point))
                 self.notes.append(
                     f"input {name!r} of {key!r} is quantized ({_tflite_dtype(d['dtype'])}, "
                     f"scale {scale:g}): the golden's inputs must already be quantized values")
@@ -140,6 +142,9 @@ class TFLiteModel(Model):
     @property
     def signatures(self) -> dict[str, SignatureInfo]:
         return self._signatures
+
+    def quantization(self, signature: str, name: str) -> tuple[float, int] | None:
+        return self._quantized.get((signature, name))
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_feed_shapes(self._signatures[signature], feeds)

@@ -441,3 +441,21 @@ def test_infinities_in_the_golden_keep_their_sign_in_every_report(cli, tmp_path:
     # The worst element went from -inf to inf: the report must not print "inf → inf".
     assert worst and "-inf → inf" in worst[0], res.stdout
     assert html.exists()
+
+
+# --- full-integer TFLite (int8 / uint8 inputs and outputs) against a float golden -------------
+
+
+@pytest.mark.parametrize("io_type", ["int8", "uint8"])
+def test_full_integer_tflite_against_a_float_golden_says_what_to_do(cli, io_type: str,
+                                                                     tmp_path: Path) -> None:
+    export = wild.export_small_classifier(tmp_path / "float")
+    golden = tmp_path / "g.h5"
+    assert cli("record", export, "--golden", golden, "--no-latency", "--num-samples", "8").code == 0
+    quantized = wild.convert_full_integer(export, tmp_path / f"{io_type}.tflite", io_type)
+    res = cli("compare", quantized, "--golden", golden, "--no-latency")
+    # Casting the recorded reals (all in [0, 1)) to int8 would feed zeros: the error must
+    # name the quantization instead of suggesting arr.astype(...).
+    assert_usage_error(res, f"quantized {io_type}", "scale", "zero point",
+                       "round(x / scale) + zero_point")
+    assert "astype" not in res.stderr
