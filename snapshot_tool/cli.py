@@ -68,15 +68,25 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cancelled or timed-out CI job, docker stop), raised where the run is, so it
+    unwinds as Ctrl-C does: temp files removed, the old golden kept, one error line."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     try:
         yield
     except SnapshotToolError as exc:
         raise fail(str(exc)) from None
-    except KeyboardInterrupt:
-        print("error: interrupted; no golden was written or changed", file=sys.stderr)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as exc:
+        what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        print(f"error: {what}; no golden was written or changed", file=sys.stderr)
+        raise typer.Exit(code) from None
     except MemoryError:
         raise fail("out of memory; try a smaller --num-samples or --batch-size") from None
     except PermissionError as exc:
@@ -675,6 +685,9 @@ def status(
 
 
 def main() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         app()
     finally:

@@ -277,3 +277,24 @@ def test_stale_temp_of_live_writer_is_kept(tmp_path: Path) -> None:
     live.write_bytes(b"in progress")
     _write_small(golden, seed=3)
     assert live.exists()
+
+
+def test_terminated_record_cleans_up_and_says_so(dense_model: Path, tmp_path: Path) -> None:
+    """A CI job cancelled or timed out gets SIGTERM (docker stop, a runner's cancel,
+    `timeout`): the run removes its temp file, keeps the old golden and ends with one error
+    line and exit 143, as Ctrl-C does with 130 (it left its temp file behind before)."""
+    golden = tmp_path / "g.h5"
+    assert run_cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    old = golden.read_bytes()
+    proc = subprocess.Popen(_record_cmd(dense_model, golden, "--num-samples", "3000000"),
+                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    _wait_for("created its temp file", lambda: bool(_temps(tmp_path)), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (proc.returncode, stderr[-2000:])
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error: ")]
+    assert lines and "no golden was written or changed" in lines[-1], stderr[-2000:]
+    assert "Traceback" not in stderr
+    assert golden.read_bytes() == old
+    assert _temps(tmp_path) == []
