@@ -76,7 +76,18 @@ def match_inputs(sig: SignatureInfo, have: set[str], model: Model, who: str
     raise SignatureError(
         f"signature {sig.name!r} of {who} {model.path} takes inputs "
         f"{', '.join(sorted(want)) or '(none)'} but the golden recorded "
-        f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed")
+        f"{', '.join(sorted(have)) or '(none)'}; the {who}'s interface changed"
+        + _rename_hint(sorted(have - want), sorted(want - have)))
+
+
+def _rename_hint(golden_only: list[str], model_only: list[str]) -> str:
+    """How to say that inputs were only renamed (Keras's generated names differ between an
+    export and a reloaded .keras file). Never applied by itself: which name is which is the
+    user's to say."""
+    if not golden_only or not model_only:
+        return ""
+    return (f"; if inputs were only renamed, map them golden=candidate with --map OLD=NEW "
+            f"(e.g. --map {golden_only[0]}={model_only[0]}) or a [rename] table")
 
 
 def _refuse_real_values_for_quantized(sig: SignatureInfo, spec: TensorSpec, arr: np.ndarray,

@@ -459,3 +459,27 @@ def test_full_integer_tflite_against_a_float_golden_says_what_to_do(cli, io_type
     assert_usage_error(res, f"quantized {io_type}", "scale", "zero point",
                        "round(x / scale) + zero_point")
     assert "astype" not in res.stderr
+
+
+# --- Keras models with several unnamed inputs --------------------------------------------------
+
+
+def test_generated_input_names_error_says_how_to_map_them(cli, tmp_path: Path) -> None:
+    export, keras_file = wild.save_keras_unnamed_inputs(tmp_path / "export",
+                                                        tmp_path / "model.keras")
+    golden = tmp_path / "g.h5"
+    assert cli("record", export, "--golden", golden, "--no-latency", "--num-samples", "8").code == 0
+
+    def inputs(model: Path) -> list[str]:
+        doc = json.loads(cli("inspect", model, "--json").stdout)
+        # Sorted by width, which both names describe: (4,) then (3,) in the model.
+        ins = doc["signatures"]["serving_default"]["inputs"]
+        return [i["name"] for i in sorted(ins, key=lambda i: -i["shape"][1])]
+
+    golden_names, keras_names = inputs(export), inputs(keras_file)
+    assert set(golden_names).isdisjoint(keras_names)  # generated names differ
+    res = cli("compare", keras_file, "--golden", golden, "--no-latency")
+    assert_usage_error(res, "interface changed", "--map", "[rename]")
+    maps = [f"--map={g}={k}" for g, k in zip(golden_names, keras_names, strict=True)]
+    res = cli("compare", keras_file, "--golden", golden, "--no-latency", *maps)
+    assert res.code == 0, res
