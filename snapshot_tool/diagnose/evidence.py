@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label, less_precise
+from snapshot_tool.metrics.agreement import AGREEMENT_LOWEST
 from snapshot_tool.metrics.thresholds import MetricCheck, round_sig
 from snapshot_tool.tolerance import FLOAT_DEFAULTS
 
@@ -48,6 +49,9 @@ class ErrorStats:
     comparable: bool = True
     note: str = ""  # why not comparable (dtype or shape changed)
     precision_change: str = ""  # "float32 -> float16": compared in float64, needs allowing
+    # Elements no tolerance accepts: an infinity or NaN on one side only (log(0) moved).
+    # They count as mismatches; the other statistics are over the finite differences.
+    nonfinite: int = 0
 
 
 def _labels(golden: np.ndarray, candidate: np.ndarray) -> tuple[str, str]:
@@ -69,13 +73,15 @@ def error_stats(label: str, output: str, golden: np.ndarray, candidate: np.ndarr
     if golden.size == 0:
         return ErrorStats(label, output, 0, 0.0, 0.0, 0.0, 0.0, ())
     diff, mag = _absdiff(golden, candidate)
-    rel = _significant_rel(diff, mag)
+    finite = np.isfinite(diff)
+    rel = _significant_rel(np.where(finite, diff, 0.0), mag)
     worst = tuple(int(i) for i in np.unravel_index(int(np.argmax(diff)), golden.shape))
-    return ErrorStats(label, output, int(golden.size), float(diff.max()),
-                      float(np.percentile(diff, QUANTILE)),
+    p999 = float(np.percentile(diff[finite], QUANTILE)) if finite.any() else 0.0
+    return ErrorStats(label, output, int(golden.size), float(diff.max()), p999,
                       float(rel.max()) if rel.size else 0.0,
                       float(np.percentile(rel, QUANTILE)) if rel.size else 0.0, worst,
-                      precision_change=f"{was} -> {now}" if precision else "")
+                      precision_change=f"{was} -> {now}" if precision else "",
+                      nonfinite=int(diff.size - np.count_nonzero(finite)))
 
 
 def _absdiff(golden: np.ndarray, candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +152,7 @@ def propose_tolerance(output: str, golden: np.ndarray,
     need_at: tuple[int, ...] = ()
     for s, c in ok:
         diff, mag = _absdiff(golden, c)
-        n = diff - rtol * mag
+        n = np.where(np.isfinite(diff), diff - rtol * mag, 0.0)
         i = int(np.argmax(n))
         if float(n.flat[i]) > need:
             need, need_by = float(n.flat[i]), s
@@ -168,7 +174,22 @@ def propose_tolerance(output: str, golden: np.ndarray,
         comments["allow_dtype_change"] = ", ".join(
             f"{s.candidate} returns {s.precision_change.split(' -> ')[1]}" for s in changed) \
             + f" (the golden {dtype}); compared in the wider dtype"
-    return ToleranceProposal(output, dtype, atol, rtol, None, comments, stats, bool(changed))
+    share = _nonfinite_share(ok, margin, comments)
+    return ToleranceProposal(output, dtype, atol, rtol, share, comments, stats, bool(changed))
+
+
+def _nonfinite_share(ok: Sequence[tuple[ErrorStats, np.ndarray]], margin: float,
+                     comments: dict[str, str]) -> float | None:
+    """The share of mismatches to allow for elements whose infinity or NaN moved (no atol
+    accepts -inf -> 0), or None when every difference is finite."""
+    worst = max((s for s, _ in ok), key=lambda s: s.nonfinite / max(s.size, 1))
+    if not worst.nonfinite:
+        return None
+    frac = worst.nonfinite / worst.size
+    comments["max_mismatch_fraction"] = (
+        f"{worst.nonfinite} of {worst.size} elements move an infinity or NaN "
+        f"({worst.candidate}), which no atol accepts; x{margin:g}")
+    return min(1.0, _up(margin * frac))
 
 
 def _exact_kind_proposal(output: str, dtype: str, golden: np.ndarray,
@@ -209,7 +230,10 @@ def propose_metric(output: str, metric: str, checks: Sequence[tuple[str, MetricC
         label, worst = min(values, key=lambda lc: lc[1].candidate)
         gap = 1.0 - worst.candidate
         # Rounding the gap up, not the limit down: 0.99999994 must not become 0.999.
-        limit = max(0.0, 1.0 - _up(margin * gap)) if gap > 0 else 1.0
+        # Floored at the metric's lowest value (0 for a share, -1 for a cosine), which never
+        # lies above the worst value seen.
+        floor = AGREEMENT_LOWEST.get(metric, 0.0)
+        limit = max(floor, 1.0 - _up(margin * gap)) if gap > 0 else 1.0
         note = (f"worst {worst.candidate:.8g} ({label}); 1 - {margin:g} x (1 - worst)"
                 + (f"{step}" if gap == 0 and metric == "top1_agreement" else ""))
         return MetricProposal(output, metric, kind, "min", limit, note)

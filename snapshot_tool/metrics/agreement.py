@@ -30,6 +30,9 @@ if TYPE_CHECKING:
 
 
 AGREEMENT_METRICS = frozenset({"top1_agreement", "cosine_mean", "cosine_min", "correlation"})
+# The lowest value each can take: a share of rows, or a cosine / correlation (a sign flip).
+AGREEMENT_LOWEST = {"top1_agreement": 0.0, "cosine_mean": -1.0, "cosine_min": -1.0,
+                    "correlation": -1.0}
 
 
 def _cosines(g: Array, c: Array) -> Array:

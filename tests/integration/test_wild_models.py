@@ -483,3 +483,18 @@ def test_generated_input_names_error_says_how_to_map_them(cli, tmp_path: Path) -
     maps = [f"--map={g}={k}" for g, k in zip(golden_names, keras_names, strict=True)]
     res = cli("compare", keras_file, "--golden", golden, "--no-latency", *maps)
     assert res.code == 0, res
+
+
+def test_calibrate_accepts_candidates_that_move_infinities(cli, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    model = wild.save_log_of_zero(tmp_path / "model")
+    assert cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "16").code == 0
+    flipped = wild.save_log_of_zero(tmp_path / "flipped", flip=True)
+    toml = tmp_path / "snapshot.toml"
+    res = cli("calibrate", golden, flipped, "--output", toml)
+    # No finite atol accepts -inf -> inf: the elements that moved an infinity are a share
+    # of mismatches to allow, and the finite ones still get their atol/rtol.
+    assert res.code == 0, res
+    assert "max_mismatch_fraction" in toml.read_text()
+    res = cli("compare", flipped, "--golden", golden, "--no-latency", "--config", toml)
+    assert res.code == 0, res

@@ -93,6 +93,18 @@ def test_metric_limits_from_worst_values() -> None:
     assert none is not None and none.limit == 0.0 and "0.01" in none.comment
 
 
+def test_agreement_limits_never_exceed_the_worst_value_seen() -> None:
+    # Cosines and correlations reach -1 (a sign flip): the limit may go below 0, or the
+    # candidate the proposal was built from would fail it.
+    for metric in ("cosine_min", "cosine_mean", "correlation"):
+        p = propose_metric("y", metric, [("[1]", _check(metric, "agreement", None, -1.0))],
+                           2.0, 16)
+        assert p is not None and p.limit == -1.0, (metric, p)
+    share = propose_metric("y", "top1_agreement",
+                           [("[1]", _check("top1_agreement", "agreement", None, 0.25))], 2.0, 16)
+    assert share is not None and share.limit == 0.0
+
+
 def test_rendered_toml_is_a_valid_config() -> None:
     prop = propose_tolerance("sig/logits", G, [("[1]", G + np.float32(1e-3))], 2.0)
     assert prop is not None
