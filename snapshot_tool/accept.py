@@ -127,9 +127,14 @@ def _same_inputs(golden: Golden, obtained: Golden) -> None:
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float | None:
     if a.dtype != b.dtype or a.shape != b.shape or a.dtype.kind not in "fiu" or a.size == 0:
         return None
+    g, o = a.astype(np.float64), b.astype(np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
-        d = np.abs(b.astype(np.float64) - a.astype(np.float64))
-    return float(np.nanmax(d)) if not np.isnan(d).all() else float("nan")
+        d = np.abs(o - g)
+    # Equal elements (an infinity kept, NaN on both sides) differ by 0; an infinity or NaN
+    # on one side only (log(0) turned NaN) by an unbounded amount, not by nothing.
+    d[(g == o) | (np.isnan(g) & np.isnan(o))] = 0.0
+    d[np.isnan(d)] = np.inf
+    return float(d.max())
 
 
 def _change(name: str, g: np.ndarray | None, o: np.ndarray | None) -> OutputChange:

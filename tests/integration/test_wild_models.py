@@ -485,6 +485,20 @@ def test_generated_input_names_error_says_how_to_map_them(cli, tmp_path: Path) -
     assert res.code == 0, res
 
 
+def test_accept_shows_an_infinity_that_became_nan_as_a_change(cli, tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    model = wild.save_log_of_zero(tmp_path / "model")
+    assert cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "16").code == 0
+    nan = wild.save_log_of_zero(tmp_path / "nan", nan=True)
+    assert cli("compare", nan, "--golden", golden, "--no-latency").code == 1
+    res = cli("accept", tmp_path / "g.obtained.h5", "--dry-run")
+    assert res.code == 0, res
+    rows = {line.split("│")[1].strip(): line.split("│")[3].strip()
+            for line in res.stdout.splitlines() if line.startswith("│")}
+    # -inf -> NaN has no finite size: the largest difference is not the 0 of the finite ones.
+    assert rows["log"] == "inf", res.stdout
+
+
 def test_calibrate_accepts_candidates_that_move_infinities(cli, tmp_path: Path) -> None:
     golden = tmp_path / "g.h5"
     model = wild.save_log_of_zero(tmp_path / "model")
