@@ -11,7 +11,7 @@ import contextlib
 import gc
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -308,6 +308,13 @@ def compare(
         from snapshot_tool.models.scan import parse_allow_ops
 
         allowed = parse_allow_ops(allow_ops)
+        from snapshot_tool.golden.schema import obtained_path
+
+        _refuse_overwriting(
+            {"--report-json": report_json, "--junit": junit, "--markdown": markdown,
+             "--html": html},
+            {"the golden": golden, "where the obtained golden is written": obtained_path(golden),
+             "the candidate model": model, "the baseline model": baseline_model})
         if html is not None:
             from snapshot_tool.report.html import require_matplotlib
 
@@ -331,6 +338,24 @@ def compare(
                        markdown=markdown, html=html)
     _print_compared(result, where, quiet)
     raise typer.Exit(EXIT_PASS if result.passed else EXIT_REGRESSION)
+
+
+def _refuse_overwriting(outputs: Mapping[str, Path | None],
+                       inputs: Mapping[str, Path | None]) -> None:
+    """A report written over the golden (a tab-completed ``goldens/model.h5`` after
+    ``--report-json``) would replace it. Refused before anything runs: every file the command
+    writes must differ from the files it reads and from every other file it writes."""
+    import os
+
+    taken = {os.path.realpath(p): what for what, p in inputs.items() if p is not None}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        key = os.path.realpath(path)
+        if key in taken:
+            raise SnapshotToolError(f"{option} {path} is {taken[key]}; writing there would "
+                                    "replace it, so give another path")
+        taken[key] = f"also the path given to {option}"
 
 
 def _run_compare(model: Path, golden: Path, options: Any, runner: str, beam_args: list[str],
@@ -468,6 +493,9 @@ def calibrate(
         from snapshot_tool.diagnose.render import calibration_lines, calibration_to_json
 
         renames = parse_renames(rename or [])
+        _refuse_overwriting({"--output": output, "--report-json": report_json},
+                           {"the golden": golden,
+                            **{f"the model {c}": c for c in [*candidates, *(reject or [])]}})
         with progress_bar() as progress:
             cal = do_calibrate(golden, candidates, reject=reject or [], margin=margin,
                                signature=signature, tag=tag, output=output, force=force,
@@ -528,6 +556,7 @@ def show(
     with user_errors():
         from snapshot_tool.golden.describe import describe_golden
 
+        _refuse_overwriting({"--html": html}, {"the golden": golden})
         info = describe_golden(golden)
         if html is not None:
             from snapshot_tool.golden.io import read_golden

@@ -30,3 +30,30 @@ def test_junit_and_markdown(cli, dense_model: Path, dense_changed: Path, tmp_pat
     assert ok.code == 0
     assert ET.parse(tmp_path / "ok.xml").getroot().get("failures") == "0"
     assert "✅ PASS" in (tmp_path / "ok.md").read_text()
+
+
+def test_a_report_never_overwrites_the_golden_or_the_model(cli, dense_model: Path,
+                                                           dense_changed: Path,
+                                                           tmp_path: Path) -> None:
+    """``--report-json goldens/model.h5`` (a completed path, a slip of the tab key) would
+    replace the golden with JSON: refused before anything runs, the golden untouched."""
+    from tests.integration.test_errors import assert_usage_error
+
+    golden = tmp_path / "g.h5"
+    assert cli("record", dense_model, "--golden", golden, "--no-latency").code == 0
+    before = golden.read_bytes()
+    (tmp_path / "link.h5").symlink_to(golden)
+    for option, path, what in [("--report-json", golden, "the golden"),
+                               ("--junit", tmp_path / "link.h5", "the golden"),
+                               ("--markdown", tmp_path / "g.obtained.h5", "obtained golden"),
+                               ("--html", dense_changed, "the candidate")]:
+        res = cli("compare", dense_changed, "--golden", golden, "--no-latency", option, path)
+        assert_usage_error(res, option, what)
+    res = cli("compare", dense_changed, "--golden", golden, "--no-latency",
+              "--report-json", tmp_path / "r.out", "--junit", tmp_path / "r.out")
+    assert_usage_error(res, "--junit", "--report-json")
+    assert_usage_error(cli("show", golden, "--html", golden), "--html", "the golden")
+    res = cli("calibrate", golden, dense_changed, "--output", golden, "--force")
+    assert_usage_error(res, "--output", "the golden")
+    assert golden.read_bytes() == before
+    assert not (tmp_path / "g.obtained.h5").exists() and not (tmp_path / "r.out").exists()
