@@ -199,6 +199,12 @@ def record(
         from snapshot_tool.models.scan import parse_allow_ops
         from snapshot_tool.record import RecordOptions
 
+        _refuse_overwriting({"--golden": golden}, {
+            "the model being recorded": model, "the --inputs file": inputs,
+            # FILE:KEY, or a file whose name holds a colon: both are read.
+            "the --labels file": Path(labels.rsplit(":", 1)[0]) if labels else None,
+            "the --labels path": Path(labels) if labels else None,
+            "the --config file": config})
         options = RecordOptions(
             signature=signature, inputs=inputs, seed=seed, num_samples=num_samples,
             batch_size=batch_size, force=force, tag=tag, labels=labels, config=config,

@@ -57,3 +57,22 @@ def test_a_report_never_overwrites_the_golden_or_the_model(cli, dense_model: Pat
     assert_usage_error(res, "--output", "the golden")
     assert golden.read_bytes() == before
     assert not (tmp_path / "g.obtained.h5").exists() and not (tmp_path / "r.out").exists()
+
+
+def test_record_never_writes_its_golden_over_its_own_inputs(cli, dense_model: Path,
+                                                            tmp_path: Path) -> None:
+    """``--force`` replaces a golden, not the inputs, labels or model the run reads."""
+    import numpy as np
+
+    from tests.integration.test_errors import assert_usage_error
+
+    data = tmp_path / "data.npz"
+    np.savez(data, features=np.ones((4, 4), np.float32), labels=np.arange(4))
+    before = data.read_bytes()
+    res = cli("record", dense_model, "--golden", data, "--inputs", data, "--force",
+              "--no-latency")
+    assert_usage_error(res, "--golden", "--inputs")
+    res = cli("record", dense_model, "--golden", data, "--inputs", tmp_path / "other.npz",
+              "--labels", f"{data}:labels", "--force", "--no-latency")
+    assert_usage_error(res, "--golden", "--labels")
+    assert data.read_bytes() == before
