@@ -39,7 +39,23 @@ def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
     if is_frozen_graph(p):
         return load_frozen_graph(p)
     raise ModelError(f"{p} is not a model snapshot-tool can load (expected a SavedModel "
-                     "directory, a .tflite file, a .keras file or a frozen graph .pb)")
+                     "directory, a .tflite file, a .keras file or a frozen graph .pb)"
+                     + _hdf5_hint(p))
+
+
+# Every HDF5 file starts with this signature (at offset 0 unless a user block precedes it).
+_HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+
+
+def _hdf5_hint(p: Path) -> str:
+    """What to do with an HDF5 file given as MODEL: most are Keras's legacy ``model.h5``
+    (or its weights), which runs once re-saved or exported; a golden belongs after --golden."""
+    with p.open("rb") as fh:
+        if fh.read(len(_HDF5_MAGIC)) != _HDF5_MAGIC:
+            return ""
+    return ("; it is an HDF5 file: a legacy Keras model (model.save('model.h5')) runs once "
+            "re-saved as .keras (keras.saving.load_model(path).save('model.keras')) or "
+            "exported with model.export(DIR); a golden goes after --golden")
 
 
 def model_digest(path: str | Path) -> str:

@@ -512,3 +512,18 @@ def test_calibrate_accepts_candidates_that_move_infinities(cli, tmp_path: Path) 
     assert "max_mismatch_fraction" in toml.read_text()
     res = cli("compare", flipped, "--golden", golden, "--no-latency", "--config", toml)
     assert res.code == 0, res
+
+
+# --- legacy Keras HDF5 models (model.save("model.h5")) ----------------------------------------
+
+
+def test_legacy_keras_h5_model_says_how_to_convert_it(cli, tmp_path: Path) -> None:
+    import keras
+
+    x = keras.Input(shape=(4,), name="x")
+    model = tmp_path / "model.h5"
+    keras.Model(x, keras.layers.Dense(2)(x)).save(model)  # Keras's legacy HDF5 format
+    for command in ("inspect", "record"):
+        args = [command, model] + (["--golden", tmp_path / "g.h5"] if command == "record" else [])
+        assert_usage_error(cli(*args), "HDF5", "legacy Keras", ".keras", "model.export(DIR)")
+    assert not (tmp_path / "g.h5").exists()
