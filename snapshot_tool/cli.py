@@ -319,7 +319,10 @@ def compare(
         _refuse_overwriting(
             {"--report-json": report_json, "--junit": junit, "--markdown": markdown,
              "--html": html},
-            {"the golden": golden, "where the obtained golden is written": obtained_path(golden),
+            {"the golden": golden,
+             # "." or "/" has no name to derive one from; compare refuses it as a golden.
+             "where the obtained golden is written":
+                 obtained_path(golden) if golden.name else None,
              "the candidate model": model, "the baseline model": baseline_model})
         if html is not None:
             from snapshot_tool.report.html import require_matplotlib

@@ -57,6 +57,10 @@ def test_a_report_never_overwrites_the_golden_or_the_model(cli, dense_model: Pat
     assert_usage_error(res, "--output", "the golden")
     assert golden.read_bytes() == before
     assert not (tmp_path / "g.obtained.h5").exists() and not (tmp_path / "r.out").exists()
+    # Paths without a file name are still refused as goldens, not with a traceback.
+    for bare in (".", "/"):
+        assert_usage_error(cli("compare", dense_changed, "--golden", bare, "--no-latency",
+                               "--report-json", tmp_path / "r.json"), "not a regular file")
 
 
 def test_record_never_writes_its_golden_over_its_own_inputs(cli, dense_model: Path,
