@@ -315,6 +315,9 @@ def load_config(path: str | Path | None) -> Config:
         else:
             return Config()
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"config file {str(p)!r} is a directory; give the path of a TOML file "
+                          "(snapshot.toml, or a pyproject.toml with [tool.snapshot-tool])")
     if not p.is_file():
         raise ConfigError(f"config file {str(p)!r} not found")
     try:

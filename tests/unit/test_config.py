@@ -92,3 +92,11 @@ def test_allow_dtype_change_is_a_per_output_bool() -> None:
         parse_config({"outputs": {"logits": {"allow_dtype_change": "yes"}}})
     with pytest.raises(ConfigError, match="unknown key 'allow_dtype_change'"):
         parse_config({"defaults": {"allow_dtype_change": True}})
+
+
+def test_a_directory_given_as_config_is_named_as_such(tmp_path: Path) -> None:
+    # Not "not found": the path exists, it is just not a file (a goldens/ folder, say).
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "missing.toml")
