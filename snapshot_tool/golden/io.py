@@ -270,19 +270,7 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
     content digest with the key in ``SNAPSHOT_TOOL_HMAC_KEY``.
     """
     p = Path(path)
-    check_writable(p, force)
-    key = signing_key(sign)
-    with replacing(p) as tmp:
-        _write_file(tmp, p, attrs, signatures, key)
-        # A late check as well as the early one: another process may have created the
-        # golden while the model ran, and --force was not given to overwrite *that*.
-        check_writable(p, force)
-    return p
-
-
-def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
-                signatures: Mapping[str, SignatureGolden], key: bytes | None) -> None:
-    with _open_for_write(tmp, target, key) as f:
+    with golden_writer(p, force=force, sign=sign) as f:
         write_root_attrs(f, attrs)
         if len(signatures) == 1:
             _write_signature(f, next(iter(signatures.values())))
@@ -290,6 +278,7 @@ def _write_file(tmp: Path, target: Path, attrs: Mapping[str, Any],
             g = f.create_group(schema.SIGNATURES)
             for name, sg in sorted(signatures.items()):
                 _write_signature(g.create_group(name), sg)
+    return p
 
 
 def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:
@@ -340,6 +329,8 @@ def golden_writer(path: Path, *, force: bool, sign: bool = False) -> Iterator[An
     with replacing(p) as tmp:
         with _open_for_write(tmp, p, key) as f:
             yield f
+        # A late check as well as the early one: another process may have created the
+        # golden while the model ran, and --force was not given to overwrite *that*.
         check_writable(p, force)
 
 
