@@ -24,18 +24,7 @@ import numpy as np
 
 from snapshot_tool.dtypes import dtype_label, numpy_dtype
 from snapshot_tool.errors import GoldenError
-from snapshot_tool.golden import schema
-from snapshot_tool.golden.io import (
-    STREAM_BYTES,
-    _identity,
-    chunk_rows,
-    dataset_options,
-    malformed_is_golden_error,
-    open_golden,
-    read_signature_extras,
-    signature_groups,
-    verify_golden,
-)
+from snapshot_tool.golden import schema, validate
 from snapshot_tool.golden.io import (
     _check_sha as check_sha,
 )
@@ -47,6 +36,16 @@ from snapshot_tool.golden.io import (
 )
 from snapshot_tool.golden.io import (
     _hash_header as hash_header,
+)
+from snapshot_tool.golden.io import (
+    _identity,
+    chunk_rows,
+    dataset_options,
+    malformed_is_golden_error,
+    open_golden,
+    read_signature_extras,
+    signature_groups,
+    verify_golden,
 )
 from snapshot_tool.golden.io import (
     _want_sha as want_sha,
@@ -274,15 +273,10 @@ class StoredGolden:
 
 
 def _check_whole(t: StoredTensor, path: Path) -> None:
-    """One tensor through its sha256, block by block."""
-    check = StreamCheck(t, path)
-    if not t.shape:
-        check.feed(t.read(), 0)
-    else:
-        step = max(1, STREAM_BYTES // t.row_bytes)
-        for a in range(0, t.rows, step):
-            check.feed(t.read(a, a + step), a)
-    check.check()
+    """One tensor through its sha256, block by block (the validation's own reader)."""
+    with malformed_is_golden_error(path):
+        got = validate.stream_sha(t.ds, t.where, path, hash_header, hash_body, decode, t.label)
+    check_sha(want_sha(t.ds, t.where, path), got, t.where, path)
 
 
 def _stored(ds: Any, where: str, path: Path) -> StoredTensor:
