@@ -41,7 +41,8 @@ def key_of(tensor_name: str, outputs_of_op: int) -> str:
 
 
 def is_frozen_graph(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() == ".pb" and path.name != "saved_model.pb"
+    # A SavedModel's own saved_model.pb never gets here: load_model refuses it first.
+    return path.is_file() and path.suffix.lower() == ".pb"
 
 
 class FrozenGraph(SavedModelTF1):
