@@ -14,7 +14,7 @@ from typing import Any
 
 from snapshot_tool.errors import ModelError
 from snapshot_tool.models.base import DEFAULT_SIGNATURE, first_line, import_tf, quiet_native_stderr
-from snapshot_tool.models.tf1 import SavedModelTF1, relaxed_placement, session_config
+from snapshot_tool.models.tf1 import SavedModelTF1, session_config
 
 # Ops that end a graph without producing a prediction: bookkeeping and checks left behind by
 # training or freezing. Their outputs (if any) are never what a model serves.
@@ -125,7 +125,4 @@ def load_frozen_graph(path: Path) -> FrozenGraph:
     session = tf.compat.v1.Session(graph=graph, config=session_config(tf))
     model = FrozenGraph(path, session, meta_graph, time.perf_counter() - start)
     model.notes.extend(notes)
-    placement = relaxed_placement(tf, meta_graph)
-    if placement:
-        model.notes.insert(0, placement)
     return model

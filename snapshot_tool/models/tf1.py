@@ -88,6 +88,9 @@ class SavedModelTF1(Model):
         self._feed_names: dict[str, list[tuple[str, str]]] = {}
         self._fetch_names: dict[str, list[tuple[str, str]]] = {}
         self._callables: dict[str, Any] = {}
+        placement = relaxed_placement(tf, meta_graph)
+        if placement:
+            self.notes.append(placement)
         graph = session.graph
         for name, sd in sorted(meta_graph.signature_def.items()):
             if name.startswith("__"):
@@ -208,8 +211,4 @@ def load_tf1(path: Path, tags: list[str], meta_graph: Any) -> SavedModelTF1:
     except Exception:
         session.close()
         raise
-    model = SavedModelTF1(path, session, meta_graph, time.perf_counter() - start)
-    note = relaxed_placement(tf, meta_graph)
-    if note:
-        model.notes.insert(0, note)
-    return model
+    return SavedModelTF1(path, session, meta_graph, time.perf_counter() - start)
