@@ -216,10 +216,8 @@ def _trace_tf1(path: Path, signature: str, feeds: Mapping[str, np.ndarray], tag:
     graph = tf.Graph()
     with _session(tf, graph) as session, graph.as_default():
         meta = tf.compat.v1.saved_model.loader.load(session, parse_tags(tag), str(path))
-        sd = meta.signature_def[signature]
-        return _graph_trace(tf, session, "saved_model_tf1",
-                            {sd.inputs[k].name: v for k, v in feeds.items()},
-                            {k: sd.outputs[k].name for k in sorted(sd.outputs)})
+        return _signature_def_trace(tf, session, "saved_model_tf1",
+                                    meta.signature_def[signature], feeds)
 
 
 def _trace_frozen(path: Path, signature: str, feeds: Mapping[str, np.ndarray], tag: str
@@ -228,11 +226,16 @@ def _trace_frozen(path: Path, signature: str, feeds: Mapping[str, np.ndarray], t
 
     tf = import_tf()
     graph, meta, _ = import_frozen_graph(path)
-    sd = meta.signature_def[signature]
     with _session(tf, graph) as session:
-        return _graph_trace(tf, session, "frozen_graph",
-                            {sd.inputs[k].name: v for k, v in feeds.items()},
-                            {k: sd.outputs[k].name for k in sorted(sd.outputs)})
+        return _signature_def_trace(tf, session, "frozen_graph",
+                                    meta.signature_def[signature], feeds)
+
+
+def _signature_def_trace(tf: Any, session: Any, kind: str, sd: Any,
+                         feeds: Mapping[str, np.ndarray]) -> Trace:
+    """:func:`_graph_trace` fed and fetched by the tensor names of a signature_def."""
+    return _graph_trace(tf, session, kind, {sd.inputs[k].name: v for k, v in feeds.items()},
+                        {k: sd.outputs[k].name for k in sorted(sd.outputs)})
 
 
 # --- Keras ---------------------------------------------------------------------------------
