@@ -293,8 +293,10 @@ class _SignatureRun:
                 continue
             c = o.block[0] if len(o.block) == 1 else np.concatenate(o.block, axis=0)
             o.block = []
+            # No error summary: a streamed failure is redone in memory, whose summaries
+            # are the ones reported (compare._wants_whole_arrays).
             part = partial_diff(k, g, c, o.tol, row_start=a, total_rows=self.total,
-                                signature=self.name, spread=o.spread)
+                                signature=self.name, spread=o.spread, summarize=False)
             o.diff = part if o.diff is None else merge(o.diff, part)
             if g.shape != c.shape or dtype_label(g) != dtype_label(c):
                 continue  # reported as a structural change; no metric compares such arrays

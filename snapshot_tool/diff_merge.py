@@ -163,8 +163,12 @@ def _k(p: DiffPartial) -> int:
 
 def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance, *,
                  row_start: int, total_rows: int, signature: str = "",
-                 spread: float | None = None, allow_dtype_change: bool = False) -> DiffPartial:
-    """Diff rows ``[row_start, row_start + len(golden))`` of a tensor with ``total_rows``."""
+                 spread: float | None = None, allow_dtype_change: bool = False,
+                 summarize: bool = True) -> DiffPartial:
+    """Diff rows ``[row_start, row_start + len(golden))`` of a tensor with ``total_rows``.
+
+    ``summarize=False`` skips the error summary (about half the work of a numeric block),
+    for a caller that never reports it."""
     p = DiffPartial(name, signature, dtype_label(golden), dtype_label(candidate),
                     tuple(golden.shape[1:]), tuple(candidate.shape[1:]),
                     golden_rows=int(golden.shape[0]), candidate_rows=int(candidate.shape[0]),
@@ -187,7 +191,7 @@ def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tole
     if p.exact_kind:
         _exact_into(p, flat_g, flat_c, offset)
     else:
-        _numeric_into(p, flat_g, flat_c, offset, tol)
+        _numeric_into(p, flat_g, flat_c, offset, tol, summarize)
     return p
 
 
@@ -204,20 +208,23 @@ def _exact_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int) -> No
 
 
 def _numeric_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int,
-                  tol: Tolerance) -> None:
+                  tol: Tolerance, summarize: bool = True) -> None:
     keep_k = _k(p) + 1
     tops: list[np.ndarray] = []
     n = p.total_rows * _size(p.golden_tail)
-    # The accumulator only slices its arrays at flat indices of the whole tensor.
-    whole_g: Any = _Offset(g, offset, n)
-    whole_c: Any = _Offset(c, offset, n)
-    summary = _SummaryAccumulator((p.total_rows, *p.golden_tail), whole_g, whole_c)
+    summary: _SummaryAccumulator | None = None
+    if summarize:
+        # The accumulator only slices its arrays at flat indices of the whole tensor.
+        whole_g: Any = _Offset(g, offset, n)
+        whole_c: Any = _Offset(c, offset, n)
+        summary = _SummaryAccumulator((p.total_rows, *p.golden_tail), whole_g, whole_c)
     # Cut at the whole tensor's chunk boundaries so per-chunk sums line up with in-process.
     cuts = list(range(offset - offset % CHUNK + CHUNK, offset + g.size, CHUNK))
     for lo, hi in zip([offset, *cuts], [*cuts, offset + g.size], strict=True):
         a, b = lo - offset, hi - offset
         ch = _chunk_figures(g[a:b], c[a:b], tol)
-        summary.add(lo, ch)
+        if summary is not None:
+            summary.add(lo, ch)
         p.count += int(ch.bad.sum())
         p.sums.append((lo, float(ch.absdiff.sum())))
         p.max_abs = max(p.max_abs, float(ch.absdiff.max()))
@@ -233,7 +240,8 @@ def _numeric_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int,
         keep = min(keep_k, ch.need.size)
         tops.append(np.partition(ch.need, ch.need.size - keep)[ch.need.size - keep:])
     p.need_top = _largest(np.concatenate(tops), keep_k)
-    p.summary = _summary_of(summary, g, c, offset, tol)
+    if summary is not None:
+        p.summary = _summary_of(summary, g, c, offset, tol)
 
 
 def _summary_of(acc: _SummaryAccumulator, g: np.ndarray, c: np.ndarray, offset: int,
