@@ -395,14 +395,15 @@ def _write_reports(result: Any, where: Any, *, report_json: Path | None, junit: 
         _write_text(report_json, json.dumps(doc, indent=2) + "\n")
     if junit is not None:
         _write_text(junit, to_junit(result))
+    summary = to_markdown(result) + _localization_markdown(where)
     if markdown is not None:
-        _write_text(markdown, to_markdown(result) + _localization_markdown(where))
+        _write_text(markdown, summary)
     if html is not None:
         from snapshot_tool.report.html import comparison_page
 
         _write_text(html, comparison_page(result, obtained=result.obtained,
                                           localization=where))
-    _append_step_summary(to_markdown(result) + _localization_markdown(where))
+    _append_step_summary(summary)
 
 
 def _print_compared(result: Any, where: Any, quiet: bool) -> None:
