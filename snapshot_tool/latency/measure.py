@@ -184,47 +184,6 @@ def warm_up(
             return len(durations), False, durations
 
 
-def measure(
-    fn: Callable[[], object],
-    batch_size: int,
-    *,
-    min_samples: int = 30,
-    min_time_s: float = 1.0,
-    max_time_s: float = 10.0,
-    cold_load_s: float = 0.0,
-    progress: Progress | None = None,
-    warmup_min_calls: int = 10,
-    warmup_min_time_s: float | None = None,
-    warmup_max_time_s: float | None = None,
-    max_samples: int = 20_000,
-    probe: Callable[[], object] | None = None,
-) -> Measurement:
-    """Time ``fn`` (which must already materialize its outputs) after warming it up.
-
-    The very first call is timed alone (``first_call_s``). Warm-up then runs at least
-    ``warmup_min_calls`` calls (the first included) and ``warmup_min_time_s`` (default
-    ``min(0.25, min_time_s)``) until the two halves of the last 20 calls have medians
-    within 10%, or ``warmup_max_time_s`` (default ``max_time_s / 2``) runs out.
-    Timed calls continue until there are ``min_samples`` of them and ``min_time_s`` has
-    passed; ``max_time_s`` or ``max_samples`` stop them earlier (never below 5 calls).
-    ``progress(done, total)`` reports timed calls against an estimate of the total.
-    The garbage collector is paused throughout (:func:`gc_paused`).
-
-    ``probe`` (normally :func:`calibration_workload`) is run before the first timed call,
-    then between timed calls every :data:`PROBE_EVERY_S` of the clock, and after the last;
-    its CPU times are ``calibration_cpu_ns``. The CPU time a fixed job takes moves between
-    sessions on a shared machine (clock frequency, cache and memory contention from the
-    neighbours), and probing while the model is timed measures that at the same moments.
-    """
-    with gc_paused():
-        return _measure(fn, batch_size, min_samples=min_samples, min_time_s=min_time_s,
-                        max_time_s=max_time_s, cold_load_s=cold_load_s, progress=progress,
-                        warmup_min_calls=warmup_min_calls,
-                        warmup_min_time_s=warmup_min_time_s,
-                        warmup_max_time_s=warmup_max_time_s, max_samples=max_samples,
-                        probe=probe)
-
-
 @dataclass(frozen=True)
 class _Budget:
     """When the timed calls of one batch size stop: enough samples over enough time, or the
@@ -281,21 +240,45 @@ def _timed_calls(fn: Callable[[], object], probe: Callable[[], object] | None, b
     return samples, cpu, probes
 
 
-def _measure(
+# The default budget of one batch size, for record and compare alike.
+MIN_SAMPLES = 30
+MIN_TIME_S = 1.0
+MAX_TIME_S = 10.0
+
+
+@gc_paused()
+def measure(
     fn: Callable[[], object],
     batch_size: int,
     *,
-    min_samples: int,
-    min_time_s: float,
-    max_time_s: float,
-    cold_load_s: float,
-    progress: Progress | None,
-    warmup_min_calls: int,
-    warmup_min_time_s: float | None,
-    warmup_max_time_s: float | None,
-    max_samples: int,
+    min_samples: int = MIN_SAMPLES,
+    min_time_s: float = MIN_TIME_S,
+    max_time_s: float = MAX_TIME_S,
+    cold_load_s: float = 0.0,
+    progress: Progress | None = None,
+    warmup_min_calls: int = 10,
+    warmup_min_time_s: float | None = None,
+    warmup_max_time_s: float | None = None,
+    max_samples: int = 20_000,
     probe: Callable[[], object] | None = None,
 ) -> Measurement:
+    """Time ``fn`` (which must already materialize its outputs) after warming it up.
+
+    The very first call is timed alone (``first_call_s``). Warm-up then runs at least
+    ``warmup_min_calls`` calls (the first included) and ``warmup_min_time_s`` (default
+    ``min(0.25, min_time_s)``) until the two halves of the last 20 calls have medians
+    within 10%, or ``warmup_max_time_s`` (default ``max_time_s / 2``) runs out.
+    Timed calls continue until there are ``min_samples`` of them and ``min_time_s`` has
+    passed; ``max_time_s`` or ``max_samples`` stop them earlier (never below 5 calls).
+    ``progress(done, total)`` reports timed calls against an estimate of the total.
+    The garbage collector is paused throughout (:func:`gc_paused`).
+
+    ``probe`` (normally :func:`calibration_workload`) is run before the first timed call,
+    then between timed calls every :data:`PROBE_EVERY_S` of the clock, and after the last;
+    its CPU times are ``calibration_cpu_ns``. The CPU time a fixed job takes moves between
+    sessions on a shared machine (clock frequency, cache and memory contention from the
+    neighbours), and probing while the model is timed measures that at the same moments.
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if min_samples < 1 or min_time_s < 0 or max_time_s < min_time_s:
@@ -358,11 +341,6 @@ def slice_batch(inputs: Mapping[str, np.ndarray], bs: int) -> dict[str, np.ndarr
 #: Clock time between two runs of the calibration workload among the timed calls (~10 ms of
 #: work each, so about a tenth of the budget).
 PROBE_EVERY_S = 0.1
-MIN_SAMPLES = 30
-MIN_TIME_S = 1.0
-MAX_TIME_S = 10.0
-
-
 def model_timer(runner: Runner, signature: str, batch: Mapping[str, np.ndarray],
                 batch_size: int, *, cold_load_s: float = 0.0,
                 progress: Progress | None = None) -> Timer:
@@ -386,11 +364,11 @@ def model_timer(runner: Runner, signature: str, batch: Mapping[str, np.ndarray],
 
 
 def time_model(runner: Runner, signature: str, inputs: Mapping[str, np.ndarray],
-               sizes: Sequence[int], *, cold: bool = True,
+               sizes: Sequence[int], *,
                progress: Callable[[int], Progress | None] = lambda bs: None,
                ) -> tuple[dict[int, Measurement], list[str]]:
     """Measure ``signature`` of ``runner`` (a copy loaded for timing only) at each batch size
-    in ascending order; ``cold`` says whether the copy's load time belongs to these figures.
+    in ascending order; the copy's load time is reported with the first (smallest) one.
 
     Returns the measurements and notes on sizes skipped for lack of samples. ``record``
     stores exactly this; ``compare`` measures its candidate through :func:`model_timer` in the
@@ -400,7 +378,7 @@ def time_model(runner: Runner, signature: str, inputs: Mapping[str, np.ndarray],
     batches, notes = batches_to_time(sizes, inputs)
     for bs, (batch,) in batches:
         timer = model_timer(runner, signature, batch, bs,
-                            cold_load_s=runner.load_seconds if cold and not result else 0.0,
+                            cold_load_s=0.0 if result else runner.load_seconds,
                             progress=progress(bs))
         result[bs] = timer(1.0)
     return result, notes
