@@ -120,12 +120,8 @@ def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: To
     compared in the wider dtype, so the report says how far the values moved. It stays a
     ``dtype_changed`` failure unless ``allow_dtype_change``; then the values decide.
     """
-    base: dict[str, Any] = dict(
-        name=name, signature=signature, golden_dtype=dtype_label(golden),
-        candidate_dtype=dtype_label(candidate), golden_shape=tuple(golden.shape),
-        candidate_shape=tuple(candidate.shape), size=int(golden.size), atol=tol.atol,
-        rtol=tol.rtol, max_mismatch_fraction=tol.max_mismatch_fraction,
-        nan_equal=tol.nan_equal, exact=tol.exact, tolerance_source=tol.source, spread=spread)
+    base = base_fields(name, (dtype_label(golden), tuple(golden.shape)),
+                       (dtype_label(candidate), tuple(candidate.shape)), tol, signature, spread)
     if base["golden_dtype"] != base["candidate_dtype"]:
         return _dtype_change(golden, candidate, tol, base, summary, allow_dtype_change)
     if golden.shape != candidate.shape:

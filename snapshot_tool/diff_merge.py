@@ -41,6 +41,7 @@ from snapshot_tool.diff import (
     _real,
     _scalar,
     _SummaryAccumulator,
+    base_fields,
 )
 from snapshot_tool.dtypes import FLOAT_PRECISION, common_float, dtype_label
 from snapshot_tool.tolerance import Tolerance
@@ -304,12 +305,8 @@ def finish(p: DiffPartial, summary: bool | None = None) -> TensorDiff:
     golden_shape = (p.golden_rows, *p.golden_tail)
     candidate_shape = (p.candidate_rows, *p.candidate_tail)
     n = p.golden_rows * _size(p.golden_tail)
-    base: dict[str, Any] = dict(
-        name=p.name, signature=p.signature, golden_dtype=p.golden_dtype,
-        candidate_dtype=p.candidate_dtype, golden_shape=golden_shape,
-        candidate_shape=candidate_shape, size=n, atol=tol.atol, rtol=tol.rtol,
-        max_mismatch_fraction=tol.max_mismatch_fraction, nan_equal=tol.nan_equal,
-        exact=tol.exact, tolerance_source=tol.source, spread=p.spread)
+    base = base_fields(p.name, (p.golden_dtype, golden_shape),
+                       (p.candidate_dtype, candidate_shape), tol, p.signature, p.spread)
     if p.golden_dtype != p.candidate_dtype:
         return _dtype_change(p, base, golden_shape, candidate_shape, summary)
     if golden_shape != candidate_shape or not p.shape_ok:
