@@ -11,10 +11,11 @@ from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import (
     malformed_is_golden_error,
     open_golden,
+    read_metrics,
     signature_groups,
     verify_golden,
 )
-from snapshot_tool.golden.schema import OutputMetrics, TensorRecord
+from snapshot_tool.golden.schema import TensorRecord
 
 
 def describe_golden(path: str | Path) -> dict[str, Any]:
@@ -58,12 +59,10 @@ def _describe_signature(g: Any, path: Path) -> dict[str, Any]:
                            "source": schema.text(ds.attrs.get(schema.LABELS_SOURCE)),
                            "sha256": labels["sha256"]}
     if schema.METRICS in g:
-        entry["metrics"] = {}
-        for out, mg in g[schema.METRICS].items():
-            om = OutputMetrics.from_stored(
-                mg.attrs, {m: (float(mg[m][()]), mg[m].attrs) for m in mg}, f"{path}: {out}")
-            entry["metrics"][out] = {"task": om.task, "values": {
-                m: {"value": v.value, "direction": v.direction} for m, v in om.values.items()}}
+        entry["metrics"] = {
+            out: {"task": om.task, "values": {m: {"value": v.value, "direction": v.direction}
+                                              for m, v in om.values.items()}}
+            for out, om in read_metrics(g, f"{path}: {schema.METRICS}").items()}
     if schema.LATENCY in g:
         entry["latency"] = {}
         for key, lg in g[schema.LATENCY].items():
