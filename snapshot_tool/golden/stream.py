@@ -39,7 +39,7 @@ from snapshot_tool.golden.io import (
 )
 from snapshot_tool.golden.io import (
     _identity,
-    chunk_rows,
+    _set_attrs,
     dataset_options,
     malformed_is_golden_error,
     open_golden,
@@ -116,7 +116,7 @@ class TensorAppender:
             return
         stored = np.dtype(np.uint16) if self.label == "bfloat16" else block.dtype
         opts = dataset_options(self.shape, stored.itemsize)
-        self._chunk = chunk_rows(self.shape, stored.itemsize) if opts else max(1, self.rows)
+        self._chunk = opts["chunks"][0] if opts else max(1, self.rows)
         self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=stored, **opts)
         self._hash = hash_header(self.label, self.shape)
 
@@ -163,8 +163,7 @@ class TensorAppender:
         assert self._hash is not None
         ds = self._ds
         attrs = TensorRecord(self.label, tuple(self.shape), self._hash.hexdigest()).to_attrs()
-        for k, v in {**attrs, **(extra or {})}.items():
-            ds.attrs[k] = v
+        _set_attrs(ds, {**attrs, **(extra or {})})
 
 
 @dataclass(frozen=True)
