@@ -460,7 +460,7 @@ def _localize(model: Path, golden: Path, options: Any, baseline_model: Path | No
     try:
         return do_localize(model, golden, baseline_model=baseline_model, config=options.config,
                            signature=options.signature, tag=options.tag, result=result,
-                           rename=dict(options.rename))
+                           rename=dict(options.rename), allow_ops=options.allow_ops)
     except SnapshotToolError as exc:
         return Localization("unsupported", str(exc))
 
@@ -493,6 +493,11 @@ def calibrate(
         "--map", metavar="OLD=NEW",
         help="Candidates call the golden's input or output OLD by the name NEW (a converter "
              "renamed it). Repeatable.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", help="Config whose [models] allow_ops the candidates may run, as compare "
+                         "reads it. Default: ./snapshot.toml, else [tool.snapshot-tool] in "
+                         "./pyproject.toml.")] = None,
+    allow_ops: AllowOpsOpt = None,
 ) -> None:
     """Propose per-output tolerances and metric limits that accept every CANDIDATE with a
     margin, each commented with its evidence. Exit 1 when the evidence is inconsistent (an
@@ -501,15 +506,18 @@ def calibrate(
         from snapshot_tool.api import calibrate as do_calibrate
         from snapshot_tool.config import parse_renames
         from snapshot_tool.diagnose.render import calibration_lines, calibration_to_json
+        from snapshot_tool.models.scan import parse_allow_ops
 
         renames = parse_renames(rename or [])
+        allowed = parse_allow_ops(allow_ops)
         _refuse_overwriting({"--output": output, "--report-json": report_json},
                            {"the golden": golden,
                             **{f"the model {c}": c for c in [*candidates, *(reject or [])]}})
         with progress_bar() as progress:
             cal = do_calibrate(golden, candidates, reject=reject or [], margin=margin,
                                signature=signature, tag=tag, output=output, force=force,
-                               progress=progress, rename=renames)
+                               progress=progress, rename=renames, config=config,
+                               allow_ops=allowed)
         if report_json is not None:
             _write_text(report_json, json.dumps(calibration_to_json(cal), indent=2) + "\n")
     if output is None:

@@ -230,6 +230,13 @@ def loaded_config(options: CompareOptions) -> Config:
     return config if isinstance(config, Config) else load_config(config)
 
 
+def run_allowed_ops(options: CompareOptions) -> tuple[str, ...]:
+    """The flagged ops the models of a compare (or of ``calibrate`` and ``localize``, which
+    run models as compare does) may run: ``--allow-ops`` plus the config's
+    ``[models] allow_ops``, resolved in this one place."""
+    return allowed_ops(options.allow_ops, loaded_config(options))
+
+
 def run_config(options: CompareOptions) -> Config:
     """:func:`loaded_config` with ``--map`` (``options.rename``) merged into its
     ``[rename]`` table: the config a compare (or ``localize``) matches names with."""
@@ -320,13 +327,14 @@ def load_models(stack: contextlib.ExitStack, model_path: str | Path, options: Co
     scanned (refused if it touches files or prints) before it runs."""
     threads = fix_threads()
     model = stack.enter_context(load_model(model_path, tag=prepared.tag))
-    refuse_flagged(model, allowed_ops(options.allow_ops, prepared.config))
+    allowed = run_allowed_ops(options)
+    refuse_flagged(model, allowed)
     notes = _ignored_options(options)
     baseline: Model | None = None
     if options.baseline_model is not None and options.latency:
         try:
             baseline = stack.enter_context(load_model(options.baseline_model, tag=prepared.tag))
-            refuse_flagged(baseline, allowed_ops(options.allow_ops, prepared.config))
+            refuse_flagged(baseline, allowed)
         except ModelError as exc:
             raise ModelError(f"--baseline-model: {exc}") from None
     notes += [f"candidate: {n}" for n in model.notes]

@@ -124,21 +124,22 @@ def _golden_outputs(path: Path, golden: Golden, names: Sequence[str]) -> Outputs
 
 
 def _model_outputs(path: Path, golden: Golden, names: Sequence[str],
-                   options: CompareOptions, progress: Progress
+                   options: CompareOptions, allowed: Sequence[str], progress: Progress
                    ) -> tuple[str, Outputs, list[str]]:
     """A candidate model's outputs over the golden's inputs, matched to the golden's names
-    as compare matches them (``options``: its tag set and renames)."""
+    as compare matches them (``options``: its tag set and renames; ``allowed``: the flagged
+    ops it may run)."""
     from snapshot_tool.matching import candidate_signature, fit_inputs, output_names
     from snapshot_tool.models.base import run_signature
     from snapshot_tool.models.load import load_model
+    from snapshot_tool.models.scan import refuse_flagged
 
     out: Outputs = {}
     notes: list[str] = []
-    from snapshot_tool.models.scan import refuse_flagged
-
     rename = options.rename
     with load_model(path, tag=options.tag or golden.info.tag) as model:
-        refuse_flagged(model, ())  # candidates run here as in compare: seen before they run
+        # Candidates run here as in compare: seen before they run, with the ops it allows.
+        refuse_flagged(model, allowed)
         notes.extend(model.notes)
         for sig in names:
             sg = golden.signatures[sig]
@@ -167,15 +168,20 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
               signature: str | None = None, tag: str | None = None,
               output: str | Path | None = None, force: bool = False,
               progress: Progress | None = None,
-              rename: Mapping[str, str] | None = None) -> Calibration:
+              rename: Mapping[str, str] | None = None,
+              config: Config | str | Path | None = None,
+              allow_ops: Sequence[str] = ()) -> Calibration:
     """Propose a ``snapshot.toml`` accepting every candidate in ``candidates`` with
     ``margin``, and check it against them and against the ``reject`` ones.
 
     ``output``: write the proposal there (refused if it exists, unless ``force``).
     ``rename``: the golden's input/output names -> the candidates' (``--map``); the
     proposal carries them as a ``[rename]`` table so compare matches the same way.
+    A candidate model whose signatures touch files or print is refused before it runs, as
+    compare refuses it, unless each such op is in ``allow_ops`` or ``config``'s
+    ``[models] allow_ops`` (``config`` None: found as compare finds it).
     """
-    from snapshot_tool.compare import CompareOptions
+    from snapshot_tool.compare import CompareOptions, run_allowed_ops
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.matching import select_signatures
     from snapshot_tool.progress import no_progress
@@ -189,7 +195,9 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
         raise InputsError(f"{output} exists; pass --force to replace it")
     golden = read_golden(golden_path)
     # The compare options calibrate shares: which signatures, tag set and renames.
-    options = CompareOptions(signature=signature, tag=tag, rename=rename or {})
+    options = CompareOptions(signature=signature, tag=tag, rename=rename or {},
+                             config=config, allow_ops=tuple(allow_ops))
+    allowed = run_allowed_ops(options)  # a config mistake is said before any model runs
     names = select_signatures(golden, options.signature)
     runs: list[_Run] = []
     for accepted, paths, mark in ((True, candidates, ""), (False, reject, "r")):
@@ -198,7 +206,7 @@ def calibrate(golden_path: str | Path, candidates: Sequence[str | Path], *,
             if _is_golden_file(path):
                 kind, outs, notes = "golden", _golden_outputs(path, golden, names), list[str]()
             else:
-                kind, outs, notes = _model_outputs(path, golden, names, options,
+                kind, outs, notes = _model_outputs(path, golden, names, options, allowed,
                                                    progress or no_progress)
             runs.append(_Run(f"[{mark}{i}]", path, accepted, kind, outs, tuple(notes)))
     return _propose(golden, names, runs, margin, output, options.rename)

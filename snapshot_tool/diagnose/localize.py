@@ -11,7 +11,7 @@ batches until one fails). A kind that cannot be traced yields a ``Localization``
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -83,24 +83,30 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
              baseline_model: str | Path | None = None, config: Config | str | Path | None = None,
              signature: str | None = None, tag: str | None = None, output: str | None = None,
              result: ComparisonResult | None = None,
-             rename: Mapping[str, str] | None = None) -> Localization:
+             rename: Mapping[str, str] | None = None,
+             allow_ops: Sequence[str] = ()) -> Localization:
     """Where the candidate's first failing output starts to differ from the golden model's.
 
     ``rename`` maps the golden's input/output names to the candidate's, as ``compare``'s
-    ``--map`` does (added to the config's ``[rename]`` table).
+    ``--map`` does (added to the config's ``[rename]`` table). Both models are scanned
+    before they run, as compare scans its models: flagged ops not in ``allow_ops`` or the
+    config's ``[models] allow_ops`` are refused.
 
     Raises :class:`SnapshotToolError` only for bad input (no such golden, signature or
     model); everything about *tracing* is reported in the returned value's ``reason``.
     """
-    from snapshot_tool.compare import CompareOptions, run_config
+    from snapshot_tool.compare import CompareOptions, run_allowed_ops, run_config
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.matching import candidate_signature, fit_inputs
     from snapshot_tool.models.load import load_model
+    from snapshot_tool.models.scan import refuse_flagged
     from snapshot_tool.names import signature_prefix
 
     golden = read_golden(golden_path)
     tag = tag or golden.info.tag
-    cfg = run_config(CompareOptions(config=config, rename=rename or {}))
+    options = CompareOptions(config=config, rename=rename or {}, allow_ops=tuple(allow_ops))
+    cfg = run_config(options)
+    allowed = run_allowed_ops(options)
     sig_name = _signature(golden, signature, result)
     sg = golden.signatures[sig_name]
     base_path = baseline_model or golden.info.model_path
@@ -113,8 +119,10 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     prefix = signature_prefix(golden, sig_name)
     with contextlib.ExitStack() as stack:
         cand = stack.enter_context(load_model(model_path, tag=tag))
+        refuse_flagged(cand, allowed)
         try:
             base = stack.enter_context(load_model(str(base_path), tag=tag))
+            refuse_flagged(base, allowed)
         except ModelError as exc:
             raise ModelError(f"golden's model for --localize: {exc}") from None
         csig, _ = candidate_signature(cand, sig_name, single=True)

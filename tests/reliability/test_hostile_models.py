@@ -123,3 +123,58 @@ def test_tf_serving_export_still_records(tmp_path: Path) -> None:
     assert run_cli("record", model, "--golden", golden, "--no-latency",
                    "--num-samples", "4").code == 0
     assert run_cli("compare", model, "--golden", golden, "--no-latency").code == 0
+
+
+def test_calibrate_honours_allow_ops(hostile: dict[str, Path], harmless_golden: Path,
+                                     tmp_path: Path) -> None:
+    """calibrate runs candidates as compare does: refused unless --allow-ops or the config's
+    [models] allow_ops allows their flagged ops (it used to refuse them whatever was allowed)."""
+    res = run_cli("calibrate", harmless_golden, hostile["print"])
+    assert res.clean_error and "PrintV2" in res.stderr, res
+    res = run_cli("calibrate", harmless_golden, hostile["print"], "--allow-ops", "PrintV2")
+    assert res.code == 0, res
+    cfg = tmp_path / "allow.toml"
+    cfg.write_text('[models]\nallow_ops = ["PrintV2"]\n')
+    res = run_cli("calibrate", harmless_golden, hostile["print"], "--config", cfg)
+    assert res.code == 0, res
+    # Allowing one op still does not allow another.
+    res = run_cli("calibrate", harmless_golden, hostile["read"], "--config", cfg)
+    assert res.clean_error and "ReadFile" in res.stderr, res
+
+
+def _save_tripled(path: Path) -> Path:
+    """``y = x * 3``: a harmless candidate whose outputs differ from the x * 2 models'."""
+    from snapshot_tool.models.base import import_tf
+
+    tf = import_tf()
+
+    class Tripled(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+        def serve(self, x: object) -> dict[str, object]:
+            return {"y": x * 3.0}
+
+    m = Tripled()
+    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
+    return path
+
+
+def test_localize_scans_the_golden_model(tmp_path: Path) -> None:
+    """--localize re-runs the golden's own model: it is scanned like every model a compare
+    runs, so a golden recorded with --allow-ops WriteFile does not write again unasked."""
+    written = tmp_path / "written.txt"
+    model = save_hostile(tmp_path / "write", "write", written)
+    golden = tmp_path / "g.h5"
+    res = run_cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "4",
+                  "--allow-ops", "WriteFile")
+    assert res.code == 0, res
+    written.unlink()
+    candidate = _save_tripled(tmp_path / "tripled")
+    res = run_cli("compare", candidate, "--golden", golden, "--no-latency", "--localize",
+                  "--no-save-obtained")
+    assert res.code == 1, res
+    assert "WriteFile" in res.stdout and "--allow-ops" in res.stdout, res.stdout
+    assert not written.exists(), "the golden's model ran unscanned"
+    res = run_cli("compare", candidate, "--golden", golden, "--no-latency", "--localize",
+                  "--no-save-obtained", "--allow-ops", "WriteFile")
+    assert res.code == 1, res
+    assert written.exists(), "an allowed model is run"
