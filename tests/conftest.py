@@ -40,6 +40,15 @@ def dense_changed(models_dir: Path) -> Path:
     return save_dense(models_dir / "dense_changed", scale=1.5)
 
 
+@pytest.fixture()
+def dense_golden(cli: Callable[..., CliResult], dense_model: Path, tmp_path: Path) -> Path:
+    """``tmp_path/g.h5``: a golden of the dense model over 8 samples, no latency."""
+    g = tmp_path / "g.h5"
+    assert cli("record", dense_model, "--golden", g, "--no-latency",
+               "--num-samples", "8").code == 0
+    return g
+
+
 @pytest.fixture(scope="session")
 def two_sig_model(models_dir: Path) -> Path:
     from tests.fixtures.models import save_two_signatures

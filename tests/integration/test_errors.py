@@ -22,11 +22,8 @@ def assert_usage_error(res, *fragments: str) -> None:
 
 
 @pytest.fixture()
-def golden(cli, dense_model: Path, tmp_path: Path) -> Path:
-    g = tmp_path / "g.h5"
-    assert cli("record", dense_model, "--golden", g, "--no-latency",
-               "--num-samples", "8").code == 0
-    return g
+def golden(dense_golden: Path) -> Path:
+    return dense_golden
 
 
 def test_model_path_missing(cli, tmp_path: Path) -> None:

@@ -142,22 +142,6 @@ def test_calibrate_honours_allow_ops(hostile: dict[str, Path], harmless_golden: 
     assert res.clean_error and "ReadFile" in res.stderr, res
 
 
-def _save_tripled(path: Path) -> Path:
-    """``y = x * 3``: a harmless candidate whose outputs differ from the x * 2 models'."""
-    from snapshot_tool.models.base import import_tf
-
-    tf = import_tf()
-
-    class Tripled(tf.Module):
-        @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
-        def serve(self, x: object) -> dict[str, object]:
-            return {"y": x * 3.0}
-
-    m = Tripled()
-    tf.saved_model.save(m, str(path), signatures={"serving_default": m.serve})
-    return path
-
-
 def test_localize_scans_the_golden_model(tmp_path: Path) -> None:
     """--localize re-runs the golden's own model: it is scanned like every model a compare
     runs, so a golden recorded with --allow-ops WriteFile does not write again unasked."""
@@ -168,7 +152,7 @@ def test_localize_scans_the_golden_model(tmp_path: Path) -> None:
                   "--allow-ops", "WriteFile")
     assert res.code == 0, res
     written.unlink()
-    candidate = _save_tripled(tmp_path / "tripled")
+    candidate = save_harmless(tmp_path / "tripled", factor=3.0)
     res = run_cli("compare", candidate, "--golden", golden, "--no-latency", "--localize",
                   "--no-save-obtained")
     assert res.code == 1, res
