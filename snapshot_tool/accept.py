@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import fnmatch
-import getpass
 import os
-import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from snapshot_tool.atomic import who
 from snapshot_tool.errors import GoldenError, SnapshotToolError
 from snapshot_tool.golden.schema import (
     MODEL_ORIGIN,
@@ -63,6 +62,10 @@ class AcceptPlan:
     metrics: tuple[MetricChange, ...]
     whole: bool  # everything taken: the model identity moves to the obtained one too
     chosen: frozenset[tuple[str, str]] = frozenset()  # (signature, output) taken
+    # Which compare wrote the obtained file and of what model: the report that sent the
+    # user here names its run, and another compare of the golden may have replaced the file.
+    obtained_run: str = ""
+    obtained_model: str = ""
 
     @property
     def changes(self) -> tuple[OutputChange, ...]:
@@ -230,16 +233,10 @@ def plan(obtained_file: str | Path, golden_file: str | Path | None = None,
                 obtained.signatures[sig].outputs.get(out)) for sig, out in sorted(chosen)]
     return (AcceptPlan(golden=golden_p, obtained=obtained_p, selected=tuple(selected),
                        kept=tuple(kept), metrics=tuple(_metric_changes(golden, obtained, chosen)),
-                       whole=not only, chosen=frozenset(chosen)),
+                       whole=not only, chosen=frozenset(chosen),
+                       obtained_run=obtained.info.obtained_run,
+                       obtained_model=obtained.info.model_path),
             golden, obtained)
-
-
-def who() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def accept(obtained_file: str | Path, golden: str | Path | None = None,
@@ -261,7 +258,7 @@ def accept(obtained_file: str | Path, golden: str | Path | None = None,
     info, taken = g.info, o.info
     if the_plan.whole:
         info = replace(info, **{k: getattr(taken, k) for k in _MODEL_ATTRS})
-    info = replace(info, obtained_from="")
+    info = replace(info, obtained_from="", obtained_run="")
     entry = HistoryEntry(
         action="accept", when=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         who=who(), reason=reason, outputs=tuple(c.name for c in the_plan.selected),

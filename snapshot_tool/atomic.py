@@ -9,12 +9,17 @@ Goldens and reports go through here, so a crash, ``kill -9``, a full disk or
   name must not fail because its temp name is longer);
 - a symlinked target is replaced at the link's destination, so the link stays a link;
   a target that exists but is not a regular file (a device, a FIFO, a directory) is refused
-  rather than replaced.
+  rather than replaced;
+- a write that must not replace anything (``record`` without ``--force``) publishes with a
+  hard link, which fails if the name exists: two writers started at once cannot both pass a
+  "does it exist?" check and the later silently replace the earlier's file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import getpass
 import hashlib
 import os
 import re
@@ -34,6 +39,15 @@ def host_tag() -> str:
     """Six hex digits naming this machine: pids are only comparable on one host, and a
     folder on a network file system is shared by several."""
     return hashlib.sha256(socket.gethostname().encode()).hexdigest()[:6]
+
+
+def who() -> str:
+    """``user@host``: who wrote a file (an accept's history, an obtained golden's run)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _name_max(folder: Path) -> int:
@@ -112,11 +126,36 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+class AlreadyExists(SnapshotToolError):
+    """An exclusive write found its target written by someone else meanwhile."""
+
+
+def _publish_new(tmp: Path, target: Path) -> None:
+    """Give ``tmp`` the name ``target`` only if nothing has it: a hard link is created
+    atomically or not at all. A file system without hard links gets the plain rename, after
+    one more check (the window is then the few microseconds between the two calls)."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise AlreadyExists(f"{target} already exists") from None
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
+                             errno.EMLINK, errno.ENOSYS):
+            raise
+        if target.exists():
+            raise AlreadyExists(f"{target} already exists") from None
+        os.replace(tmp, target)
+        return
+    tmp.unlink()
+
+
 @contextlib.contextmanager
-def replacing(path: str | Path) -> Iterator[Path]:
+def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temp path to write; on normal exit it is fsynced and renamed over ``path``
     (its destination if a symlink), keeping the replaced file's mode. On any exception the
-    temp file is removed and ``path`` is untouched."""
+    temp file is removed and ``path`` is untouched. ``exclusive``: ``path`` must not exist
+    when the new file is put in place; if another writer created it meanwhile,
+    :class:`AlreadyExists` is raised and that writer's file is kept."""
     target = resolve_target(Path(path))
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target)
@@ -134,7 +173,10 @@ def replacing(path: str | Path) -> Iterator[Path]:
         # what a plain open() would have given it: goldens and reports are shared artefacts.
         os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else _default_mode())
         resolve_target(target)  # it may have become something else while we wrote
-        os.replace(tmp, target)
+        if exclusive:
+            _publish_new(tmp, target)
+        else:
+            os.replace(tmp, target)
         _fsync_dir(target.parent)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -8,6 +8,9 @@ stored samples. The verdict is one :class:`ComparisonResult`.
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -97,6 +100,9 @@ class ComparisonResult:
     config_source: str | None = None
     baseline_model: str | None = None
     obtained: str | None = None  # the obtained golden written for this comparison, if any
+    # Which run wrote it (its ``obtained_run`` attribute): another compare of the same
+    # golden may replace the file later, and this tells the two apart.
+    obtained_run: str | None = None
     # Whether the golden holds several signatures (so names are "sig/out"); None: whether
     # this result covers several.
     multi_signature: bool | None = None
@@ -211,14 +217,16 @@ def compare_with(model_path: str | Path, golden_path: str | Path, options: Compa
     """
     from snapshot_tool.compare_stream import compare_streaming
 
+    started = time.time()
     options = replace(options, config=loaded_config(options))  # read once, whatever runs
     if not _streams(golden_path, options):
-        return _compare_whole(model_path, golden_path, options, progress)
+        return _compare_whole(model_path, golden_path, options, progress, started=started)
     result = compare_streaming(model_path, golden_path, options, progress)
     if not _wants_whole_arrays(result, options):
         return result
     again = _compare_whole(model_path, golden_path, replace(
-        options, latency=False, baseline_model=None, self_check=False), progress)
+        options, latency=False, baseline_model=None, self_check=False), progress,
+        started=started)
     return replace(again, latency=result.latency, latency_mode=result.latency_mode,
                    warnings=tuple(dict.fromkeys(result.warnings + again.warnings)),
                    baseline_model=result.baseline_model)
@@ -409,8 +417,11 @@ class _WholeRun:
 
 
 def _compare_whole(model_path: str | Path, golden_path: str | Path, options: CompareOptions,
-                   progress: Progress) -> ComparisonResult:
-    """The comparison with every tensor of the golden and the candidate in memory."""
+                   progress: Progress, *, started: float | None = None) -> ComparisonResult:
+    """The comparison with every tensor of the golden and the candidate in memory.
+    ``started``: when the compare began (``time.time()``; default now), to tell an obtained
+    golden another run wrote meanwhile from an older one."""
+    started = time.time() if started is None else started
     golden: Golden = read_golden(golden_path, require_signature=options.require_signature)
     prepared = prepare(golden, options)
     with contextlib.ExitStack() as stack:
@@ -428,7 +439,8 @@ def _compare_whole(model_path: str | Path, golden_path: str | Path, options: Com
                       *notes], side_by_side=models.baseline is not None)
         if not wants_obtained(result, options):
             return result
-        return _with_obtained(result, golden, runs, models.candidate, model_path, options)
+        return _with_obtained(result, golden, runs, models.candidate, model_path, options,
+                              started)
 
 
 def _run_whole(golden: Golden, name: str, model: Model, prepared: Prepared,
@@ -460,18 +472,57 @@ def wants_obtained(result: ComparisonResult, options: CompareOptions) -> bool:
 
 
 def _with_obtained(result: ComparisonResult, golden: Golden, runs: Sequence[_WholeRun],
-                   model: Model, model_path: str | Path, options: CompareOptions
-                   ) -> ComparisonResult:
+                   model: Model, model_path: str | Path, options: CompareOptions,
+                   started: float) -> ComparisonResult:
+    run = run_id()
+    target = obtained_target(golden, options.obtained_path)
     try:
+        replaced = _replaced_concurrent(target, started, run)
         written = write_obtained(golden, {r.name: (r.outputs, r.batched) for r in runs},
-                                 model, model_path, options.obtained_path)
+                                 model, model_path, target, run=run)
     except (SnapshotToolError, OSError) as exc:
         # The obtained golden is a convenience; a read-only goldens folder must not turn the
         # gate's verdict (exit 1) into an input error (exit 2).
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         return replace(result, warnings=(*result.warnings,
                                          f"obtained golden not written: {why}"))
-    return replace(result, obtained=str(written))
+    return replace(result, obtained=str(written), obtained_run=run,
+                   warnings=(*result.warnings, *replaced))
+
+
+def run_id() -> str:
+    """Names one compare run: who, which process, and a random tag (one process, pytest,
+    compares many times)."""
+    from snapshot_tool.atomic import who
+
+    return f"{who()} pid {os.getpid()} run {secrets.token_hex(4)}"
+
+
+def obtained_target(golden: Golden, path: str | Path | None) -> Path:
+    """Where a compare writes its obtained golden: ``path``, else ``G.obtained.h5``."""
+    return Path(path) if path is not None else schema.obtained_path(golden.path)
+
+
+def _replaced_concurrent(target: Path, started: float, run: str) -> list[str]:
+    """What to say when the obtained golden this run is about to replace was written after
+    it started: another compare of the same golden, running at the same time, wrote it and
+    reported it as its own. Each run's obtained golden is whole (temp file and rename); the
+    later one is kept, and both the file and this report name the run that wrote it."""
+    from snapshot_tool.golden.io import root_attrs
+
+    try:
+        if target.stat().st_mtime < started:
+            return []  # an earlier run's, replaced as usual
+    except OSError:
+        return []  # none yet
+    try:
+        other = str(root_attrs(target).get(schema.OBTAINED_RUN_ATTR) or "")
+    except SnapshotToolError:
+        other = ""  # being replaced right now, or not a golden: the time says enough
+    return [f"{target} was written by another compare ({other or 'run unknown'}) after this "
+            f"one started, and this run ({run}) has replaced it: that run's report names a "
+            "file that now holds this run's candidate. Compare the candidates of one golden "
+            "one after another"]
 
 
 def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
@@ -609,22 +660,22 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
 def write_obtained(golden: Golden,
                    candidate: Mapping[str, tuple[dict[str, np.ndarray], dict[str, bool]]],
                    model: Model, model_path: str | Path,
-                   path: str | Path | None = None) -> Path:
+                   path: str | Path | None = None, *, run: str = "") -> Path:
     """Write the candidate's golden: the golden's own inputs and labels (the very arrays, so
     ``accept`` can check they match), the candidate's outputs, and its task metrics computed
     as the golden's were (same task and threshold). Signatures that were not compared are
     copied from the golden, so the file is a complete golden of the same signatures.
     Latency is not included: timings belong to ``record``, and ``accept`` keeps the
-    golden's."""
+    golden's. ``run``: the compare run writing it (:func:`run_id`), stored as its
+    ``obtained_run``."""
     import datetime as _dt
 
     from snapshot_tool import __version__
     from snapshot_tool.golden.io import write_golden
     from snapshot_tool.golden.schema import RootInfo
-    from snapshot_tool.golden.schema import obtained_path as default_path
     from snapshot_tool.models.load import model_digest
 
-    target = Path(path) if path is not None else default_path(golden.path)
+    target = obtained_target(golden, path)
     sigs: dict[str, SignatureGolden] = {}
     for name, sg in golden.signatures.items():
         if name not in candidate:
@@ -643,7 +694,7 @@ def write_obtained(golden: Golden,
                    created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                    tool_version=__version__, model_path=str(model_path),
                    model_digest=model_digest(model_path), model_kind=model.kind,
-                   obtained_from=str(golden.path))
+                   obtained_from=str(golden.path), obtained_run=run)
     return write_golden(target, info.to_attrs(), sigs, force=True)
 
 

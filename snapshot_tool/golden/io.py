@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from snapshot_tool.atomic import replacing, resolve_target
+from snapshot_tool.atomic import AlreadyExists, replacing, resolve_target
 from snapshot_tool.dtypes import dtype_label as model_dtype_label
 from snapshot_tool.errors import GoldenError
 from snapshot_tool.golden import schema, validate
@@ -326,12 +326,18 @@ def golden_writer(path: Path, *, force: bool, sign: bool = False) -> Iterator[An
     p = Path(path)
     check_writable(p, force)
     key = signing_key(sign)
-    with replacing(p) as tmp:
-        with _open_for_write(tmp, p, key) as f:
-            yield f
-        # A late check as well as the early one: another process may have created the
-        # golden while the model ran, and --force was not given to overwrite *that*.
-        check_writable(p, force)
+    try:
+        # Without --force the golden is put in place only if nothing has its name yet: a
+        # second record of the same golden, started at once, must not replace the first's.
+        with replacing(p, exclusive=not force) as tmp:
+            with _open_for_write(tmp, p, key) as f:
+                yield f
+            # A late check as well as the early one: another process may have created the
+            # golden while the model ran, and --force was not given to overwrite *that*.
+            check_writable(p, force)
+    except AlreadyExists:
+        raise GoldenError(f"golden {p} was written by another process while this one ran; "
+                          "it was kept. Pass --force to replace it") from None
 
 
 def signature_group(f: Any, name: str, several: bool) -> Any:

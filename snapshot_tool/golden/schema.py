@@ -40,7 +40,9 @@ newer reader keeps reading version 1):
   know, and keeps them when it rewrites a golden): ``history`` (JSON list of what was done
   to the golden after recording, oldest first: ``action`` "accept", ``when``, ``who``,
   ``reason``, ``outputs``, ``from``, ``model_path``, ``model_digest``) and, in an obtained
-  golden (``compare --save-obtained``), ``obtained_from`` (the golden it was compared with).
+  golden (``compare --save-obtained``), ``obtained_from`` (the golden it was compared with)
+  and ``obtained_run`` (which compare wrote it: ``user@host pid N run TAG``, the run its
+  report names, since two compares of one golden write the same obtained file).
   A shard golden of a sharded golden (``G.h5.d/``, see :mod:`.sharded`) adds
   ``shard_index``, ``shard_count``, ``row_start`` and ``row_stop`` (its rows in the whole).
 
@@ -192,7 +194,7 @@ def latency_group_size(name: str) -> int | None:
 # --- root ----------------------------------------------------------------------------------
 
 _ROOT_INTS = ("seed", "num_samples", "batch_size")
-_OPTIONAL_ROOT = ("history", "obtained_from")
+_OPTIONAL_ROOT = ("history", "obtained_from", "obtained_run")
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,7 @@ class RootInfo:
     format_version: int = FORMAT_VERSION
     history: str = ""  # JSON list (see read_history); written only when there is one
     obtained_from: str = ""  # obtained goldens only
+    obtained_run: str = ""  # obtained goldens only: the compare run that wrote it
     # Root attributes this version does not know (a newer writer's), kept as they were.
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -597,6 +600,9 @@ HISTORY_ATTR = "history"
 #: Root attr of an obtained golden (``compare --save-obtained``): the golden it was compared
 #: against, as given to compare.
 OBTAINED_FROM_ATTR = "obtained_from"
+#: Root attr of an obtained golden: the compare run that wrote it (``user@host pid N run
+#: TAG``), as its report says, so a report can be matched with the file it speaks of.
+OBTAINED_RUN_ATTR = "obtained_run"
 OBTAINED_SUFFIX = ".obtained.h5"
 
 

@@ -29,6 +29,7 @@ without one is refused, so an interrupted run never passes for a golden.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -153,7 +154,9 @@ def commit(staging: Path, target: str | Path, manifest: Mapping[str, Any], *,
     """Write the manifest into ``staging`` and move the directory into place as ``target``.
 
     The old golden (with --force) is moved aside before the new one is renamed in, then
-    removed: a reader sees the old golden, none, or the new one, never a mix.
+    removed: a reader sees the old golden, none, or the new one, never a mix. A directory
+    cannot be renamed over a full one, so when another record puts its golden in place in
+    between, this one fails and that golden is kept whole.
     """
     dest = Path(target)
     tmp = staging / f".{MANIFEST}.tmp"
@@ -165,9 +168,18 @@ def commit(staging: Path, target: str | Path, manifest: Mapping[str, Any], *,
     if dest.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
         os.replace(dest, old / dest.name)
-    os.replace(staging, dest)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(staging, dest)
+    except OSError as exc:
+        if old is not None and not dest.exists():
+            os.replace(old / dest.name, dest)  # nobody else's golden there: the old one back
+        if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            raise GoldenError(f"golden {dest} was written by another process while this one "
+                              "ran; it was kept") from None
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     return dest
 
 

@@ -197,7 +197,8 @@ def verdict_lines(result: ComparisonResult) -> list[RenderableType]:
                        + "\nor re-record the golden from a model you trust with "
                        f"`snapshot-tool record MODEL --golden {escape(result.golden)} --force`.")
     if result.obtained:
-        out.append(f"[bold]obtained golden[/] written to {escape(result.obtained)}: review it "
+        run = f" by this run ({escape(result.obtained_run)})" if result.obtained_run else ""
+        out.append(f"[bold]obtained golden[/] written to {escape(result.obtained)}{run}: review it "
                    "(compare --html shows the differences), then promote it with "
                    f"`snapshot-tool accept {escape(result.obtained)} --reason \"...\"` "
                    "(--only 'NAME*' for some outputs)")
@@ -223,6 +224,13 @@ def accept_renderables(plan: AcceptPlan, *, dry_run: bool) -> list[RenderableTyp
     for c in plan.selected:
         table.add_row(escape(c.name), style[c.kind], fmt(c.max_abs_diff), escape(c.detail))
     out: list[RenderableType] = [table]
+    # Which candidate, and which compare run wrote the file: the run its report named, or
+    # another compare of the same golden that replaced the file since.
+    origin = [x for x in (plan.obtained_model and f"the candidate {plan.obtained_model}",
+                          plan.obtained_run and f"written by compare run {plan.obtained_run}")
+              if x]
+    if origin:
+        out.append(f"obtained golden of {escape(', '.join(origin))}")
     if plan.metrics:
         mt = Table(title="Recorded metrics", title_justify="left", header_style="bold")
         for col in ("output", "metric", "golden", "obtained"):

@@ -76,6 +76,7 @@ def to_json(result: ComparisonResult) -> dict[str, Any]:
         "warnings": list(result.warnings),
         # Added in schema 1 without a bump: readers of version 1 ignore keys they do not know.
         "obtained": result.obtained,
+        "obtained_run": result.obtained_run,  # the file's obtained_run: which compare wrote it
     }
     return doc
 

@@ -53,7 +53,9 @@ def to_markdown(result: ComparisonResult) -> str:
     for w in result.warnings:
         lines += ["", f"> warning: {_md(w)}"]
     if result.obtained:
-        lines += ["", f"Obtained golden: `{result.obtained}` (a CI artifact when the job uploads "
-                  f"it); review it, then `snapshot-tool accept {result.obtained} --reason ...`."]
+        run = f", written by run `{result.obtained_run}`" if result.obtained_run else ""
+        lines += ["", f"Obtained golden: `{result.obtained}`{run} (a CI artifact when the job "
+                  f"uploads it); review it, then `snapshot-tool accept {result.obtained} "
+                  "--reason ...`."]
     return "\n".join(lines) + "\n"
 

@@ -68,3 +68,21 @@ def test_non_regular_targets_refused(tmp_path: Path) -> None:
         with pytest.raises(SnapshotToolError, match=r"not a regular file|is a directory"):
             write_text(target, "x")
     assert [p.name for p in sorted(tmp_path.iterdir())] == ["fifo", "link"]
+
+
+def test_exclusive_write_keeps_a_file_another_writer_put_there_meanwhile(tmp_path: Path
+                                                                         ) -> None:
+    """Two writers that both found no file: the second to finish must not replace the
+    first's (a record without --force), and leaves no temp file."""
+    from snapshot_tool.atomic import AlreadyExists
+
+    target = tmp_path / "g.h5"
+    with pytest.raises(AlreadyExists), replacing(target, exclusive=True) as tmp:
+        tmp.write_text("mine")
+        target.write_text("theirs, finished first")
+    assert target.read_text() == "theirs, finished first"
+    assert [p.name for p in tmp_path.iterdir()] == ["g.h5"]
+    with replacing(tmp_path / "new.h5", exclusive=True) as tmp:
+        tmp.write_text("mine")
+    assert (tmp_path / "new.h5").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.h5", "new.h5"]

@@ -131,3 +131,25 @@ def test_replaced_whole_and_only_with_force(sharded_dir: Path) -> None:
     assert sorted(p.name for p in sharded_dir.iterdir()) == [
         sharded.MANIFEST, sharded.shard_name(0, 2), sharded.shard_name(1, 2)]
     assert not [p for p in sharded_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_record_losing_the_race_keeps_the_winners_golden(
+        sharded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two records --force of one sharded golden: this one moves the old golden aside, the
+    other puts its own in place before this one's rename. This one fails (exit 2, not a
+    bare OSError) and the other's golden stays whole; nothing is left beside it."""
+    real_replace = sharded.os.replace
+    other = _golden()
+
+    def replace_then_lose(src: str | Path, dst: str | Path) -> None:
+        real_replace(src, dst)
+        if Path(src) == sharded_dir:  # the old golden just moved aside
+            monkeypatch.setattr(sharded.os, "replace", real_replace)
+            sharded.write_sharded(sharded_dir, other, rows_per_shard=12)
+
+    monkeypatch.setattr(sharded.os, "replace", replace_then_lose)
+    with pytest.raises(GoldenError, match="written by another process"):
+        sharded.write_sharded(sharded_dir, _golden(), rows_per_shard=8, force=True)
+    assert len(list(sharded_dir.glob("*.h5"))) == 2  # the other's two shards of 12 rows
+    verify_golden(sharded_dir)
+    assert not [p for p in sharded_dir.parent.iterdir() if p.name.startswith(".")]
