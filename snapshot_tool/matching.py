@@ -90,12 +90,12 @@ def _rename_hint(golden_only: list[str], model_only: list[str]) -> str:
             f"(e.g. --map {golden_only[0]}={model_only[0]}) or a [rename] table")
 
 
-def _refuse_real_values_for_quantized(sig: SignatureInfo, spec: TensorSpec, arr: np.ndarray,
-                                      model: Model, who: str) -> None:
+def _refuse_real_values_for_quantized(spec: TensorSpec, arr: np.ndarray, model: Model,
+                                      who: str) -> None:
     """A full-integer TFLite conversion takes quantized integers where the golden recorded
     real numbers. Casting them (the generic advice) would feed zeros for inputs in [0, 1),
     so say what the integers mean and the two ways to gate such a model."""
-    params = model.quantization(sig.name, spec.name)
+    params = spec.quantization
     if params is None or arr.dtype.kind != "f" or not spec.dtype.startswith(("int", "uint")):
         return
     scale, zero_point = params
@@ -118,7 +118,7 @@ def conform_inputs(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: M
     note = ""
     for spec in sig.inputs:
         arr = feeds[spec.name]
-        _refuse_real_values_for_quantized(sig, spec, arr, model, who)
+        _refuse_real_values_for_quantized(spec, arr, model, who)
         try:
             fitted[spec.name] = conform(spec, arr, f"{who} {model.path}")
         except InputsError as exc:

@@ -10,7 +10,7 @@ from snapshot_tool.errors import InputsError
 from snapshot_tool.models.base import SignatureInfo, TensorSpec
 
 DYNAMIC_DIM = 8
-INT_HIGH = 10
+INT_HIGH = 10  # wider integers are most often indices or counts: [0, 10) is valid for them
 # Signature methods whose string input is a batch of serialized tf.train.Example protos.
 EXAMPLE_METHODS = ("classify", "regress")
 
@@ -48,7 +48,8 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.
         elif spec.dtype == "bool":
             out[spec.name] = rng.integers(0, 2, size=shape).astype(bool)
         elif dt.kind in ("i", "u"):
-            out[spec.name] = rng.integers(0, INT_HIGH, size=shape).astype(dt)
+            low, high = integer_range(spec, dt)
+            out[spec.name] = rng.integers(low, high, size=shape).astype(dt)
         elif dt.kind in ("f", "V") or spec.dtype == "bfloat16":
             out[spec.name] = rng.random(size=shape, dtype=np.float64).astype(dt)
         elif dt.kind == "c":
@@ -57,6 +58,18 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.
             raise InputsError(f"cannot synthesize input {spec.name!r} of dtype {spec.dtype}; "
                               "pass --inputs FILE")
     return out
+
+
+def integer_range(spec: TensorSpec, dt: np.dtype) -> tuple[int, int]:
+    """[low, high) of a synthesized integer input. A quantized input (a full-integer TFLite
+    model's) gets its dtype's whole range: its integers stand for ``scale * (q -
+    zero_point)``, and the converter chose scale and zero point so that this range covers
+    the real values it was calibrated on, which [0, 10) would leave a sliver of. An 8-bit
+    input holds bytes (image pixels, most often), so it gets the whole range too."""
+    if spec.quantization is not None or dt.itemsize == 1:
+        info = np.iinfo(dt)
+        return int(info.min), int(info.max) + 1
+    return 0, INT_HIGH
 
 
 def _refuse_random_examples(sig: SignatureInfo) -> None:

@@ -46,6 +46,10 @@ class TensorSpec:
     # signature_def without tensor_shape, so the graph's tensor said it) or "unknown" (no
     # one says; any shape is accepted).
     shape_source: str = "signature"
+    # (scale, zero point) of a quantized integer tensor (a full-integer TFLite model's),
+    # whose integers stand for the real numbers ``scale * (q - zero_point)``; None for a
+    # tensor that holds its values.
+    quantization: tuple[float, int] | None = None
 
     def describe(self) -> str:
         if self.shape is None:
@@ -177,11 +181,6 @@ class Model(ABC):
     @abstractmethod
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch; returns every output of the signature as a numpy array."""
-
-    def quantization(self, signature: str, name: str) -> tuple[float, int] | None:
-        """(scale, zero point) of a quantized input, whose integers stand for the real
-        numbers ``scale * (q - zero_point)``; None for an input that holds its values."""
-        return None
 
     def scan(self) -> dict[str, list[str]] | None:
         """Per signature, the ops it runs that touch the file system or print (see

@@ -57,7 +57,9 @@ def _tflite_spec(name: str, detail: Mapping[str, Any]) -> TensorSpec:
     dims = detail["shape"] if shape_sig is None or len(shape_sig) != len(detail["shape"]) \
         else shape_sig
     shape = tuple(None if int(d) < 0 else int(d) for d in dims)
-    return TensorSpec(name=name, dtype=_tflite_dtype(detail["dtype"]), shape=shape)
+    scale, zero_point = (detail.get("quantization") or (0.0, 0))[:2]
+    return TensorSpec(name=name, dtype=_tflite_dtype(detail["dtype"]), shape=shape,
+                      quantization=(float(scale), int(zero_point)) if scale else None)
 
 
 def _tensor_base_name(tensor_name: str) -> str:
@@ -96,7 +98,6 @@ class TFLiteModel(Model):
         self._signatures: dict[str, SignatureInfo] = {}
         self._input_index: list[tuple[str, int]] = []
         self._output_index: list[tuple[str, int]] = []
-        self._quantized: dict[tuple[str, str], tuple[float, int]] = {}
         listed = interpreter.get_signature_list() or {}
         for key in sorted(listed):
             runner = interpreter.get_signature_runner(key)
@@ -106,7 +107,7 @@ class TFLiteModel(Model):
             self._signatures[key] = SignatureInfo(
                 key, tuple(_tflite_spec(n, ins[n]) for n in sorted(ins)),
                 tuple(_tflite_spec(n, outs[n]) for n in sorted(outs)), None)
-            self._note_quantized(key, ins)
+            self._note_quantized(self._signatures[key])
         if not listed:
             self._positional(interpreter)
 
@@ -127,24 +128,19 @@ class TFLiteModel(Model):
             f"inputs named after their tensors ({', '.join(n for n, _ in self._input_index)}),"
             f" outputs by order ({out_names}); if the golden's names differ, convert with "
             "tf.lite.TFLiteConverter.from_saved_model, which keeps the signature")
-        self._note_quantized(DEFAULT_SIGNATURE, {n: d for (n, _), d in
-                                                 zip(self._input_index, ins, strict=True)})
+        self._note_quantized(self._signatures[DEFAULT_SIGNATURE])
 
-    def _note_quantized(self, key: str, details: Mapping[str, Mapping[str, Any]]) -> None:
-        for name, d in details.items():
-            scale, zero_point = (d.get("quantization") or (0.0, 0))[:2]
-            if scale:
-                self._quantized[(key, name)] = (float(scale), int(zero_point))
+    def _note_quantized(self, sig: SignatureInfo) -> None:
+        for spec in sig.inputs:
+            if spec.quantization is not None:
                 self.notes.append(
-                    f"input {name!r} of {key!r} is quantized ({_tflite_dtype(d['dtype'])}, "
-                    f"scale {scale:g}): the golden's inputs must already be quantized values")
+                    f"input {spec.name!r} of {sig.name!r} is quantized ({spec.dtype}, "
+                    f"scale {spec.quantization[0]:g}): the golden's inputs must already be "
+                    "quantized values")
 
     @property
     def signatures(self) -> dict[str, SignatureInfo]:
         return self._signatures
-
-    def quantization(self, signature: str, name: str) -> tuple[float, int] | None:
-        return self._quantized.get((signature, name))
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_feed_shapes(self._signatures[signature], feeds)

@@ -461,6 +461,36 @@ def test_full_integer_tflite_against_a_float_golden_says_what_to_do(cli, io_type
     assert "astype" not in res.stderr
 
 
+@pytest.mark.parametrize("io_type", ["int8", "uint8"])
+def test_full_integer_tflite_records_inputs_over_its_calibrated_range(
+        cli, io_type: str, tmp_path: Path) -> None:
+    """A golden recorded from the quantized model itself: its synthesized integers, read as
+    the reals they stand for, cover the [0, 1) the converter calibrated on (in [0, 10) they
+    were a sliver of it: [0, 0.035] for uint8), and the same seed gives the same inputs."""
+    import h5py
+
+    from snapshot_tool.models.load import load_model
+
+    export = wild.export_small_classifier(tmp_path / "float")
+    quantized = wild.convert_full_integer(export, tmp_path / f"{io_type}.tflite", io_type)
+    with load_model(quantized) as model:
+        (spec,) = next(iter(model.signatures.values())).inputs
+    assert spec.quantization is not None
+    scale, zero_point = spec.quantization
+    recorded = []
+    for name in ("a.h5", "b.h5"):
+        assert cli("record", quantized, "--golden", tmp_path / name, "--no-latency",
+                   "--num-samples", "64", "--seed", "4").code == 0
+        with h5py.File(tmp_path / name) as f:
+            recorded.append(f["inputs"][spec.name][()])
+    np.testing.assert_array_equal(recorded[0], recorded[1])
+    q = recorded[0]
+    assert q.dtype == np.dtype(io_type)
+    reals = scale * (q.astype(np.float64) - zero_point)
+    # The calibrated range is about [0, 1]; uniform draws over the dtype reach both ends.
+    assert reals.min() < 0.1 and reals.max() > 0.9, (reals.min(), reals.max())
+
+
 # --- Keras models with several unnamed inputs --------------------------------------------------
 
 
