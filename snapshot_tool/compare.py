@@ -32,7 +32,7 @@ from snapshot_tool.matching import (
     candidate_signature,
     check_renames,
     fit_inputs,
-    output_names,
+    golden_named,
     select_signatures,
 )
 from snapshot_tool.metrics.tasks import OutputInfo
@@ -451,9 +451,8 @@ def _run_whole(golden: Golden, name: str, model: Model, prepared: Prepared,
     feeds, fit_note = fit_inputs(sig, sg, model, renames=cfg.rename)
     outputs, batched = run_signature(model, sig, feeds, golden.info.batch_size, progress,
                                      f"comparing {name}")
-    renamed, name_notes = output_names(sg, set(outputs), cfg.rename)
-    outputs = {renamed.get(k, k): v for k, v in outputs.items()}
-    batched = {renamed.get(k, k): v for k, v in batched.items()}
+    outputs, name_notes = golden_named(sg, outputs, cfg.rename)
+    batched, _ = golden_named(sg, batched, cfg.rename)
     diffs = compare_outputs(sg, outputs, cfg, name, prepared.prefix(name),
                             summary=options.error_summaries)
     metrics = compare_metrics(sg, outputs, diffs, cfg, prepared.prefix(name))

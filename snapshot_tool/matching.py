@@ -9,7 +9,7 @@ same way, through these functions.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -172,6 +172,18 @@ def output_names(sg: SignatureGolden, candidate: set[str], renames: Mapping[str,
             f"--map OLD=NEW (e.g. --map {missing_names[0]}={extra_names[0]}) or a [rename] "
             "table in the config")
     return mapping, notes
+
+
+V = TypeVar("V")
+
+
+def golden_named(sg: SignatureGolden, outputs: Mapping[str, V], renames: Mapping[str, str]
+                 ) -> tuple[dict[str, V], list[str]]:
+    """A candidate's ``outputs`` (or anything keyed by its output names) keyed by the
+    golden's names, as :func:`output_names` matches them, and its notes. Every run of a
+    candidate against a golden (compare, Beam workers, calibrate, localize) matches so."""
+    renamed, notes = output_names(sg, set(outputs), renames)
+    return {renamed.get(k, k): v for k, v in outputs.items()}, notes
 
 
 def check_renames(golden: Golden, names: list[str], cfg: Config,

@@ -158,7 +158,7 @@ class CompareJob:
             yield ERROR, Failure(str(exc))
 
     def _run(self, loaded: Loaded, r: RowRange) -> Iterator[tuple[tuple[str, str], Any]]:
-        from snapshot_tool.matching import fit_inputs, output_names
+        from snapshot_tool.matching import fit_inputs, golden_named
         from snapshot_tool.models.base import run_signature
 
         sg = read_range(r, self.batch_size)
@@ -168,8 +168,7 @@ class CompareJob:
             outputs, _ = run_signature(loaded.model, sig, feeds, self.batch_size)
         # The same matching of candidate to golden names as in-process (the driver reports
         # its notes once).
-        renamed, _ = output_names(sg, set(outputs), self.renames)
-        outputs = {renamed.get(k, k): v for k, v in outputs.items()}
+        outputs, _ = golden_named(sg, outputs, self.renames)
         for name in sorted(sg.outputs):
             if name not in outputs:
                 yield (r.signature, name), OutputPartial(status="missing")

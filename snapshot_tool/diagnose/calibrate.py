@@ -129,7 +129,7 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str],
     """A candidate model's outputs over the golden's inputs, matched to the golden's names
     as compare matches them (``options``: its tag set and renames; ``allowed``: the flagged
     ops it may run)."""
-    from snapshot_tool.matching import candidate_signature, fit_inputs, output_names
+    from snapshot_tool.matching import candidate_signature, fit_inputs, golden_named
     from snapshot_tool.models.base import run_signature
     from snapshot_tool.models.load import load_model
     from snapshot_tool.models.scan import refuse_flagged
@@ -150,9 +150,8 @@ def _model_outputs(path: Path, golden: Golden, names: Sequence[str],
                                    f"calibrating {path.name}")
             # The same name matching compare does: explicit renames, then a lone output
             # under another name (a converter's output_0).
-            renamed, more = output_names(sg, set(got), rename)
+            out[sig], more = golden_named(sg, got, rename)
             notes.extend(more)
-            out[sig] = {renamed.get(k, k): v for k, v in got.items()}
         return model.kind, out, notes
 
 

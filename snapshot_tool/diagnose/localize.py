@@ -61,7 +61,7 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
     """Replay batches until a batched output fails: (its diff, the batch's rows)."""
     from snapshot_tool.compare import compare_outputs
     from snapshot_tool.inputs.batching import num_rows
-    from snapshot_tool.matching import output_names
+    from snapshot_tool.matching import golden_named
 
     rows = num_rows(feeds)
     batched = {k for k in sg.outputs if sg.info(k).batched
@@ -69,8 +69,7 @@ def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,
     for start in range(0, max(rows, 1), batch_size):
         stop = min(start + batch_size, rows)
         out = model.run(sig_name, _slice(feeds, start, stop))
-        renamed, _ = output_names(sg, set(out), cfg.rename)
-        out = {renamed.get(k, k): v for k, v in out.items()}
+        out, _ = golden_named(sg, out, cfg.rename)
         part = replace(sg, outputs={k: sg.outputs[k][start:stop] for k in batched})
         for d in compare_outputs(part, {k: v for k, v in out.items() if k in batched}, cfg,
                                  sig_name, prefix):
