@@ -9,12 +9,13 @@ line up would be noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 
-from snapshot_tool.dtypes import FLOAT_PRECISION, common_float, dtype_label
+from snapshot_tool.dtypes import common_float, dtype_label, precision_change
 from snapshot_tool.tolerance import Tolerance
 
 Status = Literal["ok", "mismatch", "missing", "extra", "dtype_changed", "shape_changed"]
@@ -137,21 +138,35 @@ def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: To
 def _dtype_change(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
                   base: dict[str, Any], summary: bool | None, allowed: bool) -> TensorDiff:
     was, now = base["golden_dtype"], base["candidate_dtype"]
+    comparable = (precision_change(was, now) and golden.shape == candidate.shape
+                  and golden.size > 0)
+    wide = common_float(was, now) if comparable else None
+    return dtype_change_verdict(
+        base, None if wide is None else str(wide), allowed, summary,
+        lambda s: _numeric_diff(golden.astype(wide), candidate.astype(wide), tol, base, s))
+
+
+def dtype_change_verdict(base: dict[str, Any], widened: str | None, allowed: bool,
+                         summary: bool | None,
+                         diff_in_wide: Callable[[bool | None], TensorDiff]) -> TensorDiff:
+    """The verdict on a dtype change, for the in-memory diff and the merged one alike. A
+    float precision change of same-shaped, non-empty tensors (``widened``: the dtype both
+    are diffed in) is judged on its values by ``diff_in_wide(summary)``, and stays a
+    failure unless ``allowed`` (``allow_dtype_change``); any other change fails without
+    numbers."""
+    was, now = base["golden_dtype"], base["candidate_dtype"]
     change = f"dtype {was} -> {now}"
-    floats = was in FLOAT_PRECISION and now in FLOAT_PRECISION
-    if not floats or golden.shape != candidate.shape or golden.size == 0:
-        why = "" if floats or not allowed else \
+    if widened is None:
+        why = "" if precision_change(was, now) or not allowed else \
             " (allow_dtype_change covers float precisions only)"
         return TensorDiff(status="dtype_changed", **base, message=change + why)
-    wide = common_float(was, now)
     # Not allowed, it fails whatever the values, so it gets the failing outputs' summary.
-    d = _numeric_diff(golden.astype(wide), candidate.astype(wide), tol, base,
-                      True if summary is None and not allowed else summary)
+    d = diff_in_wide(True if summary is None and not allowed else summary)
     if allowed:
-        return replace(d, message=f"{change}, allowed; compared in {wide}")
+        return replace(d, message=f"{change}, allowed; compared in {widened}")
     moved = "within tolerance" if d.passed else f"{d.mismatch_count} element(s) beyond tolerance"
     return replace(d, status="dtype_changed",
-                   message=f"{change}; compared in {wide}: {moved}; accept the precision "
+                   message=f"{change}; compared in {widened}: {moved}; accept the precision "
                            "change with allow_dtype_change = true for this output")
 
 

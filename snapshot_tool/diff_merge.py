@@ -25,7 +25,7 @@ tensor gives. What is kept, and why it merges exactly:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -42,8 +42,9 @@ from snapshot_tool.diff import (
     _scalar,
     _SummaryAccumulator,
     base_fields,
+    dtype_change_verdict,
 )
-from snapshot_tool.dtypes import FLOAT_PRECISION, common_float, dtype_label
+from snapshot_tool.dtypes import common_float, dtype_label, precision_change
 from snapshot_tool.tolerance import Tolerance
 
 # (value, global flat index, golden value, candidate value); index -1 when nothing seen.
@@ -178,7 +179,8 @@ def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tole
                     allow_dtype_change=allow_dtype_change)
     p.shape_ok = golden.shape == candidate.shape
     if p.golden_dtype != p.candidate_dtype:
-        if not (_floats(p) and p.shape_ok and golden.size):
+        if not (precision_change(p.golden_dtype, p.candidate_dtype) and p.shape_ok
+                and golden.size):
             return p
         # A float precision change is diffed in a dtype holding both, as in-process.
         wide = common_float(p.golden_dtype, p.candidate_dtype)
@@ -194,10 +196,6 @@ def partial_diff(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tole
     else:
         _numeric_into(p, flat_g, flat_c, offset, tol, summarize)
     return p
-
-
-def _floats(p: DiffPartial) -> bool:
-    return p.golden_dtype in FLOAT_PRECISION and p.candidate_dtype in FLOAT_PRECISION
 
 
 def _exact_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int) -> None:
@@ -319,25 +317,13 @@ def finish(p: DiffPartial, summary: bool | None = None) -> TensorDiff:
 
 def _dtype_change(p: DiffPartial, base: dict[str, Any], golden_shape: tuple[int, ...],
                   candidate_shape: tuple[int, ...], summary: bool | None) -> TensorDiff:
-    """What :func:`snapshot_tool.diff.compare_tensor` says of a dtype change: a float
-    precision change is judged on its values in the wider dtype, and stays a failure unless
-    ``allow_dtype_change``; any other change fails without numbers."""
-    change = f"dtype {p.golden_dtype} -> {p.candidate_dtype}"
+    """What :func:`snapshot_tool.diff.compare_tensor` says of a dtype change
+    (:func:`~snapshot_tool.diff.dtype_change_verdict`), from the merged statistics."""
     n = base["size"]
-    if not (p.widened and p.shape_ok and golden_shape == candidate_shape and n):
-        why = "" if _floats(p) or not p.allow_dtype_change else \
-            " (allow_dtype_change covers float precisions only)"
-        return TensorDiff(status="dtype_changed", **base, message=change + why)
+    same = bool(p.widened and p.shape_ok and golden_shape == candidate_shape and n)
     tol = p.tol or Tolerance(0.0, 0.0, 0.0, True, True, "")
-    # Not allowed, it fails whatever the values, so it gets the failing outputs' summary.
-    d = _stats(p, base, tol, n, golden_shape,
-               True if summary is None and not p.allow_dtype_change else summary)
-    if p.allow_dtype_change:
-        return replace(d, message=f"{change}, allowed; compared in {p.widened}")
-    moved = "within tolerance" if d.passed else f"{d.mismatch_count} element(s) beyond tolerance"
-    return replace(d, status="dtype_changed",
-                   message=f"{change}; compared in {p.widened}: {moved}; accept the precision "
-                           "change with allow_dtype_change = true for this output")
+    return dtype_change_verdict(base, p.widened if same else None, p.allow_dtype_change,
+                                summary, lambda s: _stats(p, base, tol, n, golden_shape, s))
 
 
 def _stats(p: DiffPartial, base: dict[str, Any], tol: Tolerance, n: int,

@@ -33,6 +33,14 @@ def dtype_label(arr: np.ndarray) -> str:
 FLOAT_PRECISION = {"bfloat16": 8, "float16": 11, "float32": 24, "float64": 53}
 
 
+def precision_change(was: str, now: str) -> bool:
+    """Whether a dtype change (labels) is one of float precision only (float32 -> float16,
+    a mixed-precision build): the change ``allow_dtype_change`` accepts, judged on its values
+    in a dtype holding both (:func:`common_float`) and by the less precise dtype's
+    tolerance defaults (:func:`less_precise`). The one statement of that rule."""
+    return was != now and was in FLOAT_PRECISION and now in FLOAT_PRECISION
+
+
 def less_precise(a: str, b: str) -> str:
     """Of two float dtype labels, the one with fewer significand bits."""
     return a if FLOAT_PRECISION[a] <= FLOAT_PRECISION[b] else b

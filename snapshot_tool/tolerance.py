@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from snapshot_tool.config import Config
-from snapshot_tool.dtypes import FLOAT_PRECISION, less_precise
+from snapshot_tool.dtypes import less_precise, precision_change
 
 if TYPE_CHECKING:
     from snapshot_tool.golden.schema import SignatureGolden
@@ -104,6 +104,4 @@ def _tolerance_dtype(was: str, now: str) -> str:
     """The dtype whose defaults judge an output: its own, or for a float precision change the
     less precise of the two, since the comparison can be no finer than the coarser side
     (config values still win)."""
-    if was == now or was not in FLOAT_PRECISION or now not in FLOAT_PRECISION:
-        return was
-    return less_precise(was, now)
+    return less_precise(was, now) if precision_change(was, now) else was

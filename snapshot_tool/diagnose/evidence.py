@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from snapshot_tool.dtypes import FLOAT_PRECISION, dtype_label, less_precise
+from snapshot_tool.dtypes import dtype_label, less_precise, precision_change
 from snapshot_tool.metrics.agreement import AGREEMENT_LOWEST
 from snapshot_tool.metrics.thresholds import MetricCheck, round_sig
 from snapshot_tool.tolerance import FLOAT_DEFAULTS
@@ -64,7 +64,7 @@ def error_stats(label: str, output: str, golden: np.ndarray, candidate: np.ndarr
     # A float precision change (a mixed-precision build returning float16) is measured in
     # float64, which holds every float format exactly; compare accepts it only with
     # allow_dtype_change, which the proposal then sets.
-    precision = was != now and was in FLOAT_PRECISION and now in FLOAT_PRECISION
+    precision = precision_change(was, now)
     if (was != now and not precision) or golden.shape != candidate.shape:
         what = (f"dtype {golden.dtype} -> {candidate.dtype}" if golden.dtype != candidate.dtype
                 else f"shape {golden.shape} -> {candidate.shape}")

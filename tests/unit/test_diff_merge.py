@@ -129,3 +129,28 @@ def test_merged_precision_change_equals_whole(allow: bool) -> None:
     assert merged.mean_abs_diff == pytest.approx(whole.mean_abs_diff, rel=1e-12)
     assert _same(dataclasses.replace(merged, mean_abs_diff=None),
                  dataclasses.replace(whole, mean_abs_diff=None))
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_merged_non_float_dtype_change_says_what_in_memory_says(allow: bool) -> None:
+    """An int -> float change has no numbers either way, and an allow_dtype_change that
+    cannot cover it is named: one verdict (diff.dtype_change_verdict) for both paths."""
+    golden = np.arange(12, dtype=np.int32).reshape(6, 2)
+    candidate = golden.astype(np.float32)
+    tol = _tol()
+    whole = compare_tensor("y", golden, candidate, tol, allow_dtype_change=allow)
+    parts = [diff_merge.partial_diff("y", golden[a:b], candidate[a:b], tol, row_start=a,
+                                     total_rows=6, allow_dtype_change=allow)
+             for a, b in ((0, 3), (3, 6))]
+    merged = diff_merge.finish(diff_merge.merge(parts[0], parts[1]))
+    assert whole.status == merged.status == "dtype_changed"
+    assert merged.message == whole.message
+    assert ("float precisions only" in whole.message) == allow
+
+
+def test_precision_change_is_a_change_between_float_formats() -> None:
+    from snapshot_tool.dtypes import precision_change
+
+    assert precision_change("float32", "float16") and precision_change("bfloat16", "float64")
+    assert not precision_change("float32", "float32")
+    assert not precision_change("int32", "float32") and not precision_change("float32", "int8")
