@@ -100,6 +100,12 @@ class LatencyCheck:
         """Only a FAIL fails; inconclusive/advisory are warnings (``--latency-strict`` aside)."""
         return self.verdict != "fail"
 
+    @property
+    def basis_label(self) -> str:
+        """What ``ratio`` and the verdict measure, in the words every report prints:
+        ``CPU time`` or ``wall time`` (per call)."""
+        return "CPU time" if self.basis == "cpu" else "wall time"
+
 
 def _as_verdict(decision: str) -> Verdict:
     if decision == "fail":
@@ -532,10 +538,10 @@ def _self_check_note(plain: LatencyCheck, sbs: LatencyCheck, machine: str) -> st
         RatioEstimate(sbs.ratio, sbs.ci_low, sbs.ci_high, sbs.p_value, sbs.limit),
         sbs.verdict, key="stored_max_drift",
         rounds_word=f"{sbs.rounds} ABBA rounds against the golden's own model")
-    clock = "CPU time" if plain.basis == "cpu" else "wall time"
     return "; ".join(x for x in (
         described, f"{machine}; candidate vs the golden's model side by side "
-        f"{sbs.ratio:.3f}x, vs the stored samples {plain.uncorrected_ratio:.3f}x in {clock} "
+        f"{sbs.ratio:.3f}x, vs the stored samples {plain.uncorrected_ratio:.3f}x in "
+        f"{plain.basis_label} "
         f"(uncorrected verdict: {plain.verdict})") if x)
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from snapshot_tool.diff import TensorDiff
 from snapshot_tool.metrics.thresholds import round_sig
-from snapshot_tool.report.format import fmt, latency_basis, latency_clocks, worst
+from snapshot_tool.report.format import fmt, latency_clocks, worst
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -42,7 +42,7 @@ def latency_table(result: ComparisonResult) -> RenderableType:
             f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
             f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
             f"{fmt(c.ratio, '.3f')} [{fmt(c.ci_low, '.3f')}, {fmt(c.ci_high, '.3f')}]",
-            latency_basis(c), latency_clocks(c),
+            c.basis_label, latency_clocks(c),
             f"≤ {c.limit:.2f}", fmt(c.p_value, ".2g"), _LATENCY_STYLE.get(c.verdict, c.verdict))
     return table
 

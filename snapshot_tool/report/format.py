@@ -42,8 +42,3 @@ def latency_clocks(c: LatencyCheck) -> str:
     """``wall 1.02x / CPU 0.99x``: the candidate over the baseline on both clocks (stored
     mode: against the samples as recorded), whichever the verdict was judged on."""
     return f"wall {fmt(c.wall_ratio, '.3f')} / CPU {fmt(c.cpu_ratio, '.3f')}"
-
-
-def latency_basis(c: LatencyCheck) -> str:
-    """What the verdict's ratio measures: ``CPU time`` or ``wall time`` per call."""
-    return "CPU time" if c.basis == "cpu" else "wall time"

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from snapshot_tool.errors import SnapshotToolError
-from snapshot_tool.report.format import latency_basis, latency_clocks
+from snapshot_tool.report.format import latency_clocks
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -515,7 +515,7 @@ def latency_section(result: ComparisonResult) -> str:
                      f"{c.baseline.p50 / 1e6:.3f} / {c.baseline.p90 / 1e6:.3f}",
                      f"{c.candidate.p50 / 1e6:.3f} / {c.candidate.p90 / 1e6:.3f}",
                      f"{_num(c.ratio, '.3f')} [{_num(c.ci_low, '.3f')}, {_num(c.ci_high, '.3f')}]",
-                     _e(latency_basis(c)), _e(latency_clocks(c)),
+                     _e(c.basis_label), _e(latency_clocks(c)),
                      f"≤ {c.limit:.2f}", _verdict_cell(not failed, c.verdict.upper()),
                      _e(c.note)])
     parts.append(_table(["batch", "baseline p50/p90 ms", "candidate p50/p90 ms",

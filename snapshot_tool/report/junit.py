@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snapshot_tool.report.format import fmt, latency_basis, latency_clocks, worst
+from snapshot_tool.report.format import fmt, latency_clocks, worst
 
 if TYPE_CHECKING:
 
@@ -33,7 +33,7 @@ def to_junit(result: ComparisonResult) -> str:
         cases.append(("latency", result.qualified(c.signature, f"batch_{c.batch_size}"),
                       not failed,
                       f"{c.verdict}: ratio {fmt(c.ratio)} [{fmt(c.ci_low)}, "
-                      f"{fmt(c.ci_high)}] limit {c.limit:.2f} ({latency_basis(c)}; "
+                      f"{fmt(c.ci_high)}] limit {c.limit:.2f} ({c.basis_label}; "
                       f"{latency_clocks(c)}). {c.note}".strip()))
     failures = 0
     for group, name, passed, detail in cases:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from snapshot_tool.report.format import fmt, latency_basis, latency_clocks
+from snapshot_tool.report.format import fmt, latency_clocks
 
 if TYPE_CHECKING:
 
@@ -48,7 +48,7 @@ def to_markdown(result: ComparisonResult) -> str:
             label = result.qualified(c.signature, str(c.batch_size))
             lines.append(f"| {label} | {c.baseline.p50 / 1e6:.3f} | "
                          f"{c.candidate.p50 / 1e6:.3f} | {fmt(c.ratio)} [{fmt(c.ci_low)}, "
-                         f"{fmt(c.ci_high)}] | {latency_basis(c)} | {latency_clocks(c)} | "
+                         f"{fmt(c.ci_high)}] | {c.basis_label} | {latency_clocks(c)} | "
                          f"{c.limit:.2f} | {c.verdict} |")
     for w in result.warnings:
         lines += ["", f"> warning: {_md(w)}"]

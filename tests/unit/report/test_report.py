@@ -158,3 +158,5 @@ def test_every_renderer_shows_the_basis_and_both_clocks_of_a_stored_check() -> N
                              latency=(old,), latency_mode="stored")
     assert "wall time | wall 1.000 / CPU —" in to_markdown(r_old)
     assert latency_to_json(r_old)["batches"][0]["cpu_ratio"] is None  # type: ignore[index]
+    # One label per basis, owned by the check, whichever renderer or note prints it.
+    assert (c.basis_label, old.basis_label) == ("CPU time", "wall time")
