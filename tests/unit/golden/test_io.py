@@ -136,3 +136,27 @@ def test_verify_streams_in_blocks_with_the_same_digest(tmp_path: Path,
         f["outputs/s"][2] = np.frombuffer(b"\x00bim", dtype=np.uint8)
     with pytest.raises(GoldenError, match="outputs/s fails its sha256"):
         verify_unbounded(p)
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda f: f["outputs/f16"].attrs.__delitem__("sha256"), "outputs/f16 has no sha256"),
+    (lambda f: f.attrs.__setitem__("batch_size", 0), "batch_size of / is 0"),
+    (lambda f: f.attrs.__setitem__("batch_size", True), "batch_size of / is True"),
+    (lambda f: f.attrs.__setitem__("seed", -1), "seed of / is -1"),
+])
+def test_readers_refuse_through_the_one_validation(tmp_path: Path, damage: object,
+                                                   message: str) -> None:
+    """A tensor without its checksum or a malformed root number is refused by
+    verify_golden, which both readers run first (its content digest recomputed here, so
+    only the rule under test can catch it): neither reader needs a check of its own."""
+    from snapshot_tool.golden.digest import content_digest
+    from snapshot_tool.golden.stream import open_stored
+
+    p = _write(tmp_path / "g.h5")
+    with h5py.File(p, "r+") as f:
+        damage(f)  # type: ignore[operator]
+        f.attrs["content_digest"] = content_digest(f)
+    for read in (verify_golden, read_golden, lambda g: open_stored(g).__enter__(),
+                 lambda g: open_stored(g, defer_tensors=True).__enter__()):
+        with pytest.raises(GoldenError, match=message):
+            read(p)
