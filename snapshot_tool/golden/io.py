@@ -547,6 +547,14 @@ def _identity(p: Path) -> tuple[int, ...]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
+def check_unchanged(p: Path, before: tuple[int, ...]) -> None:
+    """``p`` is still the file ``before`` (its :func:`_identity`) named: what was validated
+    is what was read. A golden replaced or written in place meanwhile is refused."""
+    if _identity(p) != before:
+        raise GoldenError(f"golden {p} changed while it was being read; run again once "
+                          "whatever writes it has finished")
+
+
 def read_golden(path: str | Path, *, check: bool = True,
                 require_signature: bool = False) -> Golden:
     """Read a whole golden into memory after :func:`verify_golden` passed it, verifying
@@ -563,9 +571,7 @@ def read_golden(path: str | Path, *, check: bool = True,
         attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
         sigs = {name: _read_signature(name, g, p, check)
                 for name, g in signature_groups(f, p).items()}
-    if _identity(p) != before:
-        raise GoldenError(f"golden {p} changed while it was being read; run again once "
-                          "whatever writes it has finished")
+    check_unchanged(p, before)
     # The root's numbers were checked by verify_golden (schema.ROOT_RULES, stricter than
     # RootInfo.from_attrs), on this very file.
     return Golden(p, attrs, sigs)

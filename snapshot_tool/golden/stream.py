@@ -40,6 +40,7 @@ from snapshot_tool.golden.io import (
 from snapshot_tool.golden.io import (
     _identity,
     _set_attrs,
+    check_unchanged,
     dataset_options,
     malformed_is_golden_error,
     open_golden,
@@ -266,9 +267,8 @@ class StoredGolden:
             if where not in tensors:  # cannot happen: the child defers only these
                 raise GoldenError(f"{self.path}: {where} was not checked; re-record it")
             _check_whole(tensors[where], self.path)
-        if self.identity and _identity(self.path) != self.identity:
-            raise GoldenError(f"golden {self.path} changed while it was being read; run "
-                              "again once whatever writes it has finished")
+        if self.identity:
+            check_unchanged(self.path, self.identity)
 
 
 def _check_whole(t: StoredTensor, path: Path) -> None:
@@ -303,9 +303,7 @@ def open_stored(path: str | Path, *, require_signature: bool = False,
     verified = verify_golden(p, require_signature=require_signature,
                              defer_tensors=defer_tensors)
     with open_golden(p, cache_bytes=CACHE_BYTES) as f:
-        if _identity(p) != before:
-            raise GoldenError(f"golden {p} changed while it was being read; run again once "
-                              "whatever writes it has finished")
+        check_unchanged(p, before)
         with malformed_is_golden_error(p):
             attrs = {k: schema.plain(v) for k, v in f.attrs.items()}
             sigs: dict[str, StoredSignature] = {}

@@ -155,3 +155,21 @@ def test_a_tensor_under_another_filter_is_hashed_in_the_bounded_child(tmp_path: 
         f["outputs/out"][7, 0] = 99
     with pytest.raises(GoldenError, match="sha256"), open_stored(path, defer_tensors=True):
         pass
+
+
+def test_a_golden_replaced_while_streamed_is_refused(tmp_path: Path) -> None:
+    """What was validated is what was read: a golden another record replaces under a
+    streaming reader is refused when the reader settles its deferred checks, as a whole
+    read refuses one replaced under it (io.check_unchanged, the one statement of it)."""
+    from snapshot_tool.golden.io import _identity, check_unchanged
+
+    p = tmp_path / "g.h5"
+    _write(p, np.arange(40, dtype=np.float32).reshape(20, 2), 4)
+    before = _identity(p)
+    check_unchanged(p, before)
+    with open_stored(p, defer_tensors=True) as g:
+        _write(p, np.ones((20, 2), np.float32), 4)  # a whole new file under the same name
+        with pytest.raises(GoldenError, match="changed while it was being read"):
+            g.check_deferred(())
+    with pytest.raises(GoldenError, match="changed while it was being read"):
+        check_unchanged(p, before)
