@@ -6,6 +6,8 @@ Everything is measured on whole processes, side by side in one run, because that
 CI job pays: the tool's CLI (``python -m snapshot_tool record|compare ... --no-latency``)
 against benchmarks/bare_tf.py, the script a user would write by hand (load the SavedModel,
 run ``serving_default`` batch by batch, ``np.savez`` / ``np.load`` + ``np.allclose``).
+Both sides call ``gc.freeze()`` when their work is done, so neither pays the interpreter's
+exit-time collections over TensorFlow's import objects: the ratios are like for like.
 
 1. **Time**: record and compare vs the bare script on a compute-heavy model (ResNet50 from
    ``keras.applications`` with ``weights=None``: random weights, nothing downloaded) and on
@@ -342,6 +344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print("## snapshot-tool vs bare TensorFlow, large goldens\n")
     print(f"machine: {machine()}; load average at start {load()}")
+    print("both sides gc.freeze() before exit (like for like: no exit-time GC walk on either)")
     with tempfile.TemporaryDirectory(prefix="snapshot-large-") as tmp:
         root = Path(tmp)
         results: list[CaseResult] = []
