@@ -223,6 +223,9 @@ class _Chunk:
 
 
 def _chunk_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> _Chunk:
+    if golden.dtype.kind == "f" and candidate.dtype.kind == "f" \
+            and np.isfinite(golden).all() and np.isfinite(candidate).all():
+        return _finite_figures(golden, candidate, tol)
     wide = np.complex128 if golden.dtype.kind == "c" else np.float64
     g = golden.astype(wide)
     c = candidate.astype(wide)
@@ -249,6 +252,26 @@ def _chunk_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) ->
         rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
                        np.where(absdiff > 0, np.inf, 0.0))
         need = absdiff - tol.rtol * mag
+    return _Chunk(absdiff, allowed, bad, rel, need)
+
+
+def _finite_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> _Chunk:
+    """:func:`_chunk_figures` of finite floats (the usual case), with the same values: no
+    NaN or infinity needs its rule, equal values already subtract to 0, and no |g| is
+    infinite; float64 arithmetic as there, with fewer temporaries."""
+    absdiff = np.subtract(candidate, golden, dtype=np.float64)
+    np.abs(absdiff, out=absdiff)
+    mag = np.abs(golden, dtype=np.float64)
+    scaled = tol.rtol * mag
+    allowed = tol.atol + scaled
+    bad = absdiff > allowed
+    need = np.subtract(absdiff, scaled, out=scaled)
+    if mag.min(initial=np.inf) > 0:
+        rel = np.divide(absdiff, mag, out=mag)
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
+                           np.where(absdiff > 0, np.inf, 0.0))
     return _Chunk(absdiff, allowed, bad, rel, need)
 
 

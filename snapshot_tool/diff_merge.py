@@ -224,20 +224,23 @@ def _numeric_into(p: DiffPartial, g: np.ndarray, c: np.ndarray, offset: int,
         ch = _chunk_figures(g[a:b], c[a:b], tol)
         if summary is not None:
             summary.add(lo, ch)
-        p.count += int(ch.bad.sum())
+        bad = int(np.count_nonzero(ch.bad))
+        p.count += bad
         p.sums.append((lo, float(ch.absdiff.sum())))
         p.max_abs = max(p.max_abs, float(ch.absdiff.max()))
         p.max_rel = max(p.max_rel, float(ch.rel.max()))
-        with np.errstate(invalid="ignore"):
-            excess = ch.absdiff - ch.allowed
-        i = int(np.argmax(excess))
-        p.worst_excess = _better(p.worst_excess, (float(excess[i]), lo + i,
-                                                  _scalar(g[a + i]), _scalar(c[a + i])))
+        if bad:
+            # The worst excess only names the worst element when something fails, and then
+            # it lies in a chunk with a failing element (excess > 0 exactly there).
+            with np.errstate(invalid="ignore"):
+                excess = ch.absdiff - ch.allowed
+            i = int(np.argmax(excess))
+            p.worst_excess = _better(p.worst_excess, (float(excess[i]), lo + i,
+                                                      _scalar(g[a + i]), _scalar(c[a + i])))
         j = int(np.argmax(ch.absdiff))
         p.worst_abs = _better(p.worst_abs, (float(ch.absdiff[j]), lo + j,
                                             _scalar(g[a + j]), _scalar(c[a + j])))
-        keep = min(keep_k, ch.need.size)
-        tops.append(np.partition(ch.need, ch.need.size - keep)[ch.need.size - keep:])
+        tops.append(_largest(ch.need, keep_k))
     p.need_top = _largest(np.concatenate(tops), keep_k)
     if summary is not None:
         p.summary = _summary_of(summary, g, c, offset, tol)
@@ -268,6 +271,9 @@ def _summary_of(acc: _SummaryAccumulator, g: np.ndarray, c: np.ndarray, offset: 
 def _largest(values: np.ndarray, keep: int) -> np.ndarray:
     if values.size <= keep:
         return values
+    if keep == 1:  # no mismatch allowed, the usual case: the maximum, without a partition
+        top: np.ndarray = values[np.argmax(values)][None]
+        return top
     return np.partition(values, values.size - keep)[values.size - keep:]
 
 

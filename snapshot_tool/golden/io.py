@@ -66,7 +66,9 @@ def _hash_body(h: hashlib._Hash, arr: np.ndarray) -> None:
         a = np.ascontiguousarray(arr)
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("<"))
-        h.update(a.view(np.uint8).reshape(-1).tobytes() if a.size else b"")
+        # The array's own buffer, not a bytes copy of it: hashlib reads any contiguous
+        # buffer (and releases the GIL while it hashes a large one).
+        h.update(a.view(np.uint8).reshape(-1).data)
 
 
 def _as_bytes(item: Any) -> bytes:
@@ -402,9 +404,11 @@ def _record(ds: Any) -> TensorRecord:
     return TensorRecord.from_attrs(ds.attrs, tuple(ds.shape))
 
 
-def _decode(ds: Any, raw: Any) -> np.ndarray:
-    """Stored representation -> the tensor as recorded (strings as bytes, bfloat16)."""
-    rec = _record(ds)
+def _decode(ds: Any, raw: Any, rec: TensorRecord | None = None) -> np.ndarray:
+    """Stored representation -> the tensor as recorded (strings as bytes, bfloat16).
+    ``rec``: the dataset's attributes, when the caller has read them already (a reader of
+    many blocks of one tensor reads them once, not per block)."""
+    rec = rec or _record(ds)
     if rec.dtype == "string":
         byte_arrays = rec.string_storage == schema.VLEN_UINT8
         raw_arr = np.asarray(raw, dtype=object) if np.ndim(raw) else None

@@ -39,6 +39,7 @@ from snapshot_tool.golden.io import (
 )
 from snapshot_tool.golden.io import (
     _identity,
+    _record,
     _set_attrs,
     check_unchanged,
     dataset_options,
@@ -176,6 +177,8 @@ class StoredTensor:
     label: str
     shape: tuple[int, ...]
     path: Path
+    # The dataset's tensor attributes, read once (see _stored) rather than per block.
+    record: TensorRecord | None = None
 
     @property
     def rows(self) -> int:
@@ -199,8 +202,8 @@ class StoredTensor:
         damaged chunk is a :class:`GoldenError`."""
         with malformed_is_golden_error(self.path):
             if start is None or not self.shape:
-                return decode(self.ds, self.ds[()])
-            return decode(self.ds, self.ds[start:stop])
+                return decode(self.ds, self.ds[()], self.record)
+            return decode(self.ds, self.ds[start:stop], self.record)
 
 
 class StreamCheck:
@@ -279,8 +282,8 @@ def _check_whole(t: StoredTensor, path: Path) -> None:
 
 
 def _stored(ds: Any, where: str, path: Path) -> StoredTensor:
-    return StoredTensor(where, ds, schema.text(ds.attrs.get(schema.DTYPE)), tuple(ds.shape),
-                        path)
+    rec = _record(ds)
+    return StoredTensor(where, ds, rec.dtype, tuple(ds.shape), path, rec)
 
 
 @contextlib.contextmanager

@@ -158,11 +158,14 @@ class Correlation:
 
     @staticmethod
     def of(g: np.ndarray, c: np.ndarray) -> Correlation:
-        gfin, cfin = np.isfinite(g), np.isfinite(c)
-        if not (np.array_equal(gfin, cfin)
-                and np.array_equal(g[~gfin], c[~cfin], equal_nan=True)):
-            return Correlation(False)
-        gv, cv = g[gfin], c[cfin]
+        if np.isfinite(g).all() and np.isfinite(c).all():
+            gv, cv = g, c  # the usual case: no masks, no copies of the finite values
+        else:
+            gfin, cfin = np.isfinite(g), np.isfinite(c)
+            if not (np.array_equal(gfin, cfin)
+                    and np.array_equal(g[~gfin], c[~cfin], equal_nan=True)):
+                return Correlation(False)
+            gv, cv = g[gfin], c[cfin]
         return Correlation(True, bool(np.array_equal(gv, cv)),
                            float(gv.min()) if gv.size else math.inf,
                            float(gv.max()) if gv.size else -math.inf,
@@ -229,13 +232,20 @@ def agreement_partial(golden: np.ndarray, candidate: np.ndarray, task: str,
         return a
     if text:
         return a
+    # Equal in their own dtype is equal as float64 rows (the cast is exact): decided once,
+    # on the smaller arrays, for the decisions and the cosines alike.
+    identical = task != "binary" and bool(np.array_equal(g, c, equal_nan=True))
+    if task == "classification" and identical:
+        # Identical rows agree whatever their argmax (NaN rows decide -1 on both sides), and
+        # every cosine is exactly 1.0 (see _cosines).
+        a.kind, a.same = "classification", a.rows
+        a.cos = Cosines.of(np.ones(a.rows, dtype=np.float64))
+        return a
     gr, cr = _rows(g), _rows(c)
     if task == "classification":
         a.kind = "classification"
-        # Identical rows agree whatever their argmax (NaN rows decide -1 on both sides).
-        a.same = int(gr.shape[0]) if np.array_equal(gr, cr, equal_nan=True) else \
-            int(np.sum(_argmax_decisions(gr) == _argmax_decisions(cr)))
-        a.cos = Cosines.of(_cosines(gr, cr))
+        a.same = int(np.sum(_argmax_decisions(gr) == _argmax_decisions(cr)))
+        a.cos = Cosines.of(_cosines(gr, cr, identical))
     elif task == "binary":
         a.kind = "binary"
         a.g_unit, a.c_unit = _in_unit_interval(gr), _in_unit_interval(cr)
@@ -256,7 +266,7 @@ def agreement_partial(golden: np.ndarray, candidate: np.ndarray, task: str,
         if gr.shape[1] == 1:
             a.vector = Vector.of(gr.ravel(), cr.ravel())
         else:
-            a.cos = Cosines.of(_cosines(gr, cr))
+            a.cos = Cosines.of(_cosines(gr, cr, identical))
     return a
 
 
