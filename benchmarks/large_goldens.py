@@ -7,7 +7,11 @@ CI job pays: the tool's CLI (``python -m snapshot_tool record|compare ... --no-l
 against benchmarks/bare_tf.py, the script a user would write by hand (load the SavedModel,
 run ``serving_default`` batch by batch, ``np.savez`` / ``np.load`` + ``np.allclose``).
 Both sides call ``gc.freeze()`` when their work is done, so neither pays the interpreter's
-exit-time collections over TensorFlow's import objects: the ratios are like for like.
+exit-time collections over TensorFlow's import objects: the ratios are like for like. The
+tool's modules are byte-compiled once before anything is timed, as ``pip install`` does:
+with ``PYTHONDONTWRITEBYTECODE`` set (as on the shared dev machine) a run from the source
+tree would otherwise compile all of snapshot_tool from source every time, which no
+installed copy does (TensorFlow's own modules are installed, hence compiled, for both).
 
 1. **Time**: record and compare vs the bare script on a compute-heavy model (ResNet50 from
    ``keras.applications`` with ``weights=None``: random weights, nothing downloaded) and on
@@ -126,6 +130,14 @@ def write_inputs(path: Path, which: str, samples: int) -> None:
 
 
 # --- whole-process runs -----------------------------------------------------------------------
+
+
+def byte_compile() -> None:
+    """Write snapshot_tool's .pyc files, as installing it does (see the module docstring);
+    py_compile writes them even under PYTHONDONTWRITEBYTECODE, and every run reads them."""
+    import compileall
+
+    compileall.compile_dir(str(REPO / "snapshot_tool"), quiet=1)
 
 
 def child_env() -> dict[str, str]:
@@ -344,7 +356,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     print("## snapshot-tool vs bare TensorFlow, large goldens\n")
     print(f"machine: {machine()}; load average at start {load()}")
-    print("both sides gc.freeze() before exit (like for like: no exit-time GC walk on either)")
+    print("both sides gc.freeze() before exit (like for like: no exit-time GC walk on either); "
+          "snapshot_tool byte-compiled first, as installed")
+    byte_compile()
     with tempfile.TemporaryDirectory(prefix="snapshot-large-") as tmp:
         root = Path(tmp)
         results: list[CaseResult] = []
