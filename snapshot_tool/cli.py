@@ -216,7 +216,9 @@ def record(
             result = record_beam(model, golden, options, beam_args=beam_arg or (),
                                  shards=shards, progress=progress)
         else:
-            from snapshot_tool.api import record_with
+            # From its own module, not snapshot_tool.api: the API also re-exports calibrate
+            # and localize, whose modules a plain record never needs to import.
+            from snapshot_tool.record import record_with
 
             result = record_with(model, golden, options, progress)
     if not quiet:
@@ -373,7 +375,7 @@ def _run_compare(model: Path, golden: Path, options: Any, runner: str, beam_args
         from snapshot_tool.beam.compare import compare_beam
 
         return compare_beam(model, golden, options, beam_args=beam_args, progress=progress)
-    from snapshot_tool.api import compare_with
+    from snapshot_tool.compare import compare_with  # not via api: see record
 
     return compare_with(model, golden, options, progress)
 
