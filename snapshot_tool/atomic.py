@@ -28,6 +28,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+from snapshot_tool.cancel import raise_if_stopped
 from snapshot_tool.errors import SnapshotToolError
 
 _SUFFIX = ".tmp"
@@ -149,6 +150,11 @@ def _publish_new(tmp: Path, target: Path) -> None:
     tmp.unlink()
 
 
+def _someone_elses(exc: BaseException, tmp: Path) -> bool:
+    """Whether ``tmp`` failed to be created because another writer has that name."""
+    return isinstance(exc, FileExistsError) and exc.filename == str(tmp)
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temp path to write; on normal exit it is fsynced and renamed over ``path``
@@ -160,9 +166,10 @@ def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     clean_stale_temps(target)
     tmp = temp_path(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
+    # The temp file is created inside the try: a SIGTERM landing just after it exists (a CI
+    # job cancelled at that moment) must still remove it.
     try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:
@@ -173,14 +180,16 @@ def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
         # what a plain open() would have given it: goldens and reports are shared artefacts.
         os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else _default_mode())
         resolve_target(target)  # it may have become something else while we wrote
+        raise_if_stopped()  # a stop a finalizer swallowed must not publish the file
         if exclusive:
             _publish_new(tmp, target)
         else:
             os.replace(tmp, target)
         _fsync_dir(target.parent)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    except BaseException as exc:
+        if not _someone_elses(exc, tmp):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         raise
 
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from snapshot_tool import cancel
 from snapshot_tool.errors import SnapshotToolError
 
 EXIT_PASS, EXIT_REGRESSION, EXIT_USAGE = 0, 1, 2
@@ -68,15 +69,6 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(EXIT_USAGE)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a cancelled or timed-out CI job, docker stop), raised where the run is, so it
-    unwinds as Ctrl-C does: temp files removed, the old golden kept, one error line."""
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     try:
@@ -84,7 +76,8 @@ def user_errors() -> Iterator[None]:
     except SnapshotToolError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt as exc:
-        what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        what, code = (("terminated", 143) if isinstance(exc, cancel.Terminated)
+                      else ("interrupted", 130))
         print(f"error: {what}; no golden was written or changed", file=sys.stderr)
         raise typer.Exit(code) from None
     except MemoryError:
@@ -102,7 +95,8 @@ def user_errors() -> Iterator[None]:
 def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], None]]:
     """A rich progress bar on stderr, so stdout stays clean for reports and JSON."""
     if not enabled or not sys.stderr.isatty():
-        yield lambda stage, done, total: None
+        # Each step is also where a stop that a finalizer swallowed is raised again.
+        yield lambda stage, done, total: cancel.raise_if_stopped()
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -114,6 +108,7 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
             if stage not in tasks:
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
+            cancel.raise_if_stopped()
 
         yield update
 
@@ -734,9 +729,7 @@ def status(
 
 
 def main() -> None:
-    import signal
-
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    cancel.install()
     try:
         app()
     finally:

@@ -12,8 +12,6 @@ with ``reject`` (known-broken builds) must still fail.
 from __future__ import annotations
 
 import datetime as _dt
-import os
-import tempfile
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from snapshot_tool.atomic import write_text
 from snapshot_tool.diagnose.evidence import (
     CostRow,
     MetricProposal,
@@ -248,7 +247,7 @@ def _propose(golden: Golden, names: Sequence[str],
     verdicts = tuple(_verdict(golden, names, r, cfg) for r in runs)
     written = None
     if output is not None:
-        _write_atomic(Path(output), text)
+        write_text(Path(output), text)
         written = str(output)
     return Calibration(str(golden.path), margin, verdicts, tuple(tolerances),
                        tuple(metric_props), tuple(cost), text, written, tuple(warnings),
@@ -340,15 +339,4 @@ def _verdict(golden: Golden, names: Sequence[str], run: _Run, cfg: Config
     return CandidateVerdict(run.label, str(run.path), run.kind, run.accepted, not failures,
                             tuple(failures), run.notes)
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
