@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 from abc import ABC, abstractmethod
@@ -162,7 +163,9 @@ class Model(ABC):
         """
         sigs = self.signatures
         if not sigs:
-            raise SignatureError(f"{self.path} has no runnable signatures")
+            why = "".join(f"; {note}" for note in self.notes)
+            raise SignatureError(f"{self.path} has no runnable signatures{why}"
+                                 f"{self.no_signatures_hint()}")
         if name is None:
             for default in (DEFAULT_SIGNATURE, FALLBACK_SIGNATURE):
                 if default in sigs:
@@ -177,6 +180,10 @@ class Model(ABC):
                 f"signature {name!r} not found in {self.path}; "
                 f"available: {', '.join(sorted(sigs))}")
         return sigs[name]
+
+    def no_signatures_hint(self) -> str:
+        """What to do about a model without signatures, for its kind ("; ..." or "")."""
+        return ""
 
     @abstractmethod
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -207,15 +214,49 @@ _NOISE_PREFIXES = ("Graph execution error", "Detected at node", "Node:", "File "
                    "<stack traces unavailable>")
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# The line Python prints for a raised exception ("ValueError: ..."), as tf.function repeats
+# it at the end of an error raised in traced Python code.
+_RAISED = re.compile(r"^[A-Za-z_][\w.]*(?:Error|Exception): (.+)$")
+# Keras wraps a layer's error: "Exception encountered when calling GRU.call()." and the
+# actual reason on the next line.
+_KERAS_CALL = re.compile(r"^Exception encountered when calling (?:layer )?['\"]?([\w.]+?)"
+                         r"(?:\.call\(\))?['\"]?[.:]?$")
+
+
+def _user_code_reason(lines: list[str]) -> list[str]:
+    """After tf.function's "in user code:" header and the traced Python stack comes the
+    raised exception itself; keep it and what follows it."""
+    for i in range(len(lines) - 1, 0, -1):
+        match = _RAISED.match(lines[i])
+        if match:
+            return [match.group(1), *lines[i + 1:]]
+    return lines[1:]
+
+
+def _keras_layer_reason(lines: list[str]) -> list[str]:
+    match = _KERAS_CALL.match(lines[0])
+    if match is None or len(lines) < 2:
+        return lines
+    return [f"{match.group(1)}: {lines[1]}", *lines[2:]]
+
+
 def first_line(exc: BaseException) -> str:
     """The line of an exception's text that says what is wrong.
 
     TensorFlow errors carry a multi-line graph trace, and graph-mode ones start with
-    "Graph execution error:" and the node's location before the actual reason.
+    "Graph execution error:" and the node's location before the actual reason; errors
+    raised by Python code a tf.function traced (a Keras layer's check) start with "in user
+    code:" and the stack.
     """
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    lines = [_ANSI.sub("", ln).strip() for ln in str(exc).splitlines()]
+    lines = [ln for ln in lines if ln]
+    if lines and lines[0] == "in user code:":
+        lines = _user_code_reason(lines)
     meaningful = [ln for ln in lines if not ln.startswith(_NOISE_PREFIXES)
                   and not ln.endswith("(most recent call last):")]
+    if meaningful:
+        meaningful = _keras_layer_reason(meaningful)
     if len(meaningful) > 1 and meaningful[0].endswith("Original error:"):
         # The saver's "Restoring from checkpoint failed. This is most likely due to a
         # mismatch ..." guesses; the line after it is what actually went wrong.
@@ -223,6 +264,21 @@ def first_line(exc: BaseException) -> str:
     if meaningful:
         return meaningful[0]
     return lines[0] if lines else type(exc).__name__
+
+
+def batch_hint(info: SignatureInfo, rows: int) -> str:
+    """For a batch of ``rows`` a model refused: the batch size its interface fixes, if any
+    (an export with a static batch, a stateful RNN whose state is sized for one)."""
+    fixed = {s.shape[0] for s in (*info.inputs, *info.outputs)
+             if s.shape and isinstance(s.shape[0], int)}
+    if len(fixed) != 1:
+        return ""
+    n = fixed.pop()
+    if n == rows or n < 1:
+        return ""
+    return (f"; the signature fixes a first dimension of {n} (a model built for batches of "
+            f"{n}, such as a stateful layer): record with --batch-size {n} and a "
+            f"--num-samples that is a multiple of {n}")
 
 
 def example_hint(info: SignatureInfo, message: str) -> str:

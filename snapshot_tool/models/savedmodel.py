@@ -12,16 +12,25 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.models.base import (
     Model,
     SignatureInfo,
     TensorSpec,
+    batch_hint,
     example_hint,
     first_line,
     import_tf,
     method_name,
     parse_tags,
     to_numpy,
+)
+from snapshot_tool.models.composite import (
+    composite_input_error,
+    composite_inputs,
+    composite_notes,
+    composite_output_error,
+    output_kind,
 )
 from snapshot_tool.models.tf1 import load_tf1
 
@@ -83,12 +92,17 @@ class SavedModelTF2(Model):
     kind = "saved_model"
 
     def __init__(self, path: Path, loaded: Any, load_seconds: float,
-                 method_names: Mapping[str, str | None] | None = None) -> None:
+                 method_names: Mapping[str, str | None] | None = None,
+                 composite_in: Mapping[str, list[str]] | None = None) -> None:
         super().__init__(path, load_seconds)
         self._loaded = loaded
         self._functions: dict[str, Any] = dict(loaded.signatures)
         self._signatures: dict[str, SignatureInfo] = {}
+        # Signatures record and compare refuse (composite tensors), with the reason; inspect
+        # still lists them, with a note.
+        self._refused: dict[str, str] = {}
         methods = method_names or {}
+        composite_out: dict[str, list[tuple[str, str]]] = {}
         for name, fn in self._functions.items():
             _, kwargs = fn.structured_input_signature
             inputs = tuple(_spec_from_tf(k, v) for k, v in sorted(kwargs.items()))
@@ -98,10 +112,28 @@ class SavedModelTF2(Model):
                 outs = {"output_0": outs}
             outputs = tuple(_spec_from_tf(k, v) for k, v in sorted(outs.items()))
             self._signatures[name] = SignatureInfo(name, inputs, outputs, methods.get(name))
+            comps = [(k, kind) for k, v in sorted(outs.items())
+                     if (kind := output_kind(v)) is not None]
+            if comps:
+                composite_out[name] = comps
+                self._refused[name] = composite_output_error(name, comps)
+        composite_in = {k: v for k, v in (composite_in or {}).items() if k in self._signatures}
+        for name, kinds in composite_in.items():
+            self._refused[name] = composite_input_error(
+                name, kinds, [s.name for s in self._signatures[name].inputs])
+        self.notes.extend(composite_notes(composite_out, composite_in))
 
     @property
     def signatures(self) -> dict[str, SignatureInfo]:
         return self._signatures
+
+    def no_signatures_hint(self) -> str:
+        # tf.saved_model.save without signatures= keeps tf.functions callable from Python
+        # only; nothing names their inputs and outputs for another process.
+        return ("; it was saved with no signatures (tf.saved_model.save without "
+                "signatures=): save it with signatures={'serving_default': "
+                "obj.fn.get_concrete_function(tf.TensorSpec(shape, dtype, name='x'))}, or "
+                "an input_signature on the tf.function")
 
     def scan(self) -> dict[str, list[str]]:
         from snapshot_tool.models.scan import flagged, graph_ops
@@ -113,6 +145,8 @@ class SavedModelTF2(Model):
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = import_tf()
+        if signature in self._refused:
+            raise SignatureError(self._refused[signature])
         fn = self._functions[signature]
         info = self._signatures[signature]
         args = {}
@@ -124,7 +158,8 @@ class SavedModelTF2(Model):
         except (tf.errors.OpError, ValueError, TypeError) as exc:
             reason = first_line(exc)
             raise SignatureError(f"signature {signature!r} rejected its inputs: {reason}"
-                                 f"{example_hint(info, reason)}") from None
+                                 f"{example_hint(info, reason)}"
+                                 f"{batch_hint(info, num_rows(feeds))}") from None
         if not isinstance(result, Mapping):
             result = {"output_0": result}
         return {k: to_numpy(v) for k, v in result.items()}
@@ -152,7 +187,8 @@ def load_saved_model(path: Path, tag: str) -> Model:
     except Exception as exc:
         tf2_error = first_line(exc)
     else:
-        return SavedModelTF2(path, loaded, time.perf_counter() - start, methods)
+        return SavedModelTF2(path, loaded, time.perf_counter() - start, methods,
+                             composite_inputs(meta_graph))
     try:
         model = load_tf1(path, tags, meta_graph)
     except Exception:

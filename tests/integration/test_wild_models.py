@@ -557,3 +557,64 @@ def test_legacy_keras_h5_model_says_how_to_convert_it(cli, tmp_path: Path) -> No
         args = [command, model] + (["--golden", tmp_path / "g.h5"] if command == "record" else [])
         assert_usage_error(cli(*args), "HDF5", "legacy Keras", ".keras", "model.export(DIR)")
     assert not (tmp_path / "g.h5").exists()
+
+
+# --- composite tensors (RaggedTensor, SparseTensor) in a signature ----------------------------
+
+
+@pytest.fixture(scope="module")
+def composite(wild_dir: Path) -> dict[str, Path]:
+    return {"outputs": wild.save_composite_outputs(wild_dir / "composite_out"),
+            "inputs": wild.save_composite_inputs(wild_dir / "composite_in")}
+
+
+def test_ragged_and_sparse_outputs_are_refused_saying_how_to_densify(
+        cli, composite: dict[str, Path], tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    # Texts of different word counts make a ragged output truly ragged; synthesized strings
+    # (no spaces) would give one token per row, which must be refused all the same.
+    np.savez(tmp_path / "text.npz", text=np.array(["a b c", "hello world", "x", ""], "U"))
+    for extra in (["--inputs", tmp_path / "text.npz"], []):
+        res = cli("record", composite["outputs"], "--golden", golden, "--no-latency", *extra)
+        assert_usage_error(res, "'tokens'", "RaggedTensor", ".to_tensor(")
+    res = cli("record", composite["outputs"], "--golden", golden, "--no-latency",
+              "--signature", "sparse")
+    assert_usage_error(res, "'active'", "SparseTensor", "tf.sparse.to_dense")
+    assert not golden.exists()
+    # inspect still describes the model, and says which outputs record would refuse.
+    res = cli("inspect", composite["outputs"])
+    assert res.code == 0, res
+    assert "RaggedTensor" in res.stdout + res.stderr and "SparseTensor" in res.stdout + res.stderr
+
+
+def test_ragged_and_sparse_inputs_are_refused_naming_their_components(
+        cli, composite: dict[str, Path], tmp_path: Path) -> None:
+    golden = tmp_path / "g.h5"
+    res = cli("record", composite["inputs"], "--golden", golden, "--no-latency")
+    assert_usage_error(res, "RaggedTensor", "r, r_1 (values and row splits)")
+    res = cli("record", composite["inputs"], "--golden", golden, "--no-latency",
+              "--signature", "sparse")
+    assert_usage_error(res, "SparseTensor", "s, s_1, s_2 (indices, values and dense shape)")
+    assert not golden.exists()
+    assert cli("inspect", composite["inputs"]).code == 0
+
+
+# --- errors raised inside Keras layers, models saved without signatures ---------------------
+
+
+def test_keras_layer_error_shows_its_reason_and_the_batch_to_use(cli, tmp_path: Path) -> None:
+    model = wild.save_keras_stateful_rnn(tmp_path / "rnn.keras", batch=4)
+    golden = tmp_path / "g.h5"
+    # Not TensorFlow's "in user code:" header, but what the layer said.
+    res = cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "8")
+    assert_usage_error(res, "GRU", "stateful", "--batch-size 4")
+    assert "in user code" not in res.stderr
+    res = cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "8",
+              "--batch-size", "4")
+    assert res.code == 0, res
+
+
+def test_module_saved_without_signatures_says_how_to_add_one(cli, tmp_path: Path) -> None:
+    model = wild.save_module_without_signatures(tmp_path / "plain")
+    res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
+    assert_usage_error(res, "no signatures", "signatures=")

@@ -298,3 +298,16 @@ def test_keras_generated_input_names_are_noted(tmp_path: Path) -> None:
     keras.Model(inp, keras.layers.Dense(1)(inp)).save(str(tmp_path / "anon.keras"))
     model = load_model(tmp_path / "anon.keras")
     assert model.notes and "keras.Input(name=...)" in model.notes[0]
+
+
+def test_first_line_of_an_error_raised_in_traced_python_code() -> None:
+    # What a Keras layer's own check looks like through a tf.function: TensorFlow's header,
+    # the traced stack, then the exception, which Keras wraps (and colours) once more.
+    msg = ('in user code:\n\n    File "model.py", line 3, in serve  *\n        return m(x)\n'
+           '    File "rnn.py", line 396, in call\n        raise ValueError(\n\n'
+           '    ValueError: Exception encountered when calling GRU.call().\n    \n'
+           '    \x1b[1mIf an RNN is stateful, the batch size must match. \n'
+           '    - Expected batch size: 4\x1b[0m\n')
+    assert first_line(ValueError(msg)) == "GRU: If an RNN is stateful, the batch size must match."
+    plain = "in user code:\n\n    File \"m.py\", line 1\n\n    TypeError: bad argument x\n"
+    assert first_line(TypeError(plain)) == "bad argument x"
