@@ -165,6 +165,25 @@ class SavedModelTF2(Model):
         return {k: to_numpy(v) for k, v in result.items()}
 
 
+# TensorFlow's words for a checkpoint file cut short or damaged in transfer.
+_DAMAGED_VARIABLES = ("Read less bytes than requested", "Data loss", "DATA_LOSS", "corrupted",
+                      "Checksum does not match", "truncated")
+
+
+def _load_failure(path: Path, reason: str) -> str:
+    """TensorFlow's reason, or what it means when the variables are missing or damaged (a
+    SavedModel copied without its variables/ folder, or partly)."""
+    variables = path / "variables"
+    if "variables" in reason and not (variables / "variables.index").is_file():
+        return (f"its variables are missing ({variables / 'variables.index'} not found): a "
+                "SavedModel is saved_model.pb together with its variables/ (and assets/) "
+                "folder; copy the whole directory")
+    if any(s in reason for s in _DAMAGED_VARIABLES):
+        return (f"its variables under {variables} are truncated or damaged ({reason}); copy "
+                "the whole SavedModel directory again")
+    return reason
+
+
 def load_saved_model(path: Path, tag: str) -> Model:
     tf = import_tf()
     tags = parse_tags(tag)
@@ -180,7 +199,7 @@ def load_saved_model(path: Path, tag: str) -> Model:
             return load_tf1(path, tags, meta_graph)
         except Exception as exc:
             raise ModelError(f"cannot load SavedModel {path} with tag {tag_text!r}: "
-                             f"{first_line(exc)}") from None
+                             f"{_load_failure(path, first_line(exc))}") from None
     start = time.perf_counter()
     try:
         loaded = tf.saved_model.load(str(path), tags=tags)
@@ -193,7 +212,7 @@ def load_saved_model(path: Path, tag: str) -> Model:
         model = load_tf1(path, tags, meta_graph)
     except Exception:
         raise ModelError(f"cannot load SavedModel {path} with tag {tag_text!r}: "
-                         f"{tf2_error}") from None
+                         f"{_load_failure(path, tf2_error)}") from None
     model.notes.append(f"tf.saved_model.load failed ({tf2_error}); running the model with "
                        "the TF1 session loader instead")
     return model

@@ -618,3 +618,27 @@ def test_module_saved_without_signatures_says_how_to_add_one(cli, tmp_path: Path
     model = wild.save_module_without_signatures(tmp_path / "plain")
     res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
     assert_usage_error(res, "no signatures", "signatures=")
+
+
+# --- SavedModels copied without (all of) their variables -------------------------------------
+
+
+@pytest.mark.parametrize("tf1", [False, True], ids=["tf2", "tf1"])
+def test_saved_model_with_missing_or_cut_variables_says_so(cli, dense_model: Path,
+                                                           shapeless: dict[str, Path],
+                                                           tmp_path: Path, tf1: bool) -> None:
+    import shutil
+
+    source = shapeless["tf1"] if tf1 else dense_model
+    missing, cut = tmp_path / "missing", tmp_path / "cut"
+    for copy in (missing, cut):
+        shutil.copytree(source, copy)
+    shutil.rmtree(missing / "variables")
+    for data in (cut / "variables").glob("variables.data-*"):
+        data.write_bytes(data.read_bytes()[:2])  # an interrupted copy
+    golden = tmp_path / "g.h5"
+    assert_usage_error(cli("record", missing, "--golden", golden, "--no-latency"),
+                       "variables are missing", "variables.index", "copy the whole directory")
+    assert_usage_error(cli("record", cut, "--golden", golden, "--no-latency"),
+                       "truncated or damaged", "copy the whole SavedModel directory")
+    assert not golden.exists()
