@@ -201,6 +201,13 @@ def _style(ax: Axes) -> None:
 # --- per-output plots ---------------------------------------------------------------------------
 
 
+def _legend(ax: Any, loc: str) -> None:
+    # An exact output (ints, atol 0) that did not change draws nothing with a label, and an
+    # empty legend makes matplotlib warn on stderr.
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7.5, loc=loc, framealpha=0.9)
+
+
 def error_histogram(d: TensorDiff, s: ErrorSummary, salt: str) -> str:
     """|c - g| on a log axis over the summary's fixed bins; elements outside tolerance in
     red, atol as a dashed line and the band up to atol + rtol·max|g| shaded."""
@@ -243,7 +250,7 @@ def error_histogram(d: TensorDiff, s: ErrorSummary, salt: str) -> str:
     ax.set_xlabel("|candidate − golden|", fontsize=9)
     ax.set_ylabel("elements", fontsize=9)
     _style(ax)
-    ax.legend(fontsize=7.5, loc="upper right", framealpha=0.9)
+    _legend(ax, "upper right")
     extra = [f"{s.zero} exactly equal"]
     if s.underflow:
         extra.append(f"{s.underflow} below {edges[0]:.0e}")
@@ -283,8 +290,8 @@ def scatter_plots(d: TensorDiff, s: ErrorSummary, salt: str) -> str:
         xs = np.linspace(lo, hi, 200)
         env = d.atol + d.rtol * np.abs(xs)
         ax2.fill_between(xs, -env, env, color=GOOD, alpha=0.15, label="tolerance")
-    ax1.legend(fontsize=7.5, loc="upper left", framealpha=0.9)
-    ax2.legend(fontsize=7.5, loc="upper left", framealpha=0.9)
+    _legend(ax1, "upper left")
+    _legend(ax2, "upper left")
     n = len(s.sample_index)
     caption = (f"all {n} elements" if n >= d.size else
                f"{n} of {d.size} elements, sampled uniformly with a fixed seed")
@@ -334,7 +341,11 @@ def output_section(d: TensorDiff, index: int, multi: bool) -> str:
                      f"<code>{_e(d.worst_golden)}</code> → candidate "
                      f"<code>{_e(d.worst_candidate)}</code></p>")
     s = d.summary
-    if s is not None:
+    if d.size == 0:
+        # A zero-size output (tf.zeros([n, 0]), an empty detection list) has nothing to draw,
+        # and empty plots make matplotlib warn on stderr.
+        parts.append('<p class="dim">No error plots: the output has no elements to plot.</p>')
+    elif s is not None:
         parts.append('<div class="plots">' + error_histogram(d, s, f"h{index}")
                      + scatter_plots(d, s, f"s{index}") + "</div>")
         if s.worst_rows:

@@ -119,3 +119,20 @@ def test_latency_distributions_drawn_from_kept_samples() -> None:
     section = section[:section.index("</figure>")]
     # Two violins (one per side) besides the percentile bars.
     assert section.count("PolyCollection") >= 2
+
+
+def test_empty_and_unchanged_exact_outputs_render_without_warnings() -> None:
+    # A signature output such as tf.zeros([batch, 0]) (an empty detection list) has nothing
+    # to plot; an unchanged int output under an exact tolerance draws nothing with a label.
+    # Neither may make matplotlib warn on stderr about an empty legend.
+    import warnings
+
+    empty = np.zeros((16, 0), np.float32)
+    ids = np.arange(16, dtype=np.int32)
+    result = ComparisonResult(golden="g.h5", model="m", signatures=("serving_default",),
+                              outputs=(_diff("boxes", empty, empty), _diff("ids", ids, ids)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        page = comparison_page(result)
+    assert "boxes" in page and "no elements to plot" in page
+    assert "error histogram ids" in page
