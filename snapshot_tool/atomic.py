@@ -155,6 +155,23 @@ def _someone_elses(exc: BaseException, tmp: Path) -> bool:
     return isinstance(exc, FileExistsError) and exc.filename == str(tmp)
 
 
+def make_parent(target: Path) -> None:
+    """Create ``target``'s folder, saying which path is in the way when it cannot be (the
+    OS says only "No such file or directory" or "Not a directory")."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise  # the CLI names the path it was denied
+    except OSError as exc:
+        existing = next((p for p in (target.parent, *target.parent.parents) if p.exists()),
+                        None)
+        why = (f"{existing} is a file, not a folder"
+               if existing is not None and not existing.is_dir()
+               else f"{exc.strerror or exc} ({exc.filename or target.parent})")
+        raise SnapshotToolError(f"cannot create the folder {target.parent} for {target}: "
+                                f"{why}") from None
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temp path to write; on normal exit it is fsynced and renamed over ``path``
@@ -163,7 +180,7 @@ def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     when the new file is put in place; if another writer created it meanwhile,
     :class:`AlreadyExists` is raised and that writer's file is kept."""
     target = resolve_target(Path(path))
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_parent(target)
     clean_stale_temps(target)
     tmp = temp_path(target)
     # The temp file is created inside the try: a SIGTERM landing just after it exists (a CI

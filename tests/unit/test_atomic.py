@@ -86,3 +86,14 @@ def test_exclusive_write_keeps_a_file_another_writer_put_there_meanwhile(tmp_pat
         tmp.write_text("mine")
     assert (tmp_path / "new.h5").read_text() == "mine"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.h5", "new.h5"]
+
+
+def test_a_file_in_the_way_of_the_folder_is_named(tmp_path: Path) -> None:
+    # --golden goldens/model.h5 where goldens is a file: the OS says only "File exists" or
+    # "Not a directory".
+    blocker = tmp_path / "goldens"
+    blocker.write_text("not a folder")
+    for target in (blocker / "g.h5", blocker / "sub" / "g.h5"):
+        with pytest.raises(SnapshotToolError, match=f"{blocker} is a file, not a folder"):
+            write_text(target, "x")
+    assert blocker.read_text() == "not a folder"
