@@ -39,3 +39,17 @@ def bare(name: str) -> str | None:
     """The output part of a qualified name (``"embed/embedding"`` -> ``"embedding"``), or
     ``None`` when ``name`` is not qualified."""
     return name.split(SEPARATOR, 1)[1] if SEPARATOR in name else None
+
+
+def unstorable(name: str) -> str | None:
+    """Why ``name`` cannot name an input or output dataset in a golden, or None when it can.
+
+    An HDF5 path separates groups with ``/`` (``head/probs`` would be a dataset ``probs`` in
+    a group ``head``, which a reader then takes for a damaged golden) and ``.`` names the
+    group itself; TensorFlow allows both as signature keys.
+    """
+    if name in ("", ".") or set(name) == {"."}:
+        return "it names no dataset in HDF5"
+    if SEPARATOR in name:
+        return f"'{SEPARATOR}' separates groups in HDF5 (and signature from output in reports)"
+    return None

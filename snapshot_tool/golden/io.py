@@ -39,6 +39,7 @@ from snapshot_tool.golden.schema import (
     TensorRecord,
 )
 from snapshot_tool.isolate import ChildFailed, call_isolated
+from snapshot_tool.names import unstorable
 
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
@@ -271,6 +272,7 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
     content digest with the key in ``SNAPSHOT_TOOL_HMAC_KEY``.
     """
     p = Path(path)
+    _check_names(signatures)
     with golden_writer(p, force=force, sign=sign) as f:
         write_root_attrs(f, attrs)
         if len(signatures) == 1:
@@ -280,6 +282,18 @@ def write_golden(path: str | Path, attrs: Mapping[str, Any],
             for name, sg in sorted(signatures.items()):
                 _write_signature(g.create_group(name), sg)
     return p
+
+
+def _check_names(signatures: Mapping[str, SignatureGolden]) -> None:
+    """Refuse tensor names HDF5 would turn into groups (``head/probs``): the file written
+    would read back as a damaged golden."""
+    for sg in signatures.values():
+        for kind, names in (("input", sg.inputs), ("output", sg.outputs)):
+            for name in names:
+                why = unstorable(name)
+                if why:
+                    raise GoldenError(f"{kind} {name!r} of signature {sg.signature!r} cannot be "
+                                      f"stored in a golden: {why}")
 
 
 def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:

@@ -642,3 +642,25 @@ def test_saved_model_with_missing_or_cut_variables_says_so(cli, dense_model: Pat
     assert_usage_error(cli("record", cut, "--golden", golden, "--no-latency"),
                        "truncated or damaged", "copy the whole SavedModel directory")
     assert not golden.exists()
+
+
+# --- signature keys an HDF5 path cannot hold ----------------------------------------------------
+
+
+def test_output_named_with_a_slash_is_refused_not_stored_as_a_group(cli, tmp_path: Path) -> None:
+    scoped = wild.save_slash_named_output(tmp_path / "scoped")
+    golden = tmp_path / "g.h5"
+    res = cli("record", scoped, "--golden", golden, "--no-latency", "--num-samples", "8")
+    assert_usage_error(res, "'head/probs'", "cannot store", "'head.probs'")
+    assert not golden.exists()
+    # As a candidate it is judged (an extra output), but its obtained golden, which could
+    # not be read back, is not written: a warning, and the verdict stays exit 1.
+    plain = wild.save_slash_named_output(tmp_path / "plain", with_slash=False)
+    assert cli("record", plain, "--golden", golden, "--no-latency", "--num-samples", "8"
+               ).code == 0
+    code, doc, _ = _report(cli, scoped, "--golden", golden)
+    assert code == 1 and _outputs(doc)["head/probs"]["status"] == "extra"
+    assert any("obtained golden not written" in w and "'head/probs'" in w
+               for w in doc["warnings"]), doc["warnings"]
+    assert not (tmp_path / "g.obtained.h5").exists()
+    assert cli("verify", golden).code == 0
