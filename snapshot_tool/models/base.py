@@ -266,6 +266,26 @@ def first_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
+# TensorFlow's reason when a graph's py_func/numpy_function/py_function op looks up a Python
+# callback that only the exporting process registered.
+_PYTHON_CALLBACK = "Could not find callback with key=pyfunc"
+
+
+def rejected(info: SignatureInfo, exc: BaseException, rows: int,
+             where: str = "") -> SignatureError:
+    """The error for a signature call that failed on a batch of ``rows``: TensorFlow's
+    reason and what to do about it. ``where`` follows the signature's name (" of m.keras")."""
+    reason = first_line(exc)
+    if _PYTHON_CALLBACK in reason:
+        return SignatureError(
+            f"signature {info.name!r}{where} cannot run in this process: it calls Python code "
+            "(tf.py_function, tf.numpy_function or py_func) that only the process that "
+            "exported it had, and a SavedModel keeps just a key to it; export the model "
+            "without that op (TensorFlow ops only)")
+    return SignatureError(f"signature {info.name!r}{where} rejected its inputs: {reason}"
+                          f"{example_hint(info, reason)}{batch_hint(info, rows)}")
+
+
 def batch_hint(info: SignatureInfo, rows: int) -> str:
     """For a batch of ``rows`` a model refused: the batch size its interface fixes, if any
     (an export with a static batch, a stateful RNN whose state is sized for one)."""

@@ -27,9 +27,11 @@ _COMPONENTS = {"RaggedTensor": "values and row splits",
 def output_kind(spec: Any) -> str | None:
     """``"RaggedTensor"``/``"SparseTensor"``/... for a composite output spec, None for a
     dense ``tf.TensorSpec``."""
-    name = type(spec).__name__
-    if name == "TensorSpec":
+    import tensorflow as tf  # loaded already: the spec came from a loaded model
+
+    if isinstance(spec, tf.TensorSpec):  # BoundedTensorSpec and other dense subclasses too
         return None
+    name = type(spec).__name__
     return name[: -len("Spec")] if name.endswith("Spec") else name
 
 
@@ -43,14 +45,18 @@ def composite_output_error(signature: str, composites: Sequence[tuple[str, str]]
 
 
 def _type_specs(value: Any) -> Iterator[str]:
-    """Every composite TypeSpec class in a ``StructuredValue`` proto, depth first."""
+    """Every RaggedTensor or SparseTensor spec in a ``StructuredValue`` proto, depth
+    first."""
     kind = value.WhichOneof("kind")
     if kind == "type_spec_value":
         spec = value.type_spec_value
         from tensorflow.core.protobuf import struct_pb2
 
         proto_name = struct_pb2.TypeSpecProto.TypeSpecClass.Name(spec.type_spec_class)
-        yield _PROTO_CLASSES.get(proto_name) or spec.type_spec_class_name or proto_name
+        # Only what is known not to be a plain tensor: other specs (a variable or resource
+        # handle passed in, an extension type) are left to the run to accept or refuse.
+        if proto_name in _PROTO_CLASSES:
+            yield _PROTO_CLASSES[proto_name]
     elif kind in ("list_value", "tuple_value"):
         for item in getattr(value, kind).values:
             yield from _type_specs(item)

@@ -12,17 +12,17 @@ from typing import Any
 
 import numpy as np
 
-from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.errors import ModelError
 from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.models.base import (
     DEFAULT_SIGNATURE,
     Model,
     SignatureInfo,
     TensorSpec,
-    batch_hint,
     first_line,
     import_tf,
     quiet_native_stderr,
+    rejected,
     to_numpy,
 )
 
@@ -105,10 +105,8 @@ class KerasModel(Model):
         try:
             result = self._graph_fn(structured)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
-            raise SignatureError(f"signature {signature!r} of {self.path.name} rejected its "
-                                 f"inputs: {first_line(exc)}"
-                                 f"{batch_hint(self.signatures[signature], num_rows(feeds))}"
-                                 ) from None
+            raise rejected(self.signatures[signature], exc, num_rows(feeds),
+                           f" of {self.path.name}") from None
         if self._dict_outputs and isinstance(result, Mapping):
             items = [(str(k), v) for k, v in result.items()]
         else:

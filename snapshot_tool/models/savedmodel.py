@@ -17,12 +17,11 @@ from snapshot_tool.models.base import (
     Model,
     SignatureInfo,
     TensorSpec,
-    batch_hint,
-    example_hint,
     first_line,
     import_tf,
     method_name,
     parse_tags,
+    rejected,
     to_numpy,
 )
 from snapshot_tool.models.composite import (
@@ -156,10 +155,7 @@ class SavedModelTF2(Model):
         try:
             result = fn(**args)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
-            reason = first_line(exc)
-            raise SignatureError(f"signature {signature!r} rejected its inputs: {reason}"
-                                 f"{example_hint(info, reason)}"
-                                 f"{batch_hint(info, num_rows(feeds))}") from None
+            raise rejected(info, exc, num_rows(feeds)) from None
         if not isinstance(result, Mapping):
             result = {"output_0": result}
         return {k: to_numpy(v) for k, v in result.items()}

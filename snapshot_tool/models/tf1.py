@@ -11,18 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from snapshot_tool.errors import SignatureError
 from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.models.base import (
     Model,
     SignatureInfo,
     TensorSpec,
-    batch_hint,
-    example_hint,
     first_line,
     import_tf,
     method_name,
     quiet_native_stderr,
+    rejected,
     to_numpy,
 )
 
@@ -162,10 +160,7 @@ class SavedModelTF1(Model):
         try:
             values = self._callable(signature)(*args)
         except (tf.errors.OpError, ValueError, TypeError) as exc:
-            reason = first_line(exc)
-            raise SignatureError(f"signature {signature!r} rejected its inputs: {reason}"
-                                 f"{example_hint(info, reason)}"
-                                 f"{batch_hint(info, num_rows(feeds))}") from None
+            raise rejected(info, exc, num_rows(feeds)) from None
         return {key: to_numpy(v)
                 for (key, _), v in zip(self._fetch_names[signature], values, strict=True)}
 

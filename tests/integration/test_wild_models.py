@@ -664,3 +664,21 @@ def test_output_named_with_a_slash_is_refused_not_stored_as_a_group(cli, tmp_pat
                for w in doc["warnings"]), doc["warnings"]
     assert not (tmp_path / "g.obtained.h5").exists()
     assert cli("verify", golden).code == 0
+
+
+def test_model_calling_python_code_says_it_cannot_run_elsewhere(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    model = wild.save_numpy_function(tmp_path / "pycode")
+    # This process registered the callback when it built the model, so only another
+    # process (the gate's) shows what a user sees.
+    proc = subprocess.run([sys.executable, "-m", "snapshot_tool", "record", str(model),
+                           "--golden", str(tmp_path / "g.h5"), "--no-latency",
+                           "--num-samples", "4", "--allow-ops", "PyFunc"],
+                          capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "calls Python code" in lines[0], lines
+    assert "tf.numpy_function" in lines[0] and "rejected its inputs" not in lines[0]
+    assert not (tmp_path / "g.h5").exists()
