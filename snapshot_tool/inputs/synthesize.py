@@ -22,7 +22,9 @@ def _sample_shape(spec: TensorSpec, num_samples: int) -> tuple[int, ...]:
     if len(spec.shape) == 0:
         raise InputsError(
             f"input {spec.name!r} is a scalar (rank 0) and has no sample dimension to batch "
-            "over; export the signature with a leading batch dimension")
+            "over; export the signature with a leading batch dimension, or, for a setting "
+            "rather than data (a TF1 keep_prob, a temperature), without that input (keep it "
+            "in the graph, e.g. as tf.compat.v1.placeholder_with_default)")
     rest = tuple(DYNAMIC_DIM if d is None else d for d in spec.shape[1:])
     return (num_samples, *rest)
 

@@ -682,3 +682,9 @@ def test_model_calling_python_code_says_it_cannot_run_elsewhere(tmp_path: Path) 
     assert lines[0].startswith("error: ") and "calls Python code" in lines[0], lines
     assert "tf.numpy_function" in lines[0] and "rejected its inputs" not in lines[0]
     assert not (tmp_path / "g.h5").exists()
+
+
+def test_scalar_setting_in_a_tf1_signature_says_how_to_export_it(cli, tmp_path: Path) -> None:
+    model = wild.save_tf1_keep_prob(tmp_path / "keep_prob")
+    res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
+    assert_usage_error(res, "'keep_prob'", "scalar", "placeholder_with_default")
