@@ -172,6 +172,18 @@ def make_parent(target: Path) -> None:
                                 f"{why}") from None
 
 
+def _create_temp(tmp: Path, target: Path) -> int:
+    try:
+        return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        # The temp file's own name (".g.h5.5bce98...tmp") means nothing to the user; the
+        # folder that refused it does.
+        raise SnapshotToolError(f"cannot write {target}: its folder {target.parent} is not "
+                                f"writable ({exc.strerror or exc})") from None
+
+
 @contextlib.contextmanager
 def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     """Yield a temp path to write; on normal exit it is fsynced and renamed over ``path``
@@ -186,7 +198,7 @@ def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
     # The temp file is created inside the try: a SIGTERM landing just after it exists (a CI
     # job cancelled at that moment) must still remove it.
     try:
-        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.close(_create_temp(tmp, target))
         yield tmp
         fd = os.open(tmp, os.O_RDONLY)
         try:

@@ -97,3 +97,25 @@ def test_a_file_in_the_way_of_the_folder_is_named(tmp_path: Path) -> None:
         with pytest.raises(SnapshotToolError, match=f"{blocker} is a file, not a folder"):
             write_text(target, "x")
     assert blocker.read_text() == "not a folder"
+
+
+def test_unwritable_folder_is_named_not_the_temp_file(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A read-only goldens folder (a read-only mount, chattr +i: root is refused there too).
+    # The refusal is simulated at os.open, since the test may run as root.
+    import errno
+
+    real_open = os.open
+
+    def refuse(path: str | os.PathLike[str], flags: int, mode: int = 0o777) -> int:
+        if flags & os.O_CREAT:
+            raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, mode)
+
+    monkeypatch.setattr(os, "open", refuse)
+    target = tmp_path / "g.h5"
+    with pytest.raises(SnapshotToolError) as err:
+        write_text(target, "x")
+    assert str(err.value) == (f"cannot write {target}: its folder {tmp_path} is not writable "
+                              "(Read-only file system)")
+    assert list(tmp_path.iterdir()) == []
