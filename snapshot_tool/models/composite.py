@@ -102,11 +102,17 @@ def composite_inputs(meta_graph: Any) -> dict[str, list[str]]:
     """
     functions = meta_graph.object_graph_def.concrete_functions
     out: dict[str, list[str]] = {}
-    for signature, wrapper in _signature_wrappers(meta_graph).items():
-        kinds = [kind for inner in _called_functions(meta_graph, wrapper) if inner in functions
-                 for kind in _type_specs(functions[inner].canonicalized_input_signature)]
-        if kinds:
-            out[signature] = kinds
+    try:
+        for signature, wrapper in _signature_wrappers(meta_graph).items():
+            kinds = [kind for inner in _called_functions(meta_graph, wrapper)
+                     if inner in functions
+                     for kind in _type_specs(functions[inner].canonicalized_input_signature)]
+            if kinds:
+                out[signature] = kinds
+    except (IndexError, KeyError, ValueError):
+        # An object graph that does not hang together (a damaged or hand-made export): the
+        # check is only for a clearer error, so the run decides.
+        return {}
     return out
 
 
