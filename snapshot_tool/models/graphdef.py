@@ -59,7 +59,8 @@ def _parse(tf: Any, path: Path) -> Any:
         raise ModelError(f"cannot load frozen graph {path}: it is not a binary GraphDef "
                          f"({first_line(exc)})") from None
     if not graph_def.node:
-        raise ModelError(f"cannot load frozen graph {path}: the GraphDef has no nodes")
+        empty = " (the file is empty)" if path.stat().st_size == 0 else ""
+        raise ModelError(f"cannot load frozen graph {path}: the GraphDef has no nodes{empty}")
     return graph_def
 
 

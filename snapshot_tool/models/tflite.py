@@ -179,6 +179,11 @@ def load_tflite(path: Path) -> TFLiteModel:
             head = fh.read(8)
     except OSError as exc:
         raise ModelError(f"cannot load TFLite model {path}: {exc.strerror or exc}") from None
+    if not head:
+        # What `open(out, "wb").write(converter.convert())` leaves when convert() raises.
+        raise ModelError(f"cannot load TFLite model {path}: the file is empty (0 bytes), as a "
+                         "conversion that failed after opening its output leaves it; convert "
+                         "the model again")
     if head[4:8] != TFLITE_IDENTIFIER:
         raise ModelError(f"cannot load TFLite model {path}: it is not a TFLite flatbuffer "
                          f"(no {TFLITE_IDENTIFIER.decode()} identifier)")

@@ -688,3 +688,11 @@ def test_scalar_setting_in_a_tf1_signature_says_how_to_export_it(cli, tmp_path: 
     model = wild.save_tf1_keep_prob(tmp_path / "keep_prob")
     res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
     assert_usage_error(res, "'keep_prob'", "scalar", "placeholder_with_default")
+
+
+def test_empty_model_files_left_by_a_failed_conversion_say_so(cli, tmp_path: Path) -> None:
+    # open(out, "wb").write(converter.convert()) opens the file before convert() raises.
+    for name, fragments in (("model.tflite", ("empty (0 bytes)", "convert the model again")),
+                            ("frozen.pb", ("no nodes", "the file is empty"))):
+        (tmp_path / name).write_bytes(b"")
+        assert_usage_error(cli("inspect", tmp_path / name), name, *fragments)
