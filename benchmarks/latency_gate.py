@@ -32,8 +32,9 @@ model is saved as a SavedModel with slower variants (``--slowdowns``, default 1.
 depth grown until the slowdown in process CPU time per call, timed in bare TensorFlow with
 the tool's own thread settings, reaches the target at every batch size; the wall-time
 slowdown in ABBA rounds is printed beside it); ``--goldens`` goldens are recorded from the
-unchanged model in separate processes; then ``--trials`` rounds each run ``compare
---self-check`` (``--plain``: without it) of the unchanged model (a re-export: same weights,
+unchanged model in separate processes; then ``--trials`` rounds each run ``compare`` as a
+user runs it by default (the golden's model is on disk, so it self-checks; ``--plain``:
+``compare --no-self-check``) of the unchanged model (a re-export: same weights,
 other files) and of each slower variant against every golden, in a rotated order. Each
 compare reports, per batch size, the plain stored gate's ratio and verdict (on CPU time,
 scaled by the calibration workload run between the timed calls: ``uncorrected_ratio`` /
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows-json", type=Path, default=None,
                    help="--stored: also write every compare's per-batch JSON row here")
     p.add_argument("--plain", action="store_true",
-                   help="--stored: compare without --self-check (plain stored mode only)")
+                   help="--stored: compare --no-self-check (plain stored mode only)")
     args = p.parse_args(argv)
     if args.stored:
         args.trials = args.trials or 3
@@ -419,7 +420,7 @@ def stored_main(args: argparse.Namespace) -> int:
                 for name in names[k:] + names[:k]:
                     report = root / "r.json"
                     t0 = time.perf_counter()
-                    check = [] if args.plain else ["--self-check"]
+                    check = ["--no-self-check"] if args.plain else []
                     res = _run(["compare", str(models[name]), "--golden", str(golden),
                                 *check, "--config", str(cfg), "--report-json",
                                 str(report)], env)
@@ -485,6 +486,20 @@ def print_stored(rows: list[dict[str, Any]], args: argparse.Namespace,
                   f"{_spread(walls):>23} {_f(statistics.median(cal) if cal else None):>8} "
                   f"{_f(statistics.median(mf) if mf else None):>8} "
                   f"{_spread(cor) if mf else '-':>23}")
+    band = {"plain": 0, "self-checked": 0}
+    cells = 0
+    for g in range(args.goldens):
+        for bs in STORED_SIZES:
+            rs = sel(golden=g, candidate="unchanged", batch_size=bs)
+            if not rs:
+                continue
+            cells += 1
+            plain = statistics.median(r["uncorrected_ratio"] for r in rs)
+            band["plain"] += 0.95 <= plain <= 1.05
+            if all(r["machine_factor"] is not None for r in rs):
+                band["self-checked"] += 0.95 <= statistics.median(r["ratio"] for r in rs) <= 1.05
+    print(f"medians of the unchanged model within 0.95-1.05: plain {band['plain']}/{cells}, "
+          f"self-checked {band['self-checked']}/{cells}")
     print()
     print("verdicts per compare (worst over batch sizes), plain stored gate / with --self-check:")
     order = ("fail", "inconclusive", "advisory", "pass")

@@ -247,10 +247,11 @@ CheckLatencyOpt = Annotated[bool, typer.Option("--latency/--no-latency",
 StrictOpt = Annotated[bool, typer.Option(
     "--latency-strict/--no-latency-strict",
     help="Treat an inconclusive latency verdict as a failure (exit 1).")]
-SelfCheckOpt = Annotated[bool, typer.Option(
-    "--self-check", help="Stored latency mode: re-time the golden's own model (its "
-    "model_path, if unchanged) beside MODEL and correct the stored baseline by how much "
-    "the machine moved since record.")]
+SelfCheckOpt = Annotated[bool | None, typer.Option(
+    "--self-check/--no-self-check", help="Stored latency mode: re-time the golden's own "
+    "model (its model_path, if unchanged) beside MODEL and judge MODEL against it as the "
+    "machine is now. Default: whenever that model is still on disk; --self-check warns "
+    "when it is not, --no-self-check judges on the stored samples alone.")]
 JsonReportOpt = Annotated[Path | None, typer.Option(
     "--report-json", help="Write the full result as JSON here.")]
 JunitOpt = Annotated[Path | None, typer.Option(
@@ -288,7 +289,7 @@ def compare(
     baseline_model: BaselineOpt = None,
     latency: CheckLatencyOpt = True,
     latency_strict: StrictOpt = False,
-    self_check: SelfCheckOpt = False,
+    self_check: SelfCheckOpt = None,
     report_json: JsonReportOpt = None,
     junit: JunitOpt = None,
     markdown: MarkdownOpt = None,

@@ -70,7 +70,8 @@ class CompareOptions:
     latency: bool = True
     baseline_model: str | Path | None = None
     latency_strict: bool = False
-    self_check: bool = False
+    #: None: self-check whenever the golden's own model is still on disk, unchanged.
+    self_check: bool | None = None
     save_obtained: SaveObtained = "never"
     obtained_path: str | Path | None = None
     error_summaries: bool | None = None
@@ -167,7 +168,7 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
             config: Config | str | Path | None = None, signature: str | None = None,
             tag: str | None = None, latency: bool = True,
             baseline_model: str | Path | None = None, latency_strict: bool = False,
-            self_check: bool = False,
+            self_check: bool | None = None,
             progress: Progress = no_progress, save_obtained: SaveObtained = "never",
             obtained_path: str | Path | None = None,
             error_summaries: bool | None = None,
@@ -176,7 +177,9 @@ def compare(model_path: str | Path, golden_path: str | Path, *,
     """Replay a golden's inputs through a candidate and judge it against the golden.
 
     ``self_check`` (stored latency mode) re-times the golden's own model beside the
-    candidate and corrects the stored baseline by how much the machine moved since record.
+    candidate and corrects the stored baseline by how much the machine moved since record;
+    None (the default) does so whenever the golden's model is still on disk with the same
+    files, False never.
 
     ``tag`` defaults to the tag set the golden was recorded with: a TF1 export holds one
     graph per tag set, and comparing another graph than the recorded one is never meant.
@@ -528,7 +531,7 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
                     model: Model, signature: str, baseline: Model | None, config: Config,
                     threads: Mapping[str, int], progress: Progress, *,
                     model_path: str | Path | None = None, tag: str = "serve",
-                    self_check: bool = False) -> tuple[list[LatencyCheck], list[str]]:
+                    self_check: bool | None = None) -> tuple[list[LatencyCheck], list[str]]:
     """Side by side against ``baseline`` when given, else against the golden's samples.
 
     In stored mode the candidate is re-loaded from ``model_path`` (default ``model.path``)
@@ -598,62 +601,84 @@ def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
 def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
                    model_path: str | Path, tag: str, signature: str, kind: str,
                    config: Config, threads: Mapping[str, int], progress: Progress, *,
-                   self_check: bool = False) -> tuple[list[LatencyCheck], list[str]]:
+                   self_check: bool | None = None) -> tuple[list[LatencyCheck], list[str]]:
     """The candidate's latency against the golden's stored samples, measured as ``record``
     measured them: calibration workload first, then a copy loaded for timing only, batch
     sizes ascending, :func:`~snapshot_tool.latency.measure.model_timer`'s budget.
 
-    With ``self_check`` a copy of the golden's own model (``model_path`` in the golden, if
-    its files are unchanged) is then timed side by side with the candidate's copy in ABBA
-    rounds; the verdict is the candidate against the golden's model as the machine is now,
-    and the machine factor (golden's model now / stored) is reported (see
-    :func:`~snapshot_tool.latency.gate.gate_stored`).
+    The self-check (``self_check`` True, or None - the default - whenever the golden's own
+    model is still on disk with the same files) then loads a copy of the golden's model and
+    times it side by side with the candidate's copy in ABBA rounds, batch size by batch
+    size; the verdict is the candidate against the golden's model as the machine is now,
+    and the machine factor (golden's model now / stored) and the plain stored ratio and
+    verdict are reported beside it (see :func:`~snapshot_tool.latency.gate.gate_stored`).
+    Every plain measurement is made before the golden's model is even loaded, so the
+    candidate is timed in the conditions ``record`` timed the golden's model in.
     """
     from snapshot_tool.latency.fingerprint import calibrate_times, environment_fingerprint
-    from snapshot_tool.latency.gate import SelfCheck, gate_stored
+    from snapshot_tool.latency.gate import gate_stored, self_check_stored
     from snapshot_tool.latency.measure import from_record, model_timer
 
-    checks: list[LatencyCheck] = []
     notes: list[str] = []
     golden_kind = golden.info.model_kind or kind
     fingerprint = environment_fingerprint(dict(threads))
-    own: Path | None = None
-    if self_check:
-        own, why = _self_check_source(golden)
-        if own is None:
-            notes.append(f"--self-check skipped: {why}; the stored baseline is used as "
-                         "recorded")
+    own, note = _self_check_model(golden, self_check)
+    notes += [note] if note else []
     calibration, calibration_cpu = calibrate_times()
     with contextlib.ExitStack() as stack:
         copy = stack.enter_context(load_model(model_path, tag=tag))
-        mine = stack.enter_context(load_model(own, tag=tag)) if own is not None else None
         batches, skipped = batches_to_time(sorted(sg.latency), feeds, sg.inputs)
         notes += skipped
-        for bs, (batch, own_batch) in batches:
-            rec = sg.latency[bs]
-            stored = from_record(rec)
-            stage = stage_progress(progress, f"latency batch {bs}")
-            pair: SelfCheck | None = None
-            if mine is not None:
-                pair = (lambda b=own_batch: mine.run(sg.signature, b),
-                        lambda b=batch: copy.run(signature, b))
-            check = gate_stored(
-                stored, golden.environment, rec.calibration,
-                model_timer(copy, signature, batch, bs, progress=stage),
-                bs, config.latency.stored_max_drift, fingerprint=fingerprint,
-                calibration_s=calibration, calibration_cpu_s=calibration_cpu,
-                stored_calibration_cpu_s=rec.calibration_cpu, self_check=pair,
+        checks = [gate_stored(
+            from_record(sg.latency[bs]), golden.environment, sg.latency[bs].calibration,
+            model_timer(copy, signature, batch, bs,
+                        progress=stage_progress(progress, f"latency batch {bs}")),
+            bs, config.latency.stored_max_drift, fingerprint=fingerprint,
+            calibration_s=calibration, calibration_cpu_s=calibration_cpu,
+            stored_calibration_cpu_s=sg.latency[bs].calibration_cpu)
+            for bs, (batch, _) in batches]
+        if own is not None:
+            mine = stack.enter_context(load_model(own, tag=tag))
+            checks = [self_check_stored(
+                check, from_record(sg.latency[bs]), golden.environment,
+                (lambda b=own_batch: mine.run(sg.signature, b),  # type: ignore[misc]
+                 lambda b=batch: copy.run(signature, b)),  # type: ignore[misc]
+                config.latency.stored_max_drift, fingerprint=fingerprint,
                 progress=stage_progress(progress, f"latency self-check batch {bs}"))
-            if golden_kind != kind and check.verdict != "advisory":
-                # A TFLite or Keras candidate against a SavedModel's stored timings compares
-                # two runtimes, not two versions of a model: report it, never gate on it.
-                check = replace(check, verdict="advisory", note=(
-                    f"the golden's timings are of a {golden_kind}, the candidate is a "
-                    f"{kind}: different runtimes, so this is advisory. "
-                    f"Time it side by side with --baseline-model for a gate. "
-                    f"{check.note}").strip())
-            checks.append(check)
+                for check, (bs, (batch, own_batch)) in zip(checks, batches, strict=True)]
+    if golden_kind != kind:
+        checks = [_other_runtime(c, golden_kind, kind) for c in checks]
     return [replace(c, signature=sg.signature) for c in checks], notes
+
+
+def _self_check_model(golden: Golden, self_check: bool | None) -> tuple[Path | None, str]:
+    """The golden's model to self-check against (None: no self-check) and what to tell
+    the user about it: why an asked-for self-check was skipped, or that a default one
+    could not run, so the stored verdict carries the machine's drift since record."""
+    if self_check is False:
+        return None, ""
+    own, why = _self_check_source(golden)
+    if own is not None:
+        return own, ""
+    if self_check:
+        return None, (f"--self-check skipped: {why}; the stored baseline is used as "
+                      "recorded")
+    return None, (f"stored latency judged without a self-check ({why}): the stored "
+                  "baseline is used as recorded, so the verdict also carries how much this "
+                  "machine's speed moved since record (see calibration_cpu_ratio; "
+                  "--no-self-check silences this)")
+
+
+def _other_runtime(check: LatencyCheck, golden_kind: str, kind: str) -> LatencyCheck:
+    """A TFLite or Keras candidate against a SavedModel's stored timings compares two
+    runtimes, not two versions of a model: reported, never gated on."""
+    if check.verdict == "advisory":
+        return check
+    return replace(check, verdict="advisory", note=(
+        f"the golden's timings are of a {golden_kind}, the candidate is a "
+        f"{kind}: different runtimes, so this is advisory. "
+        f"Time it side by side with --baseline-model for a gate. "
+        f"{check.note}").strip())
 
 
 def write_obtained(golden: Golden,

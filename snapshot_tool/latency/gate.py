@@ -103,7 +103,10 @@ class LatencyCheck:
     @property
     def basis_label(self) -> str:
         """What ``ratio`` and the verdict measure, in the words every report prints:
-        ``CPU time`` or ``wall time`` (per call)."""
+        ``CPU time`` or ``wall time`` (per call), or, after a self-check, the candidate
+        against the golden's own model timed beside it now."""
+        if self.machine_factor is not None:
+            return "self-check (wall)"
         return "CPU time" if self.basis == "cpu" else "wall time"
 
 
@@ -495,11 +498,40 @@ def gate_stored(
     plain, est, verdict, cal = _plain_stored(stored, _Candidate(candidate), cal,
                                              stored_calibration_cpu_s, same,
                                              stored_max_drift, seed, alpha)
+    plain = replace(plain, note=_plain_note(plain, est, verdict, cal, same, why))
     if self_check is None:
-        return replace(plain, note=_plain_note(plain, est, verdict, cal, same, why))
-    sbs = gate_side_by_side(*self_check, batch_size, stored_max_drift,
-                            rounds=self_check_rounds, seed=seed, progress=progress,
-                            alpha=alpha)
+        return plain
+    return self_check_stored(plain, stored, stored_fingerprint, self_check, stored_max_drift,
+                             fingerprint=now, rounds=self_check_rounds, seed=seed,
+                             progress=progress, alpha=alpha)
+
+
+def self_check_stored(
+    plain: LatencyCheck,
+    stored: Measurement,
+    stored_fingerprint: Mapping[str, object],
+    self_check: SelfCheck,
+    stored_max_drift: float,
+    *,
+    fingerprint: Mapping[str, object] | None = None,
+    rounds: int = 30,
+    seed: int = 0,
+    progress: Progress | None = None,
+    alpha: float = ALPHA,
+) -> LatencyCheck:
+    """A plain stored check (:func:`gate_stored` without ``self_check``) corrected by
+    timing the golden's own model and the candidate side by side now (``self_check``).
+
+    A separate step so a caller can make every plain measurement of a compare first, in
+    exactly the conditions ``record`` measured in (the same batch sizes back to back, no
+    other model loaded or run in between), and only then load the golden's model and run
+    the self-checks; :func:`gate_stored` with ``self_check`` does both for one batch size.
+    """
+    now = environment_fingerprint() if fingerprint is None else fingerprint
+    same, why = fingerprint_matches(stored_fingerprint, now)
+    sbs = gate_side_by_side(*self_check, plain.batch_size, stored_max_drift, rounds=rounds,
+                            seed=seed, progress=progress, alpha=alpha)
+    cal = _Calibrations(plain.calibration_ratio, plain.calibration_cpu_ratio)
     return _self_checked(plain, sbs, stored, cal, same, why)
 
 

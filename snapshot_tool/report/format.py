@@ -40,5 +40,9 @@ def _short(v: Any) -> str:
 
 def latency_clocks(c: LatencyCheck) -> str:
     """``wall 1.02x / CPU 0.99x``: the candidate over the baseline on both clocks (stored
-    mode: against the samples as recorded), whichever the verdict was judged on."""
-    return f"wall {fmt(c.wall_ratio, '.3f')} / CPU {fmt(c.cpu_ratio, '.3f')}"
+    mode: against the samples as recorded), whichever the verdict was judged on; after a
+    self-check also the plain stored gate's ratio, so its bias stays in view."""
+    clocks = f"wall {fmt(c.wall_ratio, '.3f')} / CPU {fmt(c.cpu_ratio, '.3f')}"
+    if c.machine_factor is None:
+        return clocks
+    return f"{clocks}; plain stored {fmt(c.uncorrected_ratio, '.3f')}"

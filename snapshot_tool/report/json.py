@@ -121,6 +121,9 @@ def latency_to_json(result: ComparisonResult) -> dict[str, Any] | None:
             "candidate_p90_ms": _num(c.candidate.p90 / 1e6),
             "calibration_ratio": _num(c.calibration_ratio),
             "machine_factor": _num(c.machine_factor),
+            # True when the verdict is the self-check's (the golden's own model re-timed
+            # beside the candidate); uncorrected_* then keep the plain stored gate's.
+            "self_checked": c.machine_factor is not None,
             "uncorrected_ratio": _num(c.uncorrected_ratio),
             "uncorrected_verdict": c.uncorrected_verdict,
             # What ratio/ci/p_value/verdict measure: "wall" or "cpu" (process CPU time per

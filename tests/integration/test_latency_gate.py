@@ -207,6 +207,79 @@ def test_self_check_reports_the_machine_factor(cli, chains, tmp_path: Path,
     assert "self-check" in b["note"] and "vs the stored samples" in b["note"]
 
 
+def test_self_check_is_the_default_while_the_golden_model_is_on_disk(
+        cli, chains, tmp_path: Path, steady_clock: _SteadyClock) -> None:
+    """Without --self-check or --no-self-check, stored mode re-times the golden's own model
+    whenever it is still on disk, unchanged, and says so in every report; the plain
+    stored gate's figures stay beside it. --no-self-check judges on the stored samples."""
+    golden = tmp_path / "g.h5"
+    assert cli("record", chains["base"], "--golden", golden, "--num-samples", "8",
+               "--batch-size", "8", "--latency-batch-sizes", "1").code == 0
+    wide = tmp_path / "wide.toml"  # mechanics only: the numbers are the benchmark's job
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
+
+    def batch(*flags: str) -> tuple[dict[str, object], str, list[str]]:
+        report, md = tmp_path / "r.json", tmp_path / "r.md"
+        res = cli("compare", chains["slow"], "--golden", golden, "--config", wide,
+                  "--report-json", report, "--markdown", md, *flags)
+        assert res.code == 0, res
+        doc = json.loads(report.read_text())
+        (b,) = doc["latency"]["batches"]
+        return b, md.read_text(), doc["warnings"]
+
+    b, md, warnings = batch()
+    assert b["self_checked"] is True and b["machine_factor"] == pytest.approx(1.0)
+    assert b["uncorrected_verdict"] == "pass" and b["rounds"] >= 30
+    assert "self-check (wall, vs golden's model now)" in md and "plain stored 1.000" in md
+    assert not any("self-check" in w for w in warnings)
+    b, md, warnings = batch("--no-self-check")
+    assert b["self_checked"] is False and b["machine_factor"] is None and b["basis"] == "cpu"
+    assert "self-check (wall" not in md and not any("self-check" in w for w in warnings)
+
+
+def test_stored_compare_times_every_batch_size_before_the_self_check(
+        cli, chains, tmp_path: Path, steady_clock: _SteadyClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The candidate's plain measurements run back to back, before the golden's model is
+    loaded or timed, as record timed the golden's model: the golden's model loaded beside
+    it and ABBA rounds at batch 1 must not precede the plain measurement at batch 8."""
+    import importlib
+
+    from snapshot_tool.latency import gate as gate_mod
+    from snapshot_tool.latency import measure as measure_mod
+
+    golden = tmp_path / "g.h5"
+    assert cli("record", chains["base"], "--golden", golden, "--num-samples", "8",
+               "--batch-size", "8", "--latency-batch-sizes", "1,8").code == 0
+    # The module, not the function snapshot_tool.compare that the package exports.
+    compare_mod = importlib.import_module("snapshot_tool.compare")
+    events: list[str] = []
+    real_measure, real_sbs = measure_mod.measure, gate_mod.gate_side_by_side
+    real_load = compare_mod.load_model
+
+    def spy_measure(fn: object, batch_size: int, **kw: object) -> object:
+        events.append(f"plain {batch_size}")
+        return real_measure(fn, batch_size, **kw)  # type: ignore[arg-type]
+
+    def spy_sbs(a: object, b: object, batch_size: int, *args: object, **kw: object) -> object:
+        events.append(f"self-check {batch_size}")
+        return real_sbs(a, b, batch_size, *args, **kw)  # type: ignore[arg-type]
+
+    def spy_load(path: object, **kw: object) -> object:
+        events.append(f"load {Path(str(path)).name}")
+        return real_load(path, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(measure_mod, "measure", spy_measure)
+    monkeypatch.setattr(gate_mod, "gate_side_by_side", spy_sbs)
+    monkeypatch.setattr(compare_mod, "load_model", spy_load)
+    wide = tmp_path / "wide.toml"
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
+    res = cli("compare", chains["slow"], "--golden", golden, "--config", wide)
+    assert res.code == 0, res
+    timed = events[events.index("plain 1"):]
+    assert timed == ["plain 1", "plain 8", "load base", "self-check 1", "self-check 8"], events
+
+
 def test_self_check_without_the_golden_model_falls_back(cli, tmp_path: Path,
                                                         steady_clock: _SteadyClock) -> None:
     from tests.fixtures.models import save_matmul_chain
@@ -228,6 +301,14 @@ def test_self_check_without_the_golden_model_falls_back(cli, tmp_path: Path,
     assert any("--self-check skipped" in w and "no longer on disk" in w
                for w in doc["warnings"])
     assert doc["latency"]["batches"][0]["machine_factor"] is None
+    # Not asked for: the default self-check that could not run says what the plain verdict
+    # then carries.
+    res = cli("compare", keep, "--golden", golden, "--config", wide,
+              "--report-json", tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert any("without a self-check" in w and "no longer on disk" in w
+               and "calibration_cpu_ratio" in w for w in doc["warnings"]), doc["warnings"]
+    assert not any("--self-check skipped" in w for w in doc["warnings"])
 
 
 def test_self_check_refuses_a_changed_golden_model(cli, tmp_path: Path,
@@ -293,7 +374,10 @@ def test_golden_stores_cpu_time_and_an_old_golden_still_gates_on_wall_time(
 
     def stored(g: Path) -> dict[int, dict[str, object]]:
         report = tmp_path / f"{g.stem}.json"
-        res = cli("compare", chains["base"], "--golden", g, "--report-json", report)
+        # --no-self-check: the plain stored gate is what this checks (the golden's model is
+        # on disk, so by default its self-check would judge instead).
+        res = cli("compare", chains["base"], "--golden", g, "--report-json", report,
+                  "--no-self-check")
         doc = json.loads(report.read_text())
         assert res.code == (0 if doc["passed"] else 1), res
         return {b["batch_size"]: b for b in doc["latency"]["batches"]}
