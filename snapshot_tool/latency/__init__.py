@@ -73,8 +73,13 @@ counted, does not grow while a thread waits for a core. What a CPU second buys s
 (clock frequency, cache and memory contention), so the calibration workload also runs
 between the timed calls and the stored CPU samples are scaled by its CPU time now over at
 record. Older goldens without CPU samples are judged on wall time, with a note. That
-narrows, but does not close, the gap between sessions (see the README's measurements);
-``--self-check`` closes it. If the fingerprints differ, timings from two machines are not
+narrows, but does not close, the gap between sessions: the calibration workload tracks the
+machine but not one-for-one (a memory-hungry neighbour slows a model's calls more than the
+fixed workload), and a golden's single record session leaves its few percent of error in
+every later ratio (see the README's measurements). The self-check closes it, so ``compare``
+runs one by default whenever the golden's own model is still on disk
+(:func:`~snapshot_tool.latency.gate.self_check_stored`, after every plain measurement).
+If the fingerprints differ, timings from two machines are not
 comparable: we scale the stored samples by a calibration workload (a fixed numpy job timed
 on both machines) to give a rough, *advisory* ratio that never fails, and say which fields
 differ. A different machine's speed is not a regression in the model.
