@@ -142,3 +142,29 @@ def test_one_options_value_serves_several_runs_and_both_paths(
     again = compare_with(candidate, golden, replace(options, error_summaries=True))
     assert [d.mismatch_count for d in again.outputs] == \
         [d.mismatch_count for d in streamed.outputs]
+
+
+def test_the_self_check_is_on_by_default_while_the_golden_model_is_on_disk(
+        tmp_path: Path) -> None:
+    """None (the default) self-checks whenever the golden's model is there; when it is not,
+    it warns that the plain verdict carries the machine's drift, unlike an explicit
+    --self-check ("skipped") and --no-self-check (silent)."""
+    from types import SimpleNamespace
+
+    from snapshot_tool.compare import _self_check_model
+
+    model = tmp_path / "m"
+    model.mkdir()
+
+    def golden(path: Path) -> Any:
+        return SimpleNamespace(info=SimpleNamespace(model_path=str(path), model_digest=""))
+
+    assert _self_check_model(golden(model), None) == (model, "")
+    assert _self_check_model(golden(model), True) == (model, "")
+    assert _self_check_model(golden(model), False) == (None, "")
+    gone = golden(tmp_path / "gone")
+    own, note = _self_check_model(gone, None)
+    assert own is None and "without a self-check" in note and "no longer on disk" in note
+    own, note = _self_check_model(gone, True)
+    assert own is None and note.startswith("--self-check skipped")
+    assert _self_check_model(gone, False) == (None, "")
