@@ -458,6 +458,24 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):>6.3f}x [{min(values):.3f}, {max(values):.3f}]"
 
 
+def _in_band(rows: list[dict[str, Any]]) -> str:
+    """How many (golden, batch size) medians of the unchanged model are within 0.95-1.05,
+    plain and (when the compares self-checked) self-checked."""
+    plain = checked = cells = 0
+    for key in sorted({(r["golden"], r["batch_size"]) for r in rows}):
+        rs = [r for r in rows if r["candidate"] == "unchanged"
+              and (r["golden"], r["batch_size"]) == key]
+        if not rs:
+            continue
+        cells += 1
+        plain += 0.95 <= statistics.median(r["uncorrected_ratio"] for r in rs) <= 1.05
+        if all(r["machine_factor"] is not None for r in rs):
+            checked += 0.95 <= statistics.median(r["ratio"] for r in rs) <= 1.05
+    self_checked = any(r["machine_factor"] is not None for r in rows)
+    return (f"medians of the unchanged model within 0.95-1.05: plain {plain}/{cells}"
+            + (f", self-checked {checked}/{cells}" if self_checked else ""))
+
+
 def print_stored(rows: list[dict[str, Any]], args: argparse.Namespace,
                  true: dict[str, dict[int, tuple[float, float]]], loads: list[float],
                  wall: float) -> None:
@@ -486,20 +504,7 @@ def print_stored(rows: list[dict[str, Any]], args: argparse.Namespace,
                   f"{_spread(walls):>23} {_f(statistics.median(cal) if cal else None):>8} "
                   f"{_f(statistics.median(mf) if mf else None):>8} "
                   f"{_spread(cor) if mf else '-':>23}")
-    band = {"plain": 0, "self-checked": 0}
-    cells = 0
-    for g in range(args.goldens):
-        for bs in STORED_SIZES:
-            rs = sel(golden=g, candidate="unchanged", batch_size=bs)
-            if not rs:
-                continue
-            cells += 1
-            plain = statistics.median(r["uncorrected_ratio"] for r in rs)
-            band["plain"] += 0.95 <= plain <= 1.05
-            if all(r["machine_factor"] is not None for r in rs):
-                band["self-checked"] += 0.95 <= statistics.median(r["ratio"] for r in rs) <= 1.05
-    print(f"medians of the unchanged model within 0.95-1.05: plain {band['plain']}/{cells}, "
-          f"self-checked {band['self-checked']}/{cells}")
+    print(_in_band(rows))
     print()
     print("verdicts per compare (worst over batch sizes), plain stored gate / with --self-check:")
     order = ("fail", "inconclusive", "advisory", "pass")
