@@ -361,20 +361,45 @@ def _plain_stored(stored: Measurement, cand: _Candidate, cal: _Calibrations,
     cand.measure(1.0)
     basis: Basis = "cpu" if stored.cpu_ns is not None and cand.has_cpu else "wall"
 
-    def estimate() -> tuple[RatioEstimate, _Calibrations]:
+    def estimate() -> tuple[RatioEstimate, _Calibrations, str]:
         now = _during(cal, cand, stored_cpu_s)
         s = _sides(stored, cand, basis, now if not same else _Calibrations(None, now.cpu))
-        return (independent_ratio_estimate(s.recorded, s.candidate, seed=seed, limit=limit),
-                now)
+        est = independent_ratio_estimate(s.recorded, s.candidate, seed=seed, limit=limit)
+        if not same:
+            return est, now, "advisory"
+        verdict = decide(est, max_drift, alpha)
+        wide = drift_limit(limit, now.cpu if basis == "cpu" else None)
+        if verdict == "fail" and wide > limit:
+            beyond = independent_ratio_estimate(s.recorded, s.candidate, seed=seed, limit=wide)
+            verdict = "fail" if decide(beyond, wide - 1.0, alpha) == "fail" else "inconclusive"
+        return est, now, verdict
 
-    est, now = estimate()
-    verdict = decide(est, max_drift, alpha) if same else "advisory"
+    est, now, verdict = estimate()
     if verdict == "inconclusive":
         cand.measure(2.0)
-        est, now = estimate()
-        verdict = decide(est, max_drift, alpha)
+        est, now, verdict = estimate()
     scales = now if not same else _Calibrations(None, now.cpu)
     return _stored_check(stored, cand, basis, est, verdict, scales, now), est, verdict, now
+
+
+def drift_limit(limit: float, calibration_cpu_ratio: float | None) -> float:
+    """The ratio a plain stored CPU-time verdict must exceed to FAIL: ``limit`` widened by
+    how far the calibration workload's CPU time moved since record, either way.
+
+    The stored CPU samples were already scaled by that movement, but a model does not move
+    one-for-one with the fixed workload: over separate processes on the shared 2-core box,
+    the log of a model's CPU time per call moved 0.2 to 2.9 times as far as the workload's
+    (a neighbour streaming memory slowed the model's calls 25-34% and the workload's 11%;
+    beside a test suite, 1.695x against 1.196x). Scaling once leaves up to about one more
+    factor of the workload's movement in the ratio, so a ratio within it is a machine that
+    moved, not a slower model: INCONCLUSIVE, never FAIL. Re-judged this way, two stored
+    benchmark runs (54 compares) lost no detected 1.3x/1.5x slowdown and kept their one
+    false alarm out (1.418x at a calibration ratio of 1.196: limit 1.25 -> 1.50). Passing
+    is unchanged: still against ``limit``."""
+    if calibration_cpu_ratio is None or not (math.isfinite(calibration_cpu_ratio)
+                                             and calibration_cpu_ratio > 0):
+        return limit
+    return limit * max(calibration_cpu_ratio, 1.0 / calibration_cpu_ratio)
 
 
 def _stored_check(stored: Measurement, cand: _Candidate, basis: Basis, est: RatioEstimate,
@@ -434,7 +459,21 @@ def _plain_note(check: LatencyCheck, est: RatioEstimate, verdict: str, cal: _Cal
         f"CPU time as recorded {check.cpu_ratio:.3f}x, scaled by the calibration workload's "
         f"CPU time {_f3(cal.cpu)}x; wall-time ratio {check.wall_ratio:.3f}x"
         if verdict != "pass" else "")
-    return "; ".join(x for x in (described, basis, shown) if x)
+    return "; ".join(x for x in (described, basis, _drift_note(check, est, verdict, cal),
+                                 shown) if x)
+
+
+def _drift_note(check: LatencyCheck, est: RatioEstimate, verdict: str,
+                cal: _Calibrations) -> str:
+    """Why a ratio above the limit is inconclusive, not a failure, when the machine moved
+    (:func:`drift_limit`)."""
+    wide = drift_limit(est.limit, cal.cpu if check.basis == "cpu" else None)
+    if verdict != "inconclusive" or wide <= est.limit or est.ci_low <= est.limit:
+        return ""
+    return (f"not a failure: the calibration workload's CPU time moved {_f3(cal.cpu)}x since "
+            f"record, and a model's can move about that much further, so a plain stored "
+            f"failure needs the ratio clearly above {wide:.2f}x; the self-check (the "
+            f"golden's model on disk) or --baseline-model would settle it")
 
 
 def gate_stored(

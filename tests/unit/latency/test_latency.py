@@ -472,10 +472,27 @@ def test_gate_stored_scales_cpu_time_by_the_interleaved_calibration() -> None:
     assert same.ratio == pytest.approx(1.0, rel=0.01)
     assert same.baseline_cpu is not None
     assert same.baseline_cpu.p50 == pytest.approx(0.8 * np.median(cpu), rel=0.01)
+    # Judged 1.5x, but the machine moved 1.25x since record, and a model can move about
+    # that much further than the workload: not a failure (see drift_limit), and it says so.
     slow = gate(0.8 * 1.5)
     assert slow.cpu_ratio == pytest.approx(1.2, rel=0.01)
-    assert slow.verdict == "fail" and slow.ratio == pytest.approx(1.5, rel=0.01)
+    assert slow.verdict == "inconclusive" and slow.ratio == pytest.approx(1.5, rel=0.01)
     assert "scaled by the calibration workload's CPU time 0.800x" in slow.note
+    assert "not a failure" in slow.note and "above 1.56x" in slow.note
+    # 2x is beyond that too: a failure.
+    slower = gate(0.8 * 2.0)
+    assert slower.verdict == "fail" and slower.ratio == pytest.approx(2.0, rel=0.01)
+    assert "not a failure" not in slower.note
+
+
+def test_drift_limit_widens_a_failure_by_the_machines_movement_either_way() -> None:
+    from snapshot_tool.latency.gate import drift_limit
+
+    assert drift_limit(1.25, None) == 1.25  # no CPU calibration: the limit as configured
+    assert drift_limit(1.25, 1.0) == 1.25
+    assert drift_limit(1.25, 1.196) == pytest.approx(1.495)
+    assert drift_limit(1.25, 0.8) == pytest.approx(1.5625)
+    assert drift_limit(1.25, float("nan")) == 1.25
 
 
 def test_gate_stored_without_candidate_cpu_falls_back_to_wall() -> None:
