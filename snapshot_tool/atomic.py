@@ -133,21 +133,31 @@ class AlreadyExists(SnapshotToolError):
 
 def _publish_new(tmp: Path, target: Path) -> None:
     """Give ``tmp`` the name ``target`` only if nothing has it: a hard link is created
-    atomically or not at all. A file system without hard links gets the plain rename, after
-    one more check (the window is then the few microseconds between the two calls)."""
+    atomically or not at all. A file system without hard links (FAT, some network and
+    container mounts; each says so with its own errno) gets the plain rename, after one more
+    check (the window is then the few microseconds between the two calls)."""
     try:
         os.link(tmp, target)
     except FileExistsError:
-        raise AlreadyExists(f"{target} already exists") from None
+        # NFS may create the link, lose the reply and report EEXIST on the retry: the name
+        # then holds this very file, which is a success, not another writer's golden.
+        if not _same_file(tmp, target):
+            raise AlreadyExists(f"{target} already exists") from None
     except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV,
-                             errno.EMLINK, errno.ENOSYS):
+        if exc.errno in (errno.EACCES, errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise
         if target.exists():
             raise AlreadyExists(f"{target} already exists") from None
         os.replace(tmp, target)
         return
     tmp.unlink()
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _someone_elses(exc: BaseException, tmp: Path) -> bool:

@@ -52,8 +52,13 @@ def install() -> None:
     if sys.unraisablehook is not _quiet_dropped_stop:
         _previous_hook = sys.unraisablehook
         sys.unraisablehook = _quiet_dropped_stop
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
+    # A signal the parent set to be ignored stays ignored (`cmd &` in a script ignores
+    # SIGINT, so a Ctrl-C meant for the foreground job does not stop it); so does one a
+    # host program chose its own handler for.
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_signal)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _on_signal)
 
 
 def raise_if_stopped() -> None:

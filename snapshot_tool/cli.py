@@ -73,6 +73,8 @@ def fail(message: str) -> typer.Exit:
 def user_errors() -> Iterator[None]:
     try:
         yield
+        # A stop a finalizer swallowed after the last progress step: still a stop.
+        cancel.raise_if_stopped()
     except SnapshotToolError as exc:
         raise fail(str(exc)) from None
     except KeyboardInterrupt as exc:

@@ -258,7 +258,13 @@ def _chunk_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) ->
 def _finite_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> _Chunk:
     """:func:`_chunk_figures` of finite floats (the usual case), with the same values: no
     NaN or infinity needs its rule, equal values already subtract to 0, and no |g| is
-    infinite; float64 arithmetic as there, with fewer temporaries."""
+    infinite; float64 arithmetic as there, with fewer temporaries. Finite values can still
+    overflow (-1e308 vs 1e308) or divide by a subnormal: inf, as there, without a warning."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        return _finite_chunk(golden, candidate, tol)
+
+
+def _finite_chunk(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> _Chunk:
     absdiff = np.subtract(candidate, golden, dtype=np.float64)
     np.abs(absdiff, out=absdiff)
     mag = np.abs(golden, dtype=np.float64)
@@ -269,9 +275,8 @@ def _finite_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -
     if mag.min(initial=np.inf) > 0:
         rel = np.divide(absdiff, mag, out=mag)
     else:
-        with np.errstate(invalid="ignore", divide="ignore"):
-            rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
-                           np.where(absdiff > 0, np.inf, 0.0))
+        rel = np.where(mag > 0, absdiff / np.where(mag > 0, mag, 1.0),
+                       np.where(absdiff > 0, np.inf, 0.0))
     return _Chunk(absdiff, allowed, bad, rel, need)
 
 

@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from snapshot_tool.cancel import raise_if_stopped
 from snapshot_tool.errors import GoldenError
 from snapshot_tool.golden import schema
 from snapshot_tool.golden.schema import (
@@ -164,21 +165,27 @@ def commit(staging: Path, target: str | Path, manifest: Mapping[str, Any], *,
     os.replace(tmp, staging / MANIFEST)
     os.chmod(staging, 0o777 & ~_umask())
     check_writable_dir(dest, force)
+    raise_if_stopped()  # a stop a finalizer swallowed must not replace the golden
     old: Path | None = None
-    if dest.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old", dir=dest.parent))
-        os.replace(dest, old / dest.name)
+    published = False
     try:
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".old",
+                                        dir=dest.parent))
+            os.replace(dest, old / dest.name)
         os.replace(staging, dest)
+        published = True
     except OSError as exc:
-        if old is not None and not dest.exists():
-            os.replace(old / dest.name, dest)  # nobody else's golden there: the old one back
         if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
             raise GoldenError(f"golden {dest} was written by another process while this one "
                               "ran; it was kept") from None
         raise
     finally:
+        # Whatever stopped the swap (a failed rename, Ctrl-C, SIGTERM between the two
+        # renames): with nobody else's golden in place, the old one goes back.
         if old is not None:
+            if not published and not dest.exists() and (old / dest.name).exists():
+                os.replace(old / dest.name, dest)
             shutil.rmtree(old, ignore_errors=True)
     return dest
 

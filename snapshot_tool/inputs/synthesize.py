@@ -66,9 +66,10 @@ def integer_range(spec: TensorSpec, dt: np.dtype) -> tuple[int, int]:
     """[low, high) of a synthesized integer input. A quantized input (a full-integer TFLite
     model's) gets its dtype's whole range: its integers stand for ``scale * (q -
     zero_point)``, and the converter chose scale and zero point so that this range covers
-    the real values it was calibrated on, which [0, 10) would leave a sliver of. An 8-bit
-    input holds bytes (image pixels, most often), so it gets the whole range too."""
-    if spec.quantization is not None or dt.itemsize == 1:
+    the real values it was calibrated on, which [0, 10) would leave a sliver of. Other
+    integer inputs, 8-bit ones included, stay in [0, INT_HIGH): they are as often ids into
+    a small vocabulary or one-hot depth (which a wider range would overrun) as pixels."""
+    if spec.quantization is not None:
         info = np.iinfo(dt)
         return int(info.min), int(info.max) + 1
     return 0, INT_HIGH

@@ -82,8 +82,9 @@ def _row_dots(x: Array, y: Array) -> Array:
     if x.shape[1] > _NARROW:
         summed: Array = np.sum(x * y, axis=1)
         return summed
-    # Added left to right, as numpy sums a short row: the very values of np.sum(axis=1).
-    out: Array = x[:, 0] * y[:, 0]
+    # Added left to right, as numpy sums a short row: the very values of np.sum(axis=1),
+    # which starts from +0.0 (so a row of -0.0 products sums to +0.0 here too).
+    out: Array = x[:, 0] * y[:, 0] + 0.0
     for j in range(1, x.shape[1]):
         out += x[:, j] * y[:, j]
     return out

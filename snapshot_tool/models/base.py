@@ -12,7 +12,7 @@ import re
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -289,8 +289,11 @@ def rejected(info: SignatureInfo, exc: BaseException, rows: int,
 def batch_hint(info: SignatureInfo, rows: int) -> str:
     """For a batch of ``rows`` a model refused: the batch size its interface fixes, if any
     (an export with a static batch, a stateful RNN whose state is sized for one)."""
-    fixed = {s.shape[0] for s in (*info.inputs, *info.outputs)
-             if s.shape and isinstance(s.shape[0], int)}
+    fixed = _fixed_first_dims(info.inputs)
+    if not fixed and not any(s.shape and s.shape[0] is None for s in info.inputs):
+        # Outputs only when the inputs say nothing either way (no inputs, or no shapes): an
+        # output of fixed length beside a variable batch (a constant table) fixes no batch.
+        fixed = _fixed_first_dims(info.outputs)
     if len(fixed) != 1:
         return ""
     n = fixed.pop()
@@ -299,6 +302,10 @@ def batch_hint(info: SignatureInfo, rows: int) -> str:
     return (f"; the signature fixes a first dimension of {n} (a model built for batches of "
             f"{n}, such as a stateful layer): record with --batch-size {n} and a "
             f"--num-samples that is a multiple of {n}")
+
+
+def _fixed_first_dims(specs: Sequence[TensorSpec]) -> set[int]:
+    return {s.shape[0] for s in specs if s.shape and isinstance(s.shape[0], int)}
 
 
 def example_hint(info: SignatureInfo, message: str) -> str:

@@ -119,3 +119,41 @@ def test_unwritable_folder_is_named_not_the_temp_file(tmp_path: Path,
     assert str(err.value) == (f"cannot write {target}: its folder {tmp_path} is not writable "
                               "(Read-only file system)")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", ["EPERM", "EINVAL", "EOPNOTSUPP", "EXDEV"])
+def test_exclusive_write_without_hard_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            code: str) -> None:
+    """FAT, some network and container mounts refuse hard links, each with its own errno:
+    a record without --force must still write its golden there."""
+    import errno
+
+    from snapshot_tool import atomic
+
+    def no_links(src: object, dst: object) -> None:
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
+
+    monkeypatch.setattr(atomic.os, "link", no_links)
+    with replacing(tmp_path / "g.h5", exclusive=True) as tmp:
+        tmp.write_text("mine")
+    assert [p.name for p in tmp_path.iterdir()] == ["g.h5"]
+    assert (tmp_path / "g.h5").read_text() == "mine"
+
+
+def test_exclusive_write_whose_link_was_made_but_reported_existing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """NFS may make the link, lose the reply and answer the retry with EEXIST: the name holds
+    this run's own file, which is a success."""
+    from snapshot_tool import atomic
+
+    real_link = os.link
+
+    def link_then_eexist(src: str, dst: str) -> None:
+        real_link(src, dst)
+        raise FileExistsError(17, "File exists", dst)
+
+    monkeypatch.setattr(atomic.os, "link", link_then_eexist)
+    with replacing(tmp_path / "g.h5", exclusive=True) as tmp:
+        tmp.write_text("mine")
+    assert [p.name for p in tmp_path.iterdir()] == ["g.h5"]
+    assert (tmp_path / "g.h5").read_text() == "mine"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,3 +107,15 @@ def test_a_temp_name_taken_by_another_writer_is_not_removed(
         with atomic.replacing(target):
             pass
     assert theirs.read_bytes() == b"theirs"
+
+
+def test_an_ignored_sigint_stays_ignored() -> None:
+    """`snapshot-tool ... &` in a script: the shell ignores SIGINT for the background job,
+    and a Ctrl-C meant for the foreground must not stop it."""
+    code = ("import signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+            "from snapshot_tool import cancel; cancel.install(); "
+            "print(signal.getsignal(signal.SIGINT) == signal.SIG_IGN, "
+            "signal.getsignal(signal.SIGTERM) == cancel._on_signal)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.split() == ["True", "True"]

@@ -153,3 +153,25 @@ def test_a_record_losing_the_race_keeps_the_winners_golden(
     assert len(list(sharded_dir.glob("*.h5"))) == 2  # the other's two shards of 12 rows
     verify_golden(sharded_dir)
     assert not [p for p in sharded_dir.parent.iterdir() if p.name.startswith(".")]
+
+
+def test_a_stop_between_the_two_renames_puts_the_old_golden_back(
+        sharded_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM (a cancelled CI job) after the old golden was moved aside and before the new
+    one is renamed in: the old golden is back in place, whole, and nothing is left beside."""
+    before = sorted(p.name for p in sharded_dir.iterdir())
+    real_replace = sharded.os.replace
+
+    def stop_at_rename_in(src: str | Path, dst: str | Path) -> None:
+        if Path(dst) == sharded_dir and Path(src).name != sharded_dir.name:
+            raise KeyboardInterrupt  # the staging directory's rename, interrupted
+        real_replace(src, dst)
+
+    monkeypatch.setattr(sharded.os, "replace", stop_at_rename_in)
+    with pytest.raises(KeyboardInterrupt):
+        sharded.write_sharded(sharded_dir, _golden(), rows_per_shard=12, force=True)
+    monkeypatch.undo()
+    assert sorted(p.name for p in sharded_dir.iterdir()) == before
+    verify_golden(sharded_dir)
+    assert not [p for p in sharded_dir.parent.iterdir()
+                if p.name.startswith(".") and p.name.endswith(".old")]

@@ -311,3 +311,16 @@ def test_first_line_of_an_error_raised_in_traced_python_code() -> None:
     assert first_line(ValueError(msg)) == "GRU: If an RNN is stateful, the batch size must match."
     plain = "in user code:\n\n    File \"m.py\", line 1\n\n    TypeError: bad argument x\n"
     assert first_line(TypeError(plain)) == "bad argument x"
+
+
+def test_batch_hint_names_a_batch_the_inputs_fix_not_an_outputs_length() -> None:
+    from snapshot_tool.models.base import batch_hint
+
+    fixed = SignatureInfo("serving_default", (TensorSpec("x", "float32", (4, 3)),),
+                          (TensorSpec("y", "float32", (4, 2)),))
+    assert "--batch-size 4" in batch_hint(fixed, 16)
+    # A variable batch beside a constant table of 10 rows: no batch is fixed.
+    table = SignatureInfo("serving_default", (TensorSpec("x", "float32", (None, 4)),),
+                          (TensorSpec("y", "float32", (None, 2)),
+                           TensorSpec("vocab", "float32", (10,))))
+    assert batch_hint(table, 16) == ""
