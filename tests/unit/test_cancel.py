@@ -18,6 +18,10 @@ from snapshot_tool import atomic, cancel
 def installed() -> Iterator[None]:
     handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     hook = sys.unraisablehook
+    # As an interactive shell leaves them: under `nohup ... &` SIGINT arrives ignored, and
+    # install() rightly keeps it so (test_an_ignored_sigint_stays_ignored).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     cancel.install()
     try:
         yield
