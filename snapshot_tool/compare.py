@@ -592,7 +592,12 @@ def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
     if not path.exists():
         return None, f"the golden's model {where} is no longer on disk"
     want = golden.info.model_digest
-    if want and model_digest(path) != want:
+    if not want:
+        # Without it, whatever now sits at that path would be the yardstick: a candidate
+        # exported over the golden's model would be timed against itself.
+        return None, (f"the golden records no model digest to confirm that {where} is the "
+                      "model it was recorded from")
+    if model_digest(path) != want:
         return None, (f"the model at {where} is not the one the golden was recorded from "
                       "(its files' sha256 differs)")
     return path, ""

@@ -156,8 +156,12 @@ def test_the_self_check_is_on_by_default_while_the_golden_model_is_on_disk(
     model = tmp_path / "m"
     model.mkdir()
 
-    def golden(path: Path) -> Any:
-        return SimpleNamespace(info=SimpleNamespace(model_path=str(path), model_digest=""))
+    from snapshot_tool.models.load import model_digest
+
+    def golden(path: Path, digest: str | None = None) -> Any:
+        return SimpleNamespace(info=SimpleNamespace(
+            model_path=str(path), model_digest=model_digest(model) if digest is None
+            else digest))
 
     assert _self_check_model(golden(model), None) == (model, "")
     assert _self_check_model(golden(model), True) == (model, "")
@@ -168,3 +172,8 @@ def test_the_self_check_is_on_by_default_while_the_golden_model_is_on_disk(
     own, note = _self_check_model(gone, True)
     assert own is None and note.startswith("--self-check skipped")
     assert _self_check_model(gone, False) == (None, "")
+    # Another model at the path, or no digest to tell: never the yardstick (a candidate
+    # exported over the golden's model would be timed against itself).
+    for digest, why in (("0" * 64, "not the one"), ("", "no model digest")):
+        own, note = _self_check_model(golden(model, digest), None)
+        assert own is None and why in note
