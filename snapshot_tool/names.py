@@ -41,6 +41,17 @@ def bare(name: str) -> str | None:
     return name.split(SEPARATOR, 1)[1] if SEPARATOR in name else None
 
 
+#: What a graph scope's ``/`` becomes in a name the tool gives a tensor itself (a frozen
+#: graph's or a signature-less TFLite model's): ``dense/BiasAdd`` -> ``dense.BiasAdd``.
+SCOPE_SEPARATOR = "."
+
+
+def graph_key(op_name: str) -> str:
+    """A storable key for a graph op or tensor name the tool names an input or output after
+    (exported signatures keep their own keys, and :func:`unstorable` refuses bad ones)."""
+    return op_name.replace(SEPARATOR, SCOPE_SEPARATOR)
+
+
 def unstorable(name: str) -> str | None:
     """Why ``name`` cannot name an input or output dataset in a golden, or None when it can.
 

@@ -15,6 +15,7 @@ from typing import Any
 from snapshot_tool.errors import ModelError
 from snapshot_tool.models.base import DEFAULT_SIGNATURE, first_line, import_tf, quiet_native_stderr
 from snapshot_tool.models.tf1 import SavedModelTF1, session_config
+from snapshot_tool.names import graph_key
 
 # Ops that end a graph without producing a prediction: bookkeeping and checks left behind by
 # training or freezing. Their outputs (if any) are never what a model serves.
@@ -27,16 +28,13 @@ _NOT_OUTPUTS = frozenset({
 # Outputs that cannot come back as numbers: handles into the runtime.
 _UNFETCHABLE = frozenset({"resource", "variant"})
 
-# Names are op names, whose scopes are joined by "/"; a golden's output names qualify with
-# "/" (``signature/output``) and are HDF5 paths, so scopes are written with "." instead.
-_SCOPE_SEPARATOR = "."
 
 
 def key_of(tensor_name: str, outputs_of_op: int) -> str:
     """The signature key for a graph tensor: ``dense/BiasAdd:0`` -> ``dense.BiasAdd`` (the
     output index is kept only for ops with several outputs: ``split:1``)."""
     op, _, index = tensor_name.partition(":")
-    key = op.replace("/", _SCOPE_SEPARATOR)
+    key = graph_key(op)
     return key if outputs_of_op == 1 else f"{key}:{index or 0}"
 
 

@@ -22,6 +22,7 @@ from snapshot_tool.models.base import (
     import_tf,
     quiet_native_stderr,
 )
+from snapshot_tool.names import graph_key
 
 # Bytes 4..8 of every TFLite flatbuffer (its file identifier).
 TFLITE_IDENTIFIER = b"TFL3"
@@ -64,8 +65,10 @@ def _tflite_spec(name: str, detail: Mapping[str, Any]) -> TensorSpec:
 
 def _tensor_base_name(tensor_name: str) -> str:
     # "serving_default_x:0" -> "x": the converter prefixes inputs with the signature key.
+    # A frozen-graph conversion keeps the graph's scopes ("import/input"), which a golden
+    # cannot store as a name: they are written as a frozen graph's are ("import.input").
     base = tensor_name.split(":", 1)[0]
-    return base.removeprefix(f"{DEFAULT_SIGNATURE}_")
+    return graph_key(base.removeprefix(f"{DEFAULT_SIGNATURE}_"))
 
 
 def _check_feed_shapes(info: SignatureInfo, feeds: Mapping[str, np.ndarray]) -> None:

@@ -268,6 +268,21 @@ def test_tflite_without_signature_matches_by_position(cli, tmp_path: Path) -> No
     assert cli("compare", model, "--golden", golden, "--no-latency").code == 0
 
 
+def test_tflite_without_signature_names_scoped_inputs_as_a_golden_can_store(
+        cli, tmp_path: Path) -> None:
+    """A session/frozen-graph conversion keeps the graph's scopes in tensor names
+    (``inputs/a``), which a golden cannot store as a name ('/' is HDF5's separator): the
+    tool names the input as it names a frozen graph's (``inputs.a``) instead of refusing."""
+    model = kinds.convert_tflite_without_signature(tmp_path / "scoped.tflite", "inputs")
+    golden = tmp_path / "g.h5"
+    res = cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "4",
+              "--batch-size", "2")
+    assert res.code == 0, res
+    with h5py.File(golden) as f:
+        assert list(f["inputs"]) == ["inputs.a"]
+    assert cli("compare", model, "--golden", golden, "--no-latency").code == 0
+
+
 def test_keras_file_against_its_export_and_back(cli, keras_models: dict[str, Path],
                                                 tmp_path: Path) -> None:
     from_export = tmp_path / "export.h5"
