@@ -579,28 +579,28 @@ def _side_by_side_latency(golden: Golden, sg: SignatureGolden,
 def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
     """The golden's own model for ``--self-check``, or why it cannot be used.
 
-    The model must still be where the golden says it was recorded from, with the same
-    files: a re-exported or retrained model at that path would make the "machine factor" a
-    comparison of two models.
+    The model must be where the golden says it was recorded from (as given to record:
+    :func:`~snapshot_tool.models.load.recorded_model_places`), with the same files: a
+    re-exported or retrained model there would make the "machine factor" a comparison of
+    two models; without a recorded digest, whatever sits there (the candidate exported over
+    it, say) would be the yardstick.
     """
-    from snapshot_tool.models.load import model_digest
+    from snapshot_tool.models.load import locate_recorded_model
 
     where = golden.info.model_path
     if not where:
         return None, "the golden records no model_path"
-    path = Path(where)
-    if not path.exists():
-        return None, f"the golden's model {where} is no longer on disk"
-    want = golden.info.model_digest
-    if not want:
-        # Without it, whatever now sits at that path would be the yardstick: a candidate
-        # exported over the golden's model would be timed against itself.
+    if not golden.info.model_digest:
         return None, (f"the golden records no model digest to confirm that {where} is the "
                       "model it was recorded from")
-    if model_digest(path) != want:
+    found, state = locate_recorded_model(where, golden.info.model_digest, golden.path)
+    if found is not None:
+        return found, ""
+    if state == "changed":
         return None, (f"the model at {where} is not the one the golden was recorded from "
                       "(its files' sha256 differs)")
-    return path, ""
+    return None, (f"the golden's model {where} is no longer on disk (looked in the current "
+                  "folder and the golden's folder and those above it)")
 
 
 def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],

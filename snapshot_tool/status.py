@@ -62,22 +62,9 @@ def _age_days(created: str, now: _dt.datetime) -> float | None:
 
 def _model_state(model_path: str, digest: str, golden: Path, root: Path,
                  cache: dict[Path, str]) -> ModelState:
-    from snapshot_tool.models.load import model_digest
+    from snapshot_tool.models.load import locate_recorded_model
 
-    if not model_path or not digest:
-        return "unknown"
-    given = Path(model_path)
-    # Recorded as given to `record`: relative to where it ran, which is usually the project
-    # root (the folder status scans) or the golden's folder.
-    candidates = [given] if given.is_absolute() else [root / given, golden.parent / given,
-                                                      Path.cwd() / given]
-    for p in candidates:
-        if p.exists():
-            key = p.resolve()
-            if key not in cache:
-                cache[key] = model_digest(p)
-            return "matches" if cache[key] == digest else "changed"
-    return "missing"
+    return locate_recorded_model(model_path, digest, golden, root, digests=cache)[1]
 
 
 def golden_status(root: str | Path = ".") -> list[GoldenStatus]:

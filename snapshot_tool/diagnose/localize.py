@@ -108,7 +108,7 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     allowed = run_allowed_ops(options)
     sig_name = _signature(golden, signature, result)
     sg = golden.signatures[sig_name]
-    base_path = baseline_model or golden.info.model_path
+    base_path = baseline_model or _golden_model(golden)
     ident = dict(signature=sig_name, candidate_model=str(model_path),
                  golden_model=str(base_path or ""))
     missing = _missing_golden_model(baseline_model, base_path, ident)
@@ -139,6 +139,17 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
         return _trace_and_locate(base, bsig.name, cand, csig.name,
                                  _slice(bfeeds, start, stop), _slice(cfeeds, start, stop),
                                  diff, tag, ident, (start, stop))
+
+
+def _golden_model(golden: Golden) -> str:
+    """The golden's recorded model, found as the self-check finds it (relative to the current
+    folder or the golden's), else its model_path as recorded (a changed model there is still
+    traced: localize compares where the two models diverge, whatever they are)."""
+    from snapshot_tool.models.load import locate_recorded_model
+
+    found, _ = locate_recorded_model(golden.info.model_path, golden.info.model_digest,
+                                     golden.path)
+    return str(found) if found is not None else golden.info.model_path
 
 
 def _missing_golden_model(baseline_model: str | Path | None, base_path: str | Path | None,

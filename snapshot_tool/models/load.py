@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Literal
 
 from snapshot_tool.errors import ModelError
 from snapshot_tool.models.base import DEFAULT_TAG, Model
@@ -56,6 +57,46 @@ def _hdf5_hint(p: Path) -> str:
     return ("; it is an HDF5 file: a legacy Keras model (model.save('model.h5')) runs once "
             "re-saved as .keras (keras.saving.load_model(path).save('model.keras')) or "
             "exported with model.export(DIR); a golden goes after --golden")
+
+
+RecordedModelState = Literal["matches", "changed", "missing", "unknown"]
+
+
+def recorded_model_places(model_path: str, golden: Path, *roots: Path) -> list[Path]:
+    """Where a golden's ``model_path`` may be now. It is stored as given to ``record``:
+    relative to where that ran, usually the project root, which later runs (CI from a fresh
+    clone, a Makefile in a subfolder) may not share; so ``roots`` (a folder being scanned),
+    the current directory, and the golden's folder and each folder above it are tried."""
+    given = Path(model_path)
+    if given.is_absolute():
+        return [given]
+    folder = golden.resolve().parent
+    bases = [*roots, Path.cwd(), folder, *folder.parents]
+    return list(dict.fromkeys(base / given for base in bases))
+
+
+def locate_recorded_model(model_path: str, digest: str, golden: Path, *roots: Path,
+                          digests: dict[Path, str] | None = None
+                          ) -> tuple[Path | None, RecordedModelState]:
+    """The golden's own model if one of :func:`recorded_model_places` holds it with the
+    recorded files (sha256 equal to ``digest``): ``(path, "matches")``; else ``(None,
+    "changed")`` when a model sits there with other files, ``"missing"`` when none does,
+    ``"unknown"`` when the golden records no path or digest. ``digests`` caches digests
+    by resolved path across calls (status scans many goldens of one model)."""
+    if not model_path or not digest:
+        return None, "unknown"
+    cache: dict[Path, str] = {} if digests is None else digests
+    state: RecordedModelState = "missing"
+    for place in recorded_model_places(model_path, golden, *roots):
+        if not place.exists():
+            continue
+        key = place.resolve()
+        if key not in cache:
+            cache[key] = model_digest(place)
+        if cache[key] == digest:
+            return place, "matches"
+        state = "changed"
+    return None, state
 
 
 def model_digest(path: str | Path) -> str:

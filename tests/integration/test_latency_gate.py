@@ -237,6 +237,34 @@ def test_self_check_is_the_default_while_the_golden_model_is_on_disk(
     assert "self-check (wall" not in md and not any("self-check" in w for w in warnings)
 
 
+def test_self_check_finds_a_relative_model_path_from_another_folder(
+        cli, chains, tmp_path: Path, steady_clock: _SteadyClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """record ran at the project root with a relative path (`record models/base --golden
+    goldens/g.h5`); compare runs from another folder (a CI job's, a Makefile's). The
+    golden's model is found through the golden's folders, not reported gone."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(chains["base"], project / "models" / "base")
+    (project / "goldens").mkdir()
+    monkeypatch.chdir(project)
+    assert cli("record", "models/base", "--golden", "goldens/g.h5", "--num-samples", "8",
+               "--batch-size", "8", "--latency-batch-sizes", "1").code == 0
+    elsewhere = tmp_path / "ci"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    wide = tmp_path / "wide.toml"  # mechanics only: the numbers are the benchmark's job
+    wide.write_text("[latency]\nstored_max_drift = 9.0\n")
+    res = cli("compare", chains["slow"], "--golden", project / "goldens" / "g.h5",
+              "--config", wide, "--report-json", tmp_path / "r.json")
+    assert res.code == 0, res
+    doc = json.loads((tmp_path / "r.json").read_text())
+    (b,) = doc["latency"]["batches"]
+    assert b["self_checked"] is True, doc["warnings"]
+    assert not any("self-check" in w for w in doc["warnings"])
+
+
 def test_stored_compare_times_every_batch_size_before_the_self_check(
         cli, chains, tmp_path: Path, steady_clock: _SteadyClock,
         monkeypatch: pytest.MonkeyPatch) -> None:

@@ -159,7 +159,7 @@ def test_the_self_check_is_on_by_default_while_the_golden_model_is_on_disk(
     from snapshot_tool.models.load import model_digest
 
     def golden(path: Path, digest: str | None = None) -> Any:
-        return SimpleNamespace(info=SimpleNamespace(
+        return SimpleNamespace(path=tmp_path / "g.h5", info=SimpleNamespace(
             model_path=str(path), model_digest=model_digest(model) if digest is None
             else digest))
 

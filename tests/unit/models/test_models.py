@@ -324,3 +324,29 @@ def test_batch_hint_names_a_batch_the_inputs_fix_not_an_outputs_length() -> None
                           (TensorSpec("y", "float32", (None, 2)),
                            TensorSpec("vocab", "float32", (10,))))
     assert batch_hint(table, 16) == ""
+
+
+def test_a_goldens_model_is_found_from_another_folder_and_only_if_unchanged(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """record ran at the project root (`record models/m --golden goldens/g.h5`); a later run
+    starts elsewhere (a Makefile in a subfolder, a CI job's own directory). The model is
+    found through the golden's folders, and only with the recorded files."""
+    from snapshot_tool.models.load import locate_recorded_model, model_digest
+
+    root = tmp_path / "project"
+    model = root / "models" / "m"
+    model.mkdir(parents=True)
+    (model / "weights").write_bytes(b"recorded")
+    golden = root / "goldens" / "g.h5"
+    golden.parent.mkdir()
+    digest = model_digest(model)
+    elsewhere = tmp_path / "ci"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    found, state = locate_recorded_model("models/m", digest, golden)
+    assert state == "matches" and found is not None and found.resolve() == model.resolve()
+    assert locate_recorded_model(str(model), digest, golden)[1] == "matches"  # absolute
+    assert locate_recorded_model("models/gone", digest, golden) == (None, "missing")
+    assert locate_recorded_model("models/m", "", golden) == (None, "unknown")
+    (model / "weights").write_bytes(b"retrained")
+    assert locate_recorded_model("models/m", digest, golden) == (None, "changed")
