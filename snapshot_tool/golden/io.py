@@ -195,6 +195,14 @@ class _DroppingFile(io.RawIOBase):
         super().__init__()
         self._fh = path.open("r+b", buffering=0)
         self.error: OSError | None = None
+        self._abandoned = False
+
+    def abandon(self) -> None:
+        """This file will not be published (an exception, a SIGTERM). A stop that lands
+        inside h5py's close leaves the HDF5 file open until its last object is freed, which
+        can be after this file is closed; HDF5 then flushes and truncates through it. Those
+        calls go nowhere instead of failing on a closed file (a traceback on stderr)."""
+        self._abandoned = True
 
     def readable(self) -> bool:
         return True
@@ -206,11 +214,13 @@ class _DroppingFile(io.RawIOBase):
         return True
 
     def readinto(self, buffer: Any) -> int:
+        if self._abandoned:
+            return 0
         return self._fh.readinto(buffer) or 0
 
     def write(self, data: Any) -> int:
         n = len(memoryview(data).cast("B"))
-        if self.error is None:
+        if self.error is None and not self._abandoned:
             try:
                 view = memoryview(data).cast("B")
                 while view:
@@ -220,12 +230,16 @@ class _DroppingFile(io.RawIOBase):
         return n
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        if self._abandoned:
+            return offset
         return self._fh.seek(offset, whence)
 
     def tell(self) -> int:
-        return self._fh.tell()
+        return 0 if self._abandoned else self._fh.tell()
 
     def truncate(self, size: int | None = None) -> int:
+        if self._abandoned:
+            return size or 0
         if self.error is None:
             try:
                 return self._fh.truncate(size)
@@ -322,8 +336,9 @@ def _open_for_write(tmp: Path, target: Path, key: bytes | None) -> Iterator[Any]
             f.attrs[CONTENT_DIGEST] = digest
             if key is not None:
                 f.attrs[CONTENT_HMAC] = sign(digest, key)
-    except Exception:
-        if out.error is None:
+    except BaseException as exc:
+        out.abandon()
+        if out.error is None or not isinstance(exc, Exception):
             raise
     finally:
         out.close()

@@ -160,3 +160,32 @@ def test_readers_refuse_through_the_one_validation(tmp_path: Path, damage: objec
                  lambda g: open_stored(g, defer_tensors=True).__enter__()):
         with pytest.raises(GoldenError, match=message):
             read(p)
+
+
+def test_a_stop_inside_h5pys_close_leaves_no_traceback(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SIGTERM landing inside h5py's File.close leaves the HDF5 file open until the File
+    object is freed, after the temp file was closed: HDF5's flush on the way printed
+    "Exception ignored ... I/O operation on closed file" with a traceback."""
+    import gc
+    import sys
+
+    from snapshot_tool.golden import io as golden_io
+
+    dropped: list[BaseException | None] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda args: dropped.append(args.exc_value))
+    real_close = h5py.File.close
+
+    def interrupted(self: h5py.File) -> None:
+        raise KeyboardInterrupt
+
+    tmp = tmp_path / ".g.h5.tmp"
+    tmp.write_bytes(b"")
+    monkeypatch.setattr(h5py.File, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with golden_io._open_for_write(tmp, tmp_path / "g.h5", None) as f:
+            f.create_dataset("x", data=np.zeros(100))
+    monkeypatch.setattr(h5py.File, "close", real_close)
+    del f
+    gc.collect()
+    assert dropped == []
