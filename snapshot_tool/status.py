@@ -12,11 +12,12 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING
 
 from snapshot_tool.errors import SnapshotToolError
 
-ModelState = Literal["matches", "changed", "missing", "unknown"]
+if TYPE_CHECKING:  # models.load imports the model runtimes; status needs them only to hash
+    from snapshot_tool.models.load import RecordedModelState as ModelState
 
 # Folders that never hold a project's goldens but can hold very many files.
 _SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", "__pycache__",
