@@ -7,10 +7,10 @@ of this module can never masquerade as a model regression.
 Synthesis rules (documented in the README):
 - the leading dimension is the sample dimension; ``--num-samples`` rows are generated;
 - other dynamic dimensions (``None``) get ``DYNAMIC_DIM`` (8) elements;
-- floats are uniform in [0, 1); 16-, 32- and 64-bit ints uniform in [0, 10) (indices and
-  counts); 8-bit ints (bytes, pixels) and quantized ints (a full-integer TFLite model's,
-  whose integers stand for ``scale * (q - zero_point)``) uniform over their dtype's whole
-  range, which the quantization maps onto the real range the model was calibrated on;
+- floats are uniform in [0, 1); ints that are not quantized (any width: indices, counts,
+  ids into a small vocabulary) uniform in [0, 10); quantized ints (a full-integer TFLite
+  model's, whose integers stand for ``scale * (q - zero_point)``) uniform over their dtype's
+  whole range, which the quantization maps onto the real range the model was calibrated on;
   bools fair coin flips; strings short random ASCII tokens (as bytes);
 - a classify/regress signature's string input takes serialized tf.train.Example protos, which
   random strings are not: it needs ``--inputs FILE.tfrecord``;

@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from snapshot_tool.models.base import import_tf
+
 # TypeSpec classes as the SavedModel proto names them -> what users call the tensor.
 _PROTO_CLASSES = {"RAGGED_TENSOR_SPEC": "RaggedTensor", "SPARSE_TENSOR_SPEC": "SparseTensor"}
 _HOW_TO_DENSIFY = {
@@ -27,7 +29,7 @@ _COMPONENTS = {"RaggedTensor": "values and row splits",
 def output_kind(spec: Any) -> str | None:
     """``"RaggedTensor"``/``"SparseTensor"``/... for a composite output spec, None for a
     dense ``tf.TensorSpec``."""
-    import tensorflow as tf  # loaded already: the spec came from a loaded model
+    tf = import_tf()  # loaded already: the spec came from a loaded model
 
     if isinstance(spec, tf.TensorSpec):  # BoundedTensorSpec and other dense subclasses too
         return None
