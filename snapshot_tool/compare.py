@@ -379,11 +379,12 @@ def time_signatures(golden: Golden, timed: Iterable[Timed], models: Models,
     notes: list[str] = []
     if not options.latency:
         return checks, notes
+    digests: dict[Path, str] = {}  # the golden's model is hashed once, not per signature
     for name, sg, signature, feeds in timed:
         lat, more = compare_latency(golden, sg, feeds, models.candidate, signature,
                                     models.baseline, prepared.config, models.threads, progress,
                                     model_path=model_path, tag=prepared.tag,
-                                    self_check=options.self_check)
+                                    self_check=options.self_check, digests=digests)
         checks.extend(lat)
         notes.extend(f"{name}: {n}" if len(prepared.names) > 1 else n for n in more)
     return checks, notes
@@ -531,12 +532,14 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
                     model: Model, signature: str, baseline: Model | None, config: Config,
                     threads: Mapping[str, int], progress: Progress, *,
                     model_path: str | Path | None = None, tag: str = "serve",
-                    self_check: bool | None = None) -> tuple[list[LatencyCheck], list[str]]:
+                    self_check: bool | None = None, digests: dict[Path, str] | None = None
+                    ) -> tuple[list[LatencyCheck], list[str]]:
     """Side by side against ``baseline`` when given, else against the golden's samples.
 
     In stored mode the candidate is re-loaded from ``model_path`` (default ``model.path``)
     and measured the way ``record`` measured the golden; ``self_check`` re-times the
-    golden's own model beside it (see :func:`stored_latency`).
+    golden's own model beside it (see :func:`stored_latency`; ``digests`` caches the
+    model digests that finding it computes, across the signatures of one compare).
     """
     if baseline is not None:
         return _side_by_side_latency(golden, sg, feeds, model, signature, baseline, config,
@@ -547,7 +550,7 @@ def compare_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.
                     "compare side by side"]
     return stored_latency(golden, sg, feeds, model_path if model_path is not None
                           else model.path, tag, signature, model.kind, config, threads,
-                          progress, self_check=self_check)
+                          progress, self_check=self_check, digests=digests)
 
 
 def _side_by_side_latency(golden: Golden, sg: SignatureGolden,
@@ -576,7 +579,8 @@ def _side_by_side_latency(golden: Golden, sg: SignatureGolden,
     return [replace(c, signature=sg.signature) for c in checks], notes
 
 
-def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
+def _self_check_source(golden: Golden, digests: dict[Path, str] | None = None
+                       ) -> tuple[Path | None, str]:
     """The golden's own model for ``--self-check``, or why it cannot be used.
 
     The model must be where the golden says it was recorded from (as given to record:
@@ -593,7 +597,8 @@ def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
     if not golden.info.model_digest:
         return None, (f"the golden records no model digest to confirm that {where} is the "
                       "model it was recorded from")
-    found, state = locate_recorded_model(where, golden.info.model_digest, golden.path)
+    found, state = locate_recorded_model(where, golden.info.model_digest, golden.path,
+                                         digests=digests)
     if found is not None:
         return found, ""
     if state == "changed":
@@ -606,7 +611,8 @@ def _self_check_source(golden: Golden) -> tuple[Path | None, str]:
 def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.ndarray],
                    model_path: str | Path, tag: str, signature: str, kind: str,
                    config: Config, threads: Mapping[str, int], progress: Progress, *,
-                   self_check: bool | None = None) -> tuple[list[LatencyCheck], list[str]]:
+                   self_check: bool | None = None, digests: dict[Path, str] | None = None
+                   ) -> tuple[list[LatencyCheck], list[str]]:
     """The candidate's latency against the golden's stored samples, measured as ``record``
     measured them: calibration workload first, then a copy loaded for timing only, batch
     sizes ascending, :func:`~snapshot_tool.latency.measure.model_timer`'s budget.
@@ -627,15 +633,16 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
     notes: list[str] = []
     golden_kind = golden.info.model_kind or kind
     fingerprint = environment_fingerprint(dict(threads))
-    own, note = _self_check_model(golden, self_check)
+    own, note = _self_check_model(golden, self_check, digests)
     notes += [note] if note else []
     calibration, calibration_cpu = calibrate_times()
     with contextlib.ExitStack() as stack:
         copy = stack.enter_context(load_model(model_path, tag=tag))
         batches, skipped = batches_to_time(sorted(sg.latency), feeds, sg.inputs)
         notes += skipped
+        stored = {bs: from_record(sg.latency[bs]) for bs, _ in batches}
         checks = [gate_stored(
-            from_record(sg.latency[bs]), golden.environment, sg.latency[bs].calibration,
+            stored[bs], golden.environment, sg.latency[bs].calibration,
             model_timer(copy, signature, batch, bs,
                         progress=stage_progress(progress, f"latency batch {bs}")),
             bs, config.latency.stored_max_drift, fingerprint=fingerprint,
@@ -645,7 +652,7 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
         if own is not None:
             mine = stack.enter_context(load_model(own, tag=tag))
             checks = [self_check_stored(
-                check, from_record(sg.latency[bs]), golden.environment,
+                check, stored[bs], golden.environment,
                 (lambda b=own_batch: mine.run(sg.signature, b),  # type: ignore[misc]
                  lambda b=batch: copy.run(signature, b)),  # type: ignore[misc]
                 config.latency.stored_max_drift, fingerprint=fingerprint,
@@ -656,13 +663,14 @@ def stored_latency(golden: Golden, sg: SignatureGolden, feeds: Mapping[str, np.n
     return [replace(c, signature=sg.signature) for c in checks], notes
 
 
-def _self_check_model(golden: Golden, self_check: bool | None) -> tuple[Path | None, str]:
+def _self_check_model(golden: Golden, self_check: bool | None,
+                      digests: dict[Path, str] | None = None) -> tuple[Path | None, str]:
     """The golden's model to self-check against (None: no self-check) and what to tell
     the user about it: why an asked-for self-check was skipped, or that a default one
     could not run, so the stored verdict carries the machine's drift since record."""
     if self_check is False:
         return None, ""
-    own, why = _self_check_source(golden)
+    own, why = _self_check_source(golden, digests)
     if own is not None:
         return own, ""
     if self_check:
