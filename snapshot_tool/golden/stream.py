@@ -277,7 +277,10 @@ class StoredGolden:
 def _check_whole(t: StoredTensor, path: Path) -> None:
     """One tensor through its sha256, block by block (the validation's own reader)."""
     with malformed_is_golden_error(path):
-        got = validate.stream_sha(t.ds, t.where, path, hash_header, hash_body, decode, t.label)
+        got = validate.stream_sha(
+            t.ds, t.where, path, hash_header, hash_body,
+            lambda ds, raw: decode(ds, raw, t.record),  # attributes read once, not per block
+            t.label)
     check_sha(want_sha(t.ds, t.where, path), got, t.where, path)
 
 
