@@ -94,7 +94,12 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     Raises :class:`SnapshotToolError` only for bad input (no such golden, signature or
     model); everything about *tracing* is reported in the returned value's ``reason``.
     """
-    from snapshot_tool.compare import CompareOptions, run_allowed_ops, run_config
+    from snapshot_tool.compare import (
+        CompareOptions,
+        loaded_config,
+        run_allowed_ops,
+        run_config,
+    )
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.matching import candidate_signature, fit_inputs
     from snapshot_tool.models.load import load_model
@@ -104,6 +109,7 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     golden = read_golden(golden_path)
     tag = tag or golden.info.tag
     options = CompareOptions(config=config, rename=rename or {}, allow_ops=tuple(allow_ops))
+    options = replace(options, config=loaded_config(options))  # read once, as compare does
     cfg = run_config(options)
     allowed = run_allowed_ops(options)
     sig_name = _signature(golden, signature, result)
