@@ -49,10 +49,11 @@ def _cosines(g: Array, c: Array, identical: bool | None = None) -> Array:
         # Identical outputs, a passing gate's usual case: every row is exactly 1.0 by the
         # rules below, and one comparison costs far less than the per-row arithmetic.
         return np.ones(g.shape[0], dtype=np.float64)
-    if np.isfinite(g).all() and np.isfinite(c).all():
+    gfin, cfin = np.isfinite(g), np.isfinite(c)
+    if gfin.all() and cfin.all():
         # The usual case: no row needs the non-finite rules, nor a copy of the finite rows.
         return _finite_cosines(g, c)
-    finite = np.all(np.isfinite(g), axis=1) & np.all(np.isfinite(c), axis=1)
+    finite = np.all(gfin, axis=1) & np.all(cfin, axis=1)
     out = np.zeros(g.shape[0], dtype=np.float64)
     for i in np.flatnonzero(~finite):
         out[i] = 1.0 if np.array_equal(g[i], c[i], equal_nan=True) else 0.0

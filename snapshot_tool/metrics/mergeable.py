@@ -158,10 +158,10 @@ class Correlation:
 
     @staticmethod
     def of(g: np.ndarray, c: np.ndarray) -> Correlation:
-        if np.isfinite(g).all() and np.isfinite(c).all():
+        gfin, cfin = np.isfinite(g), np.isfinite(c)
+        if gfin.all() and cfin.all():
             gv, cv = g, c  # the usual case: no masks, no copies of the finite values
         else:
-            gfin, cfin = np.isfinite(g), np.isfinite(c)
             if not (np.array_equal(gfin, cfin)
                     and np.array_equal(g[~gfin], c[~cfin], equal_nan=True)):
                 return Correlation(False)

@@ -139,12 +139,13 @@ def binary_decisions(values: Array, threshold: float, probabilities: bool | None
 
 
 def argmax_decisions(scores: Array) -> Array:
-    if np.isfinite(scores).all():  # the usual case: no masking, no -1 rows
+    finite = np.isfinite(scores)
+    if finite.all():  # the usual case: no masking, no -1 rows
         decided: Array = np.argmax(scores, axis=1).astype(np.int64)
         return decided
-    out: Array = np.argmax(np.where(np.isfinite(scores), scores, -np.inf), axis=1)
+    out: Array = np.argmax(np.where(finite, scores, -np.inf), axis=1)
     out = out.astype(np.int64)
-    out[~np.all(np.isfinite(scores), axis=1)] = -1
+    out[~np.all(finite, axis=1)] = -1
     return out
 
 
