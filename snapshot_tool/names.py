@@ -7,7 +7,7 @@ through this module, so a name a report shows is a name the config accepts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 SEPARATOR = "/"
@@ -63,4 +63,15 @@ def unstorable(name: str) -> str | None:
         return "it names no dataset in HDF5"
     if SEPARATOR in name:
         return f"'{SEPARATOR}' separates groups in HDF5 (and signature from output in reports)"
+    return None
+
+
+def first_unstorable(inputs: Iterable[str], outputs: Iterable[str]
+                     ) -> tuple[str, str, str] | None:
+    """The first input or output name a golden cannot store, as ``(kind, name, why)``."""
+    for kind, names in (("input", inputs), ("output", outputs)):
+        for name in names:
+            why = unstorable(name)
+            if why:
+                return kind, name, why
     return None

@@ -49,7 +49,7 @@ from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, combine
 from snapshot_tool.models.load import load_model, model_digest
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
-from snapshot_tool.names import output_prefix, unstorable
+from snapshot_tool.names import first_unstorable, graph_key, output_prefix, unstorable
 from snapshot_tool.progress import Progress, no_progress, stage_progress
 
 if TYPE_CHECKING:
@@ -91,15 +91,13 @@ def signatures_to_record(model: Model, signature: str | None) -> list[SignatureI
 
 def _check_storable_names(sig: SignatureInfo, multi: bool) -> None:
     """Refuse, before anything runs, tensor names a golden cannot hold (``head/probs``)."""
-    for kind, specs in (("input", sig.inputs), ("output", sig.outputs)):
-        for spec in specs:
-            why = unstorable(spec.name)
-            if why:
-                suggestion = spec.name.replace("/", ".").strip(".") or f"{kind}_0"
-                raise SignatureError(
-                    f"signature {sig.name!r} has an {kind} named {spec.name!r}, which a golden "
-                    f"cannot store ({why}); rename it in the exported signature (e.g. "
-                    f"{suggestion!r})")
+    bad = first_unstorable((s.name for s in sig.inputs), (s.name for s in sig.outputs))
+    if bad:
+        kind, name, why = bad
+        suggestion = graph_key(name).strip(".") or f"{kind}_0"
+        raise SignatureError(
+            f"signature {sig.name!r} has an {kind} named {name!r}, which a golden cannot store "
+            f"({why}); rename it in the exported signature (e.g. {suggestion!r})")
     if multi and unstorable(sig.name):
         raise SignatureError(
             f"signature {sig.name!r} cannot be recorded with --signature all: in a golden of "

@@ -39,7 +39,7 @@ from snapshot_tool.golden.schema import (
     TensorRecord,
 )
 from snapshot_tool.isolate import ChildFailed, call_isolated
-from snapshot_tool.names import unstorable
+from snapshot_tool.names import first_unstorable
 
 
 def tensor_sha256(arr: np.ndarray, dtype_label: str | None = None) -> str:
@@ -302,12 +302,11 @@ def _check_names(signatures: Mapping[str, SignatureGolden]) -> None:
     """Refuse tensor names HDF5 would turn into groups (``head/probs``): the file written
     would read back as a damaged golden."""
     for sg in signatures.values():
-        for kind, names in (("input", sg.inputs), ("output", sg.outputs)):
-            for name in names:
-                why = unstorable(name)
-                if why:
-                    raise GoldenError(f"{kind} {name!r} of signature {sg.signature!r} cannot be "
-                                      f"stored in a golden: {why}")
+        bad = first_unstorable(sg.inputs, sg.outputs)
+        if bad:
+            kind, name, why = bad
+            raise GoldenError(f"{kind} {name!r} of signature {sg.signature!r} cannot be stored "
+                              f"in a golden: {why}")
 
 
 def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:
