@@ -227,7 +227,7 @@ def h5_write(path: Path, arrays: Mapping[str, np.ndarray], gzip: bool) -> None:
 
     with h5py.File(path, "w") as f:
         for k, v in arrays.items():
-            opts = dataset_options(v.shape, v.dtype.itemsize) if gzip else {}
+            opts = dataset_options(v.shape, v) if gzip else {}
             f.create_dataset(k, data=v, **opts)
     with path.open("rb+") as fh:
         os.fsync(fh.fileno())

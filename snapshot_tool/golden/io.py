@@ -90,6 +90,20 @@ CHUNK_BYTES = 1 << 18
 # smaller than the raw arrays; h5py ships lzf in every build, so plain h5py reads it
 # (benchmarks/golden_compression.py has the measurements; gzip-4 was the old default).
 COMPRESSION: dict[str, Any] = {"compression": "lzf", "shuffle": True}
+# ...but only where it pays. shuffle + lzf costs ~5 ms of CPU per MB written (and a pass
+# to undo on every read); on the values models often see or give (random-like floats:
+# embeddings, normalized noise, softmax scores, float16) it saves 0-9 %, which is that CPU
+# time spent for bytes that cost less than that to write or to move at ~100 MB/s, while
+# ids, masks, one-hots, ReLU activations and natural images shrink by 20-90 %. So a tensor
+# of at least TRIAL_BYTES is compressed only when its first chunk, compressed on trial,
+# shrinks by MIN_SAVING or more; otherwise it is stored contiguous and uncompressed (no
+# chunk index either: the raw bytes plus an object header). Smaller tensors are always
+# compressed: the trial would cost about what it could save. Reading is the same either
+# way for plain h5py; the choice changes the file's size, never its contents.
+TRIAL_BYTES = 1 << 20
+MIN_SAVING = 0.10
+# The in-memory file (and its one dataset) a trial compresses into; never part of a golden.
+_TRIAL = "compression-trial"
 
 
 def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
@@ -98,12 +112,31 @@ def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
     return max(1, min(shape[0], CHUNK_BYTES // row))
 
 
-def dataset_options(shape: tuple[int, ...], itemsize: int) -> dict[str, Any]:
-    """How a numeric tensor is stored: chunked along the sample axis and compressed.
-    Scalars and empty tensors cannot be chunked and are stored as they are."""
+def dataset_options(shape: tuple[int, ...], sample: np.ndarray) -> dict[str, Any]:
+    """How a numeric tensor of ``shape`` is stored, judged on ``sample`` (its first rows,
+    in the stored dtype): chunked along the sample axis and compressed, or, when a large
+    tensor would not shrink by MIN_SAVING, contiguous and uncompressed. Scalars and empty
+    tensors cannot be chunked and are stored as they are."""
     if len(shape) == 0 or 0 in shape:
         return {}
-    return {"chunks": (chunk_rows(shape, itemsize), *shape[1:]), **COMPRESSION}
+    rows = chunk_rows(shape, sample.dtype.itemsize)
+    large = int(np.prod(shape, dtype=np.int64)) * sample.dtype.itemsize >= TRIAL_BYTES
+    if large and compressed_fraction(sample[:rows]) > 1 - MIN_SAVING:
+        return {}
+    return {"chunks": (rows, *shape[1:]), **COMPRESSION}
+
+
+def compressed_fraction(sample: np.ndarray) -> float:
+    """What COMPRESSION leaves of ``sample``'s bytes, stored as one chunk of an in-memory
+    HDF5 file: the very filters a golden would use, so the trial cannot disagree with them
+    (a chunk that would grow is stored raw, so this is at most 1 plus a few bytes)."""
+    import h5py
+
+    if sample.size == 0:
+        return 1.0
+    with h5py.File(_TRIAL, "w", driver="core", backing_store=False) as f:
+        ds = f.create_dataset(_TRIAL, data=sample, chunks=sample.shape, **COMPRESSION)
+        return float(ds.id.get_storage_size()) / sample.nbytes
 
 
 def _write_tensor(group: Any, name: str, arr: np.ndarray,
@@ -130,8 +163,7 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
             storage = schema.VLEN_BYTES
     else:
         data = arr.view(np.uint16) if label == "bfloat16" else arr
-        ds = group.create_dataset(name, data=data,
-                                  **dataset_options(data.shape, data.dtype.itemsize))
+        ds = group.create_dataset(name, data=data, **dataset_options(data.shape, data))
     _set_attrs(ds, TensorRecord(label, tuple(arr.shape), digest, storage).to_attrs())
     _set_attrs(ds, extra or {})
 

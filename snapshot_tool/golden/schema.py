@@ -57,7 +57,10 @@ newer reader keeps reading version 1):
   A golden of several signatures (``record --signature all``) keeps one such set of groups
   per signature under ``/signatures/<name>/`` and sets the root ``signature`` to "all".
 
-  Tensors are stored losslessly: numeric arrays chunked with shuffle + gzip, strings as
+  Tensors are stored losslessly: numeric arrays chunked along the sample axis with
+  shuffle + lzf (shuffle + gzip before 0.2; both read the same), or contiguous and
+  uncompressed when a large tensor would not shrink by 10 % (``golden.io.dataset_options``),
+  strings as
   variable-length bytes (``string_storage="vlen_bytes"``) or, when an element holds a NUL
   byte (serialized tf.Example records do), variable-length uint8 arrays
   (``string_storage="vlen_uint8"``); bfloat16 as its raw 16-bit patterns with

@@ -42,6 +42,7 @@ from snapshot_tool.golden.io import (
     _record,
     _set_attrs,
     check_unchanged,
+    chunk_rows,
     dataset_options,
     malformed_is_golden_error,
     open_golden,
@@ -116,10 +117,13 @@ class TensorAppender:
         self.rest = tuple(block.shape[1:])
         if self.label == "string":
             return
-        stored = np.dtype(np.uint16) if self.label == "bfloat16" else block.dtype
-        opts = dataset_options(self.shape, stored.itemsize)
-        self._chunk = opts["chunks"][0] if opts else max(1, self.rows)
-        self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=stored, **opts)
+        stored = block.view(np.uint16) if self.label == "bfloat16" else block
+        opts = dataset_options(self.shape, stored)
+        # Written a chunk's worth of rows at a time, whether or not the tensor is chunked
+        # (contiguous when compression does not pay): few, large writes.
+        self._chunk = chunk_rows(self.shape, stored.dtype.itemsize)
+        self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=stored.dtype,
+                                             **opts)
         self._hash = hash_header(self.label, self.shape)
 
     def _flush(self, final: bool) -> None:
@@ -186,8 +190,9 @@ class StoredTensor:
 
     @property
     def chunk_rows(self) -> int:
+        # Blocks of a contiguous tensor (or a scalar) may start at any row.
         chunks = self.ds.chunks
-        return int(chunks[0]) if chunks else max(1, self.rows)
+        return int(chunks[0]) if chunks else 1
 
     @property
     def row_bytes(self) -> int:

@@ -318,26 +318,39 @@ _CHUNK_SLACK = 4096
 def deferrable(obj: Any, label: Any, file_size: int) -> bool:
     """Whether a tensor dataset's contents may be hashed by a reader that streams it anyway
     (``compare``) instead of here: numeric (no variable-length heap to parse) and stored as
-    its ``dtype`` attribute ``label`` says, chunked, its data inside this file, filtered
-    only by :data:`SAFE_FILTERS`, and every chunk its index lists inside the file and no
-    larger than a chunk's worth of data. The whole chunk index is read here, under the
-    child's time bound, so what is left for the reader to parse is the chunks' bytes alone,
-    through decoders that cannot hang or crash on them. (Call it on a format-2 golden whose
-    content digest matched: then the attributes the reader interprets are verified too.)"""
+    its ``dtype`` attribute ``label`` says, its data inside this file, and either contiguous
+    (raw bytes, exactly the dataset's size: nothing to decode) or chunked, filtered only by
+    :data:`SAFE_FILTERS`, every chunk its index lists inside the file and no larger than a
+    chunk's worth of data. The whole chunk index is read here, under the child's time
+    bound, so what is left for the reader to parse is the chunks' bytes alone, through
+    decoders that cannot hang or crash on them. (Call it on a format-2 golden whose content
+    digest matched: then the attributes the reader interprets are verified too.)"""
     import h5py
 
-    if obj.dtype.kind not in "biufc" or obj.chunks is None or obj.is_virtual:
+    if obj.dtype.kind not in "biufc" or obj.is_virtual:
         return False
     if label != str(obj.dtype) and not (label == "bfloat16" and obj.dtype == np.uint16):
         return False
     dcpl = obj.id.get_create_plist()
-    if dcpl.get_layout() != h5py.h5d.CHUNKED or dcpl.get_external_count():
+    if dcpl.get_external_count():
+        return False
+    if dcpl.get_layout() == h5py.h5d.CONTIGUOUS:
+        return _contiguous_inside(obj, file_size)
+    if dcpl.get_layout() != h5py.h5d.CHUNKED or obj.chunks is None:
         return False
     if any(dcpl.get_filter(i)[0] not in SAFE_FILTERS for i in range(dcpl.get_nfilters())):
         return False
     limit = math.prod(int(n) for n in obj.chunks) * obj.dtype.itemsize + _CHUNK_SLACK
     return all(offset is not None and 0 <= offset and offset + size <= file_size
                and size <= limit for offset, size in _chunk_extents(obj))
+
+
+def _contiguous_inside(obj: Any, file_size: int) -> bool:
+    """A contiguous dataset's bytes are all written and lie inside the file."""
+    offset = obj.id.get_offset()
+    size = int(obj.id.get_storage_size())
+    return (offset is not None and offset >= 0 and size == obj.size * obj.dtype.itemsize
+            and offset + size <= file_size)
 
 
 def _chunk_extents(obj: Any) -> list[tuple[int | None, int]]:

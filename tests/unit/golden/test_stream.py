@@ -71,6 +71,62 @@ def test_numeric_chunks_run_along_the_sample_axis_and_are_readable_by_plain_h5py
         assert np.array_equal(ds[()], arr)
 
 
+def _write_many(path: Path, arrays: dict[str, np.ndarray], batch: int) -> None:
+    with golden_writer(path, force=True) as f:
+        write_root_attrs(f, {"signature": "serving_default"})
+        f.create_group("inputs")
+        out = f.create_group("outputs")
+        for name, arr in arrays.items():
+            app = TensorAppender(out, name, arr.shape[0])
+            for a in range(0, arr.shape[0], batch):
+                app.append(arr[a:a + batch])
+            app.finish({"batched": True})
+
+
+def test_compression_is_kept_where_it_pays_and_large_noise_is_stored_raw(
+        tmp_path: Path) -> None:
+    """shuffle + lzf shrinks random floats by under 10 %, ids by about half: a large tensor
+    of the first kind is stored contiguous and uncompressed, one of the second chunked and
+    compressed, a small one compressed as before; plain h5py reads all three, and the
+    file is no larger than the raw arrays (what an .npz of them holds)."""
+    rng = np.random.default_rng(0)
+    arrays = {"noise": rng.standard_normal((100_000, 4), dtype=np.float32),  # 1.6 MB
+              "ids": rng.integers(0, 100, (100_000, 4)).astype(np.int32),
+              "small": rng.standard_normal((1000, 4), dtype=np.float32)}
+    path = tmp_path / "g.h5"
+    _write_many(path, arrays, batch=1000)
+    with h5py.File(path, "r") as f:
+        out = f["outputs"]
+        assert out["noise"].chunks is None and out["noise"].compression is None
+        assert out["ids"].chunks is not None and out["ids"].compression == "lzf"
+        assert out["small"].compression == "lzf"
+        for name, arr in arrays.items():
+            assert np.array_equal(out[name][()], arr), name
+    assert path.stat().st_size < sum(a.nbytes for a in arrays.values())
+
+
+def test_a_raw_tensor_streams_in_bounded_blocks_and_its_damage_is_caught(
+        tmp_path: Path) -> None:
+    # A contiguous tensor has no chunks to align to: blocks stay a few MB, its contents are
+    # left to the streaming reader like a chunked tensor's, and its checksum still guards.
+    arr = np.random.default_rng(1).standard_normal((300_000, 4), dtype=np.float32)
+    path = tmp_path / "g.h5"
+    _write(path, arr, batch=1000)
+    with open_stored(path, defer_tensors=True) as g:
+        t = g.signatures["serving_default"].outputs["out"]
+        assert t.ds.chunks is None and g.deferred == {"/outputs/out"}
+        block = row_block({"out": t}, 1000)
+        assert block % 1000 == 0 and block * 16 <= 16 << 20 and block < arr.shape[0]
+        check = StreamCheck(t, path)
+        for a in range(0, arr.shape[0], block):
+            check.feed(t.read(a, a + block), a)
+        check.check()
+    with h5py.File(path, "r+") as f:
+        f["outputs/out"][250_000, 3] = 7.0
+    with open_stored(path, defer_tensors=True) as g, pytest.raises(GoldenError, match="sha256"):
+        g.check_deferred(set())
+
+
 def test_a_changed_value_fails_the_streamed_checksum(tmp_path: Path) -> None:
     arr = np.ones((500, 2), dtype=np.float32)
     path = tmp_path / "g.h5"
