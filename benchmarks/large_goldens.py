@@ -265,6 +265,13 @@ def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def size_ratio(golden: int, npz: int) -> str:
+    """The ratio to 4 places and the difference in KB: a golden of tensors that do not
+    compress (stored raw) differs from the .npz only by what each file adds to the arrays
+    (a few KB), which 2 places would round away in either direction."""
+    return f"{golden / npz:.4f} ({(golden - npz) / 1024:+.0f} KB)"
+
+
 def report_times(results: Sequence[CaseResult], repeats: int) -> None:
     print(f"\n### Time and memory, whole processes (median of {repeats} interleaved repeats)\n")
     rows = []
@@ -278,7 +285,7 @@ def report_times(results: Sequence[CaseResult], repeats: int) -> None:
             f"{r.median_mb('bare_compare'):.0f}", f"{r.median_mb('tool_compare'):.0f}",
             f"{r.median_mb('tool_compare') / r.median_mb('bare_compare'):.2f}x",
             f"{r.golden_bytes / MB:.1f}", f"{r.npz_bytes / MB:.1f}",
-            f"{r.golden_bytes / r.npz_bytes:.2f}"])
+            size_ratio(r.golden_bytes, r.npz_bytes)])
     table(["case", "N", "B", "bare rec s", "record s", "ratio", "bare cmp s", "compare s",
            "ratio", "bare cmp MB", "compare MB", "ratio", "golden MB", "raw npz MB",
            "size ratio"], rows)
@@ -308,7 +315,7 @@ def report_sweep(rows: Sequence[SweepRow]) -> None:
             f"{s.tool_compare.seconds:.1f}", f"{s.bare_compare.seconds:.1f}",
             f"{s.tool_record.peak_kb / 1024:.0f}", f"{s.tool_record.seconds:.1f}",
             f"{s.golden_bytes / MB:.1f}", f"{s.npz_bytes / MB:.1f}",
-            f"{s.golden_bytes / s.npz_bytes:.2f}"] for s in rows]
+            size_ratio(s.golden_bytes, s.npz_bytes)] for s in rows]
     table(["N", "compare MB", "bare cmp MB", "ratio", "compare s", "bare cmp s", "record MB",
            "record s", "golden MB", "raw npz MB", "size ratio"], out)
     first, last = rows[0], rows[-1]
