@@ -128,16 +128,13 @@ def _same_inputs(golden: Golden, obtained: Golden) -> None:
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float | None:
+    """The largest change from ``a`` to ``b``, by compare's rules (an infinity or NaN on
+    one side only is an unbounded change, not none; NaN on both sides is no change)."""
+    from snapshot_tool.diff import absolute_differences
+
     if a.dtype != b.dtype or a.shape != b.shape or a.dtype.kind not in "fiu" or a.size == 0:
         return None
-    g, o = a.astype(np.float64), b.astype(np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.abs(o - g)
-    # Equal elements (an infinity kept, NaN on both sides) differ by 0; an infinity or NaN
-    # on one side only (log(0) turned NaN) by an unbounded amount, not by nothing.
-    d[(g == o) | (np.isnan(g) & np.isnan(o))] = 0.0
-    d[np.isnan(d)] = np.inf
-    return float(d.max())
+    return float(absolute_differences(a, b, nan_equal=True).max())
 
 
 def _change(name: str, g: np.ndarray | None, o: np.ndarray | None) -> OutputChange:

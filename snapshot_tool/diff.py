@@ -222,26 +222,35 @@ class _Chunk:
     need: np.ndarray  # |c-g| - rtol*|g|: the atol this element would need
 
 
+def absolute_differences(golden: np.ndarray, candidate: np.ndarray, nan_equal: bool
+                         ) -> np.ndarray:
+    """|candidate - golden| element by element, as float64, by the rules every figure of a
+    tensor's diff (and ``accept``'s largest change) rests on: integers by their exact
+    difference, not their float64 images; equal values by 0 (equal infinities too, which
+    subtract to NaN); NaN on one side only, or infinities of opposite signs, by infinity;
+    NaN on both sides by 0 when ``nan_equal``, else by infinity. Never NaN."""
+    if golden.dtype.kind in "iu" and candidate.dtype.kind in "iu":
+        return _int_absdiff(golden, candidate)
+    wide = np.complex128 if golden.dtype.kind == "c" else np.float64
+    g = golden.astype(wide)
+    c = candidate.astype(wide)
+    with np.errstate(invalid="ignore", over="ignore"):
+        absdiff: np.ndarray = np.abs(c - g)
+    absdiff[g == c] = 0.0
+    g_nan, c_nan = np.isnan(g), np.isnan(c)
+    absdiff[g_nan & c_nan] = 0.0 if nan_equal else np.inf
+    absdiff[g_nan ^ c_nan] = np.inf
+    absdiff[np.isnan(absdiff)] = np.inf  # inf vs -inf and the like
+    return absdiff
+
+
 def _chunk_figures(golden: np.ndarray, candidate: np.ndarray, tol: Tolerance) -> _Chunk:
     if golden.dtype.kind == "f" and candidate.dtype.kind == "f" \
             and np.isfinite(golden).all() and np.isfinite(candidate).all():
         return _finite_figures(golden, candidate, tol)
-    wide = np.complex128 if golden.dtype.kind == "c" else np.float64
-    g = golden.astype(wide)
-    c = candidate.astype(wide)
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        absdiff = _int_absdiff(golden, candidate) if golden.dtype.kind in "iu" else np.abs(c - g)
-        g_nan, c_nan = np.isnan(g), np.isnan(c)
-        # Equal infinities subtract to NaN, so equality is decided on its own; integers on
-        # their exact values, not their float64 images.
-        same = np.asarray(golden == candidate) if golden.dtype.kind in "iu" else (g == c)
-        absdiff[same] = 0.0
-        # One NaN side, or both NaN when NaN is not equal to NaN: infinitely wrong.
-        both_nan = g_nan & c_nan
-        absdiff[both_nan] = 0.0 if tol.nan_equal else np.inf
-        absdiff[g_nan ^ c_nan] = np.inf
-        absdiff[np.isnan(absdiff)] = np.inf  # inf vs -inf and the like
-        mag = np.abs(g)
+        absdiff = absolute_differences(golden, candidate, tol.nan_equal)
+        mag = np.abs(golden.astype(np.complex128 if golden.dtype.kind == "c" else np.float64))
         mag[~np.isfinite(mag)] = 0.0
         allowed = tol.atol + tol.rtol * mag
         bad = absdiff > allowed

@@ -213,3 +213,21 @@ def test_dtype_change_across_kinds_stays_a_structural_failure() -> None:
     d = compare_tensor("out", g, g.astype(np.int32), tol(), allow_dtype_change=True)
     assert d.status == "dtype_changed" and d.max_abs_diff is None
     assert "float precisions only" in d.message
+
+
+def test_accept_reports_the_change_compare_measures() -> None:
+    """accept's "largest change" and compare's max |diff| are one rule (diff's
+    absolute_differences): int64 values above 2**53 differ by their exact amount (their
+    float64 images are equal), a one-sided NaN or infinity is an unbounded change, NaN on
+    both sides none."""
+    from snapshot_tool.accept import _max_abs
+
+    big = np.array([2**53, 7], dtype=np.int64)
+    moved = np.array([2**53 + 1, 7], dtype=np.int64)
+    assert _max_abs(big, moved) == 1.0
+    assert compare_tensor("y", big, moved, resolve("y", "int64", Config())).max_abs_diff == 1.0
+    nan = np.array([np.nan, 1.0], dtype=np.float32)
+    assert _max_abs(nan, nan.copy()) == 0.0
+    assert _max_abs(nan, np.array([0.0, 1.0], dtype=np.float32)) == math.inf
+    assert _max_abs(np.array([np.inf]), np.array([-np.inf])) == math.inf
+
