@@ -22,8 +22,10 @@ installed copy does (TensorFlow's own modules are installed, hence compiled, for
    time and for CPU seconds (user + system of each process tree, from ``os.wait4``: what
    the tool's helper threads and validation child cost in total, and less moved than wall
    time by other jobs on a shared machine).
-2. **Memory**: peak RSS of compare (and record) on the MLP at 10k, 100k, 1M and 5M samples,
-   with the bare compare beside it. Peak RSS comes from ``os.wait4`` (the kernel's
+2. **By size**: the MLP at 10k, 100k, 1M and 5M samples, each size run like a timing
+   case (interleaved repeats, medians; the 1M timing case is reused): wall and CPU ratios
+   of record and compare at every size, and peak RSS of compare (and record) with the
+   bare compare beside it. Peak RSS comes from ``os.wait4`` (the kernel's
    ``ru_maxrss`` of that child). This parent never imports TensorFlow and stays small,
    because Linux carries a parent's resident set over fork/exec into the child's figure.
 3. **Size**: the golden's bytes against the raw ``.npz`` (``np.savez``, uncompressed) of
@@ -209,32 +211,17 @@ def time_case(case: Case, root: Path, repeats: int) -> CaseResult:
     return res
 
 
-@dataclass
-class SweepRow:
-    samples: int
-    tool_compare: Run
-    bare_compare: Run
-    tool_record: Run
-    golden_bytes: int
-    npz_bytes: int
-
-
-def memory_sweep(mlp: Path, sizes: Sequence[int], root: Path) -> list[SweepRow]:
+def size_sweep(mlp: Path, sizes: Sequence[int], root: Path, repeats: int,
+               done: Sequence[CaseResult]) -> list[CaseResult]:
+    """The MLP at each size, timed and measured like a timing case (interleaved repeats;
+    medians), reusing a timing case of the same size instead of running it twice."""
     rows = []
     for n in sizes:
-        case = Case("mlp", mlp, n, 1024, "")
-        inputs = root / f"sweep{n}.inputs.npz"
-        child(["inputs", "mlp", str(n), str(inputs)], root)
-        tag = f"_sweep{n}"
-        runs = {p: run(phase_cmd(p, case, root, inputs, tag), root) for p in PHASES}
-        golden = root / f"mlp{tag}.h5"
-        npz = root / f"mlp{tag}.expected.npz"
-        rows.append(SweepRow(n, runs["tool_compare"], runs["bare_compare"], runs["tool_record"],
-                             golden.stat().st_size, npz.stat().st_size))
-        print(f"  sweep {n}: compare {runs['tool_compare'].peak_kb / 1024:.0f} MB, bare "
-              f"{runs['bare_compare'].peak_kb / 1024:.0f} MB", file=sys.stderr, flush=True)
-        for p in (inputs, golden, npz):
-            p.unlink()
+        same = [r for r in done if r.case.model == mlp and r.case.samples == n]
+        res = same[0] if same else time_case(Case(f"mlp_{n}", mlp, n, 1024, ""), root, repeats)
+        rows.append(res)
+        print(f"  sweep {n}: compare {res.median_mb('tool_compare'):.0f} MB, bare "
+              f"{res.median_mb('bare_compare'):.0f} MB", file=sys.stderr, flush=True)
     return rows
 
 
@@ -307,25 +294,34 @@ def report_times(results: Sequence[CaseResult], repeats: int) -> None:
         print(f"{r.case.name}: {r.case.description}")
 
 
-def report_sweep(rows: Sequence[SweepRow]) -> None:
-    print("\n### Peak RSS of compare by golden size (MLP, batch 1024, one run each)\n")
-    out = [[f"{s.samples:,}", f"{s.tool_compare.peak_kb / 1024:.0f}",
-            f"{s.bare_compare.peak_kb / 1024:.0f}",
-            f"{s.tool_compare.peak_kb / s.bare_compare.peak_kb:.2f}x",
-            f"{s.tool_compare.seconds:.1f}", f"{s.bare_compare.seconds:.1f}",
-            f"{s.tool_record.peak_kb / 1024:.0f}", f"{s.tool_record.seconds:.1f}",
-            f"{s.golden_bytes / MB:.1f}", f"{s.npz_bytes / MB:.1f}",
-            size_ratio(s.golden_bytes, s.npz_bytes)] for s in rows]
-    table(["N", "compare MB", "bare cmp MB", "ratio", "compare s", "bare cmp s", "record MB",
-           "record s", "golden MB", "raw npz MB", "size ratio"], out)
+def report_sweep(rows: Sequence[CaseResult], repeats: int) -> None:
+    print(f"\n### By golden size (MLP, batch 1024; medians of {repeats} interleaved repeats)\n")
+    out = [[f"{r.case.samples:,}", f"{r.median_s('tool_record'):.1f}",
+            f"{r.median_s('bare_record'):.1f}", ratio(r, "record", "s"),
+            f"{r.median_s('tool_compare'):.1f}", f"{r.median_s('bare_compare'):.1f}",
+            ratio(r, "compare", "s"), ratio(r, "record", "cpu"), ratio(r, "compare", "cpu"),
+            f"{r.median_mb('tool_compare'):.0f}", f"{r.median_mb('bare_compare'):.0f}",
+            ratio(r, "compare", "mb"), f"{r.median_mb('tool_record'):.0f}",
+            f"{r.golden_bytes / MB:.1f}", f"{r.npz_bytes / MB:.1f}",
+            size_ratio(r.golden_bytes, r.npz_bytes)] for r in rows]
+    table(["N", "record s", "bare rec s", "ratio", "compare s", "bare cmp s", "ratio",
+           "record cpu ratio", "compare cpu ratio", "compare MB", "bare cmp MB", "ratio",
+           "record MB", "golden MB", "raw npz MB", "size ratio"], out)
     first, last = rows[0], rows[-1]
-    print(f"\ncompare peak at {last.samples:,} / at {first.samples:,}: "
-          f"{last.tool_compare.peak_kb / first.tool_compare.peak_kb:.2f}x (goal <= 1.2x)")
-    at_1m = [s for s in rows if s.samples == 1_000_000]
+    print(f"\ncompare peak at {last.case.samples:,} / at {first.case.samples:,}: "
+          f"{last.median_mb('tool_compare') / first.median_mb('tool_compare'):.2f}x "
+          "(goal <= 1.2x)")
+    at_1m = [r for r in rows if r.case.samples == 1_000_000]
     if at_1m:
-        s = at_1m[0]
-        print(f"compare peak at 1,000,000 vs bare script: {s.tool_compare.peak_kb / 1024:.0f} "
-              f"vs {s.bare_compare.peak_kb / 1024:.0f} MB (goal: below)")
+        r = at_1m[0]
+        print(f"compare peak at 1,000,000 vs bare script: {r.median_mb('tool_compare'):.0f} "
+              f"vs {r.median_mb('bare_compare'):.0f} MB (goal: below)")
+
+
+def ratio(r: CaseResult, command: str, measure: str) -> str:
+    """tool / bare of ``command`` (record, compare): wall seconds, CPU seconds or peak MB."""
+    median = {"s": r.median_s, "cpu": r.median_cpu, "mb": r.median_mb}[measure]
+    return f"{median(f'tool_{command}') / median(f'bare_{command}'):.2f}x"
 
 
 # --- main -------------------------------------------------------------------------------------
@@ -369,7 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="snapshot-large-") as tmp:
         root = Path(tmp)
         results: list[CaseResult] = []
-        sweep: list[SweepRow] = []
+        sweep: list[CaseResult] = []
         child(["build", "mlp", str(root)], root)
         wanted = {c.strip() for c in args.cases.split(",") if c.strip()}
         if args.only != "sweep":
@@ -383,11 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             results = [time_case(c, root, args.repeats) for c in cases if c.name in wanted]
         sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
         if args.only != "time" and sizes:
-            sweep = memory_sweep(root / "mlp", sizes, root)
+            sweep = size_sweep(root / "mlp", sizes, root, args.repeats, results)
     if results:
         report_times(results, args.repeats)
     if sweep:
-        report_sweep(sweep)
+        report_sweep(sweep, args.repeats)
     print(f"\nload average at end {load()}; benchmark wall time "
           f"{time.perf_counter() - started:.0f} s")
     return 0
