@@ -42,7 +42,7 @@ from snapshot_tool.metrics.thresholds import (
     validate_metric_config,
 )
 from snapshot_tool.models.base import Model, run_signature
-from snapshot_tool.models.load import load_model
+from snapshot_tool.models.load import check_model_path, load_model
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import output_prefix, qualified_name, signature_prefix
 from snapshot_tool.progress import Progress, no_progress, stage_progress
@@ -336,6 +336,12 @@ def load_models(stack: contextlib.ExitStack, model_path: str | Path, options: Co
                 prepared: Prepared) -> Models:
     """The candidate and the side-by-side baseline, open until ``stack`` closes; each is
     scanned (refused if it touches files or prints) before it runs."""
+    check_model_path(model_path)
+    if options.baseline_model is not None and options.latency:
+        try:
+            check_model_path(options.baseline_model)
+        except ModelError as exc:
+            raise ModelError(f"--baseline-model: {exc}") from None
     threads = fix_threads()
     model = stack.enter_context(load_model(model_path, tag=prepared.tag))
     allowed = run_allowed_ops(options)

@@ -47,7 +47,7 @@ from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, combine
-from snapshot_tool.models.load import load_model, model_digest
+from snapshot_tool.models.load import check_model_path, load_model, model_digest
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import first_unstorable, graph_key, output_prefix, unstorable
 from snapshot_tool.progress import Progress, no_progress, stage_progress
@@ -165,6 +165,7 @@ def record_with(model_path: str | Path, golden_path: str | Path, options: Record
     check_request(golden, options)
     cfg = options.config if isinstance(options.config, Config) else load_config(options.config)
     labels = read_labels(options)
+    check_model_path(model_path)
     threads = fix_threads()
     with load_model(model_path, tag=options.tag) as model:
         refuse_flagged(model, allowed_ops(options.allow_ops, cfg))

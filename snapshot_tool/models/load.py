@@ -21,17 +21,9 @@ def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
     ``tag`` is a SavedModel tag set, comma-separated (``"serve"``, ``"serve,gpu"``); other
     kinds have none and ignore it.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"model path {str(p)!r} does not exist")
+    p = check_model_path(path)
     if is_saved_model(p):
         return load_saved_model(p, tag)
-    if p.is_dir():
-        raise ModelError(f"{p} is a directory but not a SavedModel (no saved_model.pb inside)")
-    if p.name == "saved_model.pb":
-        # The file alone is not the model: its variables/ and assets/ sit beside it.
-        raise ModelError(f"{p} is the graph file of a SavedModel; give its directory "
-                         f"({p.parent}) as the model")
     suffix = p.suffix.lower()
     if suffix == ".tflite" or (suffix != ".keras" and looks_like_tflite(p)):
         return load_tflite(p)
@@ -42,6 +34,22 @@ def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
     raise ModelError(f"{p} is not a model snapshot-tool can load (expected a SavedModel "
                      "directory, a .tflite file, a .keras file or a frozen graph .pb)"
                      + _hdf5_hint(p))
+
+
+def check_model_path(path: str | Path) -> Path:
+    """What can be wrong with a MODEL path that needs no TensorFlow to see, so that a
+    mistyped path is said at once instead of after TensorFlow's import (seconds): record
+    and compare call it before anything starts TensorFlow, :func:`load_model` again."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model path {str(p)!r} does not exist")
+    if p.is_dir() and not is_saved_model(p):
+        raise ModelError(f"{p} is a directory but not a SavedModel (no saved_model.pb inside)")
+    if p.name == "saved_model.pb":
+        # The file alone is not the model: its variables/ and assets/ sit beside it.
+        raise ModelError(f"{p} is the graph file of a SavedModel; give its directory "
+                         f"({p.parent}) as the model")
+    return p
 
 
 # Every HDF5 file starts with this signature (at offset 0 unless a user block precedes it).

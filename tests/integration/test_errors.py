@@ -32,6 +32,26 @@ def test_model_path_missing(cli, tmp_path: Path) -> None:
     assert not (tmp_path / "g.h5").exists()
 
 
+def _exit_and_tensorflow(*args: object) -> tuple[str, str]:
+    """(exit code, whether TensorFlow was imported) of one CLI run in a fresh process."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['snapshot-tool', *{[str(a) for a in args]!r}]\n"
+            "try:\n    runpy.run_module('snapshot_tool', run_name='__main__')\n"
+            "except SystemExit as exc:\n    print(exc.code, 'tensorflow' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120).stdout.split()
+    return out[0], out[1]
+
+
+def test_a_mistyped_model_path_is_said_before_tensorflow_starts(tmp_path: Path,
+                                                                 golden: Path) -> None:
+    # TensorFlow's import takes seconds; a path that is not there needs none of it.
+    missing = tmp_path / "modle"
+    assert _exit_and_tensorflow("record", missing, "--golden", tmp_path / "g.h5") == \
+        ("2", "False")
+    assert _exit_and_tensorflow("compare", missing, "--golden", golden) == ("2", "False")
+
+
 def test_model_path_not_a_saved_model(cli, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     assert_usage_error(cli("inspect", tmp_path / "empty"), "not a SavedModel")
