@@ -45,6 +45,7 @@ from snapshot_tool.golden.stream import (
     open_stored,
     row_block,
 )
+from snapshot_tool.inputs.batching import is_scalar, row_slice
 from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.matching import candidate_signature, conform_inputs, fit_inputs, match_inputs
 from snapshot_tool.metrics.tasks import OutputInfo, output_task
@@ -179,7 +180,10 @@ class _SignatureRun:
         self.batch_size = golden.meta.info.batch_size
         names, note = match_inputs(self.sig, set(stored.inputs), model, "candidate")
         self.notes = [n for n in (sig_note, note) if n]
-        self.inputs = {c: stored.inputs[g] for c, g in names.items()}
+        inputs = {c: stored.inputs[g] for c, g in names.items()}
+        # Batched inputs are read block by block; scalar ones once, and fed with every batch.
+        self.inputs = {c: t for c, t in inputs.items() if not is_scalar(t)}
+        self.scalars = {c: t for c, t in inputs.items() if is_scalar(t)}
         self.total = next(iter(self.inputs.values())).rows if self.inputs else 0
         labels = stored.meta.labels
         # Labels of another length fail task metrics in memory too (no candidate values).
@@ -189,7 +193,7 @@ class _SignatureRun:
                         for k, t in sorted(stored.outputs.items())}
         self.extras: dict[str, list[tuple[str, tuple[int, ...], int]]] = {}
         self.checks = {t.where: StreamCheck(t, t.path) for t in (
-            *self.inputs.values(), *(o.golden for o in self.outputs.values()))}
+            *inputs.values(), *(o.golden for o in self.outputs.values()))}
         self.whole: dict[str, np.ndarray] = {}
 
     def _output(self, k: str, t: StoredTensor, info: OutputInfo) -> _Output:
@@ -208,6 +212,7 @@ class _SignatureRun:
             if not o.streamed:
                 self.whole[o.name] = o.golden.read()
                 self.checks[o.golden.where].feed(self.whole[o.name], 0)
+        scalars = {c: self._read(t, 0, 0) for c, t in self.scalars.items()}
         streamed = {k: o.golden for k, o in self.outputs.items() if o.streamed}
         block = row_block({**self.inputs, **streamed}, self.batch_size)
         stage = f"comparing {self.name}"
@@ -215,8 +220,8 @@ class _SignatureRun:
         for a, b, ins, gold in self._blocks(block, streamed):
             for s in range(a, b, self.batch_size) if self.total else [0]:
                 e = min(s + self.batch_size, b)
-                feeds, cast = conform_inputs(self.sig, {c: v[s - a:e - a] for c, v in ins.items()},
-                                       self.model, "candidate")
+                batch = row_slice({**ins, **scalars}, s - a, e - a)
+                feeds, cast = conform_inputs(self.sig, batch, self.model, "candidate")
                 if cast and cast not in notes:
                     notes.append(cast)
                 for k, v in self.model.run(self.sig.name, feeds).items():

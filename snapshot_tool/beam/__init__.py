@@ -63,3 +63,14 @@ def pipeline_args(beam_args: Sequence[str]) -> list[str]:
 def check_runner(runner: str) -> None:
     if runner not in RUNNERS:
         raise SnapshotToolError(f"--runner {runner!r}: expected one of {', '.join(RUNNERS)}")
+
+
+def refuse_scalars(names: Sequence[str], signature: str) -> None:
+    """Beam splits inputs into row ranges that shard goldens store and readers join again;
+    a scalar input (0-d, fed unchanged with every batch) has no rows to split or join, and
+    sharded goldens do not hold one. Refused before any worker starts."""
+    if names:
+        raise SnapshotToolError(
+            f"--runner beam does not take scalar (rank-0) inputs yet: signature "
+            f"{signature!r} takes {', '.join(repr(n) for n in names)}; run it in-process "
+            "(without --runner beam)")

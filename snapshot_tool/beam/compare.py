@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from snapshot_tool.beam import LATENCY_NOTE, pipeline_args, require_beam
+from snapshot_tool.beam import LATENCY_NOTE, pipeline_args, refuse_scalars, require_beam
 from snapshot_tool.beam.work import CompareJob, OutputPartial, OutputPlan, execute
 from snapshot_tool.compare import (
     CompareOptions,
@@ -99,8 +99,11 @@ def _read_head(p: Path) -> tuple[Golden, Shapes]:
         # A range of a single file cannot check whole-tensor checksums; check them here,
         # streaming (a sharded golden's workers check their own shards).
         verify_golden(p)
-    head = read_head(p, 64)
     shapes = _shapes(describe_golden(p))
+    for sig in sorted({sig for sig, _, _ in shapes}):
+        refuse_scalars(sorted(name for (s, grp, name), shape in shapes.items()
+                              if s == sig and grp == "inputs" and shape == ()), sig)
+    head = read_head(p, 64)
     return _with_facts(head, shapes, p), shapes
 
 

@@ -126,7 +126,8 @@ def _shards(rows: int, shards: int, batch_size: int) -> list[Shard]:
 def _plan(model: Model, sigs: list[SignatureInfo], options: RecordOptions,
           exclude: tuple[str, ...]) -> tuple[int, dict[str, dict[str, dict[str, Any]]], list[str]]:
     """Rows to split, the spread attributes from the first batch, and the warnings."""
-    from snapshot_tool.inputs.batching import num_rows
+    from snapshot_tool.beam import refuse_scalars
+    from snapshot_tool.inputs.batching import num_rows, row_slice, scalar_names
     from snapshot_tool.inputs.files import from_file
     from snapshot_tool.inputs.synthesize import synthesize
     from snapshot_tool.record import measure_spread, spread_attrs
@@ -142,7 +143,8 @@ def _plan(model: Model, sigs: list[SignatureInfo], options: RecordOptions,
         if not feeds:
             raise InputsError(f"signature {sig.name!r} takes no inputs, so there are no rows "
                               "to split between workers; record it in-process")
-        first = {k: v[:batch_size] for k, v in feeds.items()}
+        refuse_scalars(scalar_names(feeds), sig.name)
+        first = row_slice(feeds, 0, batch_size)
         spreads = measure_spread(model, sig, first, batch_size)
         extra[sig.name] = {}
         if spreads:

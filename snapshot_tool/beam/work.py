@@ -19,6 +19,7 @@ from snapshot_tool.diff_merge import DiffPartial, merge, partial_diff
 from snapshot_tool.errors import SnapshotToolError
 from snapshot_tool.golden.schema import OutputRecord, SignatureGolden
 from snapshot_tool.golden.sharded import RowRange, ShardEntry, read_range, write_shard
+from snapshot_tool.inputs.batching import row_slice
 from snapshot_tool.metrics.mergeable import (
     Agreement,
     Task,
@@ -269,7 +270,7 @@ class RecordJob:
         rows = None if labels is None else labels[s.start:s.stop]
         sigs: dict[str, SignatureGolden] = {}
         for name in self.signatures:
-            feeds = {k: v[s.start:s.stop] for k, v in self._feeds(loaded, name).items()}
+            feeds = row_slice(self._feeds(loaded, name), s.start, s.stop)
             with loaded.lock:
                 outputs, batched = run_signature(loaded.model, loaded.model.signatures[name],
                                                  feeds, self.batch_size)

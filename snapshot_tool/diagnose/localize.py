@@ -51,7 +51,9 @@ def _batch_of(diff: TensorDiff, batch_size: int, rows: int) -> tuple[int, int] |
 
 
 def _slice(feeds: Mapping[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
-    return {k: v[start:stop] for k, v in feeds.items()}
+    from snapshot_tool.inputs.batching import row_slice
+
+    return row_slice(feeds, start, stop)
 
 
 def _first_failing(sg: SignatureGolden, model: Model, sig_name: str,

@@ -9,6 +9,7 @@ from typing import Any
 
 from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import (
+    _decode,
     malformed_is_golden_error,
     open_golden,
     read_metrics,
@@ -49,9 +50,22 @@ def _tensor(name: str, ds: Any) -> dict[str, Any]:
     return {"name": name, "dtype": rec.dtype, "shape": list(rec.shape), "sha256": rec.sha256}
 
 
+def _input(name: str, ds: Any) -> dict[str, Any]:
+    """An input; a scalar one (a setting fed with every batch: keep_prob, a temperature)
+    with its value, which says more about the recording than its checksum."""
+    entry = _tensor(name, ds)
+    if ds.shape == ():
+        value = _decode(ds, ds[()]).item()
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        entry["value"] = value if isinstance(value, bool | int | float | str) else str(value)
+    return entry
+
+
 def _describe_signature(g: Any, path: Path) -> dict[str, Any]:
-    entry: dict[str, Any] = {grp: [_tensor(k, ds) for k, ds in g[grp].items()]
-                             for grp in schema.TENSOR_GROUPS}
+    entry: dict[str, Any] = {
+        schema.INPUTS: [_input(k, ds) for k, ds in g[schema.INPUTS].items()],
+        schema.OUTPUTS: [_tensor(k, ds) for k, ds in g[schema.OUTPUTS].items()]}
     if schema.LABELS in g:
         ds = g[schema.LABELS]
         labels = _tensor(schema.LABELS, ds)

@@ -82,6 +82,11 @@ newer reader keeps reading version 1):
   process CPU time (all threads) of each timed call, one per ``samples_ns`` entry, with its
   ``sha256``; and the ``samples_ns`` attribute ``calibration_cpu`` (CPU seconds of the
   calibration workload). The stored latency gate judges on CPU time when both are there.
+  Also without a bump: an input may be a scalar dataset (shape ``()``, with the same
+  ``dtype``, ``shape`` and ``sha256``), a signature's rank-0 input (a TF1 ``keep_prob``, a
+  temperature) fed unchanged with every batch; every other input still has the sample
+  axis first. A reader that predates it fails on such a golden's compare (a crash slicing
+  the scalar, never a verdict), and reads every other golden as before.
 
 The content digest (see :mod:`snapshot_tool.golden.digest`) is the sha256 of an ordered
 manifest: one line per HDF5 object, ``<path> <sha256 of the object's kind, dtype, shape and

@@ -14,7 +14,13 @@ Synthesis rules (documented in the README):
   bools fair coin flips; strings short random ASCII tokens (as bytes);
 - a classify/regress signature's string input takes serialized tf.train.Example protos, which
   random strings are not: it needs ``--inputs FILE.tfrecord``;
-- a signature without inputs gets no arrays, and is run once (see :func:`batches`).
+- a signature without inputs gets no arrays, and is run once (see :func:`batches`);
+- a scalar (rank-0) input is a setting, not data (a TF1 ``keep_prob`` or ``is_training``, a
+  temperature): its value cannot be guessed, so synthesis refuses it and says how to give
+  it, as a 0-d array in an inputs file.
+
+Scalar inputs given in a file (0-d arrays) have no sample dimension: they are fed unchanged
+with every batch (:mod:`.batching` owns that rule) and stored in the golden as scalars.
 
 Files: ``.npz`` and ``.h5`` arrays are matched to inputs by name; a ``.tfrecord`` file's
 records feed a signature whose only input is a string tensor (serialized tf.train.Example).

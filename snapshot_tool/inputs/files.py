@@ -14,6 +14,7 @@ import numpy as np
 
 from snapshot_tool.dtypes import numpy_dtype
 from snapshot_tool.errors import InputsError
+from snapshot_tool.inputs.batching import is_scalar
 from snapshot_tool.inputs.tfrecord import is_tfrecord_path, read_tfrecord
 from snapshot_tool.models.base import SignatureInfo, TensorSpec
 
@@ -125,6 +126,7 @@ def conform(spec: TensorSpec, arr: np.ndarray, source: str) -> np.ndarray:
         raise InputsError(
             f"{source}: array for input {spec.name!r} has dtype {arr.dtype} but the signature "
             f"expects {spec.dtype}; convert it (e.g. arr.astype('{spec.dtype}'))")
+    _check_scalar(spec, arr, source)
     if spec.shape is not None:
         if arr.ndim != len(spec.shape):
             raise InputsError(
@@ -159,6 +161,36 @@ def conform(spec: TensorSpec, arr: np.ndarray, source: str) -> np.ndarray:
     return out
 
 
+def _check_scalar(spec: TensorSpec, arr: np.ndarray, source: str) -> None:
+    """A scalar (0-d) array is fed whole with every batch, so it fits only an input that
+    takes a scalar (rank 0, or a rank the signature does not say); an input with a sample
+    dimension needs rows, and a scalar input cannot take rows."""
+    if spec.shape is None or is_scalar(arr) == (spec.shape == ()):
+        return
+    if is_scalar(arr):
+        raise InputsError(
+            f"{source}: array for input {spec.name!r} is a scalar (0-d) but the signature "
+            f"expects {spec.describe()}, with a sample dimension; store one row per "
+            "sample (only a scalar input, rank 0, takes a 0-d array)")
+    raise InputsError(
+        f"{source}: array for input {spec.name!r} has shape {arr.shape} but the signature "
+        f"takes a scalar ({spec.describe()}), fed unchanged with every batch; store it as "
+        f"a 0-d array (e.g. {spec.name}={scalar_example(spec)})")
+
+
+def scalar_example(spec: TensorSpec) -> str:
+    """A 0-d numpy value for a scalar input, as a user would write it: a setting's
+    neutral value (keep_prob and temperature 1.0, is_training False)."""
+    if spec.dtype == "bool":
+        return "np.bool_(False)"
+    if spec.dtype == "string":
+        return "np.bytes_(b'...')"
+    if spec.dtype == "bfloat16":
+        return "np.float32(1.0)"  # numpy has no bfloat16; casts within a kind are done
+    value = "1.0" if _kind(spec.dtype) == "float" else "0"
+    return f"np.{numpy_dtype(spec.dtype).name}({value})"
+
+
 def from_file(sig: SignatureInfo, path: str | Path,
               exclude: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Inputs for ``sig`` read from ``path``, matched by input name.
@@ -172,12 +204,16 @@ def from_file(sig: SignatureInfo, path: str | Path,
         return _from_tfrecord(sig, arrays[TFRECORD_ARRAY], str(path))
     if len(sig.inputs) == 1 and sig.inputs[0].name not in arrays and len(arrays) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
-    missing = [n for n in names if n not in arrays]
+    missing = [s for s in sig.inputs if s.name not in arrays]
     if missing:
+        spec = missing[0]
+        hint = (f"; {spec.name!r} is a scalar setting: add it as a 0-d array "
+                f"({spec.name}={scalar_example(spec)} in np.savez)"
+                if spec.shape == () else "")
         raise InputsError(
-            f"inputs file {path} has no array for input {missing[0]!r} of signature "
+            f"inputs file {path} has no array for input {spec.name!r} of signature "
             f"{sig.name!r}; it holds: {', '.join(sorted(arrays)) or 'nothing'} "
-            f"(expected: {', '.join(names)})")
+            f"(expected: {', '.join(names)}){hint}")
     out = {s.name: conform(s, arrays[s.name], str(path)) for s in sig.inputs}
     return check_rows(out, str(path))
 
@@ -198,7 +234,9 @@ def _from_tfrecord(sig: SignatureInfo, records: np.ndarray, source: str
 
 
 def check_rows(arrays: Mapping[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    rows = {k: (v.shape[0] if v.ndim else 0) for k, v in arrays.items()}
+    """``arrays`` if their batched inputs agree on the number of samples and hold some;
+    scalar inputs (0-d, fed with every batch) have no samples to count."""
+    rows = {k: v.shape[0] for k, v in arrays.items() if not is_scalar(v)}
     if len(set(rows.values())) > 1:
         detail = ", ".join(f"{k}={n}" for k, n in sorted(rows.items()))
         raise InputsError(f"{source}: inputs disagree on the number of samples ({detail})")

@@ -7,6 +7,7 @@ import numpy as np
 
 from snapshot_tool.dtypes import numpy_dtype
 from snapshot_tool.errors import InputsError
+from snapshot_tool.inputs.files import scalar_example
 from snapshot_tool.models.base import SignatureInfo, TensorSpec
 
 DYNAMIC_DIM = 8
@@ -19,12 +20,6 @@ def _sample_shape(spec: TensorSpec, num_samples: int) -> tuple[int, ...]:
     if spec.shape is None:
         # Unknown rank: a vector per sample is the most common meaning in practice.
         return (num_samples,)
-    if len(spec.shape) == 0:
-        raise InputsError(
-            f"input {spec.name!r} is a scalar (rank 0) and has no sample dimension to batch "
-            "over; export the signature with a leading batch dimension, or, for a setting "
-            "rather than data (a TF1 keep_prob, a temperature), without that input (keep it "
-            "in the graph, e.g. as tf.compat.v1.placeholder_with_default)")
     rest = tuple(DYNAMIC_DIM if d is None else d for d in spec.shape[1:])
     return (num_samples, *rest)
 
@@ -34,6 +29,7 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.
     if num_samples < 1:
         raise InputsError(f"--num-samples must be at least 1, got {num_samples}")
     _refuse_random_examples(sig)
+    _refuse_scalars(sig)
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     # Sorted order keeps the stream independent of the order TensorFlow lists inputs in.
@@ -85,3 +81,34 @@ def _refuse_random_examples(sig: SignatureInfo) -> None:
             f"{strings[0]!r} takes serialized tf.train.Example protos, which random strings "
             "are not; pass --inputs FILE.tfrecord (a TFRecord of tf.train.Example)")
 
+
+def _refuse_scalars(sig: SignatureInfo) -> None:
+    """A scalar (rank-0) input is a setting, not data: a random keep_prob or is_training
+    would record a golden of a model in a state nobody runs it in. Its value is the user's
+    to give, in the inputs file beside the data."""
+    scalars = sorted(repr(s.name) for s in sig.inputs if s.shape == ())
+    if not scalars:
+        return
+    what = (f"input {scalars[0]} of signature {sig.name!r} is a scalar" if len(scalars) == 1
+            else f"inputs {', '.join(scalars)} of signature {sig.name!r} are scalars")
+    raise InputsError(
+        f"{what} (rank 0): a setting rather than data (a TF1 keep_prob or is_training, a "
+        "temperature) whose value cannot be synthesized; give it as a 0-d array in an "
+        f"inputs file beside the other inputs, e.g. {savez_line(sig)}, and record with "
+        "--inputs inputs.npz")
+
+
+def savez_line(sig: SignatureInfo) -> str:
+    """The np.savez call that writes an inputs file for ``sig``: its batched inputs from
+    arrays of the same name (their samples), its scalar ones as 0-d values."""
+    named: list[str] = []
+    odd: list[str] = []  # names np.savez takes only as a ** dict ("input.1")
+    for s in sorted(sig.inputs, key=lambda s: (s.shape == (), s.name)):
+        ok = s.name.isidentifier()
+        value = scalar_example(s) if s.shape == () else (s.name if ok else "rows")
+        if ok:
+            named.append(f"{s.name}={value}")
+        else:
+            odd.append(f"{s.name!r}: {value}")
+    args = ["'inputs.npz'", *named, *([f"**{{{', '.join(odd)}}}"] if odd else [])]
+    return f"np.savez({', '.join(args)})"

@@ -26,7 +26,7 @@ import numpy as np
 
 from snapshot_tool.errors import InputsError
 from snapshot_tool.golden.schema import LatencyRecord
-from snapshot_tool.inputs.batching import num_rows
+from snapshot_tool.inputs.batching import has_rows, num_rows, row_slice
 from snapshot_tool.latency.stats import IntArray, LatencyStats, summarize
 
 Progress = Callable[[int, int], None]
@@ -329,11 +329,14 @@ def latency_sizes(sizes: Sequence[int] | None, batch_size: int) -> list[int]:
 
 
 def slice_batch(inputs: Mapping[str, np.ndarray], bs: int) -> dict[str, np.ndarray] | None:
-    if not inputs:
-        return {}
+    """The first ``bs`` rows of the batched inputs, scalar inputs whole; None when there
+    are fewer rows. Inputs without rows (none, or only scalars) are the same call at any
+    batch size."""
+    if not has_rows(inputs):
+        return dict(inputs)
     if num_rows(inputs) < bs:
         return None
-    return {k: v[:bs] for k, v in inputs.items()}
+    return row_slice(inputs, 0, bs)
 
 
 
@@ -409,7 +412,7 @@ def batches_to_time(sizes: Sequence[int], feeds: Mapping[str, np.ndarray],
         batches = [slice_batch(f, bs) for f in (feeds, *others)]
         fitting = [b for b in batches if b is not None]
         if len(fitting) < len(batches):
-            rows = min(num_rows(f) for f in (feeds, *others) if f)
+            rows = min(num_rows(f) for f in (feeds, *others) if has_rows(f))
             notes.append(f"latency at batch size {bs} skipped: the inputs hold only {rows} "
                          "samples")
             continue
@@ -420,9 +423,10 @@ def batches_to_time(sizes: Sequence[int], feeds: Mapping[str, np.ndarray],
 def timing_sizes(sizes: Sequence[int], inputs: Mapping[str, np.ndarray]) -> list[int]:
     """The batch sizes timed, in the order they are timed: ascending, so every copy sees its
     first call of each shape in the same order (a tracing model specializes on the shapes
-    it meets first). A signature without inputs is the same call at any "batch size"."""
+    it meets first). A signature without batched inputs (none, or only scalars) is the
+    same call at any "batch size"."""
     ordered = sorted(set(sizes))
-    return ordered[:1] if not inputs else ordered
+    return ordered if has_rows(inputs) else ordered[:1]
 
 
 def to_record(m: Measurement, calibration: float,

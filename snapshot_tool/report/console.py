@@ -327,8 +327,10 @@ def show_renderables(info: Mapping[str, Any]) -> list[RenderableType]:
             table.add_column(col)
         for kind in ("inputs", "outputs"):
             for t in entry[kind]:
-                table.add_row(kind[:-1], escape(t["name"]), t["dtype"],
-                              str(tuple(t["shape"])), t["sha256"][:12])
+                # A scalar input (a setting fed with every batch) shows its value.
+                shape = str(tuple(t["shape"])) + (f" = {t['value']}" if "value" in t else "")
+                table.add_row(kind[:-1], escape(t["name"]), t["dtype"], escape(shape),
+                              t["sha256"][:12])
         if "labels" in entry:
             lab = entry["labels"]
             table.add_row("labels", escape(lab["source"]), lab["dtype"], str(tuple(lab["shape"])),
@@ -372,6 +374,9 @@ _SHAPE_SOURCES = {
     "unknown": "   (no tensor_shape in the signature_def, none in the graph: any shape is fed)",
 }
 
+# What inspect adds after a scalar input: it is not synthesized, the user gives its value.
+_SCALAR_INPUT = "   (scalar: give its value as a 0-d array in --inputs; fed with every batch)"
+
 
 def inspect_doc(model: str, kind: str, signatures: Mapping[str, SignatureInfo],
                 notes: Sequence[str], *, scanned: bool = False,
@@ -409,7 +414,8 @@ def inspect_renderables(model: str, kind: str, signatures: Mapping[str, Signatur
         items.append(f"\n[bold]{escape(name)}[/]{method}")
         for io, specs in (("in ", s.inputs), ("out", s.outputs)):
             # Spec text is printed as is: a name such as "x[0]" is not console markup.
-            items.extend(Text(f"  {io} {t.describe()}{_SHAPE_SOURCES.get(t.shape_source, '')}")
+            items.extend(Text(f"  {io} {t.describe()}{_SHAPE_SOURCES.get(t.shape_source, '')}"
+                              f"{_SCALAR_INPUT if io == 'in ' and t.shape == () else ''}")
                          for t in specs)
         if scan_lines is not None:
             items.append(Text(f"  scan {scan_lines.get(name, '')}"))

@@ -679,7 +679,10 @@ def golden_page(golden: Golden) -> str:
              for h in map(HistoryEntry.from_json, history)]))
     for si, (sig_name, sg) in enumerate(sorted(golden.signatures.items())):
         body.append(f"<h2>Signature {_e(sig_name)}</h2>")
-        rows = [[kind, _e(n), _e(arr.dtype), _e(tuple(arr.shape))]
+        # A scalar input (a setting fed with every batch) shows its value, as `show` does.
+        rows = [[kind, _e(n), _e(arr.dtype),
+                 _e(tuple(arr.shape)) + (f" = {_e(arr.item())}" if kind == "input"
+                                         and arr.ndim == 0 else "")]
                 for kind, group in (("input", sg.inputs), ("output", sg.outputs))
                 for n, arr in sorted(group.items())]
         if sg.labels is not None:

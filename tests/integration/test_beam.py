@@ -222,6 +222,24 @@ def test_local_worker_error_is_one_user_error(local: None, dense_model: Path,
         compare_beam(dense_model, golden, NO_LATENCY)
 
 
+def test_local_scalar_inputs_are_refused_before_any_worker(local: None, tmp_path: Path
+                                                           ) -> None:
+    from snapshot_tool.errors import SnapshotToolError
+    from tests.fixtures import wild
+
+    model = wild.save_tf1_keep_prob(tmp_path / "keep_prob")
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.ones((8, 4), np.float32), keep_prob=np.float32(1.0))
+    # Shards store and readers join row ranges; a scalar setting has none (yet).
+    with pytest.raises(SnapshotToolError, match=r"--runner beam does not take scalar "
+                                                r"\(rank-0\) inputs yet.*'keep_prob'"):
+        record_beam(model, tmp_path / "g.h5.d", RecordOptions(inputs=data, latency=False))
+    assert not (tmp_path / "g.h5.d").exists()
+    golden = record(model, tmp_path / "g.h5", inputs=data, latency=False).golden
+    with pytest.raises(SnapshotToolError, match="in-process"):
+        compare_beam(model, golden, NO_LATENCY)
+
+
 def test_cli_runner_errors(cli: Any, dense_model: Path, tmp_path: Path) -> None:
     res = cli("record", dense_model, "--golden", tmp_path / "g.h5", "--runner", "spark")
     assert res.code == 2 and "expected one of in-process, beam" in res.stderr

@@ -684,10 +684,13 @@ def test_model_calling_python_code_says_it_cannot_run_elsewhere(tmp_path: Path) 
     assert not (tmp_path / "g.h5").exists()
 
 
-def test_scalar_setting_in_a_tf1_signature_says_how_to_export_it(cli, tmp_path: Path) -> None:
+def test_scalar_setting_in_a_tf1_signature_says_how_to_give_it(cli, tmp_path: Path) -> None:
+    # Synthesis cannot guess a setting (keep_prob must be 1.0, not random): the error shows
+    # the inputs file that records it (tests/integration/test_scalar_inputs.py has the rest).
     model = wild.save_tf1_keep_prob(tmp_path / "keep_prob")
     res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
-    assert_usage_error(res, "'keep_prob'", "scalar", "placeholder_with_default")
+    assert_usage_error(res, "'keep_prob'", "scalar", "--inputs",
+                       "np.savez('inputs.npz', x=x, keep_prob=np.float32(1.0))")
 
 
 def test_empty_model_files_left_by_a_failed_conversion_say_so(cli, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from snapshot_tool.errors import InputsError
-from snapshot_tool.inputs.batching import batches, num_rows
+from snapshot_tool.inputs.batching import batches, num_rows, row_slice
 from snapshot_tool.inputs.files import from_file
 from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.inputs.tfrecord import crc32c, is_tfrecord_path, masked_crc32c, read_tfrecord
@@ -223,3 +223,77 @@ def test_strings_in_npz_fixed_width_or_refused_with_the_way_out(tmp_path: Path) 
     text = str(err.value)
     assert "'text'" in text and "object array" in text and "not a valid" not in text
     assert "dtype='U'" in text and ".h5" in text and ".tfrecord" in text
+
+
+# --- scalar (rank-0) inputs: settings fed with every batch ----------------------------------
+
+KEEP_PROB = TensorSpec("keep_prob", "float32", ())
+X4 = TensorSpec("x", "float32", (None, 4))
+
+
+def test_scalar_inputs_ride_along_with_every_batch() -> None:
+    feeds = {"x": np.arange(20.0).reshape(10, 2), "keep_prob": np.float32(0.5)}
+    assert num_rows(feeds) == 10 and num_rows({"keep_prob": np.float32(0.5), **feeds}) == 10
+    got = list(batches(feeds, 4))
+    assert [b["x"].shape[0] for b in got] == [4, 4, 2]
+    assert all(b["keep_prob"].ndim == 0 and b["keep_prob"] == np.float32(0.5) for b in got)
+    part = row_slice(feeds, 2, 5)
+    assert np.array_equal(part["x"], feeds["x"][2:5]) and part["keep_prob"] is feeds["keep_prob"]
+
+
+def test_only_scalar_inputs_are_one_call() -> None:
+    # Like a signature without inputs: no sample dimension to split, so it runs once.
+    only = {"temperature": np.float32(2.0)}
+    assert num_rows(only) == 0
+    assert list(batches(only, 4)) == [only]
+
+
+def test_scalar_from_npz_and_h5(tmp_path: Path) -> None:
+    import h5py
+
+    x = np.ones((6, 4), np.float64)
+    np.savez(tmp_path / "d.npz", x=x, keep_prob=np.float64(1.0))
+    with h5py.File(tmp_path / "d.h5", "w") as f:
+        f["x"] = x
+        f["keep_prob"] = np.float32(1.0)
+    for name in ("d.npz", "d.h5"):
+        got = from_file(_sig(X4, KEEP_PROB), tmp_path / name)
+        assert got["x"].shape == (6, 4) and got["x"].dtype == np.float32
+        # Cast within its kind as any input is, and still 0-d.
+        assert got["keep_prob"].shape == () and got["keep_prob"].dtype == np.float32
+
+
+def test_unknown_rank_input_takes_a_scalar(tmp_path: Path) -> None:
+    # tf.compat.v1.placeholder(tf.float32) without a shape: TF1 scripts declared keep_prob so.
+    np.savez(tmp_path / "d.npz", x=np.ones((3, 4), np.float32), keep_prob=np.float32(1.0))
+    got = from_file(_sig(X4, TensorSpec("keep_prob", "float32", None)), tmp_path / "d.npz")
+    assert got["keep_prob"].shape == ()
+
+
+@pytest.mark.parametrize(("arrays", "fragments"), [
+    ({"x": np.float32(1.0), "keep_prob": np.float32(1.0)},
+     ("'x' is a scalar (0-d)", "x: float32[?, 4]", "one row per sample")),
+    ({"x": np.ones((3, 4), np.float32), "keep_prob": np.ones(3, np.float32)},
+     ("'keep_prob' has shape (3,)", "takes a scalar", "keep_prob=np.float32(1.0)")),
+    ({"x": np.ones((3, 4), np.float32)},
+     ("no array for input 'keep_prob'", "0-d array", "keep_prob=np.float32(1.0)")),
+])
+def test_scalar_mismatches_say_what_to_store(tmp_path: Path, arrays: dict[str, np.ndarray],
+                                             fragments: tuple[str, ...]) -> None:
+    np.savez(tmp_path / "d.npz", **arrays)
+    with pytest.raises(InputsError) as exc:
+        from_file(_sig(X4, KEEP_PROB), tmp_path / "d.npz")
+    for frag in fragments:
+        assert frag in str(exc.value), (frag, str(exc.value))
+
+
+def test_scalar_inputs_are_not_synthesized_and_the_error_shows_the_file() -> None:
+    sig = _sig(X4, KEEP_PROB, TensorSpec("is_training", "bool", ()),
+               TensorSpec("input.1", "int64", (None,)))
+    with pytest.raises(InputsError) as exc:
+        synthesize(sig, 8, 0)
+    msg = str(exc.value)
+    assert "'is_training'" in msg and "cannot be synthesized" in msg and "--inputs" in msg
+    # Batched inputs first, then the settings; a name np.savez takes only as a ** dict.
+    assert ("np.savez('inputs.npz', x=x, is_training=np.bool_(False), "
+            "keep_prob=np.float32(1.0), **{'input.1': rows})") in msg

@@ -684,3 +684,17 @@ def test_time_model_times_sizes_ascending_on_the_copy_given(
     assert got[1].cold_load_s == 0.5 and got[8].cold_load_s == 0.0
     # A signature without inputs is timed once, whatever the sizes.
     assert measure_mod.timing_sizes([4, 1], {}) == [1]
+
+
+def test_timed_batches_slice_only_batched_inputs() -> None:
+    from snapshot_tool.latency.measure import batches_to_time
+
+    feeds = {"x": np.zeros((6, 4), np.float32), "keep_prob": np.float32(1.0)}
+    timed, notes = batches_to_time([1, 4, 8], feeds)
+    assert [bs for bs, _ in timed] == [1, 4]
+    assert notes == ["latency at batch size 8 skipped: the inputs hold only 6 samples"]
+    for bs, (batch,) in timed:
+        assert batch["x"].shape == (bs, 4) and batch["keep_prob"].shape == ()
+    # Only scalars: no rows, the same call at any batch size, so timed once.
+    timed, notes = batches_to_time([1, 4], {"temperature": np.float32(2.0)})
+    assert [bs for bs, _ in timed] == [1] and not notes
