@@ -73,4 +73,7 @@ def use_fake_models(monkeypatch: Any, make: Callable[[Path], Model]) -> None:
 
     for mod in (record_mod, compare_mod):
         monkeypatch.setattr(mod, "load_model", load)
+        # A fake model's folder is no SavedModel: the path check before loading is the
+        # loader's, which these fakes stand in for.
+        monkeypatch.setattr(mod, "check_model_path", Path)
         monkeypatch.setattr(mod, "fix_threads", lambda: dict(THREADS))
