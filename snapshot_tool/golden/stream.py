@@ -117,20 +117,27 @@ class TensorAppender:
         self.rest = tuple(block.shape[1:])
         if self.label == "string":
             return
-        stored = block.view(np.uint16) if self.label == "bfloat16" else block
-        opts = dataset_options(self.shape, stored)
+        stored = np.dtype(np.uint16) if self.label == "bfloat16" else block.dtype
         # Written a chunk's worth of rows at a time, whether or not the tensor is chunked
-        # (contiguous when compression does not pay): few, large writes.
-        self._chunk = chunk_rows(self.shape, stored.dtype.itemsize)
-        self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=stored.dtype,
-                                             **opts)
+        # (contiguous when compression does not pay): few, large writes. The dataset is
+        # created at the first write (see _create).
+        self._chunk = chunk_rows(self.shape, stored.itemsize)
         self._hash = hash_header(self.label, self.shape)
+
+    def _create(self, first: np.ndarray) -> None:
+        # Whether compression pays is judged on the tensor's first chunk, as a whole-array
+        # write judges it (dataset_options), not on the first batch: a batch of a few rows
+        # is too short for lzf to find repeats, and would store compressible rows raw.
+        self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=first.dtype,
+                                             **dataset_options(self.shape, first))
 
     def _flush(self, final: bool) -> None:
         if not self._pending:
             return
         data = (self._pending[0] if len(self._pending) == 1
                 else np.concatenate(self._pending, axis=0))
+        if self._ds is None:
+            self._create(data)
         start = self.written - data.shape[0]
         # Whole chunks now; the tail waits for the next block unless this is the end.
         cut = data.shape[0] if final else (data.shape[0] // self._chunk) * self._chunk
@@ -143,9 +150,9 @@ class TensorAppender:
         """Everything appended so far, as one array (to change how it is stored)."""
         if self.label == "string":
             return np.concatenate(self._strings, axis=0)
+        self._flush(final=True)
         if self._ds is None:
             return np.empty((0,))
-        self._flush(final=True)
         done = np.asarray(self._ds[:self.written])
         if self.label == "bfloat16":
             import ml_dtypes
@@ -157,6 +164,7 @@ class TensorAppender:
         if self._ds is not None:
             del self.group[self.name]
         self._ds = None
+        self._pending, self._pending_rows = [], 0
         self._strings = []
 
     def finish(self, extra: Mapping[str, Any] | None = None) -> None:
@@ -336,10 +344,16 @@ def row_block(tensors: Mapping[str, StoredTensor], batch_size: int,
     in-memory compare runs), about ``target_bytes`` over all ``tensors``, and when that
     costs at most a few times the target, a whole number of the largest chunk too (so each
     chunk is decompressed once; otherwise the chunk cache keeps the one a block boundary
-    cuts). Memory holds a few MB of rows whatever the golden's size."""
+    cuts). Memory holds a few MB of rows, or one batch when a batch is larger, whatever the
+    golden's size."""
     per_row = sum(t.row_bytes for t in tensors.values()) or 1
     chunk = max((t.chunk_rows for t in tensors.values()), default=1)
     step = math.lcm(batch_size, chunk)
     if step * per_row > 4 * target_bytes:
         step = -(-chunk // batch_size) * batch_size
+    if step * per_row > 4 * target_bytes:
+        # The largest chunk in rows is a narrow tensor's (a 1-D output: 32768 rows per
+        # 256 KB chunk) and the rows are wide (an image input): aligning to it would read
+        # GBs per block. Whole batches only; the cut chunk stays in the chunk cache.
+        step = batch_size
     return max(step, (target_bytes // per_row) // step * step)

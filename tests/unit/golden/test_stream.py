@@ -105,6 +105,20 @@ def test_compression_is_kept_where_it_pays_and_large_noise_is_stored_raw(
     assert path.stat().st_size < sum(a.nbytes for a in arrays.values())
 
 
+def test_streamed_batches_of_a_few_rows_are_judged_on_a_whole_chunk(tmp_path: Path) -> None:
+    # ReLU activations shrink by ~20 % per chunk, but 4 rows of them (record's batches can
+    # be that short) by nothing: lzf finds no repeats that soon. The choice to compress is
+    # made on the first chunk, as for a tensor written whole, not on the first batch.
+    rng = np.random.default_rng(0)
+    relu = np.maximum(rng.standard_normal((100_000, 4), dtype=np.float32), 0)  # 1.6 MB
+    path = tmp_path / "g.h5"
+    _write_many(path, {"relu": relu}, batch=4)
+    with h5py.File(path, "r") as f:
+        ds = f["outputs/relu"]
+        assert ds.compression == "lzf" and ds.id.get_storage_size() < 0.9 * relu.nbytes
+        assert np.array_equal(ds[()], relu)
+
+
 def test_a_raw_tensor_streams_in_bounded_blocks_and_its_damage_is_caught(
         tmp_path: Path) -> None:
     # A contiguous tensor has no chunks to align to: blocks stay a few MB, its contents are
@@ -229,3 +243,47 @@ def test_a_golden_replaced_while_streamed_is_refused(tmp_path: Path) -> None:
             g.check_deferred(())
     with pytest.raises(GoldenError, match="changed while it was being read"):
         check_unchanged(p, before)
+
+
+def test_a_raw_tensor_whose_layout_points_at_the_superblock_is_refused_by_its_checksum(
+        tmp_path: Path) -> None:
+    # An edited layout message that sends a contiguous tensor to address 0 (the golden
+    # rewritten with HDF5's earliest object headers, which carry no checksum of their own):
+    # the tensor is not left to the streaming reader, and the child's checksum names it.
+    import struct
+
+    arr = np.random.default_rng(2).standard_normal((100_000, 4), dtype=np.float32)
+    _write(tmp_path / "g.h5", arr, batch=1000)
+    path = tmp_path / "early.h5"
+    with h5py.File(tmp_path / "g.h5", "r") as src, \
+            h5py.File(path, "w", libver="earliest") as dst:
+        dst.attrs.update(src.attrs)
+        for name in ("inputs", "outputs"):
+            dst.create_group(name).attrs.update(src[name].attrs)
+        ds = dst["outputs"].create_dataset("out", data=src["outputs/out"][()])
+        ds.attrs.update(src["outputs/out"].attrs)
+        layout = struct.pack("<QQ", ds.id.get_offset(), arr.nbytes)
+    with open_stored(path, defer_tensors=True) as g:
+        assert g.deferred == {"/outputs/out"}  # intact, it is left to the reader
+    raw = path.read_bytes()
+    assert raw.count(layout) == 1
+    path.write_bytes(raw.replace(layout, struct.pack("<QQ", 0, arr.nbytes)))
+    with pytest.raises(GoldenError, match="sha256"), open_stored(path, defer_tensors=True):
+        pass
+
+
+def test_blocks_stay_a_few_batches_when_a_narrow_tensor_has_long_chunks(tmp_path: Path) -> None:
+    # An image classifier's golden: 600 KB input rows (stored raw, or in one-row chunks)
+    # beside a class-id output whose 256 KB chunks hold 32768 rows. Blocks aligned to that
+    # chunk would hold 32768 images (19 GB); they are whole batches of a few MB instead.
+    # Declared, never written: the layouts are real, and no data is stored.
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        img = f.create_dataset("img", shape=(100_000, 224, 224, 3), dtype=np.float32)
+        cls = f.create_dataset("cls", shape=(100_000,), dtype=np.int64, chunks=(32768,))
+        tensors = {k: StoredTensor(f"/inputs/{k}", ds, str(ds.dtype), tuple(ds.shape),
+                                   tmp_path / "g.h5") for k, ds in (("img", img), ("cls", cls))}
+        per_row = sum(t.row_bytes for t in tensors.values())
+        for batch in (1, 32, 1000):
+            block = row_block(tensors, batch)
+            assert block % batch == 0
+            assert block * per_row <= max(16 << 20, batch * per_row), batch
