@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import itertools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -103,7 +104,11 @@ COMPRESSION: dict[str, Any] = {"compression": "lzf", "shuffle": True}
 TRIAL_BYTES = 1 << 20
 MIN_SAVING = 0.10
 # The in-memory file (and its one dataset) a trial compresses into; never part of a golden.
+# Each trial's file has a name of its own: HDF5 refuses to create a file under the name of
+# one still open, and goldens may be written from several threads of one process at once
+# (a Beam runner's worker threads, a library user's).
 _TRIAL = "compression-trial"
+_TRIALS = itertools.count()
 
 
 def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
@@ -134,7 +139,7 @@ def compressed_fraction(sample: np.ndarray) -> float:
 
     if sample.size == 0:
         return 1.0
-    with h5py.File(_TRIAL, "w", driver="core", backing_store=False) as f:
+    with h5py.File(f"{_TRIAL}-{next(_TRIALS)}", "w", driver="core", backing_store=False) as f:
         ds = f.create_dataset(_TRIAL, data=sample, chunks=sample.shape, **COMPRESSION)
         return float(ds.id.get_storage_size()) / sample.nbytes
 

@@ -189,3 +189,26 @@ def test_a_stop_inside_h5pys_close_leaves_no_traceback(
     del f
     gc.collect()
     assert dropped == []
+
+
+def test_goldens_written_from_several_threads_at_once_each_take_their_compression_trial(
+        tmp_path: Path) -> None:
+    # A Beam runner's worker threads (direct_running_mode=multi_threading) write shard
+    # goldens at once: their tensors' compression trials must not share an HDF5 file name,
+    # which HDF5 refuses to create while another thread has it open.
+    from concurrent.futures import ThreadPoolExecutor
+
+    noise = np.random.default_rng(3).standard_normal((70_000, 4), dtype=np.float32)  # 1.1 MB
+    ids = np.random.default_rng(4).integers(0, 9, (70_000, 4)).astype(np.int32)
+
+    def write(i: int) -> None:
+        sg = SignatureGolden("serving_default", {"x": noise}, {"ids": ids, "y": noise})
+        for j in range(4):
+            write_golden(tmp_path / f"g{i}_{j}.h5", {"signature": "serving_default"},
+                         {"serving_default": sg})
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(write, range(4)))
+    for i in range(4):
+        sig = read_golden(tmp_path / f"g{i}_3.h5").signatures["serving_default"]
+        assert np.array_equal(sig.outputs["ids"], ids) and np.array_equal(sig.inputs["x"], noise)
