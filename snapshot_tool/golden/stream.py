@@ -67,9 +67,10 @@ CACHE_BYTES = 2 << 20
 class TensorAppender:
     """One tensor of ``rows`` rows, appended block by block.
 
-    Numeric tensors go straight to a chunked dataset (whole chunks per write, so no chunk is
-    compressed twice) while their sha256 is fed; strings are kept and written whole at the
-    end, because whether they need NUL-safe storage is known only once all are seen.
+    Numeric tensors go to their dataset a whole chunk's worth of rows per write (so no chunk
+    is compressed twice; the dataset, chunked or contiguous, is created at the first such
+    write) while their sha256 is fed; strings are kept and written whole at the end,
+    because whether they need NUL-safe storage is known only once all are seen.
     """
 
     def __init__(self, group: Any, name: str, rows: int) -> None:
