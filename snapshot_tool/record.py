@@ -210,36 +210,62 @@ def read_labels(options: RecordOptions) -> Labels | None:
     return Labels(spec, values, (spec.key or "labels",) if same_file else ())
 
 
+Append = Callable[[np.ndarray], None]
+
+
 class _Appends:
     """A golden's appends (sha256, HDF5's compression, the write) run on one helper thread,
     in the order submitted, so they overlap the model's next batches: hashlib and HDF5
     release the GIL, so on a machine with a spare core the writing hides behind the model.
-    At most ``depth`` appends wait (a few batches of memory); an append's error surfaces at
-    a later submit or at :meth:`drain`. ``threaded=False`` runs each append at once."""
+    Small appends are handed over in bundles of about ``bundle_bytes`` (a cheap model's
+    batches are ~100 KB: one hand-over each, with its future and thread wake-up, cost the
+    model's own thread ~10 us per tensor per batch). At most ``depth`` bundles wait (a few
+    MB, or a few batches when batches are larger); an append's error surfaces at a later
+    submit or at :meth:`drain`. ``threaded=False`` runs each append at once."""
 
-    def __init__(self, threaded: bool = True, depth: int = 16) -> None:
+    def __init__(self, threaded: bool = True, depth: int = 16,
+                 bundle_bytes: int = 1 << 20) -> None:
         self._pool = (ThreadPoolExecutor(1, thread_name_prefix="golden-writer") if threaded
                       else None)
         self._pending: deque[Future[None]] = deque()
         self._depth = depth
+        self._bundle: list[tuple[Append, np.ndarray]] = []
+        self._bundle_bytes = 0
+        self._bundle_limit = bundle_bytes
 
-    def submit(self, append: Callable[[np.ndarray], None], block: np.ndarray) -> None:
+    def submit(self, append: Append, block: np.ndarray) -> None:
         if self._pool is None:
             append(block)
             return
-        self._pending.append(self._pool.submit(append, block))
+        self._bundle.append((append, block))
+        self._bundle_bytes += block.nbytes
+        if self._bundle_bytes >= self._bundle_limit:
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._pool is None or not self._bundle:
+            return
+        bundle, self._bundle, self._bundle_bytes = self._bundle, [], 0
+        self._pending.append(self._pool.submit(_run_bundle, bundle))
         while len(self._pending) > self._depth:
             self._pending.popleft().result()
 
     def drain(self) -> None:
         """Wait for every submitted append (before anything else touches the file)."""
+        self._hand_over()
         while self._pending:
             self._pending.popleft().result()
 
     def close(self) -> None:
         """Drop what has not started and wait for what has: after this, nothing writes."""
+        self._bundle = []
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_bundle(bundle: list[tuple[Append, np.ndarray]]) -> None:
+    for append, block in bundle:
+        append(block)
 
 
 _INLINE = _Appends(threaded=False)
