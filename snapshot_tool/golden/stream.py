@@ -62,6 +62,9 @@ from snapshot_tool.golden.schema import Golden, SignatureGolden, TensorRecord
 # straddles a chunk boundary (goldens written with other chunk shapes) finds the partial
 # chunk still decoded, without a cache that grows the reader's memory by much.
 CACHE_BYTES = 2 << 20
+# A contiguous (uncompressed) tensor is written this many chunks' worth of rows at a time
+# (1 MB): a few pending MB per recorded tensor at most, a quarter of the writes.
+RAW_WRITE_CHUNKS = 4
 
 
 class TensorAppender:
@@ -106,8 +109,6 @@ class TensorAppender:
         if self.label == "string":
             self._strings.append(block)
             return
-        assert self._hash is not None
-        hash_body(self._hash, block)
         self._pending.append(block.view(np.uint16) if self.label == "bfloat16" else block)
         self._pending_rows += block.shape[0]
         if self._pending_rows >= self._chunk:
@@ -131,6 +132,10 @@ class TensorAppender:
         # is too short for lzf to find repeats, and would store compressible rows raw.
         self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=first.dtype,
                                              **dataset_options(self.shape, first))
+        if self._ds.chunks is None:
+            # Raw rows need no chunk alignment: written RAW_WRITE_CHUNKS chunks' worth at a
+            # time, each write (and its h5py selection) costing the same whatever its size.
+            self._chunk *= RAW_WRITE_CHUNKS
 
     def _flush(self, final: bool) -> None:
         if not self._pending:
@@ -143,6 +148,10 @@ class TensorAppender:
         # Whole chunks now; the tail waits for the next block unless this is the end.
         cut = data.shape[0] if final else (data.shape[0] // self._chunk) * self._chunk
         if cut:
+            # Hashed here, a write's worth at a time, in row order: the same bytes as the
+            # blocks one by one, in a few large updates instead of one per batch.
+            assert self._hash is not None
+            hash_body(self._hash, data[:cut])
             self._ds[start:start + cut] = data[:cut]
         self._pending = [data[cut:]] if cut < data.shape[0] else []
         self._pending_rows = data.shape[0] - cut
