@@ -227,7 +227,7 @@ def _print_recorded(result: Any) -> None:
 
     out = _stdout()
     over = (f"over {result.num_samples} samples (batch size {result.batch_size})"
-            if result.num_samples else "from one call (the signature takes no inputs)")
+            if result.num_samples else "from one call (no input has a sample dimension)")
     # Paths and names are user data: a "[v2]" in a path must print, not be read as markup.
     out.print(f"[bold green]recorded[/] {escape(str(result.golden))}: {len(result.outputs)} "
               f"output(s) of {escape(', '.join(result.signatures))} {over}")
@@ -588,7 +588,9 @@ def show(
     if quiet:
         return  # the golden was read and checked; nothing else was asked for
     if as_json:
-        print(json.dumps(info, indent=2, default=str))
+        from snapshot_tool.report.json import json_safe
+
+        print(json.dumps(json_safe(info), indent=2, default=str))
         return
     from snapshot_tool.report.console import show_renderables
 

@@ -10,6 +10,16 @@ from typing import Any
 import numpy as np
 
 
+def scalar_value(arr: np.ndarray) -> bool | int | float | str:
+    """The value of a 0-d array as show, show --json and show --html print it: a string
+    tensor's bytes decoded as UTF-8 (undecodable bytes replaced), anything else numpy's
+    Python scalar, or its text when that is no plain number (complex)."""
+    value = arr.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, bool | int | float | str) else str(value)
+
+
 def numpy_dtype(tf_dtype_name: str) -> np.dtype[Any]:
     """The numpy dtype snapshot-tool uses in memory for a TensorFlow dtype name."""
     if tf_dtype_name == "string":

@@ -112,13 +112,20 @@ def conform_inputs(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: M
     cast to its dtypes. A different kind of dtype or per-sample shape is an interface
     change: feeding the recorded data anyway would be casting or reshaping it into
     something the golden never saw."""
-    from snapshot_tool.inputs.files import conform
+    from snapshot_tool.inputs.files import conform, scalar_mismatch
 
     fitted: dict[str, np.ndarray] = {}
     note = ""
     for spec in sig.inputs:
         arr = feeds[spec.name]
         _refuse_real_values_for_quantized(spec, arr, model, who)
+        if takes := scalar_mismatch(spec, arr):
+            # Said of the golden's whole input, not of the batch being fed, and with no
+            # advice on how to store it: the golden is as recorded; the model changed.
+            recorded = "a scalar" if arr.ndim == 0 else "one row per sample"
+            raise SignatureError(f"{who} {model.path}: {takes}, but the golden recorded "
+                                 f"{recorded} for it (the {who}'s interface changed; record "
+                                 "a new golden for it)")
         try:
             fitted[spec.name] = conform(spec, arr, f"{who} {model.path}")
         except InputsError as exc:

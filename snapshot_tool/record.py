@@ -211,6 +211,7 @@ def read_labels(options: RecordOptions) -> Labels | None:
 
 
 Append = Callable[[np.ndarray], None]
+_ENTRY_BYTES = 256
 
 
 class _Appends:
@@ -220,8 +221,9 @@ class _Appends:
     Small appends are handed over in bundles of about ``bundle_bytes`` (a cheap model's
     batches are ~100 KB: one hand-over each, with its future and thread wake-up, cost the
     model's own thread ~10 us per tensor per batch). At most ``depth`` bundles wait (a few
-    MB, or a few batches when batches are larger); an append's error surfaces at a later
-    submit or at :meth:`drain`. ``threaded=False`` runs each append at once."""
+    MB, or a few batches when batches are larger); an append's error surfaces when a later
+    hand-over waits for it, or at :meth:`drain` (always before the golden is published).
+    ``threaded=False`` runs each append at once."""
 
     def __init__(self, threaded: bool = True, depth: int = 16,
                  bundle_bytes: int = 1 << 20) -> None:
@@ -238,7 +240,9 @@ class _Appends:
             append(block)
             return
         self._bundle.append((append, block))
-        self._bundle_bytes += block.nbytes
+        # Each entry also holds a tuple, a bound method and an array view (~250 bytes): a
+        # model of tiny (or empty) batches hands over by count as well as by bytes.
+        self._bundle_bytes += block.nbytes + _ENTRY_BYTES
         if self._bundle_bytes >= self._bundle_limit:
             self._hand_over()
 

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from snapshot_tool.dtypes import scalar_value
 from snapshot_tool.golden import schema
 from snapshot_tool.golden.io import (
     _decode,
@@ -55,10 +56,7 @@ def _input(name: str, ds: Any) -> dict[str, Any]:
     with its value, which says more about the recording than its checksum."""
     entry = _tensor(name, ds)
     if ds.shape == ():
-        value = _decode(ds, ds[()]).item()
-        if isinstance(value, bytes):
-            value = value.decode("utf-8", "replace")
-        entry["value"] = value if isinstance(value, bool | int | float | str) else str(value)
+        entry["value"] = scalar_value(_decode(ds, ds[()]))
     return entry
 
 

@@ -111,10 +111,11 @@ _TRIAL = "compression-trial"
 _TRIALS = itertools.count()
 
 
-def chunk_rows(shape: tuple[int, ...], itemsize: int) -> int:
-    """Rows per chunk of a tensor of ``shape``: ~CHUNK_BYTES of whole rows."""
+def chunk_rows(shape: tuple[int, ...], itemsize: int, target: int = CHUNK_BYTES) -> int:
+    """Rows per chunk of a tensor of ``shape``: ~``target`` bytes of whole rows (at least
+    one row, at most all of them)."""
     row = max(1, int(np.prod(shape[1:], dtype=np.int64)) * itemsize)
-    return max(1, min(shape[0], CHUNK_BYTES // row))
+    return max(1, min(shape[0], target // row))
 
 
 def dataset_options(shape: tuple[int, ...], sample: np.ndarray) -> dict[str, Any]:

@@ -3,7 +3,8 @@ batches whatever the golden's size. The sha256 of each tensor is computed on the
 they pass, never in a second pass.
 
 * :class:`TensorAppender` (record): rows appended batch by batch into a dataset chunked
-  along the sample axis, written whole chunks at a time.
+  along the sample axis and written whole chunks at a time, or, when compression does not
+  pay, contiguous and written ~1 MB at a time.
 * :class:`StoredTensor` + :class:`StreamCheck` (compare): rows read in blocks, each tensor's
   checksum verified when its last row has been read.
 * :func:`open_stored`: a golden opened with every reader's checks, its small parts (root
@@ -62,9 +63,9 @@ from snapshot_tool.golden.schema import Golden, SignatureGolden, TensorRecord
 # straddles a chunk boundary (goldens written with other chunk shapes) finds the partial
 # chunk still decoded, without a cache that grows the reader's memory by much.
 CACHE_BYTES = 2 << 20
-# A contiguous (uncompressed) tensor is written this many chunks' worth of rows at a time
-# (1 MB): a few pending MB per recorded tensor at most, a quarter of the writes.
-RAW_WRITE_CHUNKS = 4
+# A contiguous (uncompressed) tensor is written about this many bytes of rows at a time:
+# at most ~2 MB (or two rows) pending per recorded tensor, a quarter of the writes.
+RAW_WRITE_BYTES = 1 << 20
 
 
 class TensorAppender:
@@ -133,9 +134,10 @@ class TensorAppender:
         self._ds = self.group.create_dataset(self.name, shape=self.shape, dtype=first.dtype,
                                              **dataset_options(self.shape, first))
         if self._ds.chunks is None:
-            # Raw rows need no chunk alignment: written RAW_WRITE_CHUNKS chunks' worth at a
-            # time, each write (and its h5py selection) costing the same whatever its size.
-            self._chunk *= RAW_WRITE_CHUNKS
+            # Raw rows need no chunk alignment: written RAW_WRITE_BYTES at a time (or one
+            # row, if larger), each write (and its h5py selection) costing the same
+            # whatever its size.
+            self._chunk = chunk_rows(self.shape, first.dtype.itemsize, RAW_WRITE_BYTES)
 
     def _flush(self, final: bool) -> None:
         if not self._pending:
@@ -160,10 +162,14 @@ class TensorAppender:
         """Everything appended so far, as one array (to change how it is stored)."""
         if self.label == "string":
             return np.concatenate(self._strings, axis=0)
-        self._flush(final=True)
-        if self._ds is None:
+        # What was written, and the rows still pending as they are: flushing them would
+        # create the dataset (a contiguous one allocated whole) only to delete it.
+        parts = [] if self._ds is None else [np.asarray(self._ds[:self.written
+                                                               - self._pending_rows])]
+        parts.extend(self._pending)
+        if not parts:
             return np.empty((0,))
-        done = np.asarray(self._ds[:self.written])
+        done = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
         if self.label == "bfloat16":
             import ml_dtypes
 

@@ -161,21 +161,28 @@ def conform(spec: TensorSpec, arr: np.ndarray, source: str) -> np.ndarray:
     return out
 
 
-def _check_scalar(spec: TensorSpec, arr: np.ndarray, source: str) -> None:
-    """A scalar (0-d) array is fed whole with every batch, so it fits only an input that
-    takes a scalar (rank 0, or a rank the signature does not say); an input with a sample
-    dimension needs rows, and a scalar input cannot take rows."""
+def scalar_mismatch(spec: TensorSpec, arr: np.ndarray) -> str:
+    """What the input ``spec`` takes, when ``arr`` disagrees with it on being a scalar;
+    else "". A scalar (0-d) array is fed whole with every batch, so it fits only an input
+    that takes a scalar (rank 0, or a rank the signature does not say); an input with a
+    sample dimension needs rows, and a scalar input cannot take rows."""
     if spec.shape is None or is_scalar(arr) == (spec.shape == ()):
+        return ""
+    if is_scalar(arr):
+        return f"input {spec.name!r} has a sample dimension ({spec.describe()})"
+    return (f"input {spec.name!r} takes a scalar ({spec.describe()}), fed unchanged with "
+            "every batch")
+
+
+def _check_scalar(spec: TensorSpec, arr: np.ndarray, source: str) -> None:
+    takes = scalar_mismatch(spec, arr)
+    if not takes:
         return
     if is_scalar(arr):
-        raise InputsError(
-            f"{source}: array for input {spec.name!r} is a scalar (0-d) but the signature "
-            f"expects {spec.describe()}, with a sample dimension; store one row per "
-            "sample (only a scalar input, rank 0, takes a 0-d array)")
-    raise InputsError(
-        f"{source}: array for input {spec.name!r} has shape {arr.shape} but the signature "
-        f"takes a scalar ({spec.describe()}), fed unchanged with every batch; store it as "
-        f"a 0-d array (e.g. {spec.name}={scalar_example(spec)})")
+        raise InputsError(f"{source}: {takes} but its array is a scalar (0-d); store one row "
+                          "per sample (only a scalar input, rank 0, takes a 0-d array)")
+    raise InputsError(f"{source}: {takes}, but its array has shape {arr.shape}; store it as "
+                      f"a 0-d array (e.g. {spec.name}={scalar_example(spec)})")
 
 
 def scalar_example(spec: TensorSpec) -> str:

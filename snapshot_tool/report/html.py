@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from snapshot_tool.dtypes import scalar_value
 from snapshot_tool.errors import SnapshotToolError
 from snapshot_tool.report.format import latency_clocks
 
@@ -681,7 +682,7 @@ def golden_page(golden: Golden) -> str:
         body.append(f"<h2>Signature {_e(sig_name)}</h2>")
         # A scalar input (a setting fed with every batch) shows its value, as `show` does.
         rows = [[kind, _e(n), _e(arr.dtype),
-                 _e(tuple(arr.shape)) + (f" = {_e(arr.item())}" if kind == "input"
+                 _e(tuple(arr.shape)) + (f" = {_e(scalar_value(arr))}" if kind == "input"
                                          and arr.ndim == 0 else "")]
                 for kind, group in (("input", sg.inputs), ("output", sg.outputs))
                 for n, arr in sorted(group.items())]

@@ -32,6 +32,16 @@ def _value(v: Any) -> Any:
     return v
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` (dicts, lists, numbers) with every non-finite float made null, as in every
+    report: for documents built elsewhere (``show --json``)."""
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [json_safe(v) for v in obj]
+    return _value(obj)
+
+
 def diff_to_json(d: TensorDiff) -> dict[str, Any]:
     return {
         "name": d.name,

@@ -77,9 +77,9 @@ def test_scalar_dataset_in_an_h5_inputs_file(cli, built: dict[str, Path], tmp_pa
 @pytest.mark.parametrize(("arrays", "fragments"), [
     ({"x": _x()}, ("no array for input 'keep_prob'", "keep_prob=np.float32(1.0)")),
     ({"x": np.float32(1.0), "keep_prob": np.float32(1.0)},
-     ("'x' is a scalar (0-d)", "one row per sample")),
+     ("'x' has a sample dimension", "is a scalar (0-d)", "one row per sample")),
     ({"x": _x(), "keep_prob": np.ones(ROWS, np.float32)},
-     ("'keep_prob' has shape (40,)", "takes a scalar", "0-d array")),
+     ("'keep_prob' takes a scalar", "has shape (40,)", "0-d array")),
 ])
 def test_inputs_that_do_not_fit_are_usage_errors(cli, built: dict[str, Path], tmp_path: Path,
                                                  arrays: dict[str, np.ndarray],
@@ -187,3 +187,20 @@ def test_an_edited_scalar_is_refused(cli, built: dict[str, Path], tmp_path: Path
     for args in (("verify", golden), ("compare", built["keep_prob"], "--golden", golden,
                                       "--no-latency")):
         assert_usage_error(cli(*args), "keep_prob")
+
+
+def test_show_json_of_a_non_finite_scalar_is_strict_json(cli, built: dict[str, Path],
+                                                         tmp_path: Path) -> None:
+    # JSON has no NaN: a strict parser (jq, JavaScript) must be able to read show --json.
+    data, golden = tmp_path / "data.npz", tmp_path / "g.h5"
+    np.savez(data, x=_x(), temperature=np.float32(np.nan))
+    assert cli("record", built["tempered"], "--golden", golden, "--inputs", data,
+               "--no-latency").code == 0
+
+    def refuse(constant: str) -> None:
+        raise ValueError(constant)
+
+    shown = json.loads(cli("show", golden, "--json").stdout, parse_constant=refuse)
+    inputs = {t["name"]: t for t in shown["signatures"]["serving_default"]["inputs"]}
+    assert inputs["temperature"]["value"] is None
+    assert "() = nan" in cli("show", golden).stdout

@@ -231,3 +231,4 @@ def test_accept_reports_the_change_compare_measures() -> None:
     assert _max_abs(nan, np.array([0.0, 1.0], dtype=np.float32)) == math.inf
     assert _max_abs(np.array([np.inf]), np.array([-np.inf])) == math.inf
 
+

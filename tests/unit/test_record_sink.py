@@ -73,6 +73,21 @@ def test_an_append_that_fails_on_the_writer_thread_is_raised_in_the_caller() -> 
         queue.close()
 
 
+def test_tiny_appends_are_handed_over_by_count_too() -> None:
+    # Empty blocks carry no bytes but each entry costs memory: they must still go to the
+    # writer in bounded bundles (and their errors surface), not pile up until drain.
+    seen: list[int] = []
+    queue = _Appends(depth=1, bundle_bytes=4096)
+    try:
+        for i in range(64):
+            queue.submit(lambda block, i=i: seen.append(i), np.empty((0, 3)))
+        assert len(queue._bundle) < 64  # handed over along the way
+        queue.drain()
+        assert seen == list(range(64))  # in order, each once
+    finally:
+        queue.close()
+
+
 def test_a_changing_per_sample_shape_is_refused(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "s.h5", "w") as f:
         sink = _OutputSink(f, "out", 32, keep=False)

@@ -141,6 +141,21 @@ def test_a_raw_tensor_streams_in_bounded_blocks_and_its_damage_is_caught(
         g.check_deferred(set())
 
 
+def test_raw_rows_larger_than_a_write_are_written_one_at_a_time(tmp_path: Path) -> None:
+    # 2 MB rows of noise: stored raw, and each row goes to disk as it comes (the writer
+    # never holds several such rows), with the whole tensor's digest.
+    rows = np.random.default_rng(2).standard_normal((6, 512, 1024), dtype=np.float32)
+    with golden_writer(tmp_path / "g.h5", force=True) as f:
+        app = TensorAppender(f, "out", rows.shape[0])
+        for i in range(rows.shape[0]):
+            app.append(rows[i:i + 1])
+            assert app._pending_rows <= 1
+        app.finish()
+        assert f["out"].chunks is None
+        assert f["out"].attrs["sha256"] == tensor_sha256(rows)
+        assert np.array_equal(f["out"][()], rows)
+
+
 def test_a_changed_value_fails_the_streamed_checksum(tmp_path: Path) -> None:
     arr = np.ones((500, 2), dtype=np.float32)
     path = tmp_path / "g.h5"

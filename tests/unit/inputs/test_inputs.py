@@ -272,9 +272,10 @@ def test_unknown_rank_input_takes_a_scalar(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("arrays", "fragments"), [
     ({"x": np.float32(1.0), "keep_prob": np.float32(1.0)},
-     ("'x' is a scalar (0-d)", "x: float32[?, 4]", "one row per sample")),
+     ("'x' has a sample dimension", "x: float32[?, 4]", "is a scalar (0-d)",
+      "one row per sample")),
     ({"x": np.ones((3, 4), np.float32), "keep_prob": np.ones(3, np.float32)},
-     ("'keep_prob' has shape (3,)", "takes a scalar", "keep_prob=np.float32(1.0)")),
+     ("'keep_prob' takes a scalar", "has shape (3,)", "keep_prob=np.float32(1.0)")),
     ({"x": np.ones((3, 4), np.float32)},
      ("no array for input 'keep_prob'", "0-d array", "keep_prob=np.float32(1.0)")),
 ])
