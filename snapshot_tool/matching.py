@@ -112,6 +112,7 @@ def conform_inputs(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: M
     cast to its dtypes. A different kind of dtype or per-sample shape is an interface
     change: feeding the recorded data anyway would be casting or reshaping it into
     something the golden never saw."""
+    from snapshot_tool.inputs.batching import is_scalar
     from snapshot_tool.inputs.files import conform, scalar_mismatch
 
     fitted: dict[str, np.ndarray] = {}
@@ -122,7 +123,7 @@ def conform_inputs(sig: SignatureInfo, feeds: Mapping[str, np.ndarray], model: M
         if takes := scalar_mismatch(spec, arr):
             # Said of the golden's whole input, not of the batch being fed, and with no
             # advice on how to store it: the golden is as recorded; the model changed.
-            recorded = "a scalar" if arr.ndim == 0 else "one row per sample"
+            recorded = "a scalar" if is_scalar(arr) else "one row per sample"
             raise SignatureError(f"{who} {model.path}: {takes}, but the golden recorded "
                                  f"{recorded} for it (the {who}'s interface changed; record "
                                  "a new golden for it)")
