@@ -163,6 +163,11 @@ ForceOpt = Annotated[bool, typer.Option("--force/--no-force",
 ShardsOpt = Annotated[int, typer.Option(
     "--shards", help="With --runner beam: shard goldens to write (the golden is a directory, "
                      "G.h5.d).")]
+SetOpt = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="NAME=VALUE",
+    help="Value of a scalar (rank-0) input, a setting such as a TF1 keep_prob or "
+         "is_training or a temperature, fed with every batch and stored in the golden "
+         "(true/false for a bool). Repeatable; with or without --inputs.")]
 SignOpt = Annotated[bool, typer.Option(
     "--sign/--no-sign", help="Sign the golden with the HMAC key in the environment variable "
                              "SNAPSHOT_TOOL_HMAC_KEY, for `compare --require-signature`.")]
@@ -189,10 +194,12 @@ def record(
     shards: ShardsOpt = 8,
     sign: SignOpt = False,
     allow_ops: AllowOpsOpt = None,
+    set_: SetOpt = None,
 ) -> None:
     """Run a known-good MODEL over fixed inputs and write a golden file."""
     with user_errors(), progress_bar(not quiet) as progress:
         _check_runner(runner, beam_arg)
+        from snapshot_tool.inputs.settings import parse_settings
         from snapshot_tool.models.scan import parse_allow_ops
         from snapshot_tool.record import RecordOptions
 
@@ -206,7 +213,7 @@ def record(
             signature=signature, inputs=inputs, seed=seed, num_samples=num_samples,
             batch_size=batch_size, force=force, tag=tag, labels=labels, config=config,
             latency=latency, latency_batch_sizes=_sizes(latency_batch_sizes), sign=sign,
-            allow_ops=parse_allow_ops(allow_ops))
+            allow_ops=parse_allow_ops(allow_ops), settings=parse_settings(set_ or ()))
         if runner == "beam":
             from snapshot_tool.beam.record import record_beam
 

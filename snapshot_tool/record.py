@@ -43,6 +43,8 @@ from snapshot_tool.golden.stream import TensorAppender
 from snapshot_tool.inputs.batching import batches, num_rows
 from snapshot_tool.inputs.files import from_file
 from snapshot_tool.inputs.labels import LabelsSpec, load_labels, parse_spec
+from snapshot_tool.inputs.settings import Settings, as_settings, check_names, values_for
+from snapshot_tool.inputs.settings import describe as describe_settings
 from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.latency.measure import latency_sizes
@@ -124,12 +126,15 @@ class RecordOptions:
     latency_batch_sizes: tuple[int, ...] | None = None  # None: 1 and batch_size
     sign: bool = False
     allow_ops: tuple[str, ...] = ()
+    # Scalar inputs given by value (--set NAME=VALUE), as (name, text) pairs.
+    settings: Settings = ()
 
     def __post_init__(self) -> None:
         # Frozen all the way down: a caller's list changed later must not change the run.
         if self.latency_batch_sizes is not None:
             object.__setattr__(self, "latency_batch_sizes", tuple(self.latency_batch_sizes))
         object.__setattr__(self, "allow_ops", tuple(self.allow_ops))
+        object.__setattr__(self, "settings", as_settings(self.settings))
 
 
 def record(model_path: str | Path, golden_path: str | Path, *, signature: str | None = None,
@@ -138,21 +143,23 @@ def record(model_path: str | Path, golden_path: str | Path, *, signature: str | 
            labels: str | None = None, config: Config | str | Path | None = None,
            latency: bool = True, latency_batch_sizes: Sequence[int] | None = None,
            progress: Progress = no_progress, sign: bool = False,
-           allow_ops: Sequence[str] = ()) -> RecordResult:
+           allow_ops: Sequence[str] = (),
+           settings: Mapping[str, object] | None = None) -> RecordResult:
     """Run a known-good model over fixed inputs and write its golden file.
 
     ``labels`` (``FILE[:KEY]``) adds task metrics per output, computed with scikit-learn;
     ``config`` supplies ``[outputs.NAME] task``/``threshold`` overrides for them. ``sign``
     signs the golden with the HMAC key in ``SNAPSHOT_TOOL_HMAC_KEY``. A model whose
     signatures read, write or list files or print is refused before it runs, unless each
-    such op is in ``allow_ops`` or the config's ``[models] allow_ops``.
+    such op is in ``allow_ops`` or the config's ``[models] allow_ops``. ``settings`` gives
+    scalar (rank-0) inputs by value, ``{"keep_prob": 1.0}`` (the CLI's ``--set``).
 
     The options go into one :class:`RecordOptions`; :func:`record_with` runs it.
     """
     return record_with(model_path, golden_path, RecordOptions(
         signature=signature, inputs=inputs, seed=seed, num_samples=num_samples,
         batch_size=batch_size, force=force, tag=tag, labels=labels, config=config,
-        latency=latency, sign=sign, allow_ops=tuple(allow_ops),
+        latency=latency, sign=sign, allow_ops=tuple(allow_ops), settings=as_settings(settings),
         latency_batch_sizes=None if latency_batch_sizes is None else tuple(latency_batch_sizes),
     ), progress)
 
@@ -414,6 +421,7 @@ def _record_loaded(model: Model, model_path: str | Path, golden: Path,
                    options: RecordOptions, cfg: Config, labels: Labels | None,
                    threads: dict[str, int], progress: Progress) -> RecordResult:
     sigs = signatures_to_record(model, options.signature)
+    check_names(sigs, options.settings)
     # The golden is written while the model runs (temp file, renamed into place at the end),
     # so outputs go to disk batch by batch instead of piling up in memory.
     with golden_writer(golden, force=options.force, sign=options.sign) as f:
@@ -448,10 +456,7 @@ def _record_signature(f: Any, model: Model, sig: SignatureInfo, options: RecordO
                       ) -> _Written:
     """Inputs, outputs (with the run-to-run spread of a nondeterministic model), labels and
     task metrics of one signature."""
-    if options.inputs is not None:
-        feeds = from_file(sig, options.inputs, exclude=labels.exclude if labels else ())
-    else:
-        feeds = synthesize(sig, options.num_samples, options.seed)
+    feeds = signature_feeds(sig, options, labels.exclude if labels else ())
     group = signature_group(f, sig.name, several)
     sinks, first = _stream_outputs(model, sig, feeds, options.batch_size, group,
                                    labels is not None, progress)
@@ -465,6 +470,19 @@ def _record_signature(f: Any, model: Model, sig: SignatureInfo, options: RecordO
                     for k in sorted(sinks))
     sg = _labels_and_metrics(sig, sinks, num_rows(feeds), labels, cfg, several, notes)
     return _Written(group, sg, outputs, num_rows(feeds), tuple(notes))
+
+
+def signature_feeds(sig: SignatureInfo, options: RecordOptions, exclude: tuple[str, ...]
+                    ) -> dict[str, np.ndarray]:
+    """The inputs a record feeds ``sig``: read from ``--inputs`` or synthesized, and the
+    scalar ones given by ``--set``, in the signature's order."""
+    given = values_for(sig, options.settings)
+    if options.inputs is not None:
+        feeds = from_file(sig, options.inputs, exclude=exclude, given=given)
+    else:
+        feeds = synthesize(sig, options.num_samples, options.seed, given=given)
+    feeds |= given
+    return {s.name: feeds[s.name] for s in sig.inputs if s.name in feeds}
 
 
 def _with_latency(written: list[_Written], model_path: str | Path, options: RecordOptions,
@@ -486,7 +504,6 @@ def root_attrs(model_kind: str, model_path: str | Path, sigs: Sequence[Signature
                options: RecordOptions, rows: int, threads: Mapping[str, int]) -> dict[str, Any]:
     """The golden's root info (the Beam driver's sharded golden holds the same), less the
     attributes its writer sets itself."""
-    seed, inputs = options.seed, options.inputs
     return RootInfo(
         created=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         tool_version=__version__,
@@ -495,12 +512,19 @@ def root_attrs(model_kind: str, model_path: str | Path, sigs: Sequence[Signature
         model_kind=model_kind,
         signature=sigs[0].name if len(sigs) == 1 else "all",
         tag=options.tag,
-        seed=seed,
+        seed=options.seed,
         num_samples=rows,
         batch_size=options.batch_size,
-        inputs_source=str(inputs) if inputs is not None else f"synthesized(seed={seed})",
+        inputs_source=_inputs_source(options),
         environment=environment(threads),
     ).writer_attrs()
+
+
+def _inputs_source(options: RecordOptions) -> str:
+    """The inputs file, or "synthesized(seed=N)", and the settings: "... with keep_prob=1.0"."""
+    source = (str(options.inputs) if options.inputs is not None
+              else f"synthesized(seed={options.seed})")
+    return f"{source} with {describe_settings(options.settings)}" if options.settings else source
 
 
 def _read_inputs(group: Any, rows: int) -> dict[str, np.ndarray]:

@@ -128,17 +128,17 @@ def _plan(model: Model, sigs: list[SignatureInfo], options: RecordOptions,
     """Rows to split, the spread attributes from the first batch, and the warnings."""
     from snapshot_tool.beam import refuse_scalars
     from snapshot_tool.inputs.batching import num_rows, row_slice, scalar_names
-    from snapshot_tool.inputs.files import from_file
-    from snapshot_tool.inputs.synthesize import synthesize
-    from snapshot_tool.record import measure_spread, spread_attrs
+    from snapshot_tool.inputs.settings import check_names
+    from snapshot_tool.record import measure_spread, signature_feeds, spread_attrs
 
-    inputs, batch_size = options.inputs, options.batch_size
+    batch_size = options.batch_size
     warnings = list(model.notes)
     counts: dict[str, int] = {}
     extra: dict[str, dict[str, dict[str, Any]]] = {}
+    check_names(sigs, options.settings)
     for sig in sigs:
-        feeds = (from_file(sig, inputs, exclude=exclude) if inputs is not None
-                 else synthesize(sig, options.num_samples, options.seed))
+        # With --set the scalars are in the feeds, so refuse_scalars below says Beam's limit.
+        feeds = signature_feeds(sig, options, exclude)
         counts[sig.name] = num_rows(feeds)
         if not feeds:
             raise InputsError(f"signature {sig.name!r} takes no inputs, so there are no rows "

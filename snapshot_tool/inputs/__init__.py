@@ -17,7 +17,7 @@ Synthesis rules (documented in the README):
 - a signature without inputs gets no arrays, and is run once (see :func:`batches`);
 - a scalar (rank-0) input is a setting, not data (a TF1 ``keep_prob`` or ``is_training``, a
   temperature): its value cannot be guessed, so synthesis refuses it and says how to give
-  it, as a 0-d array in an inputs file.
+  it: ``record --set NAME=VALUE`` (:mod:`.settings`) or a 0-d array in an inputs file.
 
 Scalar inputs given in a file (0-d arrays) have no sample dimension: they are fed unchanged
 with every batch (:mod:`.batching` owns that rule) and stored in the golden as scalars.

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import zipfile
 import zlib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -198,30 +198,36 @@ def scalar_example(spec: TensorSpec) -> str:
     return f"np.{numpy_dtype(spec.dtype).name}({value})"
 
 
-def from_file(sig: SignatureInfo, path: str | Path,
-              exclude: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def from_file(sig: SignatureInfo, path: str | Path, exclude: tuple[str, ...] = (),
+              given: Collection[str] = ()) -> dict[str, np.ndarray]:
     """Inputs for ``sig`` read from ``path``, matched by input name.
 
-    A single-input signature takes the file's only array whatever its name. ``exclude``
-    names arrays that are not model inputs (labels stored in the same file).
+    A signature with a single input to read takes the file's only array whatever its name.
+    ``exclude`` names arrays that are not model inputs (labels stored in the same file);
+    ``given`` names inputs given by value (``--set``), which the file must not hold too.
     """
     arrays = {k: v for k, v in load_arrays(path).items() if k not in exclude}
-    names = [s.name for s in sig.inputs]
+    wanted = [s for s in sig.inputs if s.name not in given]
+    names = [s.name for s in wanted]
     if is_tfrecord_path(path):
         return _from_tfrecord(sig, arrays[TFRECORD_ARRAY], str(path))
-    if len(sig.inputs) == 1 and sig.inputs[0].name not in arrays and len(arrays) == 1:
+    twice = sorted(set(given) & arrays.keys())
+    if twice:
+        raise InputsError(f"input {twice[0]!r} is given both by --set and in inputs file "
+                          f"{path}; keep one")
+    if len(wanted) == 1 and wanted[0].name not in arrays and len(arrays) == 1:
         arrays = {names[0]: next(iter(arrays.values()))}
-    missing = [s for s in sig.inputs if s.name not in arrays]
+    missing = [s for s in wanted if s.name not in arrays]
     if missing:
         spec = missing[0]
-        hint = (f"; {spec.name!r} is a scalar setting: add it as a 0-d array "
-                f"({spec.name}={scalar_example(spec)} in np.savez)"
+        hint = (f"; {spec.name!r} is a scalar setting: give it with --set {spec.name}=VALUE "
+                f"or add it as a 0-d array ({spec.name}={scalar_example(spec)} in np.savez)"
                 if spec.shape == () else "")
         raise InputsError(
             f"inputs file {path} has no array for input {spec.name!r} of signature "
             f"{sig.name!r}; it holds: {', '.join(sorted(arrays)) or 'nothing'} "
             f"(expected: {', '.join(names)}){hint}")
-    out = {s.name: conform(s, arrays[s.name], str(path)) for s in sig.inputs}
+    out = {s.name: conform(s, arrays[s.name], str(path)) for s in wanted}
     return check_rows(out, str(path))
 
 

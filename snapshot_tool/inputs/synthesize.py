@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from snapshot_tool.dtypes import numpy_dtype
@@ -24,16 +26,18 @@ def _sample_shape(spec: TensorSpec, num_samples: int) -> tuple[int, ...]:
     return (num_samples, *rest)
 
 
-def synthesize(sig: SignatureInfo, num_samples: int, seed: int) -> dict[str, np.ndarray]:
-    """Seeded inputs for every input of ``sig``; same seed, same arrays, on every machine."""
+def synthesize(sig: SignatureInfo, num_samples: int, seed: int,
+               given: Collection[str] = ()) -> dict[str, np.ndarray]:
+    """Seeded inputs for every input of ``sig`` but those ``given`` by value (``--set``);
+    same seed, same arrays, on every machine."""
     if num_samples < 1:
         raise InputsError(f"--num-samples must be at least 1, got {num_samples}")
     _refuse_random_examples(sig)
-    _refuse_scalars(sig)
+    _refuse_scalars(sig, given)
     rng = np.random.default_rng(seed)
     out: dict[str, np.ndarray] = {}
     # Sorted order keeps the stream independent of the order TensorFlow lists inputs in.
-    for spec in sorted(sig.inputs, key=lambda s: s.name):
+    for spec in sorted((s for s in sig.inputs if s.name not in given), key=lambda s: s.name):
         shape = _sample_shape(spec, num_samples)
         dt = numpy_dtype(spec.dtype)
         if spec.dtype == "string":
@@ -82,20 +86,33 @@ def _refuse_random_examples(sig: SignatureInfo) -> None:
             "are not; pass --inputs FILE.tfrecord (a TFRecord of tf.train.Example)")
 
 
-def _refuse_scalars(sig: SignatureInfo) -> None:
+def _refuse_scalars(sig: SignatureInfo, given: Collection[str]) -> None:
     """A scalar (rank-0) input is a setting, not data: a random keep_prob or is_training
     would record a golden of a model in a state nobody runs it in. Its value is the user's
-    to give, in the inputs file beside the data."""
-    scalars = sorted(repr(s.name) for s in sig.inputs if s.shape == ())
-    if not scalars:
+    to give, with ``--set`` or in the inputs file beside the data."""
+    missing = [s for s in sig.inputs if s.shape == () and s.name not in given]
+    if not missing:
         return
-    what = (f"input {scalars[0]} of signature {sig.name!r} is a scalar" if len(scalars) == 1
-            else f"inputs {', '.join(scalars)} of signature {sig.name!r} are scalars")
+    names = [repr(s.name) for s in sorted(missing, key=lambda s: s.name)]
+    what = (f"input {names[0]} of signature {sig.name!r} is a scalar" if len(names) == 1
+            else f"inputs {', '.join(names)} of signature {sig.name!r} are scalars")
+    sets = " ".join(f"--set {s.name}={set_example(s)}"
+                    for s in sorted(missing, key=lambda s: s.name))
     raise InputsError(
         f"{what} (rank 0): a setting rather than data (a TF1 keep_prob or is_training, a "
-        "temperature) whose value cannot be synthesized; give it as a 0-d array in an "
-        f"inputs file beside the other inputs, e.g. {savez_line(sig)}, and record with "
-        "--inputs inputs.npz")
+        f"temperature) whose value cannot be synthesized; give its value with {sets}, or "
+        f"as a 0-d array in an inputs file beside the other inputs, e.g. {savez_line(sig)}, "
+        "and record with --inputs inputs.npz")
+
+
+def set_example(spec: TensorSpec) -> str:
+    """A ``--set`` value for a scalar input, a setting's neutral value (as
+    :func:`~snapshot_tool.inputs.files.scalar_example` writes it for np.savez)."""
+    if spec.dtype == "bool":
+        return "false"
+    if spec.dtype == "string":
+        return "..."
+    return "1.0" if numpy_dtype(spec.dtype).kind == "f" or spec.dtype == "bfloat16" else "0"
 
 
 def savez_line(sig: SignatureInfo) -> str:

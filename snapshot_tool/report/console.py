@@ -375,7 +375,8 @@ _SHAPE_SOURCES = {
 }
 
 # What inspect adds after a scalar input: it is not synthesized, the user gives its value.
-_SCALAR_INPUT = "   (scalar: give its value as a 0-d array in --inputs; fed with every batch)"
+_SCALAR_INPUT = ("   (scalar: give its value with record --set NAME=VALUE or as a 0-d array in "
+                 "--inputs; fed with every batch)")
 
 
 def inspect_doc(model: str, kind: str, signatures: Mapping[str, SignatureInfo],
