@@ -44,6 +44,8 @@ def test_options_are_frozen(cls: type) -> None:
 def test_record_options_defaults_are_the_library_defaults() -> None:
     library = _defaults(api.record, NOT_OPTIONS)
     library["allow_ops"] = tuple(library["allow_ops"])
+    assert library["settings"] is None  # no scalar given by value
+    library["settings"] = ()
     assert _fields(RecordOptions) == library
 
 
@@ -57,6 +59,8 @@ def test_compare_options_defaults_are_the_library_defaults() -> None:
 def test_record_options_defaults_are_the_cli_defaults() -> None:
     flags = _defaults(cli.record, CLI_ONLY)
     flags["allow_ops"] = ()  # --allow-ops absent: no op allowed
+    assert flags.pop("set_") is None  # --set absent: no scalar given by value
+    flags["settings"] = ()
     assert _fields(RecordOptions) == flags
 
 
