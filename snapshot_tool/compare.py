@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -220,16 +219,16 @@ def compare_with(model_path: str | Path, golden_path: str | Path, options: Compa
     """
     from snapshot_tool.compare_stream import compare_streaming
 
-    started = time.time()
+    before = obtained_state(golden_path, options.obtained_path)
     options = replace(options, config=loaded_config(options))  # read once, whatever runs
     if not _streams(golden_path, options):
-        return _compare_whole(model_path, golden_path, options, progress, started=started)
+        return _compare_whole(model_path, golden_path, options, progress, before=before)
     result = compare_streaming(model_path, golden_path, options, progress)
     if not _wants_whole_arrays(result, options):
         return result
     again = _compare_whole(model_path, golden_path, replace(
         options, latency=False, baseline_model=None, self_check=False), progress,
-        started=started)
+        before=before)
     return replace(again, latency=result.latency, latency_mode=result.latency_mode,
                    warnings=tuple(dict.fromkeys(result.warnings + again.warnings)),
                    baseline_model=result.baseline_model)
@@ -427,11 +426,14 @@ class _WholeRun:
 
 
 def _compare_whole(model_path: str | Path, golden_path: str | Path, options: CompareOptions,
-                   progress: Progress, *, started: float | None = None) -> ComparisonResult:
+                   progress: Progress, *, before: ObtainedState | None = None
+                   ) -> ComparisonResult:
     """The comparison with every tensor of the golden and the candidate in memory.
-    ``started``: when the compare began (``time.time()``; default now), to tell an obtained
-    golden another run wrote meanwhile from an older one."""
-    started = time.time() if started is None else started
+    ``before``: the obtained golden as the compare found it when it began
+    (:func:`obtained_state`; default now), to tell one another run wrote meanwhile from an
+    older one."""
+    if before is None:
+        before = obtained_state(golden_path, options.obtained_path)
     golden: Golden = read_golden(golden_path, require_signature=options.require_signature)
     prepared = prepare(golden, options)
     with contextlib.ExitStack() as stack:
@@ -450,7 +452,7 @@ def _compare_whole(model_path: str | Path, golden_path: str | Path, options: Com
         if not wants_obtained(result, options):
             return result
         return _with_obtained(result, golden, runs, models.candidate, model_path, options,
-                              started)
+                              before)
 
 
 def _run_whole(golden: Golden, name: str, model: Model, prepared: Prepared,
@@ -482,11 +484,11 @@ def wants_obtained(result: ComparisonResult, options: CompareOptions) -> bool:
 
 def _with_obtained(result: ComparisonResult, golden: Golden, runs: Sequence[_WholeRun],
                    model: Model, model_path: str | Path, options: CompareOptions,
-                   started: float) -> ComparisonResult:
+                   before: ObtainedState) -> ComparisonResult:
     run = run_id()
     target = obtained_target(golden, options.obtained_path)
     try:
-        replaced = _replaced_concurrent(target, started, run)
+        replaced = _replaced_concurrent(target, before, run)
         written = write_obtained(golden, {r.name: (r.outputs, r.batched) for r in runs},
                                  model, model_path, target, run=run)
     except (SnapshotToolError, OSError) as exc:
@@ -509,21 +511,46 @@ def run_id() -> str:
 
 def obtained_target(golden: Golden, path: str | Path | None) -> Path:
     """Where a compare writes its obtained golden: ``path``, else ``G.obtained.h5``."""
-    return Path(path) if path is not None else schema.obtained_path(golden.path)
+    return _obtained_path(golden.path, path)
 
 
-def _replaced_concurrent(target: Path, started: float, run: str) -> list[str]:
+def _obtained_path(golden_path: str | Path, path: str | Path | None) -> Path:
+    return Path(path) if path is not None else schema.obtained_path(Path(golden_path))
+
+
+# The obtained golden's file identity (device, inode, size, mtime) when a compare began, or
+# () when there was none: compared with the file found at write time, not with a clock.
+ObtainedState = tuple[int, ...]
+
+
+def obtained_state(golden_path: str | Path, path: str | Path | None = None) -> ObtainedState:
+    """The obtained golden of ``golden_path`` (or ``path``) as it is now."""
+    return _file_state(_obtained_path(golden_path, path))
+
+
+def _file_state(p: Path) -> ObtainedState:
+    """Another compare's rename gives the name a new inode, so a file written meanwhile is
+    told apart from the one found at the start by the file alone: a file server whose clock
+    runs ahead of or behind this machine's (an NFS goldens folder) cannot make it look older
+    or newer."""
+    from snapshot_tool.golden.io import file_identity
+
+    try:
+        return file_identity(p)
+    except OSError:
+        return ()
+
+
+def _replaced_concurrent(target: Path, before: ObtainedState, run: str) -> list[str]:
     """What to say when the obtained golden this run is about to replace was written after
     it started: another compare of the same golden, running at the same time, wrote it and
     reported it as its own. Each run's obtained golden is whole (temp file and rename); the
     later one is kept, and both the file and this report name the run that wrote it."""
     from snapshot_tool.golden.io import root_attrs
 
-    try:
-        if target.stat().st_mtime < started:
-            return []  # an earlier run's, replaced as usual
-    except OSError:
-        return []  # none yet
+    now = _file_state(target)
+    if not now or now == before:
+        return []  # none yet, or an earlier run's found at the start: replaced as usual
     try:
         other = str(root_attrs(target).get(schema.OBTAINED_RUN_ATTR) or "")
     except SnapshotToolError:

@@ -612,15 +612,15 @@ def read_timeout(path: Path) -> float:
     return _BASE_TIMEOUT_S + size / _BYTES_PER_S
 
 
-def _identity(p: Path) -> tuple[int, ...]:
+def file_identity(p: Path) -> tuple[int, ...]:
     st = p.stat()
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def check_unchanged(p: Path, before: tuple[int, ...]) -> None:
-    """``p`` is still the file ``before`` (its :func:`_identity`) named: what was validated
+    """``p`` is still the file ``before`` (its :func:`file_identity`) named: what was validated
     is what was read. A golden replaced or written in place meanwhile is refused."""
-    if _identity(p) != before:
+    if file_identity(p) != before:
         raise GoldenError(f"golden {p} changed while it was being read; run again once "
                           "whatever writes it has finished")
 
@@ -635,7 +635,7 @@ def read_golden(path: str | Path, *, check: bool = True,
 
         return read_sharded(p, check=check, require_signature=require_signature)
     _check_path(p)
-    before = _identity(p)
+    before = file_identity(p)
     verify_golden(p, require_signature=require_signature)
     with malformed_is_golden_error(p), open_golden(p) as f:
         attrs = {k: schema.plain(v) for k, v in f.attrs.items()}

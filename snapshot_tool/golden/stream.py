@@ -39,12 +39,12 @@ from snapshot_tool.golden.io import (
     _hash_header as hash_header,
 )
 from snapshot_tool.golden.io import (
-    _identity,
     _record,
     _set_attrs,
     check_unchanged,
     chunk_rows,
     dataset_options,
+    file_identity,
     malformed_is_golden_error,
     open_golden,
     read_signature_extras,
@@ -330,7 +330,7 @@ def open_stored(path: str | Path, *, require_signature: bool = False,
     anything, so the bounded validation need not hash their contents first (see
     :func:`verify_golden`)."""
     p = Path(path)
-    before = _identity(p) if p.is_file() else ()
+    before = file_identity(p) if p.is_file() else ()
     # The same bounded validation every reader runs first (layout, sizes, content digest,
     # every checksum but the deferred ones), in a child process under a time limit; the
     # tensors are checked again below as they are read, so the bytes used are the bytes

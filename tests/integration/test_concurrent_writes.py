@@ -16,7 +16,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from snapshot_tool.compare import CompareOptions, _compare_whole
+from snapshot_tool.compare import CompareOptions, _compare_whole, obtained_state
 from snapshot_tool.errors import GoldenError
 from snapshot_tool.progress import no_progress
 
@@ -86,12 +86,12 @@ def test_a_compare_that_replaces_a_newer_obtained_golden_says_so(
         cli, golden: Path, dense_changed: Path, dense_other: Path) -> None:
     """The later of two overlapping compares keeps its obtained golden and warns that the
     other run's report now names a file holding this run's candidate."""
-    started = time.time()
+    before = obtained_state(golden)  # none yet
     first = _compare_whole(dense_changed, golden, CompareOptions(
         latency=False, save_obtained="always"), no_progress)
     assert first.obtained_run and first.warnings == (), first.warnings
     second = _compare_whole(dense_other, golden, CompareOptions(
-        latency=False, save_obtained="always"), no_progress, started=started)
+        latency=False, save_obtained="always"), no_progress, before=before)
     assert second.obtained == first.obtained and second.obtained_run != first.obtained_run
     warned = [w for w in second.warnings if "written by another compare" in w]
     assert warned and first.obtained_run in warned[0], second.warnings
@@ -100,6 +100,19 @@ def test_a_compare_that_replaces_a_newer_obtained_golden_says_so(
     third = _compare_whole(dense_changed, golden, CompareOptions(
         latency=False, save_obtained="always"), no_progress)
     assert not any("written by another compare" in w for w in third.warnings)
+
+
+def test_an_obtained_golden_dated_ahead_of_this_clock_is_replaced_quietly(
+        golden: Path, dense_changed: Path) -> None:
+    """A goldens folder on a file server whose clock runs ahead: the earlier run's obtained
+    golden carries a modification time later than this run's start. The file is the one
+    found at the start, so replacing it is no overlap."""
+    options = CompareOptions(latency=False, save_obtained="always")
+    first = _compare_whole(dense_changed, golden, options, no_progress)
+    ahead = time.time() + 3600
+    os.utime(first.obtained, (ahead, ahead))
+    again = _compare_whole(dense_changed, golden, options, no_progress)
+    assert not any("written by another compare" in w for w in again.warnings), again.warnings
 
 
 @pytest.mark.slow  # two TensorFlow processes at once

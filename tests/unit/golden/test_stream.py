@@ -246,11 +246,11 @@ def test_a_golden_replaced_while_streamed_is_refused(tmp_path: Path) -> None:
     """What was validated is what was read: a golden another record replaces under a
     streaming reader is refused when the reader settles its deferred checks, as a whole
     read refuses one replaced under it (io.check_unchanged, the one statement of it)."""
-    from snapshot_tool.golden.io import _identity, check_unchanged
+    from snapshot_tool.golden.io import check_unchanged, file_identity
 
     p = tmp_path / "g.h5"
     _write(p, np.arange(40, dtype=np.float32).reshape(20, 2), 4)
-    before = _identity(p)
+    before = file_identity(p)
     check_unchanged(p, before)
     with open_stored(p, defer_tensors=True) as g:
         _write(p, np.ones((20, 2), np.float32), 4)  # a whole new file under the same name
