@@ -524,8 +524,14 @@ ObtainedState = tuple[int, ...]
 
 
 def obtained_state(golden_path: str | Path, path: str | Path | None = None) -> ObtainedState:
-    """The obtained golden of ``golden_path`` (or ``path``) as it is now."""
-    return _file_state(_obtained_path(golden_path, path))
+    """The obtained golden of ``golden_path`` (or ``path``) as it is now. Taken before the
+    golden is read: a path with no file name (".") has no obtained golden, and is refused
+    as a golden right after."""
+    try:
+        target = _obtained_path(golden_path, path)
+    except ValueError:
+        return ()
+    return _file_state(target)
 
 
 def _file_state(p: Path) -> ObtainedState:
