@@ -28,7 +28,8 @@ $(BEAM_STAMP): pyproject.toml
 	touch $(BEAM_STAMP)
 
 # The main job on the built-in demo model: train a small digits CNN, record its golden,
-# then gate two candidates: one that must pass and one whose regression must be caught.
+# then gate three candidates: one that must pass, one whose regression must be caught (and
+# localized) and one whose slowdown must be caught.
 demo: $(STAMP)
 	$(BIN)/python -m snapshot_tool.demo $(DEMO)
 	$(BIN)/snapshot-tool record $(DEMO)/baseline --golden goldens/demo.h5 \

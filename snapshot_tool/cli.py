@@ -116,8 +116,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
 
 
 ModelArg = Annotated[Path, typer.Argument(
-    help="SavedModel directory (TF2 or TF1), .tflite or .keras file.", show_default=False,
-    metavar="MODEL")]
+    help="SavedModel directory (TF2 or TF1), .tflite, .keras or frozen-graph .pb file.",
+    show_default=False, metavar="MODEL")]
 GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 file.",
                                          show_default=False, metavar="G.h5")]
 TagOpt = Annotated[str, typer.Option("--tag", help="SavedModel tag set (comma-separated).")]

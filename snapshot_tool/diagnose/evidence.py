@@ -218,6 +218,10 @@ class MetricProposal:
     comment: str
 
 
+# Metrics that are the share of rows a decision got right: they move by 1/rows at a time.
+ROW_SHARES = frozenset({"accuracy", "top3_accuracy", "top5_accuracy", "top1_agreement"})
+
+
 def propose_metric(output: str, metric: str, checks: Sequence[tuple[str, MetricCheck]],
                    margin: float, rows: int) -> MetricProposal | None:
     """A limit on one metric that every candidate's value meets with ``margin``."""
@@ -225,7 +229,8 @@ def propose_metric(output: str, metric: str, checks: Sequence[tuple[str, MetricC
     if not values:
         return None
     kind = values[0][1].kind
-    step = f"; one of {rows} rows is {1 / rows:.3g}" if rows else ""
+    # A share of rows moves in steps of 1/rows; other metrics (log_loss, roc_auc) do not.
+    step = f"; one of {rows} rows is {1 / rows:.3g}" if rows and metric in ROW_SHARES else ""
     if kind == "agreement":
         label, worst = min(values, key=lambda lc: lc[1].candidate)
         gap = 1.0 - worst.candidate
@@ -245,7 +250,7 @@ def propose_metric(output: str, metric: str, checks: Sequence[tuple[str, MetricC
     note = (f"worst drop {drop:.3g} ({label}: {worst.golden:.4g} -> {worst.candidate:.4g}); "
             f"x{margin:g}")
     if drop <= 0:
-        note = f"no candidate lowered it ({label}: {worst.golden:.4g} -> {worst.candidate:.4g})" \
+        note = f"no candidate worsened it ({label}: {worst.golden:.4g} -> {worst.candidate:.4g})" \
                f"; 0 fails any drop{step}"
     return MetricProposal(output, metric, kind, "max_drop", limit, note)
 

@@ -130,3 +130,18 @@ def test_cost_table_pools_rows_by_error_decade() -> None:
     assert by_level[1.0].flips == 1 and by_level[1.0].accuracy_delta == -1.0
     assert rows[-1].cumulative_agreement == 5 / 6
     assert "top-1 flips" in format_cost(rows)[1]
+
+
+def test_unchanged_metric_note_fits_its_direction_and_kind() -> None:
+    # log_loss is lower-is-better and no share of rows: "lowered it" would read as an
+    # improvement, and "one of 100 rows is 0.01" is no step of it.
+    check = MetricCheck("y", "log_loss", "task", 0.3, 0.3, 0.0, "lower", "",
+                        True)  # type: ignore[arg-type]
+    loss = propose_metric("y", "log_loss", [("[1]", check)], 2.0, 100)
+    assert loss is not None and loss.limit == 0.0
+    assert "worsened" in loss.comment and "lowered" not in loss.comment
+    assert "rows is" not in loss.comment
+    acc = propose_metric("y", "accuracy", [("[1]", _check("accuracy", "task", 0.9, 0.9))],
+                         2.0, 100)
+    assert acc is not None and "worsened" in acc.comment
+    assert "one of 100 rows is 0.01" in acc.comment
