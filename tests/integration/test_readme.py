@@ -80,3 +80,12 @@ def test_model_help_names_every_kind_the_readme_lists() -> None:
     for name in ("record", "compare", "inspect"):
         model = next(p for p in _commands()[name].params if p.name == "model")
         assert all(s in model.help for s in suffixes), (name, model.help)
+
+
+def test_every_module_is_in_the_layout_table() -> None:
+    # The README's "Layout of snapshot_tool/" is how a newcomer finds the owner of a concept.
+    package = Path(__file__).resolve().parents[2] / "snapshot_tool"
+    table = README.split("| module | what it holds |", 1)[1].split("\n\n", 1)[0]
+    missing = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
+               if not p.name.startswith("__") and f"`{p.name}`" not in table]
+    assert not missing, f"modules the README's layout table does not name: {missing}"
