@@ -51,6 +51,12 @@ def _stderr() -> Any:
     return Console(stderr=True, highlight=False, no_color=_no_color())
 
 
+def _warn(markup: str) -> None:
+    # soft_wrap: one line per warning whatever its length. stderr is rarely a terminal on CI,
+    # where rich would fold at 80 columns and a grep for "warning:" would find half of it.
+    _stderr().print(f"[yellow]warning:[/] {markup}", soft_wrap=True)
+
+
 def _stdout() -> Any:
     # CI logs are not terminals; rich would assume 80 columns and fold the tables. An
     # explicit COLUMNS still wins.
@@ -239,7 +245,7 @@ def _print_recorded(result: Any) -> None:
     out.print(f"[bold green]recorded[/] {escape(str(result.golden))}: {len(result.outputs)} "
               f"output(s) of {escape(', '.join(result.signatures))} {over}")
     for w in result.warnings:
-        _stderr().print(f"[yellow]warning:[/] {escape(w)}")
+        _warn(escape(w))
 
 
 CompareConfigOpt = Annotated[Path | None, typer.Option(
@@ -441,8 +447,10 @@ def _append_step_summary(markdown: str) -> None:
         with open(target, "a", encoding="utf-8") as fh:
             fh.write(markdown + "\n")
     except OSError as exc:
-        _stderr().print(f"[yellow]warning:[/] cannot append to GITHUB_STEP_SUMMARY "
-                        f"({target}): {exc.strerror or exc}", markup=True)
+        from rich.markup import escape
+
+        _warn(f"cannot append to GITHUB_STEP_SUMMARY ({escape(target)}): "
+              f"{escape(str(exc.strerror or exc))}")
 
 
 def _localization_markdown(where: Any) -> str:
