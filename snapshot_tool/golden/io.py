@@ -418,6 +418,12 @@ def signature_group(f: Any, name: str, several: bool) -> Any:
 
 def check_writable(path: Path, force: bool) -> None:
     if path.is_dir():
+        from snapshot_tool.golden.sharded import is_sharded
+
+        if is_sharded(path):
+            raise GoldenError(f"golden {path} is a sharded golden (a directory that "
+                              "`--runner beam` writes); re-record it with --runner beam, or "
+                              "give a file name (G.h5) for a single-file golden")
         raise GoldenError(f"golden path {path} is a directory; give a file name such as "
                           f"{path / 'golden.h5'}")
     resolve_target(path)

@@ -165,6 +165,15 @@ def console_renderables(result: ComparisonResult) -> list[RenderableType]:
     return out + verdict_lines(result)
 
 
+def rerecord_command(golden: str) -> str:
+    """The record command that replaces ``golden``. A directory is a sharded golden
+    (``G.h5.d/``), which only ``--runner beam`` writes; an in-process record refuses it."""
+    from pathlib import Path
+
+    beam = " --runner beam" if Path(golden).is_dir() else ""
+    return f"snapshot-tool record MODEL --golden {golden} --force{beam}"
+
+
 def verdict_lines(result: ComparisonResult) -> list[RenderableType]:
     """The verdict and what to do about it; all that ``compare --quiet`` prints."""
     from rich.markup import escape
@@ -195,7 +204,7 @@ def verdict_lines(result: ComparisonResult) -> list[RenderableType]:
             out.append(f"If the change is intended, accept it in {escape(config_name)}:\n"
                        + escape("\n".join(h))
                        + "\nor re-record the golden from a model you trust with "
-                       f"`snapshot-tool record MODEL --golden {escape(result.golden)} --force`.")
+                       f"`{escape(rerecord_command(result.golden))}`.")
     if result.obtained:
         run = f" by this run ({escape(result.obtained_run)})" if result.obtained_run else ""
         out.append(f"[bold]obtained golden[/] written to {escape(result.obtained)}{run}: review it "

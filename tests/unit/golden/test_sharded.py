@@ -175,3 +175,13 @@ def test_a_stop_between_the_two_renames_puts_the_old_golden_back(
     verify_golden(sharded_dir)
     assert not [p for p in sharded_dir.parent.iterdir()
                 if p.name.startswith(".") and p.name.endswith(".old")]
+
+
+def test_in_process_write_over_a_sharded_golden_says_to_use_beam(sharded_dir: Path) -> None:
+    # `record` without --runner beam cannot replace a G.h5.d/ directory; suggesting a file
+    # inside it (G.h5.d/golden.h5) would nest a golden in the sharded one.
+    from snapshot_tool.golden.io import check_writable
+
+    with pytest.raises(GoldenError, match="--runner beam") as err:
+        check_writable(sharded_dir, force=True)
+    assert "golden.h5" not in str(err.value)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,3 +161,18 @@ def test_every_renderer_shows_the_basis_and_both_clocks_of_a_stored_check() -> N
     assert latency_to_json(r_old)["batches"][0]["cpu_ratio"] is None  # type: ignore[index]
     # One label per basis, owned by the check, whichever renderer or note prints it.
     assert (c.basis_label, old.basis_label) == ("CPU time", "wall time")
+
+
+def test_rerecord_hint_of_a_sharded_golden_runs_beam(tmp_path: Path) -> None:
+    # A sharded golden (G.h5.d/) is only re-recorded by --runner beam; the hint must be a
+    # command that works.
+    from dataclasses import replace
+
+    sharded_dir = tmp_path / "g.h5.d"
+    sharded_dir.mkdir()
+    (sharded_dir / "manifest.json").write_text("{}")
+    bad = replace(_result(np.ones(3), np.zeros(3)), golden=str(sharded_dir))
+    text = "\n".join(str(x) for x in console_renderables(bad))
+    assert f"--golden {sharded_dir} --force --runner beam" in text
+    single = "\n".join(str(x) for x in console_renderables(_result(np.ones(3), np.zeros(3))))
+    assert "--golden g.h5 --force`" in single
