@@ -725,7 +725,9 @@ def status(
     folder: Annotated[Path, typer.Argument(
         help="Folder to scan for goldens (recursively).", metavar="DIR")] = Path("."),
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    quiet: QuietOpt = False,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="List only the goldens that need attention (model changed or "
+                              "missing, an obtained golden waiting, unreadable).")] = False,
 ) -> None:
     """List goldens with model, digest, age and format; flag those whose model changed on
     disk or that have an obtained golden waiting."""
@@ -734,6 +736,8 @@ def status(
 
         found = golden_status(folder)
     if as_json:
+        if quiet:  # the same goldens as the quiet table
+            found = [g for g in found if g.stale]
         print(json.dumps([{
             "path": str(g.path), "format_version": g.format_version, "created": g.created,
             "age_days": g.age_days, "model_path": g.model_path, "model_digest": g.model_digest,

@@ -190,6 +190,13 @@ def test_status_flags_a_model_changed_on_disk(cli, dense_model: Path, tmp_path: 
     assert entry["model_state"] == "missing"
     quiet = cli("status", tmp_path, "--quiet")
     assert "m.h5" in quiet.stdout and "missing" in quiet.stdout
+    # --quiet keeps the goldens that need attention in JSON too; a fresh one is left out.
+    assert cli("record", dense_model, "--golden", tmp_path / "goldens" / "ok.h5",
+               "--no-latency", "--num-samples", "8").code == 0
+    everything = json.loads(cli("status", tmp_path, "--json").stdout)
+    assert sorted(Path(e["path"]).name for e in everything) == ["m.h5", "ok.h5"]
+    (entry,) = json.loads(cli("status", tmp_path, "--json", "--quiet").stdout)
+    assert Path(entry["path"]).name == "m.h5"
 
 
 def test_obtained_golden_that_cannot_be_written_is_a_warning(cli, dense_model: Path,
