@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from snapshot_tool.config import Config, load_config
-from snapshot_tool.diff import TensorDiff, compare_tensor, extra, missing
+from snapshot_tool.diff import (
+    TensorDiff,
+    base_fields,
+    compare_tensor,
+    extra,
+    extra_stored,
+    missing,
+    structural,
+    uneven_changed,
+)
 from snapshot_tool.dtypes import dtype_label
 from snapshot_tool.errors import ConfigError, InputsError, ModelError, SnapshotToolError
 from snapshot_tool.golden import schema
@@ -40,7 +49,7 @@ from snapshot_tool.metrics.thresholds import (
     recorded_task_conflicts,
     validate_metric_config,
 )
-from snapshot_tool.models.base import Model, run_signature
+from snapshot_tool.models.base import Model, Uneven, run_signature
 from snapshot_tool.models.load import check_model_path, load_model
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import output_prefix, qualified_name, signature_prefix
@@ -144,12 +153,18 @@ class ComparisonResult:
 
 def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
                     config: Config, signature: str, prefix: str = "", *,
-                    summary: bool | None = None) -> list[TensorDiff]:
+                    summary: bool | None = None,
+                    uneven: Mapping[str, Uneven] | None = None) -> list[TensorDiff]:
     """Per-output diffs; ``summary`` as in :func:`compare_tensor` (True: every numeric
-    output gets its error summary, as the HTML report wants)."""
+    output gets its error summary, as the HTML report wants). ``uneven``: the candidate's
+    outputs whose batches did not join (``run_signature``), each a shape change."""
+    uneven = uneven or {}
     diffs: list[TensorDiff] = []
     for name in sorted(sg.outputs):
         g = sg.outputs[name]
+        if name in uneven:
+            diffs.append(uneven_diff(sg, name, uneven[name], config, signature, prefix))
+            continue
         if name not in candidate:
             diffs.append(missing(name, g, signature))
             continue
@@ -160,7 +175,22 @@ def compare_outputs(sg: SignatureGolden, candidate: Mapping[str, np.ndarray],
                                     allow_dtype_change=oc is not None and oc.allow_dtype_change))
     for name in sorted(set(candidate) - set(sg.outputs)):
         diffs.append(extra(name, candidate[name], signature))
+    for name in sorted(set(uneven) - set(sg.outputs)):
+        diffs.append(extra_stored(name, uneven[name].dtype, uneven[name].shape, signature))
     return diffs
+
+
+def uneven_diff(sg: SignatureGolden, name: str, u: Uneven, config: Config, signature: str,
+                prefix: str = "") -> TensorDiff:
+    """The diff of golden output ``name`` against a candidate output whose shape changed
+    between batches: a dtype change if it has one too, else a shape change."""
+    g = sg.outputs[name]
+    tol, spread = judged_tolerance(sg, name, dtype_label(g), u.dtype, config, prefix)
+    base = base_fields(name, (dtype_label(g), tuple(g.shape)), (u.dtype, u.shape), tol,
+                       signature, spread)
+    if base["golden_dtype"] != base["candidate_dtype"]:
+        return structural(base) or uneven_changed(base, u.change)
+    return uneven_changed(base, u.change)
 
 
 def compare(model_path: str | Path, golden_path: str | Path, *,
@@ -423,6 +453,7 @@ class _WholeRun:
     diffs: list[TensorDiff]
     metrics: list[MetricCheck]
     notes: list[str]
+    uneven: tuple[str, ...] = ()  # outputs whose batches did not join: no obtained golden
 
 
 def _compare_whole(model_path: str | Path, golden_path: str | Path, options: CompareOptions,
@@ -461,16 +492,23 @@ def _run_whole(golden: Golden, name: str, model: Model, prepared: Prepared,
     cfg = prepared.config
     sig, note = candidate_signature(model, name, single=len(prepared.names) == 1)
     feeds, fit_note = fit_inputs(sig, sg, model, renames=cfg.rename)
+    uneven: dict[str, Uneven] = {}
     outputs, batched = run_signature(model, sig, feeds, golden.info.batch_size, progress,
-                                     f"comparing {name}")
-    outputs, name_notes = golden_named(sg, outputs, cfg.rename)
-    batched, _ = golden_named(sg, batched, cfg.rename)
+                                     f"comparing {name}", uneven)
+    # Matched by name with the uneven outputs among them, so a lone renamed output is
+    # paired whether or not its batches joined.
+    both, name_notes = golden_named(sg, {**outputs, **uneven}, cfg.rename)
+    outputs = {k: v for k, v in both.items() if isinstance(v, np.ndarray)}
+    odd = {k: v for k, v in both.items() if isinstance(v, Uneven)}
+    batched, _ = golden_named(sg, {**batched, **{k: u.batched for k, u in uneven.items()}},
+                              cfg.rename)
     diffs = compare_outputs(sg, outputs, cfg, name, prepared.prefix(name),
-                            summary=options.error_summaries)
+                            summary=options.error_summaries, uneven=odd)
     metrics = compare_metrics(sg, outputs, diffs, cfg, prepared.prefix(name))
     keep = options.save_obtained != "never"  # else the outputs need not outlive this run
     return _WholeRun(name, sig.name, feeds, outputs if keep else {}, batched if keep else {},
-                     diffs, metrics, [n for n in (note, fit_note) if n] + name_notes)
+                     diffs, metrics, [n for n in (note, fit_note) if n] + name_notes,
+                     tuple(sorted(odd)))
 
 
 def wants_obtained(result: ComparisonResult, options: CompareOptions) -> bool:
@@ -485,6 +523,14 @@ def wants_obtained(result: ComparisonResult, options: CompareOptions) -> bool:
 def _with_obtained(result: ComparisonResult, golden: Golden, runs: Sequence[_WholeRun],
                    model: Model, model_path: str | Path, options: CompareOptions,
                    before: ObtainedState) -> ComparisonResult:
+    uneven = [f"{r.name}/{k}" if len(runs) > 1 else k for r in runs for k in r.uneven]
+    if uneven:
+        # Such an output has no array to store (a golden of it needs one batch), and an
+        # obtained golden without it would drop it from the golden on `accept`.
+        return replace(result, warnings=(*result.warnings, (
+            "obtained golden not written: the candidate's "
+            f"{', '.join(repr(k) for k in uneven)} changes shape between batches; record "
+            "such a golden with one batch (--batch-size equal to --num-samples)")))
     run = run_id()
     target = obtained_target(golden, options.obtained_path)
     try:

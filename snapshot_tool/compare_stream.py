@@ -35,9 +35,15 @@ from snapshot_tool.compare import (
     prepare,
     time_signatures,
 )
-from snapshot_tool.diff import TensorDiff, compare_tensor, extra_stored, missing_stored
+from snapshot_tool.diff import (
+    TensorDiff,
+    compare_tensor,
+    extra_stored,
+    missing_stored,
+    uneven_changed,
+)
 from snapshot_tool.dtypes import dtype_label
-from snapshot_tool.errors import InputsError, SignatureError
+from snapshot_tool.errors import InputsError
 from snapshot_tool.golden.stream import (
     StoredGolden,
     StoredTensor,
@@ -50,7 +56,13 @@ from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.matching import candidate_signature, conform_inputs, fit_inputs, match_inputs
 from snapshot_tool.metrics.tasks import OutputInfo, output_task
 from snapshot_tool.metrics.thresholds import output_checks, recorded_values
-from snapshot_tool.models.base import Model, SignatureInfo, combine
+from snapshot_tool.models.base import (
+    Model,
+    SignatureInfo,
+    UnevenOutputError,
+    combine,
+    shape_change,
+)
 from snapshot_tool.progress import Progress
 from snapshot_tool.tolerance import Tolerance, output_tolerance
 
@@ -165,6 +177,7 @@ class _Output:
     rows: list[int] = field(default_factory=list)
     shapes: list[tuple[int, ...]] = field(default_factory=list)
     unbatched: bool = False  # the candidate gave a value without the batch dimension
+    uneven: bool = False  # the candidate's per-sample shape changed between batches
     label: str = ""
 
 
@@ -274,11 +287,9 @@ class _SignatureRun:
         elif o.unbatched or v.ndim == 0 or v.shape[0] != rows:
             o.unbatched = True  # no batch dimension after all: a shape change, values aside
             o.block = []
-        elif o.block and v.shape[1:] != o.block[0].shape[1:]:
-            raise SignatureError(
-                f"output {k!r} changes its per-sample shape between batches "
-                f"({o.block[0].shape[1:]} and {v.shape[1:]}); record with one batch "
-                "(--batch-size equal to --num-samples)")
+        elif o.uneven or (o.block and v.shape[1:] != o.block[0].shape[1:]):
+            o.uneven = True  # padded per batch, say: a shape change, values aside
+            o.block = []
         else:
             o.block.append(v)
 
@@ -294,7 +305,7 @@ class _SignatureRun:
 
         for k, g in gold.items():
             o = self.outputs[k]
-            if o.unbatched or not o.block:
+            if o.unbatched or o.uneven or not o.block:
                 continue
             c = o.block[0] if len(o.block) == 1 else np.concatenate(o.block, axis=0)
             o.block = []
@@ -325,7 +336,11 @@ class _SignatureRun:
             if not o.rows:
                 diffs.append(missing_stored(k, o.golden.label, o.golden.shape, self.name))
             elif not o.streamed:
-                cand, _ = combine(k, o.parts, o.rows)
+                try:
+                    cand, _ = combine(k, o.parts, o.rows)
+                except UnevenOutputError as exc:
+                    diffs.append(self._uneven(o, exc.uneven.change))
+                    continue
                 diffs.append(compare_tensor(k, self.whole[k], cand, o.tol, self.name,
                                             o.spread, False))
                 if diffs[-1].status in ("ok", "mismatch"):
@@ -333,6 +348,8 @@ class _SignatureRun:
                     if o.scored and self.labels is not None:
                         with contextlib.suppress(InputsError):
                             task = task_metrics(cand, self.labels, o.task, o.threshold)
+            elif o.uneven:
+                diffs.append(self._uneven(o, shape_change(o.shapes)))
             elif o.unbatched or o.diff is None:
                 diffs.append(self._unbatched(o))
             else:
@@ -359,9 +376,7 @@ class _SignatureRun:
         from snapshot_tool.diff import base_fields, structural
 
         if len(set(o.shapes)) > 1:
-            raise SignatureError(
-                f"output {o.name!r} has no batch dimension and changes shape between "
-                "batches; record with one batch (--batch-size equal to --num-samples)")
+            return self._uneven(o, shape_change(o.shapes))
         shape = (len(o.shapes), *o.shapes[0])
         base = base_fields(o.name, (o.golden.label, o.golden.shape), (o.label, shape),
                            o.tol, self.name, o.spread)
@@ -369,7 +384,19 @@ class _SignatureRun:
             status="shape_changed", **base,
             message=f"output has no batch dimension in the candidate (shape {shape})")
 
+    def _uneven(self, o: _Output, change: str) -> TensorDiff:
+        """A golden output whose candidate batches changed shape from one to the next."""
+        from snapshot_tool.diff import base_fields, structural
+
+        base = base_fields(o.name, (o.golden.label, o.golden.shape),
+                           (o.label, (len(o.shapes), *o.shapes[0])), o.tol, self.name,
+                           o.spread)
+        if base["golden_dtype"] != base["candidate_dtype"]:
+            return structural(base) or uneven_changed(base, change)
+        return uneven_changed(base, change)
+
     def _metric_checks(self, k: str, task: dict[str, MetricValue],
                        agree: dict[str, MetricValue]) -> list[MetricCheck]:
         return output_checks(self.prefix + k, recorded_values(self.stored.meta, k), task,
                              agree, self.cfg)
+

@@ -111,6 +111,15 @@ def structural(base: dict[str, Any]) -> TensorDiff | None:
     return None
 
 
+def uneven_changed(base: dict[str, Any], change: str) -> TensorDiff:
+    """A candidate output whose shape changes from batch to batch (``change``: "(2, 2) then
+    (1, 2)"), so its batches do not join into an array to line up with the golden's: a
+    shape change of that output, values aside. ``base`` from :func:`base_fields`."""
+    return TensorDiff(status="shape_changed", **base,
+                      message=f"the candidate's shape changes between batches: {change} "
+                              f"(the golden holds {base['golden_shape']})")
+
+
 def compare_tensor(name: str, golden: np.ndarray, candidate: np.ndarray, tol: Tolerance,
                    signature: str = "", spread: float | None = None,
                    summary: bool | None = None, allow_dtype_change: bool = False) -> TensorDiff:

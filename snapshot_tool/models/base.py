@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from snapshot_tool.dtypes import dtype_label
 from snapshot_tool.errors import ModelError, SignatureError
 from snapshot_tool.inputs.batching import batches, num_rows
 from snapshot_tool.progress import Progress, no_progress
@@ -317,30 +318,77 @@ def example_hint(info: SignatureInfo, message: str) -> str:
     return ""
 
 
+@dataclass(frozen=True)
+class Uneven:
+    """An output whose per-batch values do not join into one array: its per-sample shape
+    (a mask padded to each batch's longest sequence) or, without a batch dimension, its
+    whole shape (``tf.where``'s hits) changes from batch to batch. A golden cannot store it
+    from several batches; in a candidate it is a shape change the report shows."""
+
+    name: str
+    dtype: str  # dtypes.dtype_label of its values
+    shapes: tuple[tuple[int, ...], ...]  # per batch, as the model returned them
+    rows: tuple[int, ...]  # the batches' input rows
+    batched: bool  # every batch's leading dimension was its number of rows
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The shape the first batch's layout would give the joined array (what a report's
+        shape column can show; the message lists the batches' shapes)."""
+        first = self.shapes[0]
+        if self.batched:
+            return (sum(self.rows), *first[1:])
+        return (len(self.shapes), *first)
+
+    @property
+    def change(self) -> str:
+        """:func:`shape_change` of its batches."""
+        return shape_change(self.shapes)
+
+
+def shape_change(shapes: Sequence[tuple[int, ...]]) -> str:
+    """"(2, 2) then (1, 2)": the first batch's shape and the first one that differs."""
+    other = next(s for s in shapes if s != shapes[0])
+    return f"{shapes[0]} then {other}"
+
+
+class UnevenOutputError(SignatureError):
+    """Raised by :func:`combine` for an :class:`Uneven` output; ``record`` shows it as is,
+    a compare reports the output's shape change instead."""
+
+    def __init__(self, message: str, uneven: Uneven) -> None:
+        super().__init__(message)
+        self.uneven = uneven
+
+
 def combine(name: str, parts: list[np.ndarray], rows: list[int]) -> tuple[np.ndarray, bool]:
     """Join per-batch outputs. Outputs with a batch dimension are concatenated; outputs
-    without one (scalars, per-batch summaries) are stacked, one entry per batch."""
+    without one (scalars, per-batch summaries) are stacked, one entry per batch. Raises
+    :class:`UnevenOutputError` when the batches' shapes do not line up."""
     batched = all(p.ndim >= 1 and p.shape[0] == r for p, r in zip(parts, rows, strict=True))
-    if batched:
-        try:
-            return np.concatenate(parts, axis=0), True
-        except ValueError:
-            shapes = sorted({p.shape[1:] for p in parts})
-            raise SignatureError(
-                f"output {name!r} changes its per-sample shape between batches ({shapes}); "
-                "record with one batch (--batch-size equal to --num-samples)") from None
-    try:
+    shapes = tuple(tuple(int(d) for d in p.shape) for p in parts)
+    if batched and len({s[1:] for s in shapes}) == 1:
+        return np.concatenate(parts, axis=0), True
+    if not batched and len(set(shapes)) == 1:
         return np.stack(parts, axis=0), False
-    except ValueError:
-        raise SignatureError(
-            f"output {name!r} has no batch dimension and changes shape between batches; "
-            "record with one batch (--batch-size equal to --num-samples)") from None
+    uneven = Uneven(name, dtype_label(parts[0]), shapes, tuple(rows), batched)
+    if batched:
+        message = (f"output {name!r} changes its per-sample shape between batches "
+                   f"({sorted({s[1:] for s in shapes})}); record with one batch "
+                   "(--batch-size equal to --num-samples)")
+    else:
+        message = (f"output {name!r} has no batch dimension and changes shape between "
+                   "batches; record with one batch (--batch-size equal to --num-samples)")
+    raise UnevenOutputError(message, uneven)
 
 
 def run_signature(model: Model, sig: SignatureInfo, inputs: Mapping[str, np.ndarray],
                   batch_size: int, progress: Progress = no_progress,
-                  stage: str = "running") -> tuple[dict[str, np.ndarray], dict[str, bool]]:
-    """Run ``sig`` over ``inputs`` batch by batch; returns outputs and whether each is batched."""
+                  stage: str = "running", uneven: dict[str, Uneven] | None = None,
+                  ) -> tuple[dict[str, np.ndarray], dict[str, bool]]:
+    """Run ``sig`` over ``inputs`` batch by batch; returns outputs and whether each is
+    batched. An output whose batches do not join raises :class:`UnevenOutputError`, or,
+    given an ``uneven`` dict (a candidate's run), is put there and left out of both."""
     parts: dict[str, list[np.ndarray]] = {}
     rows: list[int] = []
     total = num_rows(inputs)
@@ -357,6 +405,10 @@ def run_signature(model: Model, sig: SignatureInfo, inputs: Mapping[str, np.ndar
     combined: dict[str, np.ndarray] = {}
     batched: dict[str, bool] = {}
     for k, ps in parts.items():
-        combined[k], batched[k] = combine(k, ps, rows)
+        try:
+            combined[k], batched[k] = combine(k, ps, rows)
+        except UnevenOutputError as exc:
+            if uneven is None:
+                raise
+            uneven[k] = exc.uneven
     return combined, batched
-

@@ -699,3 +699,48 @@ def test_empty_model_files_left_by_a_failed_conversion_say_so(cli, tmp_path: Pat
                             ("frozen.pb", ("no nodes", "the file is empty"))):
         (tmp_path / name).write_bytes(b"")
         assert_usage_error(cli("inspect", tmp_path / name), name, *fragments)
+
+
+# --- outputs whose shape the inputs decide (tf.where, per-batch padding) -----------------------
+
+
+def test_candidate_whose_hit_count_varies_by_batch_is_a_shape_change(cli, tmp_path: Path) -> None:
+    # The golden's tf.where output has no batch dimension but the same number of hits in each
+    # batch, so it is stored one entry per batch. A candidate with another threshold finds a
+    # different number per batch: a regression of that output (exit 1), not an input error.
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=wild.HITS_X)
+    golden = tmp_path / "g.h5"
+    res = cli("record", wild.save_hits(tmp_path / "m"), "--golden", golden, "--no-latency",
+              "--inputs", inputs, "--batch-size", "4")
+    assert res.code == 0, res
+    with h5py.File(golden) as f:
+        assert f["outputs/hits"].shape == (2, 2, 2)
+    candidate = wild.save_hits(tmp_path / "c", threshold=0.15)
+    for extra in ((), ("--save-obtained",)):  # streamed first, and in memory from the start
+        code, doc, _ = _report(cli, candidate, "--golden", golden, *extra)
+        hits = _outputs(doc)["hits"]
+        assert code == 1 and hits["status"] == "shape_changed", hits
+        assert "changes between batches" in hits["message"], hits["message"]
+        assert "(2, 2) then (1, 2)" in hits["message"], hits["message"]
+        assert _outputs(doc)["y"]["status"] == "ok"
+        assert any("obtained golden not written" in w and "'hits'" in w
+                   for w in doc["warnings"]), doc["warnings"]
+    assert not (tmp_path / "g.obtained.h5").exists()
+
+
+def test_candidate_padding_per_batch_against_a_fixed_padding_golden(cli, tmp_path: Path) -> None:
+    inputs = tmp_path / "lengths.npz"
+    np.savez(inputs, lengths=np.array([1, 2, 3, 4, 2, 2, 1, 1], np.int32))
+    golden = tmp_path / "g.h5"
+    per_batch = wild.save_padded_mask(tmp_path / "per_batch", per_batch=True)
+    # A golden of a per-batch padded output needs one batch: the error says so.
+    assert_usage_error(cli("record", per_batch, "--golden", golden, "--no-latency",
+                           "--inputs", inputs, "--batch-size", "4"),
+                       "'mask'", "per-sample shape", "--batch-size")
+    assert cli("record", wild.save_padded_mask(tmp_path / "fixed"), "--golden", golden,
+               "--no-latency", "--inputs", inputs, "--batch-size", "4").code == 0
+    code, doc, _ = _report(cli, per_batch, "--golden", golden)
+    mask = _outputs(doc)["mask"]
+    assert code == 1 and mask["status"] == "shape_changed", mask
+    assert "(4, 4) then (4, 2)" in mask["message"], mask["message"]
