@@ -114,10 +114,32 @@ class KerasModel(Model):
         return {k: to_numpy(keras.ops.convert_to_numpy(v)) for k, v in items}
 
 
+# The root attribute Keras's legacy HDF5 format (model.save("model.h5"), Keras 2 and 3)
+# stores the model's architecture in; weights-only files and goldens have none.
+_LEGACY_CONFIG_ATTR = "model_config"
+_LEGACY_SUFFIXES = (".h5", ".hdf5")
+
+
+def is_legacy_keras(path: Path) -> bool:
+    """Whether ``path`` is a whole Keras model in the legacy HDF5 format."""
+    if path.suffix.lower() not in _LEGACY_SUFFIXES or not path.is_file():
+        return False
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            return _LEGACY_CONFIG_ATTR in f.attrs
+    except OSError:
+        return False  # not HDF5 at all: load_model says what it expected
+
+
 def load_keras(path: Path) -> KerasModel:
+    """A ``.keras`` file, or a legacy ``model.h5`` (:func:`is_legacy_keras`), which Keras 3
+    loads into the same functional model."""
     import zipfile
 
-    if not zipfile.is_zipfile(path):
+    legacy = path.suffix.lower() in _LEGACY_SUFFIXES
+    if not legacy and not zipfile.is_zipfile(path):
         # Keras says "File not found" for any file that is not a zip archive.
         raise ModelError(f"cannot load Keras model {path}: it is not a .keras file (a .keras "
                          "file is a zip archive written by model.save)")
@@ -128,8 +150,10 @@ def load_keras(path: Path) -> KerasModel:
             import keras
 
             # safe_mode stays on: a .keras file must not run arbitrary code (Lambda layers)
-            # just because a regression gate looked at it.
-            model = keras.saving.load_model(str(path))
+            # just because a regression gate looked at it. A legacy file is not compiled:
+            # its optimizer and loss are training's (custom losses need their code), and a
+            # gate only runs the model.
+            model = keras.saving.load_model(str(path), compile=not legacy)
     except ImportError as exc:
         raise ModelError(f"cannot load Keras model {path}: Keras is not importable "
                          f"({exc}); install it with `pip install keras`") from None

@@ -10,7 +10,7 @@ from typing import Literal
 from snapshot_tool.errors import ModelError
 from snapshot_tool.models.base import DEFAULT_TAG, Model
 from snapshot_tool.models.graphdef import is_frozen_graph, load_frozen_graph
-from snapshot_tool.models.keras import load_keras
+from snapshot_tool.models.keras import is_legacy_keras, load_keras
 from snapshot_tool.models.savedmodel import is_saved_model, load_saved_model
 from snapshot_tool.models.tflite import load_tflite, looks_like_tflite
 
@@ -27,7 +27,7 @@ def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
     suffix = p.suffix.lower()
     if suffix == ".tflite" or (suffix != ".keras" and looks_like_tflite(p)):
         return load_tflite(p)
-    if suffix == ".keras":
+    if suffix == ".keras" or is_legacy_keras(p):
         return load_keras(p)
     if is_frozen_graph(p):
         return load_frozen_graph(p)
@@ -57,14 +57,15 @@ _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
 
 def _hdf5_hint(p: Path) -> str:
-    """What to do with an HDF5 file given as MODEL: most are Keras's legacy ``model.h5``
-    (or its weights), which runs once re-saved or exported; a golden belongs after --golden."""
+    """What to do with an HDF5 file given as MODEL that is not a legacy Keras model (those
+    load): Keras weights alone, which need the model saved whole, or a golden, which
+    belongs after --golden."""
     with p.open("rb") as fh:
         if fh.read(len(_HDF5_MAGIC)) != _HDF5_MAGIC:
             return ""
-    return ("; it is an HDF5 file: a legacy Keras model (model.save('model.h5')) runs once "
-            "re-saved as .keras (keras.saving.load_model(path).save('model.keras')) or "
-            "exported with model.export(DIR); a golden goes after --golden")
+    return ("; it is an HDF5 file with no model in it (Keras weights, or a golden, which "
+            "goes after --golden): save the whole model with model.save('model.keras') or "
+            "export it with model.export(DIR)")
 
 
 RecordedModelState = Literal["matches", "changed", "missing", "unknown"]

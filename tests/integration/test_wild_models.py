@@ -547,15 +547,50 @@ def test_calibrate_accepts_candidates_that_move_infinities(cli, tmp_path: Path) 
 # --- legacy Keras HDF5 models (model.save("model.h5")) ----------------------------------------
 
 
-def test_legacy_keras_h5_model_says_how_to_convert_it(cli, tmp_path: Path) -> None:
+def test_legacy_keras_h5_model_records_and_gates_its_keras_twin(cli, tmp_path: Path) -> None:
     import keras
 
+    keras.utils.set_random_seed(3)
     x = keras.Input(shape=(4,), name="x")
-    model = tmp_path / "model.h5"
-    keras.Model(x, keras.layers.Dense(2)(x)).save(model)  # Keras's legacy HDF5 format
+    model = keras.Model(x, keras.layers.Dense(2)(keras.layers.Dense(8, activation="relu")(x)))
+    model.compile("adam", "mse")  # as a training script leaves it; a gate never compiles
+    legacy = tmp_path / "model.h5"
+    model.save(legacy)  # Keras's legacy HDF5 format
+    model.save(tmp_path / "model.keras")
+    res = cli("inspect", legacy, "--json")
+    assert res.code == 0, res
+    doc = json.loads(res.stdout)
+    assert doc["kind"] == "keras", doc
+    assert [i["name"] for i in doc["signatures"]["serving_default"]["inputs"]] == ["x"]
+    golden = tmp_path / "g.h5"
+    assert cli("record", legacy, "--golden", golden, "--no-latency", "--num-samples", "16"
+               ).code == 0
+    assert cli("verify", golden).code == 0
+    # The same weights through the .keras loader: the same graph, so the default float32
+    # tolerance holds (not asserted bitwise: another file format, another load path).
+    code, doc, _ = _report(cli, tmp_path / "model.keras", "--golden", golden)
+    assert code == 0, doc
+    # A damaged copy fails.
+    model.layers[-1].kernel.assign(model.layers[-1].kernel + 0.5)
+    model.save(tmp_path / "bad.h5")
+    code, doc, _ = _report(cli, tmp_path / "bad.h5", "--golden", golden)
+    assert code == 1 and _outputs(doc)["output_0"]["status"] == "mismatch", doc
+
+
+def test_legacy_keras_h5_that_is_not_a_model_says_what_it_is(cli, tmp_path: Path) -> None:
+    import keras
+
+    x = keras.Input(shape=(3,), name="x")
+    keras.Model(x, keras.layers.Lambda(lambda t: t * 2.0)(x)).save(tmp_path / "lambda.h5")
+    # Safe mode stays on for a legacy file too: its Lambda holds Python bytecode.
+    assert_usage_error(cli("inspect", tmp_path / "lambda.h5"), "Lambda", "safe mode",
+                       "model.export(DIR)")
+    dense = keras.Model(x, keras.layers.Dense(2)(x))
+    dense.save_weights(tmp_path / "model.weights.h5")  # weights only: no model to run
     for command in ("inspect", "record"):
-        args = [command, model] + (["--golden", tmp_path / "g.h5"] if command == "record" else [])
-        assert_usage_error(cli(*args), "HDF5", "legacy Keras", ".keras", "model.export(DIR)")
+        args = [command, tmp_path / "model.weights.h5"] + (
+            ["--golden", tmp_path / "g.h5"] if command == "record" else [])
+        assert_usage_error(cli(*args), "HDF5", "no model in it", "model.save")
     assert not (tmp_path / "g.h5").exists()
 
 
