@@ -33,9 +33,18 @@ def worst(d: TensorDiff) -> str:
 def _short(v: Any) -> str:
     if isinstance(v, float):
         return fmt(v, ".6g")
+    if isinstance(v, complex):
+        return format_complex(v)
     s = str(v)
     return s if len(s) <= 16 else s[:15] + "…"
 
+
+
+def format_complex(v: complex, spec: str = ".6g") -> str:
+    """``0.296108+2.22985j``: both parts to ``spec``, so a change of either shows (numpy's
+    text of a complex element is too long for a table cell)."""
+    sign = "-" if math.copysign(1.0, v.imag) < 0 else "+"
+    return f"{fmt(v.real, spec)}{sign}{fmt(abs(v.imag), spec)}j"
 
 
 def latency_clocks(c: LatencyCheck) -> str:

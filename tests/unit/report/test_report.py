@@ -12,6 +12,7 @@ from snapshot_tool.config import Config, parse_config
 from snapshot_tool.diff import compare_tensor
 from snapshot_tool.metrics.thresholds import round_sig
 from snapshot_tool.report.console import console_renderables, hints
+from snapshot_tool.report.format import format_complex
 from snapshot_tool.report.json import to_json
 from snapshot_tool.report.markdown import to_markdown
 from snapshot_tool.tolerance import resolve
@@ -76,6 +77,19 @@ def test_complex_outputs_serialize() -> None:
     doc = json.loads(json.dumps(to_json(r), allow_nan=False))
     assert doc["outputs"][0]["worst_golden"] == [3.0, -1.0]
     assert doc["outputs"][0]["worst_candidate"] == [3.0, -0.5]
+
+
+def test_complex_worst_element_shows_both_parts() -> None:
+    # numpy's text of a complex element is ~40 characters; cut to 16 it hid the imaginary
+    # part, so a changed imaginary part read as the same value on both sides.
+    from snapshot_tool.report.format import worst
+
+    g = np.array([0.29610782861709595 + 2.2298483j, 1j], np.complex64)
+    c = g + np.array([0, 0.25j], np.complex64)
+    d = compare_tensor("z", g, c, resolve("z", "complex64", Config()))
+    assert worst(d) == "[1] 0+1j → 0+1.25j", worst(d)
+    assert format_complex(g[0].item()) == "0.296108+2.22985j"
+    assert format_complex(complex(-1.5, -0.0)) == "-1.5-0j"
 
 
 def test_junit_marks_only_failing_latency_batches() -> None:
