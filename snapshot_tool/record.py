@@ -48,7 +48,7 @@ from snapshot_tool.inputs.settings import describe as describe_settings
 from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.latency.measure import latency_sizes
-from snapshot_tool.models.base import Model, SignatureInfo, combine
+from snapshot_tool.models.base import Model, SignatureInfo, Uneven, combine
 from snapshot_tool.models.load import check_model_path, load_model, model_digest
 from snapshot_tool.models.scan import allowed_ops, refuse_flagged
 from snapshot_tool.names import first_unstorable, graph_key, output_prefix, unstorable
@@ -318,10 +318,9 @@ class _OutputSink:
             form = (dtype_label(value), tuple(value.shape[1:]))
             self.form = self.form or form
             if form != self.form:
-                raise SignatureError(
-                    f"output {self.name!r} changes its per-sample shape between batches "
-                    f"({self.form[1]} and {form[1]}); record with one batch "
-                    "(--batch-size equal to --num-samples)")
+                first = (self.rows[0], *self.form[1])
+                raise SignatureError(Uneven(self.name, form[0], (first, value.shape),
+                                            (self.rows[0], rows), True).record_error())
             self.appends.submit(self.appender.append, value)
             return
         if self.stacked is None:
@@ -332,9 +331,9 @@ class _OutputSink:
             prior = self.rows[:-1]
             self.stacked = list(np.split(done, np.cumsum(prior)[:-1])) if prior else []
         if any(p.shape != value.shape for p in self.stacked):
-            raise SignatureError(
-                f"output {self.name!r} has no batch dimension and changes shape between "
-                "batches; record with one batch (--batch-size equal to --num-samples)")
+            shapes = tuple(tuple(int(d) for d in p.shape) for p in [*self.stacked, value])
+            raise SignatureError(Uneven(self.name, dtype_label(value), shapes,
+                                        tuple(self.rows), False).record_error())
         self.stacked.append(value)
 
     def whole(self) -> np.ndarray:

@@ -345,6 +345,34 @@ class Uneven:
         """:func:`shape_change` of its batches."""
         return shape_change(self.shapes)
 
+    @property
+    def batch_axis(self) -> int | None:
+        """The dimension after the first that holds each batch's rows while every other
+        dimension stays put (a time-major ``[T, batch, ...]`` output), if there is one."""
+        if self.batched or len({len(s) for s in self.shapes}) != 1:
+            return None
+        for axis in range(1, len(self.shapes[0])):
+            rest = {s[:axis] + s[axis + 1:] for s in self.shapes}
+            if len(rest) == 1 and all(s[axis] == r for s, r in
+                                      zip(self.shapes, self.rows, strict=True)):
+                return axis
+        return None
+
+    def record_error(self) -> str:
+        """Why a golden cannot store it, and the batch sizes that would."""
+        one_batch = "record with one batch (--batch-size equal to --num-samples)"
+        if self.batched:
+            return (f"output {self.name!r} changes its per-sample shape between batches "
+                    f"({sorted({s[1:] for s in self.shapes})}); {one_batch}")
+        axis = self.batch_axis
+        if axis is not None:
+            return (f"output {self.name!r} holds the batch in dimension {axis}, not the "
+                    f"first (time-major), so a batch of other size gives it another shape "
+                    f"({self.change}); give a --num-samples that is a multiple of "
+                    f"--batch-size, or {one_batch}")
+        return (f"output {self.name!r} has no batch dimension and changes shape between "
+                f"batches ({self.change}); {one_batch}")
+
 
 def shape_change(shapes: Sequence[tuple[int, ...]]) -> str:
     """"(2, 2) then (1, 2)": the first batch's shape and the first one that differs."""
@@ -372,14 +400,7 @@ def combine(name: str, parts: list[np.ndarray], rows: list[int]) -> tuple[np.nda
     if not batched and len(set(shapes)) == 1:
         return np.stack(parts, axis=0), False
     uneven = Uneven(name, dtype_label(parts[0]), shapes, tuple(rows), batched)
-    if batched:
-        message = (f"output {name!r} changes its per-sample shape between batches "
-                   f"({sorted({s[1:] for s in shapes})}); record with one batch "
-                   "(--batch-size equal to --num-samples)")
-    else:
-        message = (f"output {name!r} has no batch dimension and changes shape between "
-                   "batches; record with one batch (--batch-size equal to --num-samples)")
-    raise UnevenOutputError(message, uneven)
+    raise UnevenOutputError(uneven.record_error(), uneven)
 
 
 def run_signature(model: Model, sig: SignatureInfo, inputs: Mapping[str, np.ndarray],

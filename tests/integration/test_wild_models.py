@@ -779,3 +779,20 @@ def test_candidate_padding_per_batch_against_a_fixed_padding_golden(cli, tmp_pat
     mask = _outputs(doc)["mask"]
     assert code == 1 and mask["status"] == "shape_changed", mask
     assert "(4, 4) then (4, 2)" in mask["message"], mask["message"]
+
+
+def test_time_major_output_with_a_short_last_batch_says_which_sizes_work(
+        cli, tmp_path: Path) -> None:
+    model = wild.save_time_major(tmp_path / "m")
+    golden = tmp_path / "g.h5"
+    # 10 rows in batches of 4: the last batch's states are (3, 2, 2), not (3, 4, 2).
+    assert_usage_error(cli("record", model, "--golden", golden, "--no-latency",
+                           "--num-samples", "10", "--batch-size", "4"),
+                       "'states'", "dimension 1", "--num-samples that is a multiple of "
+                       "--batch-size", "--batch-size equal to --num-samples")
+    assert cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "12",
+               "--batch-size", "4").code == 0
+    with h5py.File(golden) as f:
+        assert f["outputs/states"].shape == (3, 3, 4, 2)  # one entry per batch
+    code, doc, _ = _report(cli, model, "--golden", golden)
+    assert code == 0, doc
