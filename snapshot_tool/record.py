@@ -45,7 +45,7 @@ from snapshot_tool.inputs.files import from_file
 from snapshot_tool.inputs.labels import LabelsSpec, load_labels, parse_spec
 from snapshot_tool.inputs.settings import Settings, as_settings, check_names, values_for
 from snapshot_tool.inputs.settings import describe as describe_settings
-from snapshot_tool.inputs.synthesize import synthesize
+from snapshot_tool.inputs.synthesize import synthesize, synthesized_text_note
 from snapshot_tool.latency.fingerprint import environment, fix_threads
 from snapshot_tool.latency.measure import latency_sizes
 from snapshot_tool.models.base import Model, SignatureInfo, Uneven, combine
@@ -456,11 +456,12 @@ def _record_signature(f: Any, model: Model, sig: SignatureInfo, options: RecordO
     """Inputs, outputs (with the run-to-run spread of a nondeterministic model), labels and
     task metrics of one signature."""
     feeds = signature_feeds(sig, options, labels.exclude if labels else ())
+    text_note = None if options.inputs is not None else synthesized_text_note(sig)
     group = signature_group(f, sig.name, several)
     sinks, first = _stream_outputs(model, sig, feeds, options.batch_size, group,
                                    labels is not None, progress)
     attrs = {k: OutputRecord(batched=s.batched).to_attrs() for k, s in sinks.items()}
-    notes: list[str] = []
+    notes: list[str] = [text_note] if text_note else []
     spreads = measure_spread(model, sig, feeds, options.batch_size, first_outputs=first)
     if spreads:
         notes.append(spread_attrs(sig.name, spreads, {k: s.kind for k, s in sinks.items()},

@@ -62,6 +62,22 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int,
     return out
 
 
+def synthesized_text_note(sig: SignatureInfo) -> str | None:
+    """What to say when ``sig``'s string inputs were synthesized: random letters are not
+    words, so a text model's vocabulary (StringLookup, TextVectorization, a lookup table)
+    maps nearly all of them to one out-of-vocabulary id and the golden holds nearly the same
+    output for every row, which gates little."""
+    # Scalar strings are settings given by value (--set), never synthesized.
+    synthesized = sorted(s.name for s in sig.inputs if s.dtype == "string" and s.shape != ())
+    if not synthesized:
+        return None
+    names, first = [repr(n) for n in synthesized], synthesized[0]
+    return (f"string input(s) {', '.join(names)} of {sig.name!r} were synthesized as random "
+            "letters, which a vocabulary lookup maps to out-of-vocabulary, so the golden may "
+            "hold nearly the same output for every row; record real text with --inputs "
+            f"FILE.npz (np.savez('inputs.npz', {first}=np.array(['some text', ...])))")
+
+
 def integer_range(spec: TensorSpec, dt: np.dtype) -> tuple[int, int]:
     """[low, high) of a synthesized integer input. A quantized input (a full-integer TFLite
     model's) gets its dtype's whole range: its integers stand for ``scale * (q -

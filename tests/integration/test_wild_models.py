@@ -796,3 +796,22 @@ def test_time_major_output_with_a_short_last_batch_says_which_sizes_work(
         assert f["outputs/states"].shape == (3, 3, 4, 2)  # one entry per batch
     code, doc, _ = _report(cli, model, "--golden", golden)
     assert code == 0, doc
+
+
+def test_synthesized_text_for_a_vocabulary_model_is_flagged(cli, tmp_path: Path) -> None:
+    # Random letters are out-of-vocabulary for TextVectorization: nearly every row of the
+    # golden is the same vector, so the record says to use real text.
+    model = wild.export_text_classifier(tmp_path / "text")
+    res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
+    assert res.code == 0, res
+    assert "'sentence'" in res.stderr and "random letters" in res.stderr, res.stderr
+    assert "--inputs" in res.stderr, res.stderr
+    np.savez(tmp_path / "text.npz", sentence=np.array(["the cat sat", "a dog", "far away"]))
+    res = cli("record", model, "--golden", tmp_path / "real.h5", "--no-latency",
+              "--inputs", tmp_path / "text.npz")
+    assert res.code == 0 and "random letters" not in res.stderr, res
+    code, doc, _ = _report(cli, model, "--golden", tmp_path / "real.h5")
+    assert code == 0, doc
+    retrained = wild.export_text_classifier(tmp_path / "retrained", seed=12)
+    code, doc, _ = _report(cli, retrained, "--golden", tmp_path / "real.h5")
+    assert code == 1 and _outputs(doc)["output_0"]["status"] == "mismatch", doc
