@@ -12,7 +12,7 @@ import re
 import sys
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import numpy as np
 
 from snapshot_tool.dtypes import dtype_label
 from snapshot_tool.errors import ModelError, SignatureError
-from snapshot_tool.inputs.batching import batches, num_rows
+from snapshot_tool.inputs.batching import batches, num_rows, row_slice
 from snapshot_tool.progress import Progress, no_progress
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -285,6 +285,54 @@ def rejected(info: SignatureInfo, exc: BaseException, rows: int,
             "without that op (TensorFlow ops only)")
     return SignatureError(f"signature {info.name!r}{where} rejected its inputs: {reason}"
                           f"{example_hint(info, reason)}{batch_hint(info, rows)}")
+
+
+def fixed_to_one_row(info: SignatureInfo) -> bool:
+    """Whether ``info`` takes exactly one row per call: every input with a sample dimension
+    declares its first dimension as 1 (``x: float32[1, 4]``), as mobile exports, Keras
+    models built with ``batch_size=1`` and ONNX conversions do. Scalar inputs do not count."""
+    specs = [s for s in info.inputs if s.shape != ()]
+    return bool(specs) and all(s.shape is not None and len(s.shape) >= 1 and s.shape[0] == 1
+                               for s in specs)
+
+
+def one_row_note(model: Model) -> str | None:
+    """The note a model with signatures fixed to batch 1 carries, naming them."""
+    fixed = sorted(name for name, info in model.signatures.items() if fixed_to_one_row(info))
+    if not fixed:
+        return None
+    return (f"signature(s) {', '.join(repr(n) for n in fixed)} of {model.path.name} fix a "
+            "batch of 1: every batch is run one row per call (a batch's latency is that of "
+            "its rows one after another)")
+
+
+def run_rows(info: SignatureInfo, feeds: Mapping[str, np.ndarray],
+             call: Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
+             ) -> dict[str, np.ndarray]:
+    """``call(feeds)``, or for a signature fixed to one row (:func:`fixed_to_one_row`) one
+    call per row with the outputs joined as one call of the whole batch would return them.
+
+    A graph built for batch 1 may depend on it (a reshape to ``[1, ...]``), and one that
+    does not would still be run outside its declared interface; so every --batch-size
+    works and a golden from a model with a free batch compares against its batch-1
+    conversion. An output with a leading 1 per row is joined along it; one without (a
+    scalar per row) gains the batch dimension by stacking."""
+    rows = num_rows(feeds)
+    if rows <= 1 or not fixed_to_one_row(info):
+        return call(feeds)
+    parts = [call(row_slice(feeds, i, i + 1)) for i in range(rows)]
+    return {k: _join_rows(info, k, [p[k] for p in parts]) for k in parts[0]}
+
+
+def _join_rows(info: SignatureInfo, name: str, values: list[np.ndarray]) -> np.ndarray:
+    per_row = all(v.ndim >= 1 and v.shape[0] == 1 for v in values)
+    if len({v.shape for v in values}) == 1:
+        return np.concatenate(values, axis=0) if per_row else np.stack(values, axis=0)
+    raise SignatureError(
+        f"output {name!r} of signature {info.name!r} (fixed to batch 1) changes shape from "
+        f"row to row ({shape_change([tuple(v.shape) for v in values])}), and a golden holds "
+        "one shape per output: record one sample (--num-samples 1), or export the output "
+        "padded to a fixed length")
 
 
 def batch_hint(info: SignatureInfo, rows: int) -> str:

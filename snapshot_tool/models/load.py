@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Literal
 
 from snapshot_tool.errors import ModelError
-from snapshot_tool.models.base import DEFAULT_TAG, Model
+from snapshot_tool.models.base import DEFAULT_TAG, Model, one_row_note
 from snapshot_tool.models.graphdef import is_frozen_graph, load_frozen_graph
 from snapshot_tool.models.keras import is_legacy_keras, load_keras
 from snapshot_tool.models.savedmodel import is_saved_model, load_saved_model
@@ -21,7 +21,14 @@ def load_model(path: str | Path, tag: str = DEFAULT_TAG) -> Model:
     ``tag`` is a SavedModel tag set, comma-separated (``"serve"``, ``"serve,gpu"``); other
     kinds have none and ignore it.
     """
-    p = check_model_path(path)
+    model = _load(check_model_path(path), tag)
+    note = one_row_note(model)
+    if note:
+        model.notes.append(note)
+    return model
+
+
+def _load(p: Path, tag: str) -> Model:
     if is_saved_model(p):
         return load_saved_model(p, tag)
     suffix = p.suffix.lower()

@@ -22,6 +22,7 @@ from snapshot_tool.models.base import (
     method_name,
     parse_tags,
     rejected,
+    run_rows,
     to_numpy,
 )
 from snapshot_tool.models.composite import (
@@ -143,9 +144,13 @@ class SavedModelTF2(Model):
                 for name, fn in sorted(self._functions.items())}
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        tf = import_tf()
         if signature in self._refused:
             raise SignatureError(self._refused[signature])
+        return run_rows(self._signatures[signature], feeds,
+                        lambda f: self._run(signature, f))
+
+    def _run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tf = import_tf()
         fn = self._functions[signature]
         info = self._signatures[signature]
         args = {}

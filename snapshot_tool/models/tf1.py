@@ -21,6 +21,7 @@ from snapshot_tool.models.base import (
     method_name,
     quiet_native_stderr,
     rejected,
+    run_rows,
     to_numpy,
 )
 
@@ -154,6 +155,10 @@ class SavedModelTF1(Model):
         return fn
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_rows(self._signatures[signature], feeds,
+                        lambda f: self._run(signature, f))
+
+    def _run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         tf = import_tf()
         info = self._signatures[signature]
         args = [feeds[key] for key, _ in self._feed_names[signature]]

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from snapshot_tool.errors import ModelError, SignatureError
+from snapshot_tool.inputs.batching import num_rows
 from snapshot_tool.models.base import (
     DEFAULT_SIGNATURE,
     Model,
@@ -21,6 +22,8 @@ from snapshot_tool.models.base import (
     first_line,
     import_tf,
     quiet_native_stderr,
+    rejected,
+    run_rows,
 )
 from snapshot_tool.names import graph_key
 
@@ -147,6 +150,10 @@ class TFLiteModel(Model):
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         _check_feed_shapes(self._signatures[signature], feeds)
+        return run_rows(self._signatures[signature], feeds,
+                        lambda f: self._run(signature, f))
+
+    def _run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         try:
             if signature in self._runners:
                 # The runner resizes inputs whose shape changed and reallocates by itself.
@@ -155,8 +162,9 @@ class TFLiteModel(Model):
                 return {k: np.array(v) for k, v in out.items()}
             return self._run_positional(feeds)
         except (ValueError, RuntimeError) as exc:
-            raise SignatureError(f"signature {signature!r} of {self.path.name} rejected its "
-                                 f"inputs: {first_line(exc)}") from None
+            # rejected() adds the batch size a fixed-batch interface needs, as for TF.
+            raise rejected(self._signatures[signature], exc, num_rows(feeds),
+                           f" of {self.path.name}") from None
 
     def _run_positional(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         it = self._interpreter

@@ -815,3 +815,35 @@ def test_synthesized_text_for_a_vocabulary_model_is_flagged(cli, tmp_path: Path)
     retrained = wild.export_text_classifier(tmp_path / "retrained", seed=12)
     code, doc, _ = _report(cli, retrained, "--golden", tmp_path / "real.h5")
     assert code == 1 and _outputs(doc)["output_0"]["status"] == "mismatch", doc
+
+
+# --- signatures fixed to a batch of 1 -----------------------------------------------------------
+
+
+def test_signature_fixed_to_batch_one_runs_row_by_row(cli, tmp_path: Path) -> None:
+    model = wild.save_fixed_batch_one(tmp_path / "m")
+    lite = kinds.convert_tflite(model, tmp_path / "m.tflite")
+    bad = kinds.convert_tflite(wild.save_fixed_batch_one(tmp_path / "bad", shift=0.5),
+                               tmp_path / "bad.tflite")
+    golden = tmp_path / "g.h5"
+    # The default batch size (16) against [1, 4]: each row is its own call.
+    res = cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "20")
+    assert res.code == 0, res
+    assert "one row per call" in res.stderr, res.stderr
+    with h5py.File(golden) as f:
+        x, y = f["inputs/x"][()], f["outputs/y"][()]
+    assert y.shape == (20, 4)
+    # TF's matmul against numpy's in float64: a float32 rounding apart, not bitwise.
+    np.testing.assert_allclose(y, wild.fixed_batch_one_expected_y(x), rtol=1e-5, atol=1e-6)
+    config = tmp_path / "snapshot.toml"
+    # TFLite's kernels against TF's: a few float32 ulps apart on these small products.
+    config.write_text("[defaults]\natol = 1e-5\nrtol = 1e-4\n")
+    code, doc, _ = _report(cli, lite, "--golden", golden, "--config", config)
+    assert code == 0, doc
+    code, doc, _ = _report(cli, bad, "--golden", golden, "--config", config)
+    assert code == 1 and _outputs(doc)["y"]["status"] == "mismatch", doc
+    assert _outputs(doc)["y"]["max_abs_diff"] == pytest.approx(0.5, rel=1e-3)  # the shift
+    # And the TFLite file records its own golden, timed at batch sizes 1 and 2 (2 calls).
+    res = cli("record", lite, "--golden", tmp_path / "lite.h5", "--num-samples", "4",
+              "--batch-size", "2", "--latency-batch-sizes", "1,2")
+    assert res.code == 0, res
