@@ -122,7 +122,8 @@ def progress_bar(enabled: bool = True) -> Iterator[Callable[[str, int, int], Non
 
 
 ModelArg = Annotated[Path, typer.Argument(
-    help="SavedModel directory (TF2 or TF1), .tflite, .keras or frozen-graph .pb file.",
+    help="SavedModel directory (TF2 or TF1), .tflite, .keras, legacy Keras .h5/.hdf5 or "
+         "frozen-graph .pb file.",
     show_default=False, metavar="MODEL")]
 GoldenOpt = Annotated[Path, typer.Option("--golden", "-g", help="Golden HDF5 file.",
                                          show_default=False, metavar="G.h5")]

@@ -76,7 +76,7 @@ def test_every_option_a_readme_command_line_passes_exists() -> None:
 def test_model_help_names_every_kind_the_readme_lists() -> None:
     table = README.split("| MODEL ", 1)[1].split("\n\n", 1)[0]
     suffixes = set(re.findall(r"`\*(\.\w+)`", table))
-    assert suffixes == {".tflite", ".keras", ".pb"}, suffixes
+    assert suffixes == {".tflite", ".keras", ".h5", ".hdf5", ".pb"}, suffixes
     for name in ("record", "compare", "inspect"):
         model = next(p for p in _commands()[name].params if p.name == "model")
         assert all(s in model.help for s in suffixes), (name, model.help)
