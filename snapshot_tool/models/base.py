@@ -175,7 +175,8 @@ class Model(ABC):
                 return next(iter(sigs.values()))
             raise SignatureError(
                 f"{self.path} has no {DEFAULT_SIGNATURE!r} signature; choose one with "
-                f"--signature: {', '.join(sorted(sigs))}")
+                f"--signature: {', '.join(sorted(sigs))} (record takes every one with "
+                "--signature all)")
         if name not in sigs:
             raise SignatureError(
                 f"signature {name!r} not found in {self.path}; "

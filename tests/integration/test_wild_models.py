@@ -847,3 +847,42 @@ def test_signature_fixed_to_batch_one_runs_row_by_row(cli, tmp_path: Path) -> No
     res = cli("record", lite, "--golden", tmp_path / "lite.h5", "--num-samples", "4",
               "--batch-size", "2", "--latency-batch-sizes", "1,2")
     assert res.code == 0, res
+    # The TF1 runtime too: the same graph frozen for batch 1, at the default batch size.
+    frozen = wild.freeze_fixed_batch_one(tmp_path / "frozen.pb")
+    res = cli("record", frozen, "--golden", tmp_path / "frozen.h5", "--no-latency",
+              "--num-samples", "20")
+    assert res.code == 0, res
+    with h5py.File(tmp_path / "frozen.h5") as f:
+        x, y = f["inputs/x"][()], f["outputs/y"][()]
+    # As above: TF's float32 matmul against numpy's float64, not bitwise.
+    np.testing.assert_allclose(y, wild.fixed_batch_one_expected_y(x), rtol=1e-5, atol=1e-6)
+
+
+# --- several signatures, none of them serving_default ------------------------------------------
+
+
+def test_several_signatures_without_a_default_record_all_and_gate_tflite(
+        cli, tmp_path: Path) -> None:
+    model = wild.save_two_signatures(tmp_path / "m")
+    golden = tmp_path / "g.h5"
+    assert_usage_error(cli("record", model, "--golden", golden, "--no-latency"),
+                       "no 'serving_default'", "decode, encode", "--signature all")
+    assert cli("record", model, "--golden", golden, "--no-latency", "--signature", "all",
+               "--num-samples", "16").code == 0
+    lite = wild.convert_signatures(model, tmp_path / "m.tflite", ["encode", "decode"])
+    config = tmp_path / "snapshot.toml"
+    # TFLite's kernels against TF's: multiply-adds may round differently in the last ulp.
+    config.write_text("[defaults]\natol = 1e-5\nrtol = 1e-5\n")
+    code, doc, _ = _report(cli, lite, "--golden", golden, "--config", config)
+    assert code == 0, doc
+    assert set(_qualified(doc)) == {"decode/x_hat", "encode/code"}
+    shifted = wild.convert_signatures(wild.save_two_signatures(tmp_path / "s", shift=0.25),
+                                      tmp_path / "s.tflite", ["encode", "decode"])
+    code, doc, _ = _report(cli, shifted, "--golden", golden, "--config", config)
+    assert code == 1, doc
+    assert _qualified(doc)["encode/code"]["status"] == "mismatch"
+    assert _qualified(doc)["decode/x_hat"]["status"] == "ok"
+
+
+def _qualified(doc: dict) -> dict[str, dict]:
+    return {f"{o['signature']}/{o['name']}": o for o in doc["outputs"]}
