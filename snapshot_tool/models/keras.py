@@ -23,6 +23,7 @@ from snapshot_tool.models.base import (
     import_tf,
     quiet_native_stderr,
     rejected,
+    run_rows,
     to_numpy,
 )
 
@@ -90,6 +91,9 @@ class KerasModel(Model):
         return arrays[0] if len(arrays) == 1 else arrays
 
     def run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return run_rows(self.signatures[signature], feeds, lambda f: self._run(signature, f))
+
+    def _run(self, signature: str, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         import keras
 
         tf = import_tf()

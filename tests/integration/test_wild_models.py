@@ -856,6 +856,12 @@ def test_signature_fixed_to_batch_one_runs_row_by_row(cli, tmp_path: Path) -> No
         x, y = f["inputs/x"][()], f["outputs/y"][()]
     # As above: TF's float32 matmul against numpy's float64, not bitwise.
     np.testing.assert_allclose(y, wild.fixed_batch_one_expected_y(x), rtol=1e-5, atol=1e-6)
+    # And a .keras file built with batch_size=1, against the SavedModel's golden.
+    keras_file = wild.save_keras_fixed_batch_one(tmp_path / "one.keras")
+    assert "one row per call" in cli("inspect", keras_file).stdout
+    code, doc, _ = _report(cli, keras_file, "--golden", golden, "--config", config,
+                           "--map", "y=output_0")
+    assert code == 0, doc
 
 
 # --- several signatures, none of them serving_default ------------------------------------------
