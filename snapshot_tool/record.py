@@ -456,7 +456,8 @@ def _record_signature(f: Any, model: Model, sig: SignatureInfo, options: RecordO
     """Inputs, outputs (with the run-to-run spread of a nondeterministic model), labels and
     task metrics of one signature."""
     feeds = signature_feeds(sig, options, labels.exclude if labels else ())
-    text_note = None if options.inputs is not None else synthesized_text_note(sig)
+    text_note = (None if options.inputs is not None
+                 else synthesized_text_note(sig, dict(options.settings)))
     group = signature_group(f, sig.name, several)
     sinks, first = _stream_outputs(model, sig, feeds, options.batch_size, group,
                                    labels is not None, progress)

@@ -104,6 +104,7 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
     )
     from snapshot_tool.golden.io import read_golden
     from snapshot_tool.matching import candidate_signature, fit_inputs
+    from snapshot_tool.models.base import fixed_to_one_row
     from snapshot_tool.models.load import load_model
     from snapshot_tool.models.scan import refuse_flagged
     from snapshot_tool.names import signature_prefix
@@ -144,9 +145,19 @@ def localize(model_path: str | Path, golden_path: str | Path, *,
         if found is None or found[0].status != "mismatch":
             return _nothing_to_trace(found, ident)
         diff, (start, stop) = found
+        if fixed_to_one_row(bsig) or fixed_to_one_row(csig):
+            start, stop = _worst_row(diff, start, stop)
         return _trace_and_locate(base, bsig.name, cand, csig.name,
                                  _slice(bfeeds, start, stop), _slice(cfeeds, start, stop),
                                  diff, tag, ident, (start, stop))
+
+
+def _worst_row(diff: TensorDiff, start: int, stop: int) -> tuple[int, int]:
+    """The one row of ``start:stop`` to trace for a model fixed to batch 1 (a trace feeds
+    the graph once, and such a graph takes one row): the row of the worst element."""
+    row = diff.worst_index[0] if diff.worst_index else start
+    row = min(max(row, start), stop - 1)
+    return row, row + 1
 
 
 def _golden_model(golden: Golden) -> str:

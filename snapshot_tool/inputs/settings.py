@@ -56,15 +56,30 @@ def _text(value: object) -> str:
 
 
 def check_names(sigs: Sequence[SignatureInfo], settings: Settings) -> None:
-    """Every setting names an input of some signature being recorded: a misspelt name must
-    not be ignored while the input it meant is synthesized or read from a file."""
-    known = {s.name for sig in sigs for s in sig.inputs}
+    """Every setting names a scalar input of some signature being recorded: a misspelt name
+    must not be ignored while the input it meant is synthesized or read from a file, and a
+    batched input takes rows, not one value. (With ``--signature all`` another signature
+    may take the same name with rows: it is fed as usual, the setting is not its.)"""
+    scalars = scalar_names(sigs)
     for name, _ in settings:
-        if name not in known:
-            scalars = sorted({s.name for sig in sigs for s in sig.inputs if takes_scalar(s)})
+        if name in scalars:
+            continue
+        batched = [(sig, s) for sig in sigs for s in sig.inputs if s.name == name]
+        if batched:
+            sig, spec = batched[0]
             raise InputsError(
-                f"--set {name}: the model has no input {name!r}; its scalar inputs: "
-                f"{', '.join(scalars) or 'none'}")
+                f"--set {name}: input {name!r} of signature {sig.name!r} has a sample "
+                f"dimension ({spec.describe()}); --set gives scalar (rank-0) inputs only, "
+                "batched ones come from --inputs or are synthesized")
+        which = (f"signature {sigs[0].name!r} has" if len(sigs) == 1
+                 else "the signatures being recorded have")
+        raise InputsError(f"--set {name}: {which} no input {name!r}; scalar inputs: "
+                          f"{', '.join(sorted(scalars)) or 'none'}")
+
+
+def scalar_names(sigs: Sequence[SignatureInfo]) -> set[str]:
+    """The inputs of ``sigs`` that can be given by value (:func:`takes_scalar`)."""
+    return {s.name for sig in sigs for s in sig.inputs if takes_scalar(s)}
 
 
 def takes_scalar(spec: TensorSpec) -> bool:
@@ -74,26 +89,21 @@ def takes_scalar(spec: TensorSpec) -> bool:
 
 
 def values_for(sig: SignatureInfo, settings: Settings) -> dict[str, np.ndarray]:
-    """The 0-d arrays ``settings`` give to inputs of ``sig`` (others' names are skipped:
-    with ``--signature all`` a setting may belong to another signature)."""
-    specs = {s.name: s for s in sig.inputs}
-    out: dict[str, np.ndarray] = {}
-    for name, text in settings:
-        spec = specs.get(name)
-        if spec is None:
-            continue
-        if not takes_scalar(spec):
-            raise InputsError(
-                f"--set {name}: input {name!r} of signature {sig.name!r} has a sample "
-                f"dimension ({spec.describe()}); --set gives scalar (rank-0) inputs only, "
-                "batched ones come from --inputs or are synthesized")
-        out[name] = conform(spec, _parse(spec, text), f"--set {name}={text}")
-    return out
+    """The 0-d arrays ``settings`` give to the scalar inputs of ``sig``, once
+    :func:`check_names` has passed. Other names are skipped: with ``--signature all`` a
+    setting may belong to another signature, which may take the name as a scalar where
+    ``sig`` takes it with rows."""
+    specs = {s.name: s for s in sig.inputs if takes_scalar(s)}
+    return {name: conform(specs[name], _parse(specs[name], text), f"--set {name}={text}")
+            for name, text in settings if name in specs}
 
 
 def describe(settings: Settings) -> str:
-    """How the golden's ``inputs_source`` names the settings: ``keep_prob=1.0, ...``."""
-    return ", ".join(f"{k}={v}" for k, v in settings)
+    """How the golden's ``inputs_source`` names the settings: ``keep_prob=1.0, ...``. A
+    value that is not UTF-8 (bytes given on a command line in another encoding, kept as
+    surrogate escapes) is written with backslash escapes: HDF5 stores text as UTF-8."""
+    text = ", ".join(f"{k}={v}" for k, v in settings)
+    return text.encode("utf-8", errors="backslashreplace").decode("utf-8")
 
 
 def _parse(spec: TensorSpec, text: str) -> np.ndarray:

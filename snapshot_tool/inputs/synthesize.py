@@ -62,13 +62,14 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int,
     return out
 
 
-def synthesized_text_note(sig: SignatureInfo) -> str | None:
+def synthesized_text_note(sig: SignatureInfo, given: Collection[str] = ()) -> str | None:
     """What to say when ``sig``'s string inputs were synthesized: random letters are not
     words, so a text model's vocabulary (StringLookup, TextVectorization, a lookup table)
     maps nearly all of them to one out-of-vocabulary id and the golden holds nearly the same
-    output for every row, which gates little."""
-    # Scalar strings are settings given by value (--set), never synthesized.
-    synthesized = sorted(s.name for s in sig.inputs if s.dtype == "string" and s.shape != ())
+    output for every row, which gates little. ``given``: inputs given by value (``--set``)."""
+    # Scalar strings are settings, given by value and never synthesized.
+    synthesized = sorted(s.name for s in sig.inputs
+                         if s.dtype == "string" and s.shape != () and s.name not in given)
     if not synthesized:
         return None
     names, first = [repr(n) for n in synthesized], synthesized[0]

@@ -291,10 +291,11 @@ def rejected(info: SignatureInfo, exc: BaseException, rows: int,
 def fixed_to_one_row(info: SignatureInfo) -> bool:
     """Whether ``info`` takes exactly one row per call: every input with a sample dimension
     declares its first dimension as 1 (``x: float32[1, 4]``), as mobile exports, Keras
-    models built with ``batch_size=1`` and ONNX conversions do. Scalar inputs do not count."""
-    specs = [s for s in info.inputs if s.shape != ()]
-    return bool(specs) and all(s.shape is not None and len(s.shape) >= 1 and s.shape[0] == 1
-                               for s in specs)
+    models built with ``batch_size=1`` and ONNX conversions do. Scalar inputs do not count,
+    nor do inputs of unknown rank (a TF1 ``keep_prob`` placeholder without a shape, given
+    by ``--set``) beside ones that fix the batch."""
+    specs = [s for s in info.inputs if s.shape is not None and s.shape != ()]
+    return bool(specs) and all(s.shape is not None and s.shape[0] == 1 for s in specs)
 
 
 def one_row_note(model: Model) -> str | None:
@@ -317,9 +318,10 @@ def run_rows(info: SignatureInfo, feeds: Mapping[str, np.ndarray],
     does not would still be run outside its declared interface; so every --batch-size
     works and a golden from a model with a free batch compares against its batch-1
     conversion. An output with a leading 1 per row is joined along it; one without (a
-    scalar per row) gains the batch dimension by stacking."""
+    scalar per row) gains the batch dimension by stacking, a batch of one row included:
+    else a last batch of one row would return that output without its batch dimension."""
     rows = num_rows(feeds)
-    if rows <= 1 or not fixed_to_one_row(info):
+    if rows < 1 or not fixed_to_one_row(info):
         return call(feeds)
     parts = [call(row_slice(feeds, i, i + 1)) for i in range(rows)]
     return {k: _join_rows(info, k, [p[k] for p in parts]) for k in parts[0]}

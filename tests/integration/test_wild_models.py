@@ -820,6 +820,49 @@ def test_synthesized_text_for_a_vocabulary_model_is_flagged(cli, tmp_path: Path)
 # --- signatures fixed to a batch of 1 -----------------------------------------------------------
 
 
+def test_batch_one_scalar_output_keeps_its_batch_dimension_in_a_one_row_batch(
+        cli, tmp_path: Path) -> None:
+    """17 samples at batch 16: the last batch is one row. A per-row scalar output (no leading
+    1) is stacked into rows there too, as in every other batch, and at --batch-size 1."""
+    model = wild.save_fixed_batch_one(tmp_path / "m", with_sum=True)
+    for batch in ("16", "1"):
+        golden = tmp_path / f"g{batch}.h5"
+        res = cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "17",
+                  "--batch-size", batch)
+        assert res.code == 0, res
+        with h5py.File(golden) as f:
+            x, s = f["inputs/x"][()], f["outputs/s"]
+            assert s.shape == (17,) and s.attrs["batched"], dict(s.attrs)
+            # TF's float32 sum against numpy's float64: a rounding apart.
+            np.testing.assert_allclose(s[()], x.sum(axis=1), rtol=1e-5, atol=1e-6)
+        assert cli("compare", model, "--golden", golden, "--no-latency").code == 0
+
+
+def test_localize_traces_one_row_of_a_batch_one_model(cli, tmp_path: Path) -> None:
+    model = wild.save_fixed_batch_one(tmp_path / "m")
+    bad = wild.save_fixed_batch_one(tmp_path / "bad", shift=0.5)
+    golden = tmp_path / "g.h5"
+    assert cli("record", model, "--golden", golden, "--no-latency",
+               "--num-samples", "20").code == 0
+    res = cli("compare", bad, "--golden", golden, "--no-latency", "--localize",
+              "--no-save-obtained")
+    assert res.code == 1, res
+    assert "Cannot feed" not in res.stdout and "not localized" not in res.stdout, res.stdout
+
+
+def test_tf1_batch_one_graph_with_a_shapeless_setting(cli, tmp_path: Path) -> None:
+    model = wild.save_tf1_fixed_batch_one_with_setting(tmp_path / "m")
+    golden = tmp_path / "g.h5"
+    res = cli("record", model, "--golden", golden, "--no-latency", "--num-samples", "5",
+              "--batch-size", "4", "--set", "scale=2.0")
+    assert res.code == 0, res
+    with h5py.File(golden) as f:
+        # TF's multiply against numpy's: one float32 rounding at most (a doubling is exact).
+        np.testing.assert_allclose(f["outputs/y"][()], f["inputs/x"][()] * 2, rtol=1e-6)
+        assert f["inputs/scale"].shape == ()
+    assert cli("compare", model, "--golden", golden, "--no-latency").code == 0
+
+
 def test_signature_fixed_to_batch_one_runs_row_by_row(cli, tmp_path: Path) -> None:
     model = wild.save_fixed_batch_one(tmp_path / "m")
     lite = kinds.convert_tflite(model, tmp_path / "m.tflite")

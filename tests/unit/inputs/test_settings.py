@@ -9,7 +9,13 @@ import numpy as np
 import pytest
 
 from snapshot_tool.errors import InputsError
-from snapshot_tool.inputs.settings import as_settings, check_names, parse_settings, values_for
+from snapshot_tool.inputs.settings import (
+    as_settings,
+    check_names,
+    describe,
+    parse_settings,
+    values_for,
+)
 from snapshot_tool.inputs.synthesize import synthesize
 from snapshot_tool.models.base import SignatureInfo, TensorSpec
 
@@ -69,10 +75,25 @@ def test_api_values_become_the_same_text_as_the_cli() -> None:
 def test_names_must_belong_to_some_signature() -> None:
     sig = _sig(TensorSpec("x", "float32", (None, 2)), TensorSpec("t", "float32", ()))
     check_names([sig], (("t", "1"),))
-    with pytest.raises(InputsError, match=r"no input 'q'.*scalar inputs: t"):
+    with pytest.raises(InputsError, match=r"signature 'serving_default' has no input 'q'.*"
+                                          "scalar inputs: t"):
         check_names([sig], (("q", "1"),))
     with pytest.raises(InputsError, match="sample dimension"):
-        values_for(sig, (("x", "1"),))
+        check_names([sig], (("x", "1"),))
+
+
+def test_a_name_another_signature_takes_with_rows_is_that_signatures_own() -> None:
+    """--signature all: one signature takes ``t`` as a setting, another as data."""
+    scalar_t = _sig(TensorSpec("x", "float32", (None, 2)), TensorSpec("t", "float32", ()))
+    rows_t = SignatureInfo("other", (TensorSpec("t", "float32", (None,)),), ())
+    check_names([scalar_t, rows_t], (("t", "0.5"),))
+    assert values_for(rows_t, (("t", "0.5"),)) == {}
+    assert float(values_for(scalar_t, (("t", "0.5"),))["t"]) == 0.5
+
+
+def test_a_value_that_is_not_utf8_is_described_with_escapes() -> None:
+    settings = parse_settings(["s=" + b"\xff".decode("utf-8", errors="surrogateescape")])
+    assert describe(settings) == "s=\\udcff"
 
 
 def test_synthesis_leaves_given_scalars_out_and_keeps_its_stream() -> None:
@@ -83,3 +104,11 @@ def test_synthesis_leaves_given_scalars_out_and_keeps_its_stream() -> None:
     np.testing.assert_array_equal(plain["x"], with_scalar["x"])  # the same generator calls
     with pytest.raises(InputsError, match=re.escape("--set t=1.0")):
         synthesize(_sig(x, TensorSpec("t", "float32", ())), 5, seed=4)
+
+
+def test_a_string_given_by_value_is_not_called_synthesized() -> None:
+    from snapshot_tool.inputs.synthesize import synthesized_text_note
+
+    sig = _sig(TensorSpec("x", "float32", (None, 2)), TensorSpec("s", "string", None))
+    assert synthesized_text_note(sig) is not None  # unknown rank: synthesized as rows
+    assert synthesized_text_note(sig, {"s"}) is None
