@@ -54,6 +54,36 @@ def _command_lines() -> list[tuple[str, list[str]]]:
     return lines
 
 
+def _recipe_lines() -> list[tuple[str, str, list[str]]]:
+    """(file, command, options) of the snapshot-tool calls in the Makefile and the CI
+    examples the README points to: backslash continuations joined, and a YAML folded
+    scalar's lines that go on with an option."""
+    root = Path(__file__).resolve().parents[2]
+    found: list[tuple[str, str, list[str]]] = []
+    for path in [root / "Makefile", *sorted((root / "examples" / "ci").glob("*.yml"))]:
+        text = re.sub(r"\\\n\s*", " ", path.read_text(encoding="utf-8"))
+        text = re.sub(r"\n\s+(?=--)", " ", text)
+        for line in text.splitlines():
+            match = re.search(r"snapshot-tool (record|compare|show|verify|accept|status|"
+                              r"inspect|calibrate)\b(.*)", line)
+            if match is not None and not line.lstrip().startswith("#"):
+                # Up to the end of the shell command (the demo checks `$$?` after a `;`).
+                args = re.sub(r"\"[^\"]*\"|'[^']*'", " ", match.group(2)).split(";")[0]
+                found.append((path.name, match.group(1),
+                              re.findall(r"(?<![\w-])(--?[a-zA-Z][\w-]*)", args)))
+    return found
+
+
+def test_the_makefile_and_ci_examples_pass_only_existing_options() -> None:
+    commands = _commands()
+    lines = _recipe_lines()
+    files = {f for f, _, _ in lines}
+    assert {"Makefile", "github-actions.yml", "gitlab-ci.yml"} <= files, files
+    wrong = [f"{f}: {name} {o}" for f, name, args in lines for o in args
+             if o not in _options(commands[name])]
+    assert not wrong, f"options these commands do not take: {wrong}"
+
+
 @pytest.mark.parametrize("name", sorted(_commands()))
 def test_every_option_of_a_command_is_in_the_readme(name: str) -> None:
     missing = [o for o in _primary_options(_commands()[name])
