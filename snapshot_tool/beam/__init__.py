@@ -13,7 +13,7 @@ loads the model once and runs its ranges, and the results merge exactly:
 Latency is a single-machine measurement and is skipped under Beam, with a note.
 
 Only :mod:`snapshot_tool.beam.pipeline` imports ``apache_beam``, and only when a Beam run
-starts: the extra (``pip install 'snapshot-tool[beam]'``) is optional.
+starts: the ``beam`` extra (``pip install -e ".[beam]"`` in a checkout) is optional.
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ def require_beam() -> None:
     try:
         import apache_beam  # noqa: F401
     except ImportError:
+        # The extra's own package, not 'snapshot-tool[beam]': the package of that name on
+        # PyPI is another project's.
         raise SnapshotToolError("--runner beam needs Apache Beam: pip install "
-                                "'snapshot-tool[beam]'") from None
+                                "'apache-beam>=2.77' (the beam extra)") from None
     finally:
         root.setLevel(level)
 

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from snapshot_tool.golden.schema import Golden, SignatureGolden
     from snapshot_tool.latency.gate import LatencyCheck
 
-INSTALL_HINT = ("the HTML report needs matplotlib: pip install 'snapshot-tool[html]' "
-                "(or pip install matplotlib)")
+# The extra's own package, not 'snapshot-tool[html]': the package of that name on PyPI is
+# another project's.
+INSTALL_HINT = "the HTML report needs matplotlib: pip install 'matplotlib>=3.8' (the html extra)"
 
 GOOD, BAD, NEUTRAL, WARN = "#2e7d32", "#c62828", "#1f5f99", "#b26a00"
 

@@ -119,3 +119,16 @@ def test_every_module_is_in_the_layout_table() -> None:
     missing = [str(p.relative_to(package)) for p in sorted(package.rglob("*.py"))
                if not p.name.startswith("__") and f"`{p.name}`" not in table]
     assert not missing, f"modules the README's layout table does not name: {missing}"
+
+
+def test_no_install_hint_fetches_snapshot_tool_from_pypi() -> None:
+    # This project is installed from its repository; `pip install 'snapshot-tool[...]'` would
+    # fetch another project's package of that name from PyPI. Hints install the extra's
+    # packages themselves, and docs install from a checkout.
+    root = Path(__file__).resolve().parents[2]
+    texts = {p.relative_to(root): p.read_text(encoding="utf-8")
+             for p in [root / "README.md", *sorted((root / "examples").rglob("*.yml")),
+                       *sorted((root / "snapshot_tool").rglob("*.py"))]}
+    wrong = [str(path) for path, text in texts.items()
+             if re.search(r"pip install [\"']?snapshot-tool", text)]
+    assert not wrong, f"installs snapshot-tool from PyPI: {wrong}"
