@@ -143,6 +143,12 @@ def load_keras(path: Path) -> KerasModel:
     import zipfile
 
     legacy = path.suffix.lower() in _LEGACY_SUFFIXES
+    if legacy and path.suffix not in _LEGACY_SUFFIXES:
+        # Keras tells a legacy file by its suffix, lower case only ("File format not
+        # supported" for model.H5).
+        raise ModelError(f"cannot load Keras model {path}: Keras reads a legacy HDF5 model "
+                         f"only under a lower-case suffix; rename or link it as "
+                         f"{path.with_suffix(path.suffix.lower()).name}")
     if not legacy and not zipfile.is_zipfile(path):
         # Keras says "File not found" for any file that is not a zip archive.
         raise ModelError(f"cannot load Keras model {path}: it is not a .keras file (a .keras "
@@ -175,10 +181,14 @@ def _load_failure(exc: Exception) -> str:
     """Why Keras could not load a file, in one line that says what to do about it."""
     text = str(exc)
     if "safe_mode" in text:
-        # Keras suggests safe_mode=False, which a gate must not do to a file it is handed.
-        reason = first_line(exc).split("safe_mode")[0].rstrip(" .,;(")
+        # Keras suggests safe_mode=False, which a gate must not do to a file it is handed:
+        # its reason is kept, up to where that suggestion starts.
+        reason = re.split(r"If you trust|safe_mode", first_line(exc))[0].rstrip(" .,;(`")
         return f"{reason}; snapshot-tool keeps safe mode on: {_EXPORT_ADVICE}"
-    missing = re.search(r"Could not locate (?:class|function) '([^']+)'", text)
+    # "Could not locate class" from a .keras file, "Unknown layer: 'pkg>Name'" from a legacy
+    # .h5 (whose advice, a custom_object_scope, is for Python callers).
+    missing = re.search(r"(?:Could not locate (?:class|function)|Unknown [a-z ]+:) '([^']+)'",
+                        text)
     if missing:
         # Keras wraps this in a page-long "could not be deserialized properly" message
         # whose first line does not name the class at all.

@@ -39,7 +39,8 @@ def _load(p: Path, tag: str) -> Model:
     if is_frozen_graph(p):
         return load_frozen_graph(p)
     raise ModelError(f"{p} is not a model snapshot-tool can load (expected a SavedModel "
-                     "directory, a .tflite file, a .keras file or a frozen graph .pb)"
+                     "directory, a .tflite file, a .keras file, a Keras .h5 model or a "
+                     "frozen graph .pb)"
                      + _hdf5_hint(p))
 
 
