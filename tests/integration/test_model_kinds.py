@@ -308,7 +308,7 @@ def test_keras_file_against_its_export_and_back(cli, keras_models: dict[str, Pat
 def test_unloadable_model_files_are_one_line_errors(cli, tmp_path: Path) -> None:
     for name, fragment in (("junk.tflite", "not a TFLite flatbuffer"),
                            ("junk.keras", "cannot load Keras model"),
-                           ("notes.txt", "a .keras file or a frozen graph .pb")):
+                           ("notes.txt", "a Keras .h5 model or a frozen graph .pb")):
         (tmp_path / name).write_bytes(b"\x00 not a model at all")
         res = cli("inspect", tmp_path / name)
         assert res.code == 2, res

@@ -125,7 +125,8 @@ def test_load_errors_name_the_problem(tmp_path: Path) -> None:
         load_model(tmp_path / "empty")
     (tmp_path / "weights.bin").write_bytes(b"\x00\x01")
     with pytest.raises(ModelError,
-                       match=r"weights\.bin.*\.tflite file, a \.keras file or a frozen graph"):
+                       match=r"weights\.bin.*\.tflite file, a \.keras file, a Keras \.h5 "
+                             r"model or a frozen graph"):
         load_model(tmp_path / "weights.bin")
     (tmp_path / "bad.tflite").write_bytes(b"12345678 not a flatbuffer")
     with pytest.raises(ModelError, match="not a TFLite flatbuffer"):
