@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,8 +25,16 @@ from snapshot_tool.compare import (
     wants_obtained,
 )
 from snapshot_tool.config import Config
-from snapshot_tool.diff import TensorDiff, extra, missing
+from snapshot_tool.diff import (
+    TensorDiff,
+    base_fields,
+    extra,
+    missing,
+    structural,
+    uneven_changed,
+)
 from snapshot_tool.diff_merge import finish
+from snapshot_tool.dtypes import dtype_label
 from snapshot_tool.errors import InputsError, SnapshotToolError
 from snapshot_tool.golden.schema import Golden, SignatureGolden
 from snapshot_tool.matching import candidate_signature, fit_inputs, output_names
@@ -79,7 +88,8 @@ def compare_beam(model_path: str | Path, golden_path: str | Path,
     diffs: list[TensorDiff] = []
     checks: list[MetricCheck] = []
     for name in prepared.names:
-        sig_diffs = _diffs(head.signatures[name], name, results, shapes, options.error_summaries)
+        sig_diffs = _diffs(head.signatures[name], name, results, shapes, options.error_summaries,
+                           plans)
         diffs.extend(sig_diffs)
         checks.extend(_metric_checks(head, name, sig_diffs, results, prepared))
     result = judged(str(p), model_path, prepared, options, outputs=diffs, metrics=checks,
@@ -206,7 +216,8 @@ def _range_rows(head: Golden, names: Sequence[str], ranges: int, batch_size: int
 
 
 def _diffs(sg: SignatureGolden, sig: str, results: dict[tuple[str, str], Any],
-           shapes: Shapes, summaries: bool | None) -> list[TensorDiff]:
+           shapes: Shapes, summaries: bool | None,
+           plans: Mapping[tuple[str, str], OutputPlan]) -> list[TensorDiff]:
     """The diffs in the in-process order: golden outputs by name, then extra outputs."""
     diffs: list[TensorDiff] = []
     for name in sorted(sg.outputs):
@@ -214,6 +225,8 @@ def _diffs(sg: SignatureGolden, sig: str, results: dict[tuple[str, str], Any],
         if part.status == "missing":
             diffs.append(replace(missing(name, sg.outputs[name], sig),
                                  golden_shape=shapes[(sig, "outputs", name)]))
+        elif part.status == "uneven":
+            diffs.append(_uneven(sg, sig, name, part, shapes, plans[(sig, name)]))
         else:
             assert part.diff is not None
             diffs.append(finish(part.diff, summaries))
@@ -225,6 +238,18 @@ def _diffs(sg: SignatureGolden, sig: str, results: dict[tuple[str, str], Any],
         diffs.append(replace(d, candidate_dtype=part.extra_dtype,
                              candidate_shape=(part.extra_rows, *part.extra_tail)))
     return diffs
+
+
+def _uneven(sg: SignatureGolden, sig: str, name: str, part: OutputPartial, shapes: Shapes,
+            plan: OutputPlan) -> TensorDiff:
+    """A golden output whose candidate changed shape between the batches of a range: a
+    shape change, as in-process (``compare.uneven_diff``)."""
+    base = base_fields(name, (dtype_label(sg.outputs[name]), shapes[(sig, "outputs", name)]),
+                       (part.extra_dtype, (part.extra_rows, *part.extra_tail)), plan.tol, sig,
+                       plan.spread)
+    if base["golden_dtype"] != base["candidate_dtype"]:
+        return structural(base) or uneven_changed(base, part.change)
+    return uneven_changed(base, part.change)
 
 
 def _metric_checks(head: Golden, sig: str, diffs: list[TensorDiff],

@@ -66,13 +66,14 @@ class Failure:
 class OutputPartial:
     """Everything one range says about one output (compare), merged across ranges."""
 
-    status: str = "ok"  # ok | missing | extra
+    status: str = "ok"  # ok | missing | extra | uneven
     diff: DiffPartial | None = None
     agreement: Agreement | None = None
     task: Task | None = None
     extra_dtype: str = ""
     extra_tail: tuple[int, ...] = ()
     extra_rows: int = 0
+    change: str = ""  # uneven: the candidate's batch shapes ("(2, 2) then (1, 2)")
 
 
 @dataclass
@@ -160,17 +161,27 @@ class CompareJob:
 
     def _run(self, loaded: Loaded, r: RowRange) -> Iterator[tuple[tuple[str, str], Any]]:
         from snapshot_tool.matching import fit_inputs, golden_named
-        from snapshot_tool.models.base import run_signature
+        from snapshot_tool.models.base import Uneven, run_signature
 
         sg = read_range(r, self.batch_size)
         sig = loaded.model.signatures[self.candidate_signatures[r.signature]]
+        uneven: dict[str, Uneven] = {}
         with loaded.lock:
             feeds, _ = fit_inputs(sig, sg, loaded.model, renames=self.renames)
-            outputs, _ = run_signature(loaded.model, sig, feeds, self.batch_size)
+            outputs, _ = run_signature(loaded.model, sig, feeds, self.batch_size,
+                                       uneven=uneven)
         # The same matching of candidate to golden names as in-process (the driver reports
-        # its notes once).
-        outputs, _ = golden_named(sg, outputs, self.renames)
+        # its notes once), the outputs whose batches did not join among them.
+        both, _ = golden_named(sg, {**outputs, **uneven}, self.renames)
+        outputs = {k: v for k, v in both.items() if isinstance(v, np.ndarray)}
+        for name, u in sorted(both.items()):
+            if isinstance(u, Uneven):
+                yield (r.signature, name), OutputPartial(
+                    status="uneven" if name in sg.outputs else "extra", change=u.change,
+                    extra_dtype=u.dtype, extra_tail=u.shape[1:], extra_rows=u.shape[0])
         for name in sorted(sg.outputs):
+            if name in both and name not in outputs:
+                continue  # uneven, above
             if name not in outputs:
                 yield (r.signature, name), OutputPartial(status="missing")
                 continue

@@ -240,6 +240,26 @@ def test_local_scalar_inputs_are_refused_before_any_worker(local: None, tmp_path
         compare_beam(model, golden, NO_LATENCY)
 
 
+def test_local_candidate_output_changing_shape_between_batches(local: None, tmp_path: Path
+                                                                ) -> None:
+    from tests.fixtures import wild
+
+    data = tmp_path / "x.npz"
+    np.savez(data, x=wild.HITS_X)
+    golden = record(wild.save_hits(tmp_path / "m"), tmp_path / "g.h5", inputs=data,
+                    batch_size=4, latency=False).golden
+    candidate = wild.save_hits(tmp_path / "c", threshold=0.15)
+    inproc = compare(candidate, golden, latency=False)
+    hits = next(d for d in inproc.outputs if d.name == "hits")
+    assert hits.status == "shape_changed" and "(2, 2) then (1, 2)" in hits.message
+    # One range of both batches: its worker sees the change as in-process does.
+    assert_same_verdict(compare_beam(candidate, golden, NO_LATENCY, ranges=1), inproc)
+    # Ranges of one batch each see one shape apiece, which the merge finds changed.
+    split = compare_beam(candidate, golden, NO_LATENCY, ranges=2)
+    assert not split.passed
+    assert next(d for d in split.outputs if d.name == "hits").status == "shape_changed"
+
+
 def test_cli_runner_errors(cli: Any, dense_model: Path, tmp_path: Path) -> None:
     res = cli("record", dense_model, "--golden", tmp_path / "g.h5", "--runner", "spark")
     assert res.code == 2 and "expected one of in-process, beam" in res.stderr
