@@ -137,6 +137,17 @@ def is_legacy_keras(path: Path) -> bool:
         return False  # not HDF5 at all: load_model says what it expected
 
 
+def export_saved_model(model: Any, path: Path | str) -> None:
+    """``model.export(path)`` without its printed summary of the serving signature. Keras
+    3.6 added ``verbose`` (and the summary); 3.1-3.5 print nothing and refuse the keyword."""
+    import inspect
+
+    if "verbose" in inspect.signature(model.export).parameters:
+        model.export(str(path), verbose=False)
+    else:
+        model.export(str(path))
+
+
 def load_keras(path: Path) -> KerasModel:
     """A ``.keras`` file, or a legacy ``model.h5`` (:func:`is_legacy_keras`), which Keras 3
     loads into the same functional model."""
