@@ -20,7 +20,7 @@ from snapshot_tool.models.base import (
     parse_tags,
     to_numpy,
 )
-from snapshot_tool.models.keras import KerasModel
+from snapshot_tool.models.keras import KerasModel, export_saved_model
 from snapshot_tool.models.load import load_model
 from snapshot_tool.models.savedmodel import SavedModelTF2
 from snapshot_tool.models.tf1 import SavedModelTF1
@@ -289,6 +289,24 @@ def test_keras_signature_matches_its_export(built: dict[str, Path]) -> None:
     x = np.random.default_rng(0).random((4, 8)).astype(np.float32)
     np.testing.assert_allclose(keras_model.run(k.name, {"features": x})["output_0"],
                                export.run(e.name, {"features": x})["output_0"], atol=1e-6)
+
+
+def test_export_saved_model_passes_verbose_only_where_keras_takes_it(tmp_path: Path) -> None:
+    # Keras 3.6 added model.export(..., verbose=); 3.1-3.5 raise TypeError on it.
+    calls: list[tuple[str, dict[str, object]]] = []
+
+    class Keras35:
+        def export(self, filepath: str, format: str = "tf_saved_model") -> None:
+            calls.append((filepath, {}))
+
+    class Keras36:
+        def export(self, filepath: str, format: str = "tf_saved_model",
+                   verbose: bool = True) -> None:
+            calls.append((filepath, {"verbose": verbose}))
+
+    export_saved_model(Keras35(), tmp_path / "a")
+    export_saved_model(Keras36(), tmp_path / "b")
+    assert calls == [(str(tmp_path / "a"), {}), (str(tmp_path / "b"), {"verbose": False})]
 
 
 def test_keras_generated_input_names_are_noted(tmp_path: Path) -> None:
