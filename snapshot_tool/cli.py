@@ -48,7 +48,10 @@ def _no_color() -> bool | None:
 def _stderr() -> Any:
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False, no_color=_no_color())
+    from snapshot_tool.terminal import console_width
+
+    return Console(stderr=True, highlight=False, width=console_width(sys.stderr),
+                   no_color=_no_color())
 
 
 def _warn(markup: str) -> None:
@@ -58,14 +61,11 @@ def _warn(markup: str) -> None:
 
 
 def _stdout() -> Any:
-    # CI logs are not terminals; rich would assume 80 columns and fold the tables. An
-    # explicit COLUMNS still wins.
-    import os
-
     from rich.console import Console
 
-    width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
-    return Console(highlight=False, width=width, no_color=_no_color())
+    from snapshot_tool.terminal import console_width
+
+    return Console(highlight=False, width=console_width(sys.stdout), no_color=_no_color())
 
 
 def fail(message: str) -> typer.Exit:
@@ -754,6 +754,9 @@ def status(
 
 
 def main() -> None:
+    from snapshot_tool.terminal import prepare_streams
+
+    prepare_streams()
     cancel.install()
     try:
         app()

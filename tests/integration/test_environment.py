@@ -1,0 +1,109 @@
+"""The machine the tool was not written on: a reader that stops early (``| head``), closed
+standard streams, a terminal that is not UTF-8, odd ``COLUMNS``, file names that are not
+UTF-8, numbers too large for the golden. Exit codes keep their meaning and nothing ends in
+a traceback (cases found by an adversarial pass on the environment and the command line)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # the test's own terminal
+    env.update(TF_CPP_MIN_LOG_LEVEL="3", **extra)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def _tool(*args: object) -> list[str]:
+    return [sys.executable, "-m", "snapshot_tool", *(str(a) for a in args)]
+
+
+def _run(*args: object, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(_tool(*args), capture_output=True, text=True, errors="replace",
+                          env=_env(**env), timeout=300)
+
+
+def _run_closed_reader(*args: object) -> tuple[int, str]:
+    """Run with stdout a pipe whose reader is already gone, as ``tool ... | head -1`` once
+    head has its line: every write the tool makes fails with EPIPE."""
+    proc = subprocess.Popen(_tool(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=_env())
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode(errors="replace")
+    proc.stderr.close()
+    return proc.wait(timeout=300), err
+
+
+def test_a_reader_that_stops_early_changes_no_exit_code(dense_golden: Path,
+                                                        dense_model: Path) -> None:
+    # Exit 1 means "regression found": a passing compare piped into `head` must still say 0
+    # (rich and click both turned the broken pipe into exit 1 before).
+    for args in (("show", dense_golden), ("show", dense_golden, "--json"),
+                 ("verify", dense_golden),
+                 ("compare", dense_model, "--golden", dense_golden, "--no-latency")):
+        code, err = _run_closed_reader(*args)
+        assert (code, err) == (0, ""), (args, code, err)
+
+
+def test_a_failing_compare_into_a_closed_pipe_still_exits_1(dense_golden: Path,
+                                                            dense_changed: Path) -> None:
+    code, err = _run_closed_reader("compare", dense_changed, "--golden", dense_golden,
+                                   "--no-latency", "--no-save-obtained")
+    assert code == 1, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+
+
+def _run_sh(script: str, *args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script, "sh", *_tool(*args)], capture_output=True,
+                          text=True, env=_env(), timeout=300)
+
+
+def test_closed_stdout_or_stderr(dense_golden: Path, tmp_path: Path) -> None:
+    # `cmd >&-` starts the tool with no stdout at all (sys.stdout is None).
+    res = _run_sh('exec "$@" >&-', "show", dense_golden)
+    assert (res.returncode, res.stderr) == (0, ""), res
+    res = _run_sh('exec "$@" >&-', "verify", tmp_path / "missing.h5")
+    assert res.returncode == 2 and res.stderr.startswith("error: "), res
+    # Without stderr the error line has nowhere to go; it must not land in stdout.
+    res = _run_sh('exec "$@" 2>&-', "verify", tmp_path / "missing.h5")
+    assert (res.returncode, res.stdout) == (2, ""), res
+
+
+def test_closed_stderr_during_record_leaves_a_whole_golden(dense_model: Path,
+                                                           tmp_path: Path) -> None:
+    # With fd 2 closed, the next file opened would get fd 2, and whatever writes to stderr
+    # (TensorFlow's C++ logging, a warning) would write into it: into the golden.
+    golden = tmp_path / "g.h5"
+    res = _run_sh('exec "$@" 2>&-', "record", dense_model, "--golden", golden, "--no-latency",
+                  "--num-samples", "8")
+    assert res.returncode == 0, res
+    assert _run("verify", golden).returncode == 0
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_terminal_that_is_not_utf8(dense_golden: Path, tmp_path: Path,
+                                     encoding: str) -> None:
+    # A latin-1 or plain C locale on an old server: box drawing and "…" cannot be encoded.
+    res = _run("show", dense_golden, PYTHONIOENCODING=encoding)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "logits" in res.stdout
+    res = _run("verify", tmp_path / "gölden ✓.h5", PYTHONIOENCODING=encoding)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.startswith("error: ") and len(res.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("columns", ["0", "-3", "abc", "20", "500"])
+def test_any_columns_value_prints_the_golden(dense_golden: Path, columns: str) -> None:
+    # COLUMNS=0 (a CI runner without a terminal size) made rich print nothing at all.
+    res = _run("show", dense_golden, COLUMNS=columns)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert "logits" in res.stdout and "float32" in res.stdout, res.stdout
