@@ -62,7 +62,15 @@ def temp_path(target: Path, pid: int | None = None) -> Path:
     """A fresh temp name beside ``target`` for writer ``pid`` (default: this process)."""
     tail = f".{host_tag()}.{os.getpid() if pid is None else pid}.{secrets.token_hex(4)}{_SUFFIX}"
     room = max(1, _name_max(target.parent) - len(tail.encode()) - 1)
-    name = target.name.encode()[:room].decode("utf-8", "ignore")
+    # Cut by bytes, as the file system counts them: a UTF-8 character cut in half is
+    # dropped, and a name that is not UTF-8 at all (latin-1 bytes on disk) keeps its bytes.
+    raw = os.fsencode(target.name)[:room]
+    try:
+        target.name.encode()
+    except UnicodeEncodeError:
+        name = os.fsdecode(raw)
+    else:
+        name = raw.decode("utf-8", "ignore")
     return target.parent / f".{name}{tail}"
 
 

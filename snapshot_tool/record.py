@@ -191,6 +191,11 @@ def check_request(golden: Path, options: RecordOptions) -> None:
 def check_numbers(options: RecordOptions) -> None:
     if options.batch_size < 1:
         raise InputsError(f"--batch-size must be at least 1, got {options.batch_size}")
+    # The golden stores both as int64 attributes; past that HDF5 fails with a TypeError.
+    for option, value in (("--batch-size", options.batch_size),
+                          ("--num-samples", options.num_samples)):
+        if value >= 2**63:
+            raise InputsError(f"{option} must be below 2**63, got {value}")
     if not 0 <= options.seed < 2**63:
         # numpy's generators take non-negative seeds, and HDF5 stores the attr as int64.
         raise InputsError(f"--seed must be between 0 and 2**63-1, got {options.seed}")

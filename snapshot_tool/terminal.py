@@ -12,6 +12,7 @@ pytest's capture) keeps its own streams. What it guards against, each seen on a 
   golden. The descriptor is pointed at /dev/null instead.
 - a terminal whose encoding is not UTF-8 (a latin-1 or ASCII locale on an old server): a
   "…" or a non-ASCII path must not end the run in UnicodeEncodeError; it prints as "?".
+  A file name that is not UTF-8 at all prints as its bytes on a UTF-8 terminal.
 """
 
 from __future__ import annotations
@@ -91,9 +92,10 @@ def prepare_streams() -> None:
         stream = getattr(sys, name)
         if stream is None:
             stream = open(fd, "w", closefd=False)  # lives as long as the run
-        if not _utf8(stream):
-            with contextlib.suppress(AttributeError, ValueError):
-                stream.reconfigure(errors="replace")
+        with contextlib.suppress(AttributeError, ValueError):
+            # A file name that is not UTF-8 (surrogate escapes) prints as the bytes it is on
+            # a UTF-8 terminal, and as "?" on another, as "…" does.
+            stream.reconfigure(errors="surrogateescape" if _utf8(stream) else "replace")
         if not isinstance(stream, _DropWhenClosed):
             stream = _DropWhenClosed(stream, fd)
         setattr(sys, name, stream)

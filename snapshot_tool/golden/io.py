@@ -176,7 +176,7 @@ def _write_tensor(group: Any, name: str, arr: np.ndarray,
 
 def _set_attrs(obj: Any, attrs: Mapping[str, Any]) -> None:
     for k, v in attrs.items():
-        obj.attrs[k] = v
+        obj.attrs[k] = schema.storable(v)
 
 
 def _write_signature(root: Any, sg: SignatureGolden) -> None:
@@ -352,7 +352,7 @@ def write_root_attrs(f: Any, attrs: Mapping[str, Any]) -> None:
     # digest and signature; this file gets its own.
     for k, v in attrs.items():
         if k not in schema.WRITER_OWNED:
-            f.attrs[k] = v
+            f.attrs[k] = schema.storable(v)
     f.attrs[schema.FORMAT_ATTR] = FORMAT
     f.attrs[schema.FORMAT_VERSION_ATTR] = FORMAT_VERSION
 

@@ -180,6 +180,18 @@ def plain(value: Any) -> Any:
     return value
 
 
+def storable(value: Any) -> Any:
+    """``value`` as HDF5 can store it. A path whose bytes are not UTF-8 (a latin-1 file name
+    on disk) comes from Python with surrogate escapes, which HDF5's UTF-8 text refuses: it
+    is stored with those bytes written as ``\\xe9``, for people to read."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return value
+
+
 def text(value: Any) -> str:
     """A text attribute (missing: "")."""
     value = plain(value)

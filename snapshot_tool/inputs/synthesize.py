@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import math
+import sys
 from collections.abc import Collection
 
 import numpy as np
@@ -40,6 +42,10 @@ def synthesize(sig: SignatureInfo, num_samples: int, seed: int,
     for spec in sorted((s for s in sig.inputs if s.name not in given), key=lambda s: s.name):
         shape = _sample_shape(spec, num_samples)
         dt = numpy_dtype(spec.dtype)
+        if math.prod(shape) * dt.itemsize > sys.maxsize:
+            # numpy refuses an array larger than the address space with a ValueError;
+            # it is the memory that is missing.
+            raise MemoryError
         if spec.dtype == "string":
             letters = np.frombuffer(b"abcdefghijklmnopqrstuvwxyz", dtype=np.uint8)
             flat = [bytes(rng.choice(letters, size=int(rng.integers(1, 9))).tolist())

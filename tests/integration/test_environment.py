@@ -107,3 +107,50 @@ def test_any_columns_value_prints_the_golden(dense_golden: Path, columns: str) -
     res = _run("show", dense_golden, COLUMNS=columns)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr[-2000:]
     assert "logits" in res.stdout and "float32" in res.stdout, res.stdout
+
+
+def _undecodable(folder: Path, name: bytes) -> Path:
+    """A path whose bytes are not UTF-8 (a latin-1 file name on a Linux disk): Python holds
+    them as surrogate escapes, which UTF-8 encoders refuse."""
+    return folder / os.fsdecode(name)
+
+
+def test_golden_and_inputs_whose_names_are_not_utf8(dense_model: Path, tmp_path: Path
+                                                    ) -> None:
+    import numpy as np
+
+    folder = _undecodable(tmp_path, b"d\xe9j\xe0")
+    folder.mkdir()
+    inputs = _undecodable(folder, b"entr\xe9es.npz")
+    np.savez(inputs, features=np.ones((4, 4), np.float32))
+    golden = _undecodable(folder, b"r\xe9f.h5")
+    # A real process: what it prints holds the name too, and a UTF-8 terminal must take it.
+    res = _run("record", dense_model, "--golden", golden, "--inputs", inputs, "--no-latency")
+    assert res.returncode == 0, res.stderr[-2000:]
+    for args in (("show", golden), ("show", golden, "--json"), ("status", folder),
+                 ("compare", dense_model, "--golden", golden, "--no-latency")):
+        res = _run(*args)
+        assert (res.returncode, res.stderr) == (0, ""), (args, res.stderr[-2000:])
+    assert "entr\\xe9es.npz" in _run("show", golden).stdout  # stored readable, not lost
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_model_whose_path_is_not_utf8_says_so(cli, dense_model: Path,
+                                                tmp_path: Path) -> None:
+    import shutil
+
+    model = _undecodable(tmp_path, b"mod\xe8le")
+    shutil.copytree(dense_model, model)
+    res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
+    assert res.code == 2 and res.stderr.startswith("error: "), res
+    assert "UTF-8" in res.stderr, res.stderr
+
+
+@pytest.mark.parametrize("option", ["--batch-size", "--num-samples"])
+def test_numbers_too_large_for_the_golden(cli, dense_model: Path, tmp_path: Path,
+                                          option: str) -> None:
+    res = cli("record", dense_model, "--golden", tmp_path / "g.h5", "--no-latency", option,
+              str(10**21))
+    assert res.code == 2 and res.stderr.startswith("error: "), res
+    assert option in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
+    assert not (tmp_path / "g.h5").exists()
