@@ -318,8 +318,12 @@ def load_config(path: str | Path | None) -> Config:
     if p.is_dir():
         raise ConfigError(f"config file {str(p)!r} is a directory; give the path of a TOML file "
                           "(snapshot.toml, or a pyproject.toml with [tool.snapshot-tool])")
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {str(p)!r} not found")
+    if not p.is_file():
+        # `--config <(...)` or a FIFO: reading one can wait forever for a writer.
+        raise ConfigError(f"config file {str(p)!r} is not a regular file (a pipe or a "
+                          "device); save it to a file and give that path")
     try:
         doc = tomllib.loads(p.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -85,8 +85,18 @@ def _decode_h5(ds: Any) -> np.ndarray:
 def load_arrays(path: str | Path) -> dict[str, np.ndarray]:
     p = Path(path)
     if not p.is_file():
-        raise InputsError(f"inputs file {str(p)!r} not found")
+        raise InputsError(not_a_file("inputs file", p))
     return _read_file(p)
+
+
+def not_a_file(what: str, p: Path) -> str:
+    """Why ``p`` cannot be read as a file: missing, or there but not a regular file (a FIFO,
+    ``<(...)``, a device, a folder), which is refused because reading one can wait forever
+    for a writer and cannot seek."""
+    if not p.exists():
+        return f"{what} {str(p)!r} not found"
+    return (f"{what} {str(p)!r} is not a regular file (a pipe, a device or a folder); save "
+            "it to a file and give that path")
 
 
 def _kind(dtype_name: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from snapshot_tool.errors import InputsError
-from snapshot_tool.inputs.files import load_arrays
+from snapshot_tool.inputs.files import load_arrays, not_a_file
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,14 @@ def parse_spec(spec: str) -> LabelsSpec:
     path, key = spec.rsplit(":", 1)
     if not key:
         raise InputsError(f"--labels {spec!r}: empty KEY after ':'")
+    if not path:
+        raise InputsError(f"--labels {spec!r}: empty FILE before ':'; give FILE:KEY")
     return LabelsSpec(Path(path), key)
 
 
 def load_labels(spec: LabelsSpec) -> np.ndarray:
     if not spec.path.is_file():
-        raise InputsError(f"labels file {str(spec.path)!r} not found")
+        raise InputsError(not_a_file("labels file", spec.path))
     try:
         arrays = load_arrays(spec.path)
     except InputsError as exc:

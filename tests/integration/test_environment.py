@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_errors import assert_usage_error
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -154,3 +156,30 @@ def test_numbers_too_large_for_the_golden(cli, dense_model: Path, tmp_path: Path
     assert res.code == 2 and res.stderr.startswith("error: "), res
     assert option in res.stderr and len(res.stderr.splitlines()) == 1, res.stderr
     assert not (tmp_path / "g.h5").exists()
+
+
+def test_a_pipe_given_as_a_file_is_named_for_what_it_is(cli, dense_model: Path,
+                                                        dense_golden: Path,
+                                                        tmp_path: Path) -> None:
+    # `--config <(...)` or a FIFO: it exists, so "not found" sent users looking for a typo.
+    # Reading one could wait forever for a writer, so it stays refused.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    inputs = tmp_path / "in.npz"
+    import numpy as np
+
+    np.savez(inputs, features=np.ones((4, 4), np.float32))
+    for args in (("record", dense_model, "--golden", tmp_path / "a.h5", "--inputs", fifo),
+                 ("record", dense_model, "--golden", tmp_path / "b.h5", "--inputs", inputs,
+                  "--labels", f"{fifo}:y"),
+                 ("compare", dense_model, "--golden", dense_golden, "--config", fifo)):
+        assert_usage_error(cli(*args, "--no-latency"), str(fifo), "not a regular file")
+
+
+def test_labels_without_a_file_name(cli, dense_model: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    np.savez(tmp_path / "in.npz", features=np.ones((4, 4), np.float32), y=np.arange(4))
+    assert_usage_error(cli("record", dense_model, "--golden", tmp_path / "g.h5", "--inputs",
+                           tmp_path / "in.npz", "--labels", ":y", "--no-latency"),
+                       "empty FILE")
