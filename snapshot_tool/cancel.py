@@ -67,6 +67,14 @@ def raise_if_stopped() -> None:
         raise _pending()
 
 
+def exit_code() -> int | None:
+    """The exit code a stop asks for: 143 for SIGTERM, 130 for Ctrl-C (128 + the signal, as
+    a shell reports a process the signal ended); None without one."""
+    if _pending is None:
+        return None
+    return 143 if issubclass(_pending, Terminated) else 130
+
+
 def reset() -> None:
     """Forget a stop (tests that deliver one in-process)."""
     global _pending

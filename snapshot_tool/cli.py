@@ -760,6 +760,14 @@ def main() -> None:
     cancel.install()
     try:
         app()
+    except SystemExit as exc:
+        # A stop that landed where no command catches it (while the tool starts, or prints)
+        # reaches typer, which calls every KeyboardInterrupt 130; SIGTERM's is 143.
+        stop = cancel.exit_code()
+        raise SystemExit(stop if stop is not None and exc.code == 130 else exc.code) from None
+    except KeyboardInterrupt:
+        # One before or after typer's own handling: no traceback, the stop's exit code.
+        raise SystemExit(cancel.exit_code() or 130) from None
     finally:
         # The command is over; what is left is the interpreter's exit, whose last garbage
         # collections walk every object TensorFlow's import made: 1-4 s of a CLI run on a

@@ -183,3 +183,28 @@ def test_labels_without_a_file_name(cli, dense_model: Path, tmp_path: Path) -> N
     assert_usage_error(cli("record", dense_model, "--golden", tmp_path / "g.h5", "--inputs",
                            tmp_path / "in.npz", "--labels", ":y", "--no-latency"),
                        "empty FILE")
+
+
+STOP_OUTSIDE_A_COMMAND = """\
+import os, signal, sys, time
+from snapshot_tool import cli
+
+def boom() -> None:
+    os.kill(os.getpid(), signal.SIG{name})
+    time.sleep(30)
+
+cli.app.command("boom")(boom)
+sys.argv = ["snapshot-tool", "boom"]
+cli.main()
+"""
+
+
+@pytest.mark.parametrize(("name", "code"), [("TERM", 143), ("INT", 130)])
+def test_a_stop_outside_the_commands_error_handling_keeps_its_exit_code(name: str,
+                                                                        code: int) -> None:
+    # A signal that lands where no command catches it (while the tool starts or prints)
+    # went through typer, which calls every stop 130: a cancelled CI job's SIGTERM is 143.
+    res = subprocess.run([sys.executable, "-c", STOP_OUTSIDE_A_COMMAND.format(name=name)],
+                         capture_output=True, text=True, env=_env(), timeout=120)
+    assert res.returncode == code, res
+    assert "Traceback" not in res.stderr, res.stderr
