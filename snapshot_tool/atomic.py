@@ -110,6 +110,9 @@ def resolve_target(path: Path) -> Path:
     """Where a write to ``path`` must land: through symlinks to the real file, which must be
     a regular file if it exists."""
     real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    if real.is_symlink():  # realpath stops where it found a loop
+        raise SnapshotToolError(f"{path} is a symlink loop (-> {os.readlink(real)}); "
+                                "remove it or point it at a file")
     if real.exists() and not real.is_file():
         what = "a directory" if real.is_dir() else "not a regular file"
         shown = f"{path} (-> {real})" if real != path else str(path)

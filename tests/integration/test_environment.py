@@ -208,3 +208,13 @@ def test_a_stop_outside_the_commands_error_handling_keeps_its_exit_code(name: st
                          capture_output=True, text=True, env=_env(), timeout=120)
     assert res.returncode == code, res
     assert "Traceback" not in res.stderr, res.stderr
+
+
+def test_a_symlink_loop_is_not_replaced(cli, dense_model: Path, tmp_path: Path) -> None:
+    # A loop has no destination to write through to; the link itself was replaced by a
+    # plain file before, breaking the rule that a symlinked golden stays a link.
+    (tmp_path / "a.h5").symlink_to("b.h5")
+    (tmp_path / "b.h5").symlink_to("a.h5")
+    assert_usage_error(cli("record", dense_model, "--golden", tmp_path / "a.h5", "--force",
+                           "--no-latency"), "a.h5", "symlink loop")
+    assert (tmp_path / "a.h5").is_symlink() and (tmp_path / "b.h5").is_symlink()
