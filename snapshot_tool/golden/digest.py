@@ -88,12 +88,14 @@ def content_digest(f: Any) -> str:
 
 def hmac_key() -> bytes | None:
     """The signing key from the environment, or None when it is not set."""
-    key = os.environ.get(HMAC_KEY_ENV)
+    # The bytes as the environment holds them: a key that is not UTF-8 (from a secrets
+    # store) is a key too, and the same bytes sign alike whatever the locale.
+    key = os.environb.get(HMAC_KEY_ENV.encode())
     if key is None:
         return None
     if not key:
         raise GoldenError(f"{HMAC_KEY_ENV} is set but empty; set it to the signing key")
-    return key.encode()
+    return key
 
 
 def sign(digest: str, key: bytes) -> str:

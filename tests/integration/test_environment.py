@@ -218,3 +218,17 @@ def test_a_symlink_loop_is_not_replaced(cli, dense_model: Path, tmp_path: Path) 
     assert_usage_error(cli("record", dense_model, "--golden", tmp_path / "a.h5", "--force",
                            "--no-latency"), "a.h5", "symlink loop")
     assert (tmp_path / "a.h5").is_symlink() and (tmp_path / "b.h5").is_symlink()
+
+
+def test_a_signing_key_that_is_not_utf8(dense_model: Path, tmp_path: Path) -> None:
+    # A key from a secrets store is bytes; the environment hands them over as they are.
+    golden = tmp_path / "g.h5"
+    key = os.fsdecode(b"k\xffey\xe9")
+    env = {"SNAPSHOT_TOOL_HMAC_KEY": key}
+    res = _run("record", dense_model, "--golden", golden, "--no-latency", "--num-samples", "4",
+               "--sign", **env)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _run("verify", golden, "--require-signature", **env).returncode == 0
+    other = _run("verify", golden, "--require-signature",
+                 SNAPSHOT_TOOL_HMAC_KEY=os.fsdecode(b"k\xfeey\xe9"))
+    assert other.returncode == 2 and other.stderr.startswith("error: "), other.stderr
