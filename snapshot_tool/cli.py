@@ -754,7 +754,7 @@ def status(
 
 
 def main() -> None:
-    from snapshot_tool.terminal import prepare_streams
+    from snapshot_tool.terminal import output_error, prepare_streams
 
     prepare_streams()
     cancel.install()
@@ -764,7 +764,12 @@ def main() -> None:
         # A stop that landed where no command catches it (while the tool starts, or prints)
         # reaches typer, which calls every KeyboardInterrupt 130; SIGTERM's is 143.
         stop = cancel.exit_code()
-        raise SystemExit(stop if stop is not None and exc.code == 130 else exc.code) from None
+        code = stop if stop is not None and exc.code == 130 else exc.code
+        lost = output_error()
+        if lost is not None and stop is None:
+            print(f"error: {lost}", file=sys.stderr)
+            code = EXIT_USAGE
+        raise SystemExit(code) from None
     except KeyboardInterrupt:
         # One before or after typer's own handling: no traceback, the stop's exit code.
         raise SystemExit(cancel.exit_code() or 130) from None

@@ -35,23 +35,28 @@ class _DropWhenClosed:
 
     def __init__(self, stream: TextIO, fd: int) -> None:
         self._stream, self._fd, self.reader_gone = stream, fd, False
+        # Any other failure (a full disk under `> listing.txt`): the output is incomplete,
+        # which the run must say (see :func:`output_error`).
+        self.error: OSError | None = None
 
     def write(self, text: str) -> int:
         if not self.reader_gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
-                self._gone()
+            except OSError as exc:
+                self._gone(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.reader_gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
-                self._gone()
+            except OSError as exc:
+                self._gone(exc)
 
-    def _gone(self) -> None:
+    def _gone(self, exc: OSError) -> None:
+        if not isinstance(exc, BrokenPipeError):
+            self.error = exc
         # What is still buffered goes to /dev/null when the interpreter flushes at exit,
         # instead of failing there with "Exception ignored ... BrokenPipeError".
         self.reader_gone = True
@@ -59,6 +64,16 @@ class _DropWhenClosed:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+def output_error() -> str | None:
+    """Why stdout lost output, other than its reader leaving (None: it did not)."""
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+    exc = getattr(sys.stdout, "error", None)
+    if not isinstance(exc, OSError):
+        return None
+    return f"cannot write to standard output: {exc.strerror or exc}; the output is incomplete"
 
 
 def _point_at_devnull(fd: int) -> None:

@@ -232,3 +232,15 @@ def test_a_signing_key_that_is_not_utf8(dense_model: Path, tmp_path: Path) -> No
     other = _run("verify", golden, "--require-signature",
                  SNAPSHOT_TOOL_HMAC_KEY=os.fsdecode(b"k\xfeey\xe9"))
     assert other.returncode == 2 and other.stderr.startswith("error: "), other.stderr
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_stdout_on_a_full_disk_is_an_error_not_a_traceback(dense_golden: Path) -> None:
+    # `show G.h5 > listing.txt` on a full disk: the listing is incomplete, and says so.
+    for args in (("show", dense_golden), ("show", dense_golden, "--json"),
+                 ("verify", dense_golden)):
+        res = _run_sh('exec "$@" > /dev/full', *args)
+        assert res.returncode == 2, (args, res.stderr[-2000:])
+        assert res.stderr.startswith("error: ") and len(res.stderr.splitlines()) == 1, \
+            res.stderr[-2000:]
+        assert "standard output" in res.stderr

@@ -32,3 +32,13 @@ def test_writes_after_the_reader_left_are_dropped() -> None:
     assert wrapped.reader_gone
     assert wrapped.write("third\n") == len("third\n")
     stream.close()  # the descriptor now points at /dev/null: closing flushes nowhere
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_remembered_not_dropped_silently() -> None:
+    with open("/dev/full", "w", buffering=1) as stream:
+        wrapped = _DropWhenClosed(stream, stream.fileno())
+        wrapped.write("line\n")
+        wrapped.flush()
+        assert isinstance(wrapped.error, OSError)
+        assert wrapped.reader_gone  # what follows is dropped: the run ends in one error
