@@ -149,14 +149,15 @@ RecordSignatureOpt = Annotated[str | None, typer.Option(
     "--signature", help="Signature to record (default: serving_default, else serve, else the "
                         "only one); 'all' records every one.")]
 InputsOpt = Annotated[Path | None, typer.Option(
-    "--inputs", help="Inputs file: .npz or .h5 (arrays named like the inputs), or .tfrecord of "
+    "--inputs", help="Inputs file: .npz or .h5 (arrays named like the inputs), .npy (a "
+                     "single-input signature's one array), or .tfrecord of "
                      "tf.train.Example for a signature taking serialized examples. "
                      "Default: synthesized from the signature with --seed.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for synthesized inputs.")]
 NumSamplesOpt = Annotated[int, typer.Option("--num-samples", help="Samples to synthesize.")]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Samples per model call.")]
 LabelsOpt = Annotated[str | None, typer.Option(
-    "--labels", help="Ground truth for task metrics: FILE[:KEY] (.npz/.h5). A KEY of the "
+    "--labels", help="Ground truth for task metrics: FILE[:KEY] (.npz/.h5/.npy). A KEY of the "
                      "--inputs file is not fed to the model.", metavar="FILE[:KEY]")]
 RecordConfigOpt = Annotated[Path | None, typer.Option(
     "--config", help="Config with [outputs.NAME] task/threshold overrides for metrics.")]

@@ -1,5 +1,5 @@
-"""Inputs read from ``.npz``, ``.h5`` and TFRecord files, matched to a signature's inputs and
-conformed to their dtypes and shapes.
+"""Inputs read from ``.npz``, ``.npy``, ``.h5`` and TFRecord files, matched to a signature's
+inputs and conformed to their dtypes and shapes.
 """
 
 from __future__ import annotations
@@ -28,6 +28,10 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return _load_npz(path)
+    if suffix == ".npy":
+        # One array (np.save): named after the file; a single-input signature takes the
+        # file's only array whatever its name.
+        return {path.stem: _load_npy(path)}
     if suffix in (".h5", ".hdf5"):
         import h5py
 
@@ -43,7 +47,28 @@ def _read_file(path: Path) -> dict[str, np.ndarray]:
                 return arrays
         except OSError as exc:
             raise InputsError(f"cannot read inputs file {path}: {exc}") from None
-    raise InputsError(f"inputs file {path} has an unknown type; use .npz, .h5 or .tfrecord")
+    raise InputsError(f"inputs file {path} has an unknown type; use .npz, .npy, .h5 or "
+                      ".tfrecord")
+
+
+_PICKLED = ("which .npz and .npy store only as a pickle, and snapshot-tool does not unpickle; "
+            "store text as a fixed-width array (np.array(values, dtype='U') or dtype='S') or "
+            "in an .h5 file, and binary bytes such as serialized tf.train.Example protos in a "
+            ".tfrecord (fixed-width arrays drop trailing NUL bytes)")
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    try:
+        return np.asarray(np.load(path, allow_pickle=False))
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise InputsError(f"cannot read inputs file {path}: it holds an object array "
+                              f"(strings?), {_PICKLED}") from None
+        raise InputsError(f"cannot read inputs file {path}: not a valid .npy file "
+                          f"({exc})") from None
+    except (OSError, EOFError) as exc:
+        raise InputsError(f"cannot read inputs file {path}: not a valid .npy file "
+                          f"({exc})") from None
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
@@ -51,6 +76,7 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
     key = ""
     try:
         with np.load(path, allow_pickle=False) as data:
+            _refuse_other_members(path, data.zip.namelist())
             for key in data.files:
                 arrays[key] = np.asarray(data[key])
     except ValueError as exc:
@@ -58,16 +84,21 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
             # np.savez pickles object arrays (how Python strings usually end up in numpy);
             # loading them would run arbitrary code from the file, so they stay refused, with
             # the two ways to store strings that need no pickle.
-            raise InputsError(
-                f"cannot read inputs file {path}: array {key!r} is an object array (strings?), "
-                "which .npz stores only as a pickle, and snapshot-tool does not unpickle; store "
-                "text as a fixed-width array (np.array(values, dtype='U') or dtype='S') or in "
-                "an .h5 file, and binary bytes such as serialized tf.train.Example protos in a "
-                ".tfrecord (fixed-width arrays drop trailing NUL bytes)") from None
+            raise InputsError(f"cannot read inputs file {path}: array {key!r} is an object "
+                              f"array (strings?), {_PICKLED}") from None
         raise _not_npz(path, exc) from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise _not_npz(path, exc) from None
     return arrays
+
+
+def _refuse_other_members(path: Path, members: list[str]) -> None:
+    """An .npz is a zip of .npy files; numpy hands any other member back as raw bytes, which
+    would then pass for a byte-string array."""
+    other = [m for m in members if not m.endswith(".npy")]
+    if other:
+        raise InputsError(f"cannot read inputs file {path}: member {other[0]!r} is not a .npy "
+                          "array, so this zip is not an .npz written by np.savez")
 
 
 def _not_npz(path: Path, exc: Exception) -> InputsError:

@@ -225,6 +225,38 @@ def test_strings_in_npz_fixed_width_or_refused_with_the_way_out(tmp_path: Path) 
     assert "dtype='U'" in text and ".h5" in text and ".tfrecord" in text
 
 
+def test_npy_feeds_a_single_input_whatever_its_name(tmp_path: Path) -> None:
+    # What `np.save` writes: the first thing a new user tries for a one-input model.
+    info = SignatureInfo("s", (TensorSpec("features", "float32", (None, 2)),), ())
+    np.save(tmp_path / "rows.npy", np.arange(6, dtype=np.float32).reshape(3, 2))
+    got = from_file(info, tmp_path / "rows.npy")["features"]
+    assert got.shape == (3, 2) and got.dtype == np.float32
+
+
+def test_npy_bad_or_pickled_is_one_precise_error(tmp_path: Path) -> None:
+    from snapshot_tool.inputs.files import load_arrays
+
+    np.save(tmp_path / "objects.npy", np.array(["ab", "c"], dtype=object), allow_pickle=True)
+    with pytest.raises(InputsError, match="object array"):
+        load_arrays(tmp_path / "objects.npy")
+    (tmp_path / "junk.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(InputsError, match=r"junk\.npy.*not a valid \.npy"):
+        load_arrays(tmp_path / "junk.npy")
+
+
+def test_a_zip_that_is_not_an_npz_names_the_member(tmp_path: Path) -> None:
+    # numpy hands a member that is not .npy back as raw bytes, which then looked like a
+    # byte-string array of the wrong dtype.
+    import zipfile
+
+    from snapshot_tool.inputs.files import load_arrays
+
+    with zipfile.ZipFile(tmp_path / "data.npz", "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(InputsError, match=r"readme\.txt.*np\.savez"):
+        load_arrays(tmp_path / "data.npz")
+
+
 # --- scalar (rank-0) inputs: settings fed with every batch ----------------------------------
 
 KEEP_PROB = TensorSpec("keep_prob", "float32", ())
