@@ -244,8 +244,12 @@ def replacing(path: str | Path, *, exclusive: bool = False) -> Iterator[Path]:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    """Replace ``path`` with ``text`` (UTF-8) atomically."""
+    """Replace ``path`` with ``text`` (UTF-8) atomically. A file name that is not UTF-8 in
+    the text (a report naming such a golden; Python holds its bytes as surrogate escapes)
+    is written with backslash escapes (``\\xe9``), as the golden stores it, not refused."""
+    from snapshot_tool.golden.schema import storable
+
     with replacing(path) as tmp:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
+        with tmp.open("w", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(storable(text))
             fh.flush()

@@ -446,8 +446,11 @@ def _append_step_summary(markdown: str) -> None:
     if not target:
         return
     try:
-        with open(target, "a", encoding="utf-8") as fh:
-            fh.write(markdown + "\n")
+        from snapshot_tool.golden.schema import storable
+
+        # A golden whose name is not UTF-8 is escaped, as the golden and reports write it.
+        with open(target, "a", encoding="utf-8", errors="backslashreplace") as fh:
+            fh.write(storable(markdown) + "\n")
     except OSError as exc:
         from rich.markup import escape
 

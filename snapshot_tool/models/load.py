@@ -53,12 +53,15 @@ def check_model_path(path: str | Path) -> Path:
     if not p.exists():
         raise ModelError(f"model path {str(p)!r} does not exist")
     try:
-        os.path.abspath(p).encode()
+        # The path as TensorFlow is given it: a relative one inside a folder whose own name
+        # is not UTF-8 opens fine.
+        str(p).encode()
     except UnicodeEncodeError:
         # TensorFlow takes paths as UTF-8 text; it failed with "surrogates not allowed".
-        raise ModelError(f"model path {os.path.abspath(p)!r} is not valid UTF-8 (a name "
-                         "in another encoding), and TensorFlow opens models only by UTF-8 "
-                         "paths; rename it, or link to it from one (ln -s)") from None
+        shown = os.fsencode(p).decode("utf-8", "backslashreplace")
+        raise ModelError(f"model path '{shown}' is not valid UTF-8 (a name in another "
+                         "encoding), and TensorFlow opens models only by UTF-8 paths; "
+                         "rename it, or link to it from one (ln -s)") from None
     if p.is_dir() and not is_saved_model(p):
         raise ModelError(f"{p} is a directory but not a SavedModel (no saved_model.pb inside)")
     if p.name == "saved_model.pb":

@@ -145,7 +145,28 @@ def test_a_model_whose_path_is_not_utf8_says_so(cli, dense_model: Path,
     shutil.copytree(dense_model, model)
     res = cli("record", model, "--golden", tmp_path / "g.h5", "--no-latency")
     assert res.code == 2 and res.stderr.startswith("error: "), res
-    assert "UTF-8" in res.stderr, res.stderr
+    assert "UTF-8" in res.stderr and "mod\\xe8le" in res.stderr, res.stderr
+
+
+def test_a_model_named_relative_to_a_folder_that_is_not_utf8(
+        dense_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TensorFlow is given the relative path, which is UTF-8: the folder's name is not. The
+    reports that name the golden escape the folder's bytes (a real process: its stdout
+    writes them back as bytes)."""
+    import shutil
+
+    folder = _undecodable(tmp_path, b"d\xe9p\xf4t")
+    folder.mkdir()
+    shutil.copytree(dense_model, folder / "model")
+    monkeypatch.chdir(folder)
+    res = _run("record", "model", "--golden", "g.h5", "--no-latency")
+    assert res.returncode == 0, res.stderr[-2000:]
+    report = tmp_path / "summary.md"
+    res = _run("compare", "model", "--golden", folder / "g.h5", "--no-latency",
+               "--markdown", report, GITHUB_STEP_SUMMARY=str(tmp_path / "step.md"))
+    assert (res.returncode, res.stderr) == (0, ""), res.stderr[-2000:]
+    for written in (report, tmp_path / "step.md"):
+        assert "d\\xe9p\\xf4t" in written.read_text("utf-8"), written
 
 
 @pytest.mark.parametrize("option", ["--batch-size", "--num-samples"])
