@@ -235,8 +235,13 @@ def scalar_example(spec: TensorSpec) -> str:
         return "np.bytes_(b'...')"
     if spec.dtype == "bfloat16":
         return "np.float32(1.0)"  # numpy has no bfloat16; casts within a kind are done
-    value = "1.0" if _kind(spec.dtype) == "float" else "0"
-    return f"np.{numpy_dtype(spec.dtype).name}({value})"
+    return f"np.{numpy_dtype(spec.dtype).name}({neutral_number(spec)})"
+
+
+def neutral_number(spec: TensorSpec) -> str:
+    """A numeric setting's neutral value as text: 1.0 for a float (keep_prob, temperature:
+    dropout off, logits unscaled), 0 for an integer."""
+    return "1.0" if _kind(spec.dtype) == "float" else "0"
 
 
 def from_file(sig: SignatureInfo, path: str | Path, exclude: tuple[str, ...] = (),

@@ -11,7 +11,7 @@ import numpy as np
 
 from snapshot_tool.dtypes import numpy_dtype
 from snapshot_tool.errors import InputsError
-from snapshot_tool.inputs.files import scalar_example
+from snapshot_tool.inputs.files import neutral_number, scalar_example
 from snapshot_tool.models.base import SignatureInfo, TensorSpec
 
 DYNAMIC_DIM = 8
@@ -116,11 +116,11 @@ def _refuse_scalars(sig: SignatureInfo, given: Collection[str]) -> None:
     missing = [s for s in sig.inputs if s.shape == () and s.name not in given]
     if not missing:
         return
-    names = [repr(s.name) for s in sorted(missing, key=lambda s: s.name)]
+    missing.sort(key=lambda s: s.name)
+    names = [repr(s.name) for s in missing]
     what = (f"input {names[0]} of signature {sig.name!r} is a scalar" if len(names) == 1
             else f"inputs {', '.join(names)} of signature {sig.name!r} are scalars")
-    sets = " ".join(f"--set {s.name}={set_example(s)}"
-                    for s in sorted(missing, key=lambda s: s.name))
+    sets = " ".join(f"--set {s.name}={set_example(s)}" for s in missing)
     raise InputsError(
         f"{what} (rank 0): a setting rather than data (a TF1 keep_prob or is_training, a "
         f"temperature) whose value cannot be synthesized; give its value with {sets}, or "
@@ -135,7 +135,7 @@ def set_example(spec: TensorSpec) -> str:
         return "false"
     if spec.dtype == "string":
         return "..."
-    return "1.0" if numpy_dtype(spec.dtype).kind == "f" or spec.dtype == "bfloat16" else "0"
+    return neutral_number(spec)
 
 
 def savez_line(sig: SignatureInfo) -> str:
